@@ -1,0 +1,92 @@
+"""Typed settings for every component, built once from flags and environment, then passed down.
+
+Each component has one frozen dataclass, grouped by concern. A field's metadata names its
+environment variable and help text; :func:`load` builds an ``argparse`` parser from the
+dataclass, so ``--help`` documents every setting with its variable and default. Precedence:
+flag > environment > default. The environment is passed in (``main`` hands over
+``os.environ``), so no module reads ``os.environ`` and tests pass a plain dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting's value (flag or environment) could not be parsed."""
+
+
+def setting(default: Any, env: str, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"env": env, "help": help})
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"not a boolean: {text!r} (use true or false)")
+
+
+_PARSERS: dict[Any, Any] = {bool: parse_bool, int: int, float: float, str: str, Path: Path}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    enabled: bool = setting(True, "OTTERIZE_TELEMETRY_ENABLED", "send anonymous usage counts (never names)")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MapperClientSettings:
+    """How producers and the CLI reach the mapper's API."""
+
+    mapper_url: str = setting(
+        "http://network-mapper:9090/query", "OTTERIZE_MAPPER_API", "the mapper's GraphQL endpoint"
+    )
+    token: str = setting(
+        "", "NETWORK_MAPPER_TOKEN", "agent token sent as 'Authorization: Bearer' on mutations"
+    )
+    timeout: float = setting(10.0, "NETWORK_MAPPER_TIMEOUT", "seconds per request to the mapper")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def load(cls: type[T], argv: Sequence[str] | None, environ: Mapping[str, str], prog: str | None = None) -> T:
+    """Build ``cls`` from flags (``argv``) over environment over defaults.
+
+    Raises :class:`SettingsError` naming the flag or variable whose value is bad.
+    """
+    hints = get_type_hints(cls)
+    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip() or None)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        env = f.metadata.get("env", "")
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (env {env}; default {f.default!r})",
+        )
+    args = vars(parser.parse_args(list(argv or [])))
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        env = f.metadata.get("env", "")
+        raw, source = args[f.name], _flag(f.name)
+        if raw is None and env in environ:
+            raw, source = environ[env], env
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _PARSERS[hints[f.name]](raw)
+        except (ValueError, KeyError) as exc:
+            raise SettingsError(f"{source}: {exc}") from exc
+    return cls(**values)

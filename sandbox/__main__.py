@@ -1,0 +1,160 @@
+"""``python -m sandbox up|down|status|demo`` — a Kubernetes cluster on one machine.
+
+``up`` starts the supervisor (:mod:`sandbox.supervisor`) detached and waits until it is
+ready; it is idempotent. ``down`` stops it and removes exactly what the state file
+(:mod:`sandbox.state`) lists, even after a crash. ``status`` prints the pods. ``demo`` is
+``up`` plus the pods table and ten seconds of live traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sandbox import network
+from sandbox.state import DEFAULT_STATE_DIR, SandboxState, StateFile
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def is_up(state: SandboxState) -> bool:
+    return state.ready and _alive(state.pids.get("supervisor", 0))
+
+
+def up(state_dir: Path, timeout: float = 90.0) -> int:
+    files = StateFile(state_dir)
+    if is_up(files.load()):
+        print(f"sandbox already up (state in {state_dir})")
+        return 0
+    if files.exists():
+        down(state_dir, quiet=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with (state_dir / "supervisor.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "supervise", "--state-dir", str(state_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this command, like a daemon
+        )
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if is_up(files.load()):
+            print(f"sandbox up in {time.monotonic() - started:.1f}s (state in {state_dir})")
+            return 0
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    log_tail = (state_dir / "supervisor.log").read_text(errors="replace").splitlines()[-25:]
+    print("sandbox failed to start; supervisor log:\n  " + "\n  ".join(log_tail), file=sys.stderr)
+    down(state_dir, quiet=True)
+    return 1
+
+
+def down(state_dir: Path, quiet: bool = False) -> int:
+    files = StateFile(state_dir)
+    if not files.exists():
+        if not quiet:
+            print("sandbox is not up")
+        return 0
+    state = files.load()
+    sup = state.pids.get("supervisor", 0)
+    if _alive(sup):
+        os.kill(sup, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(sup) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for pid in state.pids.values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    # Pods first, the node (which holds the bridge and the nft table) last.
+    for name in sorted(state.netns, key=lambda n: n == network.NODE_NETNS):
+        network.delete_netns(name)
+    for d in state.etc_netns:
+        for f in Path(d).glob("*"):
+            f.unlink()
+        if Path(d).exists():
+            Path(d).rmdir()
+    for f in sorted(state_dir.rglob("*"), reverse=True):
+        f.unlink() if f.is_file() or f.is_symlink() else f.rmdir()
+    state_dir.rmdir()
+    if not quiet:
+        print(f"sandbox down: removed {len(state.netns)} namespaces, {len(state.etc_netns)} /etc/netns dirs")
+    return 0
+
+
+def status(state_dir: Path) -> int:
+    from sandbox.views import pods_table
+
+    state = StateFile(state_dir).load()
+    if not is_up(state):
+        print("sandbox is not up")
+        return 1
+    print(pods_table(state_dir))
+    return 0
+
+
+def demo(state_dir: Path, seconds: float) -> int:
+    from sandbox.views import traffic_view
+
+    if rc := up(state_dir):
+        return rc
+    status(state_dir)
+    print(f"\ncapturing live traffic on the node for {seconds:.0f}s ...", flush=True)
+    print(traffic_view(state_dir, seconds))
+    print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
+    print("stop it: python -m sandbox down")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where the sandbox keeps its state"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the sandbox cluster (idempotent)")
+    sub.add_parser("down", help="stop it and remove everything it created")
+    sub.add_parser("status", help="show the pods")
+    d = sub.add_parser("demo", help="up, then show pods and live traffic")
+    d.add_argument("--seconds", type=float, default=10.0, help="how long to capture traffic")
+    s = sub.add_parser("supervise", help=argparse.SUPPRESS)
+    s.add_argument("--state-dir", type=Path, dest="sup_state_dir", required=True)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("sandbox: must run as root (it creates network namespaces and nftables rules)", file=sys.stderr)
+        return 2
+    if args.command == "supervise":
+        from sandbox.supervisor import main as supervise
+
+        supervise(args.sup_state_dir)
+        return 0
+    commands = {
+        "up": lambda: up(args.state_dir),
+        "down": lambda: down(args.state_dir),
+        "status": lambda: status(args.state_dir),
+        "demo": lambda: demo(args.state_dir, args.seconds),
+    }
+    return commands[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Kubernetes manifests for the sandbox's workloads (pure: topology in, JSON dicts out).
+
+What a cluster's controllers would create — Deployment → ReplicaSet → Pod, StatefulSet →
+Pod, CronJob → Job → Pod, DaemonSet → Pod, Services, Endpoints and EndpointSlices — is
+built here as plain dicts and sent to the API server by :mod:`sandbox.supervisor` through
+the real ``kubernetes`` client, so the API sees the same objects a real cluster has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.topology import NODE_IP, NODE_NAME, Workload
+
+Manifest = dict[str, Any]
+
+_KIND_API = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+}
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for name suffixes
+
+
+def _suffix(seed: str, length: int) -> str:
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:length])
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    """One pod to run: its manifests (owners first), its name and its IP."""
+
+    workload: Workload
+    pod_name: str
+    ip: str
+    owners: tuple[Manifest, ...]  # root owner first; each object owns the next
+    pod: Manifest
+
+
+def _meta(name: str, w: Workload, extra_labels: dict[str, str] | None = None) -> Manifest:
+    labels = {"app": w.name, **w.labels, **(extra_labels or {})}
+    return {"name": name, "namespace": w.namespace, "labels": labels}
+
+
+def _owned_by(obj: Manifest, owner_kind: str, owner_name: str) -> Manifest:
+    """An ownerReference by name; the supervisor fills in the owner's UID once created."""
+    obj["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": _KIND_API[owner_kind],
+            "kind": owner_kind,
+            "name": owner_name,
+            "uid": "",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    return obj
+
+
+def _object(kind: str, name: str, w: Workload, spec: Manifest) -> Manifest:
+    return {"apiVersion": _KIND_API[kind], "kind": kind, "metadata": _meta(name, w), "spec": spec}
+
+
+def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
+    """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them."""
+    selector = {"matchLabels": {"app": w.name}}
+    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": {}}
+    spec: Manifest = {"selector": selector, "template": template}
+    owners: list[Manifest]
+    seed = f"{w.namespace}/{w.name}/{generation}"
+    if w.kind == "Deployment":
+        rs = f"{w.name}-{_suffix(w.name, 10)}"
+        owners = [
+            _object("Deployment", w.name, w, {**spec, "replicas": 1}),
+            _owned_by(_object("ReplicaSet", rs, w, {**spec, "replicas": 1}), "Deployment", w.name),
+        ]
+        pod_name, owner_kind, owner = f"{rs}-{_suffix(seed, 5)}", "ReplicaSet", rs
+    elif w.kind == "StatefulSet":
+        owners = [_object("StatefulSet", w.name, w, {**spec, "replicas": 1, "serviceName": w.service})]
+        pod_name, owner_kind, owner = f"{w.name}-{generation}", "StatefulSet", w.name
+    elif w.kind == "DaemonSet":
+        owners = [_object("DaemonSet", w.name, w, spec)]
+        pod_name, owner_kind, owner = f"{w.name}-{_suffix(seed, 5)}", "DaemonSet", w.name
+    elif w.kind == "CronJob":
+        job = f"{w.name}-{29000000 + generation}"
+        owners = [
+            _object(
+                "CronJob",
+                w.name,
+                w,
+                {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}},
+            ),
+            _owned_by(_object("Job", job, w, {"template": template}), "CronJob", w.name),
+        ]
+        pod_name, owner_kind, owner = f"{job}-{_suffix(seed, 5)}", "Job", job
+    else:
+        raise ValueError(f"unsupported workload kind {w.kind!r}")
+    pod: Manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**_meta(pod_name, w), "annotations": dict(w.annotations)},
+        "spec": {
+            "nodeName": NODE_NAME,
+            "hostNetwork": w.host_network,
+            "containers": [
+                {
+                    "name": w.name,
+                    "image": f"sandbox/{w.module}",
+                    "ports": [{"containerPort": w.port, "protocol": "TCP"}] if w.port else [],
+                }
+            ],
+        },
+    }
+    _owned_by(pod, owner_kind, owner)
+    return PodPlan(w, pod_name, NODE_IP if w.host_network else ip, tuple(owners), pod)
+
+
+def running_status(ip: str, started: str) -> Manifest:
+    """What the kubelet reports once the pod's process runs."""
+    return {
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": NODE_IP,
+            "startTime": started,
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "main", "ready": True, "restartCount": 0, "started": True}],
+        }
+    }
+
+
+def _ports(w: Workload) -> list[Manifest]:
+    if w.protocol == "UDP":  # DNS: the same port over UDP and TCP
+        return [
+            {"name": "dns", "port": w.service_port, "targetPort": w.port, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": w.service_port, "targetPort": w.port, "protocol": "TCP"},
+        ]
+    return [{"name": "main", "port": w.service_port, "targetPort": w.port, "protocol": "TCP"}]
+
+
+def service(w: Workload, cluster_ip: str | None = None) -> Manifest:
+    spec: Manifest = {"type": "ClusterIP", "selector": {"app": w.name}, "ports": _ports(w)}
+    if cluster_ip:
+        spec["clusterIP"] = cluster_ip
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(w.service, w), "spec": spec}
+
+
+def endpoints(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
+    """Endpoints for ``pods`` given as (pod name, ip)."""
+    ports = [{"name": p["name"], "port": p["targetPort"], "protocol": p["protocol"]} for p in _ports(w)]
+    addresses = [
+        {"ip": ip, "nodeName": NODE_NAME, "targetRef": {"kind": "Pod", "name": n, "namespace": w.namespace}}
+        for n, ip in pods
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": _meta(w.service, w),
+        "subsets": [{"addresses": addresses, "ports": ports}] if addresses else [],
+    }
+
+
+def endpoint_slice(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
+    ports = [{"name": p["name"], "port": p["targetPort"], "protocol": p["protocol"]} for p in _ports(w)]
+    meta = _meta(f"{w.service}-{_suffix(w.service, 5)}", w, {"kubernetes.io/service-name": w.service})
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta,
+        "addressType": "IPv4",
+        "ports": ports,
+        "endpoints": [
+            {
+                "addresses": [ip],
+                "conditions": {"ready": True},
+                "nodeName": NODE_NAME,
+                "targetRef": {"kind": "Pod", "name": n, "namespace": w.namespace},
+            }
+            for n, ip in pods
+        ],
+    }

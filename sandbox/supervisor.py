@@ -1,0 +1,199 @@
+"""The sandbox's control plane and node, in one long-lived process.
+
+Started detached by ``python -m sandbox up``; it builds the network (:mod:`sandbox.network`),
+serves the Kubernetes API stand-in (:mod:`sandbox.apiserver`) on 127.0.0.1 and, through a
+forward, on the node's bridge address (reached by pods at the ``kubernetes`` Service's
+ClusterIP), creates the workloads' API objects (:mod:`sandbox.objects`) through the real
+``kubernetes`` client, runs each pod's process (:mod:`sandbox.kubelet`), publishes
+Services/Endpoints/EndpointSlices and programs the ClusterIP DNAT rules. It records every
+namespace and process in the state file before making it, marks the state ready, and on
+SIGTERM stops its pods. ``down`` removes what the state file lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import utils as k8s_utils
+
+from sandbox import network, objects
+from sandbox.apiserver import ApiServer
+from sandbox.forward import Forward
+from sandbox.kubelet import PodProcess
+from sandbox.state import StateFile
+from sandbox.topology import (
+    API_NODE_PORT,
+    API_SERVICE_IP,
+    CLUSTER_DOMAIN,
+    DNS_SERVICE_IP,
+    NODE_IP,
+    SYSTEM_NS,
+    WORKLOADS,
+    Workload,
+)
+
+log = logging.getLogger(__name__)
+
+
+def kubeconfig_paths(state_dir: Path) -> tuple[Path, Path]:
+    """(the user's kubeconfig on 127.0.0.1, the pods' kubeconfig on the ``kubernetes`` ClusterIP)."""
+    return state_dir / "kubeconfig", state_dir / "kubeconfig-incluster"
+
+
+def search_domains(namespace: str) -> list[str]:
+    return [f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN]
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path, python: str = sys.executable) -> None:
+        self.files = StateFile(state_dir)
+        self.state = self.files.load()
+        self.log_dir = state_dir / "logs"
+        self.python = python
+        self.pods: list[PodProcess] = []
+        self.stop_requested = threading.Event()
+        self.cluster_ips: dict[tuple[str, str], str] = {}
+
+    # ---------------------------------------------------------------- write-ahead records
+    def _record_ns(self, name: str) -> None:
+        if name.startswith("/"):
+            self.state.etc_netns.append(name)
+        elif name not in self.state.netns:
+            self.state.netns.append(name)
+        self.files.save(self.state)
+
+    def _record_pid(self, role: str, pid: int) -> None:
+        self.state.pids[role] = pid
+        self.files.save(self.state)
+
+    # ---------------------------------------------------------------- the steps
+    def run(self) -> None:
+        self._record_pid("supervisor", os.getpid())
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        network.create_node(self._record_ns)
+        network.create_internet(self._record_ns)
+        network.write_resolv_conf(
+            self._record_ns, network.NODE_NETNS, DNS_SERVICE_IP, search_domains("default")
+        )
+
+        api = ApiServer(host="127.0.0.1", port=0, log_dir=self.log_dir)
+        self.state.api_port = api.start()
+        user_cfg, pod_cfg = kubeconfig_paths(self.files.dir)
+        api.write_kubeconfig(user_cfg)
+        cfg = yaml.safe_load(user_cfg.read_text())
+        for c in cfg["clusters"]:
+            c["cluster"]["server"] = f"http://{API_SERVICE_IP}:443"
+        pod_cfg.write_text(yaml.safe_dump(cfg))
+        Forward(
+            (NODE_IP, API_NODE_PORT), ("127.0.0.1", self.state.api_port), listen_ns=network.NODE_NETNS
+        ).start()
+        self.files.save(self.state)
+
+        api_client = k8s_config.new_client_from_config(config_file=str(user_cfg))
+        self.core = k8s.CoreV1Api(api_client)
+        self.api_client = api_client
+        self._create_namespaces()
+        for w in WORKLOADS:
+            if w.service_port:
+                self._create_service(w)
+        rules = [
+            network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),)),
+        ]
+        for i, w in enumerate(WORKLOADS):
+            plan = objects.plan_pod(w, f"10.244.1.{10 + i}")
+            self._run_pod(plan, i)
+            if w.service_port:
+                rules += self._publish_endpoints(w, plan)
+        network.apply_services(rules)
+        self._start_internet()
+        self.state.ready = True
+        self.files.save(self.state)
+        log.info("sandbox ready pods=%d api_port=%d", len(self.pods), self.state.api_port)
+        self.stop_requested.wait()
+        self._stop_pods()
+        api.stop()
+
+    def _create(self, manifest: dict[str, Any]) -> Any:
+        created = k8s_utils.create_from_dict(
+            self.api_client, manifest, namespace=manifest["metadata"].get("namespace")
+        )
+        return created[0]
+
+    def _create_namespaces(self) -> None:
+        existing = {n.metadata.name for n in self.core.list_namespace().items}
+        for ns in sorted({w.namespace for w in WORKLOADS} - existing):
+            self.core.create_namespace({"metadata": {"name": ns}})
+
+    def _create_service(self, w: Workload) -> None:
+        svc = self._create(objects.service(w, DNS_SERVICE_IP if w.namespace == SYSTEM_NS else None))
+        self.cluster_ips[(w.namespace, w.service)] = svc.spec.cluster_ip
+
+    def _run_pod(self, plan: objects.PodPlan, index: int) -> None:
+        w = plan.workload
+        owner_uid = ""
+        for manifest in (*plan.owners, plan.pod):
+            refs = manifest["metadata"].get("ownerReferences")
+            if refs:
+                refs[0]["uid"] = owner_uid
+            owner_uid = self._create(manifest).metadata.uid
+        if w.host_network:
+            ns = network.NODE_NETNS
+        else:
+            ns = f"nm-{plan.pod_name}"[:64]
+            network.create_pod_netns(self._record_ns, ns, f"nmv{index}", plan.ip)
+            network.write_resolv_conf(self._record_ns, ns, DNS_SERVICE_IP, search_domains(w.namespace))
+        _, pod_cfg = kubeconfig_paths(self.files.dir)
+        argv = ["-m", w.module, *(a.format(pod_ip=plan.ip, kubeconfig=pod_cfg) for a in w.args)]
+        proc = PodProcess(
+            w.namespace, plan.pod_name, ns, argv, log_dir=self.log_dir, python=self.python
+        ).start()
+        self.pods.append(proc)
+        self._record_pid(f"{w.namespace}/{plan.pod_name}", proc.pid)
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.core.patch_namespaced_pod_status(
+            plan.pod_name, w.namespace, objects.running_status(plan.ip, started)
+        )
+
+    def _publish_endpoints(self, w: Workload, plan: objects.PodPlan) -> list[network.ServiceRule]:
+        pods = [(plan.pod_name, plan.ip)]
+        self._create(objects.endpoints(w, pods))
+        self._create(objects.endpoint_slice(w, pods))
+        cluster_ip = self.cluster_ips[(w.namespace, w.service)]
+        return [
+            network.ServiceRule(cluster_ip, w.service_port, proto, ((plan.ip, w.port),))
+            for proto in (("udp", "tcp") if w.protocol == "UDP" else ("tcp",))
+        ]
+
+    def _start_internet(self) -> None:
+        argv = ["-m", "sandbox.workloads", "internet", "--port", "80"]
+        proc = PodProcess(
+            "internet", "www", network.INTERNET_NETNS, argv, log_dir=self.log_dir, python=self.python
+        ).start()
+        self.pods.append(proc)
+        self._record_pid("internet/www", proc.pid)
+
+    def _stop_pods(self) -> None:
+        for p in self.pods:
+            p.stop()
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested.set()
+
+
+def main(state_dir: Path) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sup = Supervisor(state_dir)
+    signal.signal(signal.SIGTERM, sup.request_stop)
+    signal.signal(signal.SIGINT, sup.request_stop)
+    sup.run()

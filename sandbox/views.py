@@ -1,0 +1,54 @@
+"""What ``python -m sandbox status|demo`` prints: the pods (read through the real
+``kubernetes`` client, as a user's tools would) and a short live-traffic capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from sandbox.network import NODE_NETNS
+from sandbox.supervisor import kubeconfig_paths
+
+
+def _core(state_dir: Path) -> k8s.CoreV1Api:
+    user_cfg, _ = kubeconfig_paths(state_dir)
+    return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(user_cfg)))
+
+
+def pods_table(state_dir: Path) -> str:
+    pods = _core(state_dir).list_pod_for_all_namespaces().items
+    rows = [("NAMESPACE", "POD", "IP", "PHASE", "OWNER")]
+    for p in sorted(pods, key=lambda p: (p.metadata.namespace, p.metadata.name)):
+        owner = p.metadata.owner_references[0] if p.metadata.owner_references else None
+        rows.append(
+            (
+                p.metadata.namespace,
+                p.metadata.name,
+                (p.status.pod_ip or "-") + (" (hostNetwork)" if p.spec.host_network else ""),
+                p.status.phase or "-",
+                f"{owner.kind}/{owner.name}" if owner else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def ip_to_pod(state_dir: Path) -> dict[str, str]:
+    """Pod and Service IPs → ``namespace/name`` labels for the traffic view."""
+    core = _core(state_dir)
+    names: dict[str, str] = {}
+    for p in core.list_pod_for_all_namespaces().items:
+        if p.status.pod_ip and not p.spec.host_network:
+            names[p.status.pod_ip] = f"{p.metadata.namespace}/{p.metadata.name}"
+    for s in core.list_service_for_all_namespaces().items:
+        if s.spec.cluster_ip and s.spec.cluster_ip != "None":
+            names[s.spec.cluster_ip] = f"svc {s.metadata.namespace}/{s.metadata.name}"
+    return names
+
+
+def traffic_view(state_dir: Path, seconds: float) -> str:
+    from sandbox.traffic import capture, format_summary
+
+    return format_summary(capture(NODE_NETNS, seconds, ip_to_pod(state_dir)))
