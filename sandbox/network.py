@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import netns
-from sandbox.topology import INTERNET_GATEWAY, INTERNET_IP, NODE_IP
+from sandbox.topology import INTERNET_GATEWAY, INTERNET_IP, NODE_IP, SERVICE_CIDR
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ def create_node(record: Record) -> None:
         netns.run("ip", "link", "add", BRIDGE, "type", "bridge", netns=NODE_NETNS)
         netns.run("ip", "addr", "add", f"{NODE_IP}/16", "dev", BRIDGE, netns=NODE_NETNS)
     netns.run("ip", "link", "set", BRIDGE, "up", netns=NODE_NETNS)
+    # A real node reaches ClusterIPs by its default route; ours has none, so route the service
+    # range to the bridge: hostNetwork processes' packets then get DNATed by the output hook.
+    netns.run("ip", "route", "replace", SERVICE_CIDR, "dev", BRIDGE, netns=NODE_NETNS)
     _sysctl(NODE_NETNS, "net.ipv4.ip_forward", "1")
     # Without this, replies between pods on one bridge skip conntrack and DNAT breaks.
     _sysctl(NODE_NETNS, "net.bridge.bridge-nf-call-iptables", "1")
@@ -116,13 +119,11 @@ def service_ruleset(rules: Iterable[ServiceRule]) -> str:
         f"table ip {NFT_TABLE}",
         f"delete table ip {NFT_TABLE}",
         f"table ip {NFT_TABLE} {{",
-        "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump services; }",
-        "  chain output { type nat hook output priority dstnat; policy accept; jump services; }",
         "  chain services {",
     ]
     for r in sorted(rules, key=lambda r: (r.cluster_ip, r.port, r.protocol)):
         if not r.endpoints:
-            # No ready endpoint: reject like kube-proxy does, instead of a silent timeout.
+            # No ready endpoint: nothing to DNAT to (kube-proxy would reject; here it goes unanswered).
             continue
         match = f"    ip daddr {r.cluster_ip} {r.protocol} dport {r.port}"
         if len(r.endpoints) == 1:
@@ -133,7 +134,13 @@ def service_ruleset(rules: Iterable[ServiceRule]) -> str:
             lines.append(
                 f"{match} dnat ip addr . port to numgen random mod {len(r.endpoints)} map {{ {choices} }}"
             )
-    lines += ["  }", "}"]
+    lines += [
+        "  }",
+        # -100 is "dstnat"; nft accepts the keyword only on prerouting, so both use the number.
+        "  chain prerouting { type nat hook prerouting priority -100; policy accept; jump services; }",
+        "  chain output { type nat hook output priority -100; policy accept; jump services; }",
+        "}",
+    ]
     return "\n".join(lines) + "\n"
 
 

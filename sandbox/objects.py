@@ -70,7 +70,12 @@ def _object(kind: str, name: str, w: Workload, spec: Manifest) -> Manifest:
 def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
     """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them."""
     selector = {"matchLabels": {"app": w.name}}
-    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": {}}
+    container = {
+        "name": w.name,
+        "image": f"sandbox/{w.module}",
+        "ports": [{"containerPort": w.port, "protocol": "TCP"}] if w.port else [],
+    }
+    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": {"containers": [container]}}
     spec: Manifest = {"selector": selector, "template": template}
     owners: list[Manifest]
     seed = f"{w.namespace}/{w.name}/{generation}"
@@ -108,20 +113,14 @@ def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
         "spec": {
             "nodeName": NODE_NAME,
             "hostNetwork": w.host_network,
-            "containers": [
-                {
-                    "name": w.name,
-                    "image": f"sandbox/{w.module}",
-                    "ports": [{"containerPort": w.port, "protocol": "TCP"}] if w.port else [],
-                }
-            ],
+            "containers": [container],
         },
     }
     _owned_by(pod, owner_kind, owner)
     return PodPlan(w, pod_name, NODE_IP if w.host_network else ip, tuple(owners), pod)
 
 
-def running_status(ip: str, started: str) -> Manifest:
+def running_status(w: Workload, ip: str, started: str) -> Manifest:
     """What the kubelet reports once the pod's process runs."""
     return {
         "status": {
@@ -131,7 +130,17 @@ def running_status(ip: str, started: str) -> Manifest:
             "hostIP": NODE_IP,
             "startTime": started,
             "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"name": "main", "ready": True, "restartCount": 0, "started": True}],
+            "containerStatuses": [
+                {
+                    "name": w.name,
+                    "image": f"sandbox/{w.module}",
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": 0,
+                    "started": True,
+                    "state": {"running": {"startedAt": started}},
+                }
+            ],
         }
     }
 

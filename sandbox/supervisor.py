@@ -107,16 +107,16 @@ class Supervisor:
         for w in WORKLOADS:
             if w.service_port:
                 self._create_service(w)
-        rules = [
-            network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),)),
-        ]
+        self._start_internet()
+        rules = [network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),))]
+        network.apply_services(rules)
         for i, w in enumerate(WORKLOADS):
             plan = objects.plan_pod(w, f"10.244.1.{10 + i}")
             self._run_pod(plan, i)
             if w.service_port:
+                # Published pod by pod, as an endpoints controller would, so early callers connect.
                 rules += self._publish_endpoints(w, plan)
-        network.apply_services(rules)
-        self._start_internet()
+                network.apply_services(rules)
         self.state.ready = True
         self.files.save(self.state)
         log.info("sandbox ready pods=%d api_port=%d", len(self.pods), self.state.api_port)
@@ -162,7 +162,7 @@ class Supervisor:
         self._record_pid(f"{w.namespace}/{plan.pod_name}", proc.pid)
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.core.patch_namespaced_pod_status(
-            plan.pod_name, w.namespace, objects.running_status(plan.ip, started)
+            plan.pod_name, w.namespace, objects.running_status(w, plan.ip, started)
         )
 
     def _publish_endpoints(self, w: Workload, plan: objects.PodPlan) -> list[network.ServiceRule]:

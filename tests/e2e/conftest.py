@@ -1,0 +1,54 @@
+"""The sandbox cluster, brought up once per test session (or reused when already up)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from sandbox.__main__ import is_up
+from sandbox.state import DEFAULT_STATE_DIR, StateFile
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    state_dir: Path
+    kubeconfig: Path
+    core: k8s.CoreV1Api
+
+    def pod(self, namespace: str, app: str) -> k8s.V1Pod:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+        assert len(pods) == 1, f"expected one pod of {app}, got {[p.metadata.name for p in pods]}"
+        return pods[0]
+
+
+def sandbox_cli(*args: str, state_dir: Path = DEFAULT_STATE_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", "--state-dir", str(state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox needs root")
+    state_dir = DEFAULT_STATE_DIR
+    started_here = not is_up(StateFile(state_dir).load())
+    result = sandbox_cli("up", state_dir=state_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    kubeconfig = state_dir / "kubeconfig"
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))
+    yield Sandbox(state_dir, kubeconfig, core)
+    if started_here:
+        sandbox_cli("down", state_dir=state_dir)
