@@ -56,6 +56,28 @@ class MapperClientSettings:
     timeout: float = setting(10.0, "NETWORK_MAPPER_TIMEOUT", "seconds per request to the mapper")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnifferSettings:
+    """The node agent: capture DNS and TCP SYNs, scan sockets, report to the mapper."""
+
+    mapper_url: str = setting(
+        "http://network-mapper:9090/query", "OTTERIZE_MAPPER_API", "the mapper's GraphQL endpoint"
+    )
+    token: str = setting("", "NETWORK_MAPPER_TOKEN", "agent token sent as 'Authorization: Bearer'")
+    report_interval: float = setting(1.0, "SNIFFER_REPORT_INTERVAL", "seconds between reports to the mapper")
+    socket_scan_interval: float = setting(5.0, "SNIFFER_SOCKET_SCAN_INTERVAL", "seconds between /proc scans")
+    max_pending_pairs: int = setting(
+        100_000,
+        "SNIFFER_MAX_PENDING_PAIRS",
+        "bound on distinct (source, destination) pairs held between reports",
+    )
+    proc_root: Path = setting(Path("/proc"), "SNIFFER_PROC_ROOT", "the host's /proc (hostPID)")
+    health_address: str = setting(
+        "0.0.0.0:9091", "SNIFFER_HEALTH_ADDRESS", "host:port for /healthz and /metrics"
+    )
+    request_timeout: float = setting(10.0, "SNIFFER_REQUEST_TIMEOUT", "seconds per request to the mapper")
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
