@@ -155,3 +155,25 @@ def test_zz_down_leaves_nothing_and_up_works_again(sandbox: Sandbox) -> None:
     result = sandbox_cli("up", state_dir=sandbox.state_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sandbox_cli("status", state_dir=sandbox.state_dir).returncode == 0
+
+
+def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
+    """What ``make demo`` shows: each expected edge (but the held Redis connection, which makes
+    no new SYN) is seen on the node as a DNS answer and a connection to the Service."""
+    from sandbox.network import NODE_NETNS
+    from sandbox.topology import EXPECTED_DEMO_MAP
+    from sandbox.traffic import capture
+    from sandbox.views import ip_to_pod
+
+    names = ip_to_pod(sandbox.state_dir)
+    summary = capture(NODE_NETNS, 6.0, names)
+    seen: dict[str, set[str]] = {}
+    for client in summary.clients:
+        app = client.client.split("/")[-1].rsplit("-", 2)[0]
+        for conn in client.connections:
+            if conn.server_name and conn.server_name.startswith(f"svc {DEMO_NS}/"):
+                seen.setdefault(app, set()).add(conn.server_name.split("/")[1])
+        for name, _ in client.dns_answers:
+            assert name.endswith(".svc.cluster.local") or name == "api.example.com", name
+    expected = {c: set(s) - {"redis-cart"} for c, s in EXPECTED_DEMO_MAP.items()}
+    assert {c: s for c, s in seen.items() if c in expected} == {c: s for c, s in expected.items() if s}
