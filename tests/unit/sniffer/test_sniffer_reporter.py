@@ -1,0 +1,338 @@
+"""The reporter's pure parts: aggregation, the bound, conversion to mutations, merge-back."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agent.model import DnsAnswer, Method, SocketConnection, TcpConnection
+from agent.sniffer.health import parse_address
+from agent.sniffer.metrics import SnifferMetrics
+from agent.sniffer.reporter import (
+    MAX_IPS_PER_NAME,
+    Batch,
+    MapperRejected,
+    MapperUnavailable,
+    PairCollector,
+    PairKey,
+    Reporter,
+    Seen,
+    mutations_for,
+    rfc3339,
+)
+
+T0 = datetime(2026, 11, 28, 2, 15, 6, 918878, tzinfo=UTC).timestamp()
+
+
+def tcp(client: str, server: str, port: int, at: float) -> TcpConnection:
+    return TcpConnection(client, 40000, server, port, at)
+
+
+def dns(client: str, name: str, ips: tuple[str, ...], at: float, ttl: int = 30) -> DnsAnswer:
+    return DnsAnswer(client, 53000, "10.96.0.10", name, ips, at, ttl=ttl)
+
+
+def sock(client: str, server: str, port: int, at: float, host: str = "") -> SocketConnection:
+    return SocketConnection(client, 50000, server, port, at, host)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def test_aggregation_keeps_the_latest_time_whatever_the_arrival_order() -> None:
+    collector = PairCollector(max_pairs=10)
+    for at in (T0 + 10, T0 + 30, T0 + 20):
+        assert collector.add(tcp("10.0.0.1", "10.0.0.2", 80, at))
+    collector.add(tcp("10.0.0.1", "10.0.0.2", 443, T0))  # another port is another pair
+    batch = collector.drain()
+    assert dict(batch.pairs) == {
+        PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 80): Seen(T0 + 30),
+        PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 443): Seen(T0),
+    }
+    assert len(collector) == 0
+    assert len(collector.drain()) == 0
+
+
+def test_dns_keeps_the_latest_ttl_and_the_union_of_ips_newest_first() -> None:
+    collector = PairCollector(max_pairs=10)
+    collector.add(dns("10.0.0.1", "api.example.com", ("1.1.1.1", "2.2.2.2"), T0 + 1, ttl=60))
+    collector.add(dns("10.0.0.1", "api.example.com", ("3.3.3.3", "1.1.1.1"), T0 + 2, ttl=20))
+    collector.add(dns("10.0.0.1", "api.example.com", ("4.4.4.4",), T0, ttl=99))  # older: IP kept, TTL not
+    (seen,) = collector.drain().pairs.values()
+    assert seen == Seen(T0 + 2, ("3.3.3.3", "1.1.1.1", "2.2.2.2", "4.4.4.4"), 20)
+
+
+def test_dns_ip_union_is_capped() -> None:
+    collector = PairCollector(max_pairs=10)
+    for i in range(3 * MAX_IPS_PER_NAME):
+        collector.add(dns("10.0.0.1", "rr.example.com", (f"1.1.1.{i}",), T0 + i))
+    (seen,) = collector.drain().pairs.values()
+    assert len(seen.ips) == MAX_IPS_PER_NAME
+    assert seen.ips[0] == f"1.1.1.{3 * MAX_IPS_PER_NAME - 1}"
+
+
+def test_socket_scan_keeps_a_known_hostname() -> None:
+    collector = PairCollector(max_pairs=10)
+    collector.add(sock("10.0.0.1", "10.0.0.2", 6379, T0, host="cart-7d9f"))
+    collector.add(sock("10.0.0.1", "10.0.0.2", 6379, T0 + 5))  # client not local this time
+    (seen,) = collector.drain().pairs.values()
+    assert seen == Seen(T0 + 5, hostname="cart-7d9f")
+
+
+def test_other_observations_are_refused() -> None:
+    with pytest.raises(TypeError):
+        PairCollector(max_pairs=1).add("10.0.0.1")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the bound
+
+
+def test_bound_drops_exactly_the_new_pairs_beyond_it_and_counts_them() -> None:
+    metrics = SnifferMetrics()
+    bound, flood = 100, 5_000
+    collector = PairCollector(max_pairs=bound, metrics=metrics)
+    results = [collector.add(tcp(f"10.1.{i // 250}.{i % 250}", "10.0.0.2", 80, T0)) for i in range(flood)]
+    assert results.count(False) == flood - bound
+    assert collector.dropped == flood - bound
+    assert len(collector) == bound
+    assert metrics.pairs_dropped.value == flood - bound
+    assert metrics.pairs_pending.value == bound
+    # Updates to pairs already pending always succeed, even at the bound.
+    assert collector.add(tcp("10.1.0.0", "10.0.0.2", 80, T0 + 9))
+    assert collector.dropped == flood - bound
+    batch = collector.drain()
+    assert batch.dropped == flood - bound  # reported once per drain ...
+    assert batch.pairs[PairKey(Method.TCP, "10.1.0.0", "10.0.0.2", 80)].last_seen == T0 + 9
+    assert collector.drain().dropped == 0  # ... then reset; the total stays
+    assert collector.dropped == flood - bound
+    assert metrics.pairs_pending.value == 0
+
+
+def test_bound_is_exact_under_concurrent_adders() -> None:
+    bound, threads, per_thread = 300, 4, 2_000
+    collector = PairCollector(max_pairs=bound)
+    start = threading.Barrier(threads)
+
+    def flood(t: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            collector.add(tcp(f"10.{t}.{i // 250}.{i % 250}", "10.0.0.2", 80, T0))
+
+    workers = [threading.Thread(target=flood, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(collector) == bound
+    assert collector.dropped == threads * per_thread - bound
+
+
+# --------------------------------------------------------------------------- merge-back
+
+
+def test_merge_back_newest_time_wins_and_overflow_is_dropped() -> None:
+    collector = PairCollector(max_pairs=3)
+    collector.add(tcp("10.0.0.1", "10.0.0.9", 80, T0))
+    collector.add(tcp("10.0.0.1", "10.0.0.9", 81, T0))
+    failed = collector.drain()
+    # While the batch was in flight: a newer sighting of port 80, and two new pairs.
+    collector.add(tcp("10.0.0.1", "10.0.0.9", 80, T0 + 50))
+    collector.add(tcp("10.0.0.3", "10.0.0.9", 80, T0 + 50))
+    assert collector.merge(failed.pairs) == 0
+    merged = collector.drain().pairs
+    assert merged[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 80)].last_seen == T0 + 50
+    assert merged[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)].last_seen == T0
+    assert len(merged) == 3
+    # Older pending data merged under newer: still newest wins.
+    collector.merge(merged)
+    collector.merge({PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81): Seen(T0 - 100)})
+    assert collector.drain().pairs[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)].last_seen == T0
+    # A merge beyond the bound: the overflow is counted as dropped.
+    collector.merge(merged)
+    extra = {PairKey(Method.TCP, f"10.0.1.{i}", "10.0.0.9", 80): Seen(T0) for i in range(5)}
+    assert collector.merge(extra) == 5
+    assert collector.drain().dropped == 5
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def test_rfc3339() -> None:
+    assert rfc3339(T0) == "2026-11-28T02:15:06.918878Z"
+    assert rfc3339(0) == "1970-01-01T00:00:00.000000Z"
+
+
+def _by_field(batch: Batch) -> dict[str, dict[str, Any]]:
+    return {m.field: m.variables for m in mutations_for(batch)}
+
+
+def test_dns_becomes_report_capture_results_one_destination_per_ip() -> None:
+    collector = PairCollector(max_pairs=10)
+    collector.add(dns("10.244.0.5", "redis-cart.shop.svc.cluster.local", ("10.96.0.20",), T0, ttl=5))
+    collector.add(dns("10.244.0.5", "api.example.com", ("1.1.1.1", "2001:db8::1"), T0, ttl=300))
+    collector.add(dns("10.244.0.6", "api.example.com", ("1.1.1.1",), T0 + 1, ttl=299))
+    (mutation,) = mutations_for(collector.drain())
+    assert mutation.field == "reportCaptureResults"
+    assert mutation.query == (
+        "mutation reportCaptureResults($results: CaptureResults!) { reportCaptureResults(results: $results) }"
+    )
+    t0, t1 = rfc3339(T0), rfc3339(T0 + 1)
+    assert mutation.variables == {
+        "results": {
+            "results": [
+                {
+                    "srcIp": "10.244.0.5",
+                    "srcHostname": "",
+                    "destinations": [
+                        {
+                            "destination": "api.example.com",
+                            "destinationIP": "1.1.1.1",
+                            "TTL": 300,
+                            "lastSeen": t0,
+                        },
+                        {
+                            "destination": "api.example.com",
+                            "destinationIP": "2001:db8::1",
+                            "TTL": 300,
+                            "lastSeen": t0,
+                        },
+                        {
+                            "destination": "redis-cart.shop.svc.cluster.local",
+                            "destinationIP": "10.96.0.20",
+                            "TTL": 5,
+                            "lastSeen": t0,
+                        },
+                    ],
+                },
+                {
+                    "srcIp": "10.244.0.6",
+                    "srcHostname": "",
+                    "destinations": [
+                        {
+                            "destination": "api.example.com",
+                            "destinationIP": "1.1.1.1",
+                            "TTL": 299,
+                            "lastSeen": t1,
+                        }
+                    ],
+                },
+            ]
+        }
+    }
+
+
+def test_tcp_becomes_report_tcp_capture_results() -> None:
+    collector = PairCollector(max_pairs=10)
+    collector.add(tcp("10.244.0.5", "10.244.0.9", 8080, T0))
+    collector.add(tcp("10.244.0.5", "10.96.0.20", 6379, T0 + 1))
+    (mutation,) = mutations_for(collector.drain())
+    assert mutation.field == "reportTCPCaptureResults"
+    assert "($results: CaptureTCPResults!)" in mutation.query
+    assert mutation.variables == {
+        "results": {
+            "results": [
+                {
+                    "srcIp": "10.244.0.5",
+                    "srcHostname": "",
+                    "destinations": [
+                        {"destination": "10.244.0.9", "destinationPort": 8080, "lastSeen": rfc3339(T0)},
+                        {"destination": "10.96.0.20", "destinationPort": 6379, "lastSeen": rfc3339(T0 + 1)},
+                    ],
+                }
+            ]
+        }
+    }
+
+
+def test_socket_scan_becomes_report_socket_scan_results_with_the_client_hostname() -> None:
+    collector = PairCollector(max_pairs=10)
+    collector.add(sock("10.244.0.5", "10.244.0.9", 7070, T0, host="cartservice-5d8f"))
+    collector.add(sock("10.244.0.5", "10.244.0.10", 3550, T0 + 2))
+    collector.add(sock("10.244.0.7", "10.244.0.9", 7070, T0, host="checkout-77c4"))
+    (mutation,) = mutations_for(collector.drain())
+    assert mutation.field == "reportSocketScanResults"
+    assert "($results: SocketScanResults!)" in mutation.query
+    results = mutation.variables["results"]["results"]
+    assert [(r["srcIp"], r["srcHostname"]) for r in results] == [
+        ("10.244.0.5", "cartservice-5d8f"),
+        ("10.244.0.7", "checkout-77c4"),
+    ]
+    assert results[0]["destinations"] == [
+        {"destination": "10.244.0.10", "destinationPort": 3550, "lastSeen": rfc3339(T0 + 2)},
+        {"destination": "10.244.0.9", "destinationPort": 7070, "lastSeen": rfc3339(T0)},
+    ]
+
+
+def test_a_mixed_batch_gives_one_mutation_per_kind_and_skips_empty_ones() -> None:
+    collector = PairCollector(max_pairs=10)
+    assert mutations_for(collector.drain()) == []
+    collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0))
+    collector.add(sock("10.0.0.1", "10.0.0.2", 80, T0))
+    mutations = mutations_for(collector.drain())
+    assert [m.field for m in mutations] == ["reportTCPCaptureResults", "reportSocketScanResults"]
+    assert [m.kind for m in mutations] == [Method.TCP, Method.SOCKET_SCAN]
+    assert all(len(m.pairs) == 1 for m in mutations)
+
+
+# --------------------------------------------------------------------------- report_once
+
+
+class ScriptedClient:
+    """A MapperClient (the injected seam) that raises the scripted errors, then accepts."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls: list[str] = []
+
+    def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(query.split("(", maxsplit=1)[0].removeprefix("mutation "))
+        if self.errors:
+            raise self.errors.pop(0)
+        return {"ok": True}
+
+
+def _reporter(client: ScriptedClient, collector: PairCollector, metrics: SnifferMetrics) -> Reporter:
+    return Reporter(
+        collector, client, 0.01, metrics=metrics, attempts=3, backoff_initial=0.001, backoff_max=0.01
+    )
+
+
+def test_failed_batch_is_merged_back_and_sent_later() -> None:
+    metrics = SnifferMetrics()
+    collector = PairCollector(max_pairs=10, metrics=metrics)
+    down = MapperUnavailable("connection refused")
+    client = ScriptedClient(down, down, down, down)
+    reporter = _reporter(client, collector, metrics)
+    collector.add(dns("10.0.0.1", "a.example.com", ("1.1.1.1",), T0))
+    collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0))
+    assert reporter.report_once() is False
+    assert client.calls == ["reportCaptureResults"] * 3  # retried, then TCP not even tried
+    assert len(collector) == 2 and reporter.failed_cycles == 1
+    collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0 + 1))  # newer sighting meanwhile
+    assert reporter.report_once() is True
+    assert client.calls[3:] == ["reportCaptureResults", "reportCaptureResults", "reportTCPCaptureResults"]
+    assert len(collector) == 0 and reporter.failed_cycles == 0
+    assert metrics.report_failures.value == 4
+    assert metrics.reports_sent.value == 2
+
+
+def test_rejection_is_not_retried_and_the_pairs_are_kept() -> None:
+    metrics = SnifferMetrics()
+    collector = PairCollector(max_pairs=10, metrics=metrics)
+    client = ScriptedClient(MapperRejected(401, "unauthorized"))
+    reporter = _reporter(client, collector, metrics)
+    collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0))
+    assert reporter.report_once() is False
+    assert client.calls == ["reportTCPCaptureResults"]
+    assert len(collector) == 1
+
+
+def test_parse_address() -> None:
+    assert parse_address("0.0.0.0:9091") == ("0.0.0.0", 9091)
+    assert parse_address("[::]:9091") == ("::", 9091)
+    assert parse_address(":9091") == ("0.0.0.0", 9091)
+    with pytest.raises(ValueError, match="host:port"):
+        parse_address("localhost")
