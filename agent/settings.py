@@ -98,7 +98,8 @@ def load(cls: type[T], argv: Sequence[str] | None, environ: Mapping[str, str], p
             metavar=f.name.upper(),
             help=f"{f.metadata.get('help', '')} (env {env}; default {f.default!r})",
         )
-    args = vars(parser.parse_args(list(argv or [])))
+    # None means the process arguments, as with argparse itself.
+    args = vars(parser.parse_args(None if argv is None else list(argv)))
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         env = f.metadata.get("env", "")

@@ -1,4 +1,4 @@
-"""DNS response parsing: agent.sniffer.dns.parse_frame against scapy, on the same frames.
+"""DNS response parsing: agent.sniffer.frames.parse_frame against scapy, on the same frames.
 
 The mix is what a node's sniffer sees: the recorded responses in tests/data/dns (A, AAAA,
 CNAME chains, compression, TCP, IPv6, cooked captures) plus scapy-built Ethernet frames
@@ -7,7 +7,10 @@ record, an external name behind one CNAME, a dual-stack name, a 3-level chain.
 
 Ours is timed on whole frames (link, IP, UDP/TCP and DNS); scapy only on DNS(payload), the
 DNS part alone, so the ratio understates our lead. Scapy's full Ether(frame) dissection is
-printed too. Last line: ``dns_parse: <ratio>x scapy (<N>k/s)``, N being our rate on the mix.
+printed too, and, for the capture's other traffic, the rate of a recorded TCP SYN (one
+TcpConnection) and of a recorded IPv6 TCP data segment (which the BPF filter cannot drop,
+so parse_frame must). Last line: ``dns_parse: <ratio>x scapy (<N>k/s)``, N being our rate
+on the mix.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.packet import Raw
 from scapy.utils import RawPcapReader
 
-from agent.sniffer.dns import parse_frame
+from agent.model import DnsAnswer
+from agent.sniffer.frames import parse_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {1: Ether, 113: CookedLinux, 276: CookedLinuxV2}
@@ -93,10 +97,20 @@ def recorded() -> list[tuple[bytes, int]]:
         reader = RawPcapReader(str(path))
         for data, _ in reader:
             frame = bytes(data)
-            if parse_frame(frame, reader.linktype, 0.0):
+            if any(isinstance(o, DnsAnswer) for o in parse_frame(frame, reader.linktype, 0.0)):
                 frames.append((frame, reader.linktype))
         reader.close()
     return frames
+
+
+def recorded_tcp() -> tuple[bytes, bytes]:
+    """From tests/data/tcp: the first IPv4 SYN, and the first IPv6 segment carrying data."""
+    reader = RawPcapReader(str(ROOT / "tests" / "data" / "tcp" / "syn_v4_v6.pcap"))
+    frames = [bytes(data) for data, _ in reader]
+    reader.close()
+    syn = next(f for f in frames if IP in (pkt := Ether(f)) and pkt[TCP].flags == "S")
+    data = next(f for f in frames if IPv6 in (pkt := Ether(f)) and bytes(pkt[TCP].payload))
+    return syn, data
 
 
 def dns_payloads(frame: bytes, linktype: int) -> list[bytes]:
@@ -136,6 +150,9 @@ def main() -> None:
     payloads = [p for frame, linktype in mix for p in dns_payloads(frame, linktype)]
     answers = sum(len(parse_frame(frame, linktype, 0.0)) for frame, linktype in mix)
     print(f"mix: {len(mix)} frames, {len(payloads)} DNS responses, {answers} answers")
+    syn, data6 = recorded_tcp()
+    assert len(parse_frame(syn, 1, 0.0)) == 1
+    assert parse_frame(data6, 1, 0.0) == []
 
     def ours() -> None:
         for frame, linktype in mix:
@@ -152,17 +169,29 @@ def main() -> None:
     def typical() -> None:
         parse_frame(TYPICAL, 1, 0.0)
 
+    def tcp_syn() -> None:
+        parse_frame(syn, 1, 0.0)
+
+    def tcp6_data() -> None:
+        parse_frame(data6, 1, 0.0)
+
     result = rates(
         {
             "ours": (ours, len(payloads)),
             "scapy": (scapy_dns, len(payloads)),
             "scapy_frames": (scapy_frames, len(mix)),
             "typical": (typical, 1),
+            "syn": (tcp_syn, 1),
+            "tcp6_data": (tcp6_data, 1),
         },
         budget=16.0,
     )
     ours_rate, scapy_rate = result["ours"], result["scapy"]
     print(f"typical (1 CNAME + 1 A) through parse_frame: {result['typical'] / 1000:.0f}k/s")
+    print(
+        f"TCP SYN -> TcpConnection: {result['syn'] / 1000:.0f}k/s;"
+        f" IPv6 TCP data segment -> []: {result['tcp6_data'] / 1000:.0f}k/s"
+    )
     ours_frames = ours_rate * len(mix) / len(payloads)
     print(
         f"scapy full-frame dissection: {result['scapy_frames'] / 1000:.1f}k frames/s;"

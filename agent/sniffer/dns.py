@@ -1,7 +1,7 @@
-"""DNS responses on the wire → :class:`~agent.model.DnsAnswer` observations.
+"""DNS messages → :class:`~agent.model.DnsAnswer` observations.
 
-Bytes come from the sniffer's libpcap capture (``capture.py``): one captured frame plus the
-capture's link type and timestamp. Observations go to the reporter (``reporter.py``), which
+``frames.py`` decodes each captured frame (link, IP, UDP/TCP) and hands the DNS payload of
+a response from port 53 here; the answers go to the reporter (``reporter.py``), which
 batches them to the mapper, where the resolver turns "client IP asked for name N and got
 IPs X" into edges. This module is pure: no I/O, no scapy, no global state, so it can be fed
 recorded packets in tests and run on every DNS response a node sees.
@@ -9,8 +9,8 @@ recorded packets in tests and run on every DNS response a node sees.
 Speed matters here (every DNS response on the node passes through), so it is hand-written
 with ``struct`` and slicing instead of a dissection library, which is ~50x slower.
 
-Every malformed or truncated input raises :class:`DnsParseError` and nothing else; frames
-that are simply not DNS responses (other protocols, queries, errors) give an empty list.
+Every malformed or truncated message raises :class:`DnsParseError` and nothing else;
+messages that are not successful responses (queries, errors) give an empty list.
 """
 
 from __future__ import annotations
@@ -21,39 +21,17 @@ import struct
 from collections.abc import Callable
 
 from agent.model import DnsAnswer
+from agent.sniffer.errors import DnsParseError
 
-__all__ = ["LINKTYPES", "DnsParseError", "parse_dns_message", "parse_frame"]
-
-
-class DnsParseError(ValueError):
-    """The bytes are not a well-formed frame/DNS message (truncated, out of bounds, looping)."""
-
-
-# libpcap link types (https://www.tcpdump.org/linktypes.html) this parser understands; the
-# capture layer checks its handle's link type against this once instead of per frame.
-DLT_EN10MB = 1
-DLT_LINUX_SLL = 113
-DLT_LINUX_SLL2 = 276
-_DLT_RAW = frozenset({101, 12, 14})  # LINKTYPE_RAW, and the DLT_RAW values of other OSes
-LINKTYPES = frozenset({DLT_EN10MB, DLT_LINUX_SLL, DLT_LINUX_SLL2}) | _DLT_RAW
-
-_ETH_IPV4 = 0x0800
-_ETH_IPV6 = 0x86DD
-_ETH_VLAN = frozenset({0x8100, 0x88A8})  # 802.1Q, and 802.1ad whose outer tag looks the same
-_IPV6_SKIP = frozenset({0, 43, 60, 51})  # hop-by-hop, routing, destination options, AH
-_IPV6_FRAGMENT = 44
+__all__ = ["DnsParseError", "parse_dns_message", "parse_tcp_dns_payload"]
 
 # Fixed-size headers are read with one unpack each; struct.error (like IndexError) means
-# the frame ended early and becomes DnsParseError at the public entry points.
+# the message ended early and becomes DnsParseError at the entry points.
 _DNS_HEADER = struct.Struct("!2xHHH4x")  # flags, qdcount, ancount (ns/ar are not read)
 _RR = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-_IPV4 = struct.Struct("!BxHxxHxB2x4s4s")  # version+IHL, total length, frag, proto, src, dst
-_IPV6 = struct.Struct("!B3xHBx16s16s")  # version, payload length, next header, src, dst
-_PORTS = struct.Struct("!HH")
-_UDP = struct.Struct("!HHH")  # source port, destination port, length
 _ntoa = socket.inet_ntoa
 _ntop = socket.inet_ntop
-_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_AF_INET6 = socket.AF_INET6
 
 # Name bytes that can be shown as-is; anything else (and a "." or "\" inside a label) is
 # written as RFC 1035 "\DDD", so that two different wire names never print the same.
@@ -178,6 +156,8 @@ def _read_name(msg: bytes, off: int, seen: _Seen, depth: int = 0) -> tuple[bytes
     return name, off
 
 
+# _message and _tcp_messages are also frames.py's fast path, called without a wrapper:
+# there _message's IndexError/struct.error becomes DnsParseError as in parse_dns_message.
 def _message(  # noqa: PLR0912, PLR0915 - one function: a call is ~3% of a parse
     payload: bytes, client_ip: str, client_port: int, server_ip: str, seen_at: float
 ) -> list[DnsAnswer]:
@@ -275,105 +255,31 @@ def parse_dns_message(
         raise DnsParseError("truncated DNS message") from exc
 
 
-def parse_frame(frame: bytes, linktype: int, seen_at: float) -> list[DnsAnswer]:
-    """Parse one captured frame; DNS responses (UDP or TCP from port 53) give answers.
-
-    The client is the response's destination (the response goes back to who asked). IP
-    fragments are skipped: without reassembly their DNS message cannot be read whole.
-    """
-    try:
-        return _frame(frame, linktype, seen_at)
-    except (IndexError, struct.error) as exc:
-        raise DnsParseError("truncated frame") from exc
+def parse_tcp_dns_payload(
+    payload: bytes, client_ip: str, client_port: int, server_ip: str, seen_at: float
+) -> list[DnsAnswer]:
+    """Parse the data of one TCP segment from a DNS server: length-prefixed messages."""
+    return _tcp_messages(payload, 0, len(payload), client_ip, client_port, server_ip, seen_at)
 
 
-def _frame(frame: bytes, linktype: int, seen_at: float) -> list[DnsAnswer]:  # noqa: PLR0911, PLR0912, PLR0915
-    # One function on purpose: each extra call costs ~3% of a parse.
-    if linktype == DLT_EN10MB:
-        ethertype = (frame[12] << 8) | frame[13]
-        off = 14
-        if ethertype in _ETH_VLAN:  # one tag: the node's own traffic is rarely double-tagged
-            ethertype = (frame[16] << 8) | frame[17]
-            off = 18
-    elif linktype == DLT_LINUX_SLL:
-        ethertype = (frame[14] << 8) | frame[15]
-        off = 16
-    elif linktype == DLT_LINUX_SLL2:
-        ethertype = (frame[0] << 8) | frame[1]
-        off = 20
-    elif linktype in _DLT_RAW:
-        version = frame[0] >> 4
-        ethertype = _ETH_IPV4 if version == 4 else _ETH_IPV6 if version == 6 else 0
-        off = 0
-    else:
-        raise DnsParseError(f"unsupported link type {linktype}")
-
-    size = len(frame)
-    if ethertype == _ETH_IPV4:
-        vihl, total, frag, proto, src, dst = _IPV4.unpack_from(frame, off)
-        ihl = (vihl & 0x0F) * 4
-        if vihl >> 4 != 4 or ihl < 20:
-            raise DnsParseError("bad IPv4 header")
-        if total == 0:
-            total = size - off  # TCP segmentation offload: the kernel leaves it to the NIC
-        end = off + total  # trims Ethernet padding, which would read as TCP payload
-        if total < ihl or end > size:
-            raise DnsParseError("IPv4 length out of bounds")
-        if frag & 0x3FFF:  # more-fragments or an offset
-            return []
-        l4 = off + ihl
-        family = _AF_INET
-    elif ethertype == _ETH_IPV6:
-        vtc, plen, proto, src, dst = _IPV6.unpack_from(frame, off)
-        if vtc >> 4 != 6:
-            raise DnsParseError("bad IPv6 header")
-        l4 = off + 40
-        end = l4 + plen if plen else size  # 0: a jumbogram, its length is in hop-by-hop
-        if end > size:
-            raise DnsParseError("IPv6 payload length out of bounds")
-        while proto in _IPV6_SKIP:
-            if l4 + 8 > end:
-                raise DnsParseError("truncated IPv6 extension header")
-            hlen = (frame[l4 + 1] + 2) * 4 if proto == 51 else (frame[l4 + 1] + 1) * 8
-            proto = frame[l4]
-            l4 += hlen  # each header is >= 8 bytes, so this loop ends with the data
-        if proto == _IPV6_FRAGMENT:
-            return []
-        family = _AF_INET6
-    else:
-        return []
-
-    if proto == 17:  # UDP
-        if l4 + 8 > end:
-            raise DnsParseError("truncated UDP header")
-        sport, dport, ulen = _UDP.unpack_from(frame, l4)
-        if sport != 53:
-            return []
-        if ulen < 8 or l4 + ulen > end:
-            raise DnsParseError("UDP length out of bounds")
-        return _message(frame[l4 + 8 : l4 + ulen], _ntop(family, dst), dport, _ntop(family, src), seen_at)
-    if proto != 6:  # TCP
-        return []
-    if l4 + 20 > end:
-        raise DnsParseError("truncated TCP header")
-    sport, dport = _PORTS.unpack_from(frame, l4)
-    if sport != 53:
-        return []
-    data = l4 + (frame[l4 + 12] >> 4) * 4
-    if data < l4 + 20 or data > end:
-        raise DnsParseError("TCP data offset out of bounds")
-    client, server = _ntop(family, dst), _ntop(family, src)
+def _tcp_messages(  # noqa: PLR0917 - the hot path's positional call from frames.py
+    buf: bytes, data: int, end: int, client_ip: str, client_port: int, server_ip: str, seen_at: float
+) -> list[DnsAnswer]:
+    """The DNS messages in ``buf[data:end]``, the data of a TCP segment. DNS over TCP
+    prefixes each message with its length (RFC 1035 4.2.2); a server may put several in
+    one segment. A message split across segments needs stream reassembly, which this parser
+    does not do: such a segment is reported as malformed."""
     out: list[DnsAnswer] = []
-    # DNS over TCP prefixes each message with its length (RFC 1035 4.2.2); a server may
-    # put several in one segment. A message split across segments needs stream
-    # reassembly, which this parser does not do: such a segment is reported as malformed.
-    while data < end:
-        if data + 2 > end:
-            raise DnsParseError("truncated TCP length prefix")
-        mlen = (frame[data] << 8) | frame[data + 1]
-        data += 2
-        if data + mlen > end:
-            raise DnsParseError("DNS message longer than the TCP segment")
-        out += _message(frame[data : data + mlen], client, dport, server, seen_at)
-        data += mlen
+    try:
+        while data < end:
+            if data + 2 > end:
+                raise DnsParseError("truncated TCP length prefix")
+            mlen = (buf[data] << 8) | buf[data + 1]
+            data += 2
+            if data + mlen > end:
+                raise DnsParseError("DNS message longer than the TCP segment")
+            out += _message(buf[data : data + mlen], client_ip, client_port, server_ip, seen_at)
+            data += mlen
+    except (IndexError, struct.error) as exc:
+        raise DnsParseError("truncated DNS message") from exc
     return out

@@ -1,8 +1,10 @@
-"""The DNS parser against recorded packets (tests/data/dns, see its README) and crafted edge cases.
+"""The DNS parser, through frames.parse_frame, against recorded packets (tests/data/dns, see
+its README) and crafted edge cases.
 
 Expectations come from the zone in make_captures.py and the fixed client/server addresses
 used there, not from running the parser; scapy only reads the pcap files and, independently
-of the parser, says which frames are DNS responses.
+of the parser, says which frames are DNS responses and which are TCP SYNs. The DNS-over-TCP
+captures hold the client's handshake too: its SYN is a TcpConnection, checked here as well.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import ipaddress
 import struct
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from dnslib import AAAA, CNAME, QTYPE, RR, A, DNSRecord
@@ -20,9 +23,11 @@ from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.packet import Packet
 from scapy.utils import RawPcapReader
 
-from agent.model import DnsAnswer
+from agent.model import DnsAnswer, TcpConnection
 from agent.sniffer import dns as dns_module
-from agent.sniffer.dns import LINKTYPES, DnsParseError, parse_dns_message, parse_frame
+from agent.sniffer.dns import DnsParseError, parse_dns_message, parse_tcp_dns_payload
+from agent.sniffer.errors import PacketParseError
+from agent.sniffer.frames import LINKTYPES, parse_frame
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "dns"
 PCAPS = sorted(p.name for p in DATA.glob("*.pcap"))
@@ -37,12 +42,23 @@ def read_pcap(name: str) -> tuple[int, list[tuple[bytes, float]]]:
         reader.close()
 
 
-def answers(name: str) -> list[DnsAnswer]:
+def observations(name: str) -> list[DnsAnswer | TcpConnection]:
     linktype, frames = read_pcap(name)
-    return [answer for frame, ts in frames for answer in parse_frame(frame, linktype, ts)]
+    return [o for frame, ts in frames for o in parse_frame(frame, linktype, ts)]
 
 
-def without_time(found: list[DnsAnswer]) -> list[DnsAnswer]:
+def answers(name: str) -> list[DnsAnswer]:
+    return [o for o in observations(name) if isinstance(o, DnsAnswer)]
+
+
+def connections(name: str) -> list[TcpConnection]:
+    return [o for o in observations(name) if isinstance(o, TcpConnection)]
+
+
+Seen = TypeVar("Seen", bound=DnsAnswer | TcpConnection)
+
+
+def without_time(found: list[Seen]) -> list[Seen]:
     return [dataclasses.replace(a, seen_at=0.0) for a in found]
 
 
@@ -71,6 +87,16 @@ def scapy_response_times(name: str) -> list[float]:
                 payload = payload[2 + length :]
         times += [ts for m in messages if (d := DNS(m)).qr == 1 and d.rcode == 0 and d.ancount > 0]
     return times
+
+
+def scapy_syn_times(name: str) -> list[float]:
+    """Timestamps of the frames scapy sees as TCP segments with SYN set and ACK clear."""
+    linktype, frames = read_pcap(name)
+    return [
+        ts
+        for frame, ts in frames
+        if (tcp := dissect(frame, linktype).getlayer(TCP)) is not None and tcp.flags & 0x12 == 0x02
+    ]
 
 
 def ans(client: str, port: int, server: str, qname: str, ips: tuple[str, ...], cnames=(), ttl=30):
@@ -117,6 +143,15 @@ EXPECTED = {
 }
 
 
+# The handshakes of DNS over TCP: the client's SYN to port 53, from dig's fixed port.
+EXPECTED_SYNS: dict[str, list[TcpConnection]] = {name: [] for name in EXPECTED} | {
+    "tcp_eth.pcap": [TcpConnection("127.0.0.1", 40004, S4, 53, 0.0)],
+    "tcp_pipelined_eth.pcap": [TcpConnection("127.0.0.1", 40005, "127.0.0.54", 53, 0.0)],
+    "ipv6_transport_eth.pcap": [TcpConnection("::1", 40011, S6, 53, 0.0)],
+    "any_sll.pcap": [TcpConnection("127.0.0.1", 40014, S4, 53, 0.0)],
+}
+
+
 def test_every_capture_has_expectations() -> None:
     assert sorted(EXPECTED) == PCAPS
 
@@ -127,6 +162,15 @@ def test_recorded_capture(name: str) -> None:
     assert without_time(found) == EXPECTED[name]
     # seen_at is the capture time of the response frame, which scapy finds independently.
     assert [a.seen_at for a in found] == scapy_response_times(name)
+
+
+@pytest.mark.parametrize("name", PCAPS)
+def test_recorded_handshakes(name: str) -> None:
+    found = connections(name)
+    assert without_time(found) == EXPECTED_SYNS[name]
+    assert [c.seen_at for c in found] == scapy_syn_times(name)
+    # Nothing else comes out of a DNS capture.
+    assert len(observations(name)) == len(found) + len(EXPECTED[name])
 
 
 @pytest.mark.parametrize(
@@ -168,10 +212,11 @@ def test_recorded_names_really_are_compressed() -> None:
     assert b"\x01b\xc0\x0e" in UDP4[42:]
 
 
-def test_queries_and_handshakes_give_nothing() -> None:
+def test_queries_and_the_rest_of_the_handshake_give_nothing() -> None:
     linktype, frames = read_pcap("tcp_eth.pcap")
     results = [parse_frame(frame, linktype, ts) for frame, ts in frames]
-    assert sum(1 for r in results if r) == 1  # only the one response segment
+    # Only the SYN and the one response segment give anything.
+    assert [[type(o) for o in r] for r in results if r] == [[TcpConnection], [DnsAnswer]]
     query = frame_where("udp_cname_chain_eth.pcap", is_query)
     assert parse_frame(query, 1, 0.0) == []
 
@@ -257,7 +302,7 @@ def test_non_dns_frames_give_nothing() -> None:
 
 def test_unsupported_link_type() -> None:
     assert 105 not in LINKTYPES
-    with pytest.raises(DnsParseError, match="link type"):
+    with pytest.raises(PacketParseError, match="link type"):
         parse_frame(UDP4, 105, 0.0)
 
 
@@ -273,6 +318,17 @@ def test_tcp_length_prefix_longer_than_the_segment() -> None:
         parse_frame(bytes(tcp), 1, 0.0)
 
 
+def test_tcp_payload_alone() -> None:
+    data = 34 + (TCP4[46] >> 4) * 4
+    found = parse_tcp_dns_payload(TCP4[data:], "127.0.0.1", 40004, S4, 0.0)
+    assert found == EXPECTED["tcp_eth.pcap"]
+    assert parse_tcp_dns_payload(b"", "127.0.0.1", 40004, S4, 0.0) == []
+    with pytest.raises(DnsParseError, match="length prefix"):
+        parse_tcp_dns_payload(TCP4[data:] + b"\x00", "127.0.0.1", 40004, S4, 0.0)
+    with pytest.raises(DnsParseError, match="truncated DNS message"):
+        parse_tcp_dns_payload(b"\x00\x05" + TCP4[data + 2 : data + 7], "127.0.0.1", 40004, S4, 0.0)
+
+
 def test_tcp_segment_ending_inside_a_length_prefix() -> None:
     tcp = bytearray(TCP4 + b"\x00")  # one stray byte after the message
     tcp[16:18] = struct.pack("!H", len(tcp) - 14)
@@ -282,13 +338,15 @@ def test_tcp_segment_ending_inside_a_length_prefix() -> None:
 
 @pytest.mark.parametrize("cut", [5, 13, 20, 33, 38, 45, 60, -1])
 def test_truncated_frames(cut: int) -> None:
-    with pytest.raises(DnsParseError):
+    # The IP length no longer matches: a malformed frame, not (yet) a malformed DNS message.
+    with pytest.raises(PacketParseError) as raised:
         parse_frame(UDP4[:cut], 1, 0.0)
+    assert type(raised.value) is PacketParseError
 
 
 def test_udp_length_beyond_ip_packet() -> None:
     bad = UDP4[:38] + struct.pack("!H", len(UDP4) - 34 + 1) + UDP4[40:]
-    with pytest.raises(DnsParseError, match="UDP length"):
+    with pytest.raises(PacketParseError, match="UDP length"):
         parse_frame(bad, 1, 0.0)
 
 

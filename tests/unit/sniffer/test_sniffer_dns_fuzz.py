@@ -1,11 +1,12 @@
-"""Fuzzing the DNS parser: whatever bytes come off the wire, it returns answers or raises
-DnsParseError, nothing else (an IndexError or struct.error would kill the capture loop).
+"""Fuzzing the frame and DNS parsers: whatever bytes come off the wire, frames.parse_frame
+returns observations or raises PacketParseError (DnsParseError included), nothing else (an
+IndexError or struct.error would kill the capture loop).
 
 Inputs: random bytes (hypothesis), DNS-shaped messages, and mutations of the real frames
-in tests/data/dns (bit flips, byte overwrites, truncations, insertions, deletions, splices),
-half of them with the IP/UDP lengths and TCP length prefix fixed up afterwards so the
-mutation reaches the DNS parser instead of failing a length check. ~210,000 inputs in all;
-deterministic (derandomized hypothesis, seeded mutation loop).
+in tests/data/dns and tests/data/tcp (bit flips, byte overwrites, truncations, insertions,
+deletions, splices), half of them with the IP/UDP lengths and TCP length prefix fixed up
+afterwards so the mutation reaches the DNS parser instead of failing a length check.
+~210,000 inputs in all; deterministic (derandomized hypothesis, seeded mutation loop).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.utils import RawPcapReader
 
-from agent.model import DnsAnswer
-from agent.sniffer.dns import LINKTYPES, DnsParseError, parse_dns_message, parse_frame
+from agent.model import DnsAnswer, TcpConnection
+from agent.sniffer.dns import DnsParseError, parse_dns_message
+from agent.sniffer.errors import PacketParseError
+from agent.sniffer.frames import LINKTYPES, parse_frame
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "dns"
+DATA = Path(__file__).resolve().parents[2] / "data"
 MUTATED_FRAMES = 200_000
 HYPOTHESIS = settings(
     max_examples=2_500,
@@ -69,26 +72,38 @@ class Sample:
         return bytes(out)
 
 
-def load_corpus() -> list[Sample]:
+def load_corpus(directory: str) -> list[Sample]:
     samples = []
-    for path in sorted(DATA.glob("*.pcap")):
+    for path in sorted((DATA / directory).glob("*.pcap")):
         reader = RawPcapReader(str(path))
         samples += [Sample(bytes(frame), reader.linktype) for frame, _ in reader]
         reader.close()
     return samples
 
 
-CORPUS = load_corpus()
-# Responses carrying DNS data are what reaches the DNS parser; the rest of CORPUS (queries,
-# handshakes) is only checked unmutated.
-DNS_SAMPLES = [s for s in CORPUS if s.response and len(s.frame) > s.data_off]
+DNS_CORPUS = load_corpus("dns")
+# Responses carrying DNS data are what reaches the DNS parser; the rest of DNS_CORPUS
+# (queries, handshakes) is only checked unmutated.
+DNS_SAMPLES = [s for s in DNS_CORPUS if s.response and len(s.frame) > s.data_off]
+# Every segment of a TCP connection (SYN, SYN-ACK, ACK, data, FIN, RST), IPv4 and IPv6:
+# mutated too, a quarter of the time, for the TCP header and SYN paths.
+TCP_SAMPLES = load_corpus("tcp")
+CORPUS = DNS_CORPUS + TCP_SAMPLES
+FUZZ_SAMPLES = DNS_SAMPLES + TCP_SAMPLES
 INTERESTING = (0x00, 0x01, 0x3F, 0x40, 0x80, 0xBF, 0xC0, 0xFF)
 
 
-def check(result: list[DnsAnswer]) -> None:
+def check(result: list[DnsAnswer | TcpConnection]) -> None:
     """What any successful parse must look like, however odd the input."""
     assert isinstance(result, list)
     for answer in result:
+        if isinstance(answer, TcpConnection):
+            assert result == [answer]  # a SYN carries no DNS answers
+            ipaddress.ip_address(answer.client_ip)
+            ipaddress.ip_address(answer.server_ip)
+            assert 0 <= answer.client_port <= 0xFFFF
+            assert 0 <= answer.server_port <= 0xFFFF
+            continue
         assert isinstance(answer, DnsAnswer)
         assert answer.ips
         for ip in (answer.client_ip, answer.server_ip, *answer.ips):
@@ -103,7 +118,7 @@ def check(result: list[DnsAnswer]) -> None:
 def parses_or_rejects_frame(frame: bytes, linktype: int) -> None:
     try:
         result = parse_frame(frame, linktype, 0.0)
-    except DnsParseError:
+    except PacketParseError:  # DnsParseError included
         return
     check(result)
 
@@ -142,6 +157,8 @@ def test_corpus_is_real_and_varied() -> None:
     assert {s.linktype for s in CORPUS} == {1, 113, 276}
     assert {s.version for s in DNS_SAMPLES} == {4, 6}
     assert {s.udp for s in DNS_SAMPLES} == {True, False}
+    assert {s.version for s in TCP_SAMPLES} == {4, 6}
+    assert sum(1 for s in TCP_SAMPLES if parse_frame(s.frame, s.linktype, 0.0)) == 4  # the SYNs
     # Untouched, with lengths rewritten to the same values, every frame still parses.
     for sample in CORPUS:
         assert sample.with_payload(sample.frame[sample.data_off :]) == sample.frame
@@ -150,22 +167,24 @@ def test_corpus_is_real_and_varied() -> None:
 
 def test_mutated_real_frames() -> None:
     rng = random.Random(20261124)
-    answered = 0
+    answered = connected = 0
     for i in range(MUTATED_FRAMES):
-        sample = rng.choice(DNS_SAMPLES)
+        sample = rng.choice(TCP_SAMPLES if i % 4 == 3 else DNS_SAMPLES)
         if i % 2:
             frame = mutate(rng, sample.frame)
         else:
             frame = sample.with_payload(mutate(rng, sample.frame[sample.data_off :]))
         try:
             result = parse_frame(frame, sample.linktype, 0.0)
-        except DnsParseError:
+        except PacketParseError:  # DnsParseError included; anything else fails the test
             continue
         check(result)
-        answered += bool(result)
-    # Many mutations leave a valid response (e.g. a flipped TTL or address bit): the loop
-    # must exercise the success path too, not only the rejections.
+        answered += any(isinstance(o, DnsAnswer) for o in result)
+        connected += any(isinstance(o, TcpConnection) for o in result)
+    # Many mutations leave a valid response or SYN (e.g. a flipped TTL or address bit): the
+    # loop must exercise the success paths too, not only the rejections.
     assert answered > MUTATED_FRAMES // 20
+    assert connected > MUTATED_FRAMES // 200
 
 
 @HYPOTHESIS
@@ -198,9 +217,9 @@ def test_dns_shaped_messages(qdcount: int, ancount: int, pieces: list[bytes]) ->
 
 
 @HYPOTHESIS
-@given(st.integers(0, len(DNS_SAMPLES) - 1), st.randoms(use_true_random=False), st.booleans())
+@given(st.integers(0, len(FUZZ_SAMPLES) - 1), st.randoms(use_true_random=False), st.booleans())
 def test_mutated_real_frames_hypothesis(index: int, rng: random.Random, fix_lengths: bool) -> None:
-    sample = DNS_SAMPLES[index]
+    sample = FUZZ_SAMPLES[index]
     if fix_lengths:
         frame = sample.with_payload(mutate(rng, sample.frame[sample.data_off :]))
     else:
