@@ -185,3 +185,10 @@ class Edge:
     http: tuple[HttpResource, ...] = ()
     kafka_topics: tuple[KafkaTopic, ...] = ()
     aws_actions: tuple[str, ...] = ()
+    target_service: str = ""  # the Kubernetes Service the client reached the target through, if any
+    ambiguous: bool = False  # the client could not be pinned to one pod (e.g. a hostNetwork IP)
+
+    @property
+    def key(self) -> tuple[WorkloadIdentity, Target]:
+        """What makes two edges the same edge: the store merges edges with equal keys."""
+        return (self.client, self.target)
