@@ -78,6 +78,22 @@ class SnifferSettings:
     request_timeout: float = setting(10.0, "SNIFFER_REQUEST_TIMEOUT", "seconds per request to the mapper")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MapperSettings:
+    """The mapper: cluster state, resolution, the edge store and the GraphQL API."""
+
+    listen_address: str = setting("0.0.0.0:9090", "MAPPER_LISTEN_ADDRESS", "host:port of the GraphQL API")
+    data_dir: Path = setting(
+        Path("/var/lib/network-mapper"), "MAPPER_DATA_DIR", "where the edge store (SQLite) lives"
+    )
+    token: str = setting("", "NETWORK_MAPPER_TOKEN", "agent token that report mutations must carry")
+    open_queries: bool = setting(True, "MAPPER_OPEN_QUERIES", "serve queries without the token")
+    max_body_bytes: int = setting(16 << 20, "MAPPER_MAX_BODY_BYTES", "largest request body accepted")
+    queue_batches: int = setting(256, "MAPPER_QUEUE_BATCHES", "report batches waiting for resolution")
+    kubeconfig: str = setting("", "KUBECONFIG", "kubeconfig file (empty: in-cluster configuration)")
+    cluster_domain: str = setting("cluster.local", "CLUSTER_DOMAIN", "the cluster's DNS domain")
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
