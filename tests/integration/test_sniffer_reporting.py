@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
+from agent.mapperclient import HttpMapperClient
 from agent.model import DnsAnswer, SocketConnection, TcpConnection
 from agent.sniffer.health import HealthServer
 from agent.sniffer.metrics import CONTENT_TYPE, SnifferMetrics
-from agent.sniffer.reporter import HttpMapperClient, PairCollector, Reporter
+from agent.sniffer.reporter import PairCollector, Reporter
 from tests.support.recording_mapper import Pair, RecordingMapper
 
 TOKEN = "agent-token-0f3c9a"

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
+from agent.mapperclient import MapperRejected, MapperUnavailable
 from agent.model import DnsAnswer, Method, SocketConnection, TcpConnection
 from agent.sniffer.health import parse_address
 from agent.sniffer.metrics import SnifferMetrics
 from agent.sniffer.reporter import (
     MAX_IPS_PER_NAME,
     Batch,
-    MapperRejected,
-    MapperUnavailable,
     PairCollector,
     PairKey,
     Reporter,
