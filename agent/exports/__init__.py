@@ -1,0 +1,36 @@
+"""Pure exporters: the store's edges → ClientIntents, NetworkPolicies and the JSON export.
+
+Used alike by the CLI (which writes the files), the mapper's API and the cloud, which imports
+only ``agent.model`` and ``agent.exports`` from the agent. Every function takes edges (or a
+document) and returns plain dicts/lists ready for ``yaml``/``json`` dumping; nothing here
+writes files or talks to the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent.exports.clientintents import client_intents, validate
+from agent.exports.jsonexport import edges_document, edges_from_document
+from agent.exports.networkpolicy import default_labels, network_policies
+
+
+def yaml_documents(documents: Iterable[Mapping[str, Any]]) -> str:
+    """Documents → multi-document YAML (``---`` between them), keys in document order."""
+    import yaml
+
+    return yaml.safe_dump_all(
+        [dict(d) for d in documents], sort_keys=False, default_flow_style=False, explicit_start=True
+    )
+
+
+__all__ = [
+    "client_intents",
+    "default_labels",
+    "edges_document",
+    "edges_from_document",
+    "network_policies",
+    "validate",
+    "yaml_documents",
+]

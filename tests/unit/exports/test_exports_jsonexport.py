@@ -1,0 +1,179 @@
+"""JSON export: the exact document, exact times, round-trip and determinism."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.exports import edges_document, edges_from_document
+from agent.exports.jsonexport import DocumentError, parse_rfc3339, rfc3339
+from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
+
+DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "exports"
+T0 = datetime(2026, 11, 28, 2, 15, 6, 918878, tzinfo=UTC).timestamp()
+
+
+def load_demo() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((DATA / "demo-edges.json").read_text(encoding="utf-8"))
+    return loaded
+
+
+def test_exact_document() -> None:
+    client = WorkloadIdentity("shop", "frontend", "Deployment")
+    edges = [
+        Edge(
+            client,
+            WorkloadIdentity("shop", "productcatalogservice", "Deployment"),
+            T0,
+            T0 + 60,
+            frozenset({Method.TCP, Method.DNS}),
+            count=3,
+            http=(HttpResource("/products", ("POST", "GET")),),
+            target_service="productcatalog",
+        ),
+        Edge(client, AwsTarget("*"), T0, T0, frozenset({Method.AWS}), aws_actions=("sts:GetCallerIdentity",)),
+        Edge(client, InternetTarget("api.example.com", ("1.2.3.4",), 443), T0, T0, ambiguous=True),
+    ]
+    frontend = {"name": "frontend", "namespace": "shop", "kind": "Deployment"}
+    empty = {"http": [], "kafkaTopics": [], "awsActions": [], "targetService": "", "ambiguous": False}
+    at = "2026-11-28T02:15:06.918878Z"
+    assert edges_document(edges) == {
+        "apiVersion": "network-mapper/v1",
+        "edges": [
+            {
+                "client": frontend,
+                "target": {
+                    "type": "workload",
+                    "name": "productcatalogservice",
+                    "namespace": "shop",
+                    "kind": "Deployment",
+                },
+                "methods": ["dns", "tcp"],
+                "firstSeen": at,
+                "lastSeen": "2026-11-28T02:16:06.918878Z",
+                "count": 3,
+                **empty,
+                "http": [{"path": "/products", "methods": ["GET", "POST"]}],
+                "targetService": "productcatalog",
+            },
+            {
+                "client": frontend,
+                "target": {"type": "internet", "dnsName": "api.example.com", "ips": ["1.2.3.4"], "port": 443},
+                "methods": [],
+                "firstSeen": at,
+                "lastSeen": at,
+                "count": 1,
+                **empty,
+                "ambiguous": True,
+            },
+            {
+                "client": frontend,
+                "target": {"type": "aws", "arn": "*"},
+                "methods": ["aws"],
+                "firstSeen": at,
+                "lastSeen": at,
+                "count": 1,
+                **empty,
+                "awsActions": ["sts:GetCallerIdentity"],
+            },
+        ],
+    }
+
+
+def test_times_are_exact_to_the_microsecond() -> None:
+    assert rfc3339(T0) == "2026-11-28T02:15:06.918878Z"
+    assert parse_rfc3339("2026-11-28T02:15:06.918878Z") == T0
+    assert parse_rfc3339("2026-11-28T04:15:06.918878999+02:00") == T0
+    assert rfc3339(0.0) == "1970-01-01T00:00:00.000000Z"
+    with pytest.raises(ValueError, match="offset"):
+        parse_rfc3339("2026-11-28T02:15:06")
+
+
+def test_demo_fixture_round_trips() -> None:
+    document = load_demo()
+    edges = edges_from_document(document)
+    assert len(edges) == 25
+    assert edges_document(edges) == document
+    assert edges_from_document(json.loads(json.dumps(edges_document(edges)))) == edges
+
+
+def test_same_edges_in_any_order_give_identical_output() -> None:
+    edges = edges_from_document(load_demo())
+    expected = json.dumps(edges_document(edges))
+    for seed in range(5):
+        random.Random(seed).shuffle(edges)
+        assert json.dumps(edges_document(edges)) == expected
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(apiVersion="v0"), "apiVersion"),
+        (lambda d: d["edges"][0].update(count="3"), "'count' must be an integer"),
+        (lambda d: d["edges"][0]["target"].update(type="satellite"), "unknown target type"),
+        (lambda d: d["edges"][0].update(methods=["carrier-pigeon"]), "edges[0]"),
+        (lambda d: d["edges"][0].update(firstSeen="yesterday"), "edges[0]"),
+        (lambda d: d["edges"][0].pop("client"), "client must be an object"),
+        (lambda d: d["edges"][0].update(http=[{"path": "/", "methods": "GET"}]), "list of strings"),
+    ],
+)
+def test_malformed_documents_are_rejected(mutate: Any, message: str) -> None:
+    document = load_demo()
+    mutate(document)
+    with pytest.raises(DocumentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        edges_from_document(document)
+
+
+texts = st.text(max_size=12)
+identities = st.builds(WorkloadIdentity, namespace=texts, name=texts, kind=texts)
+# times with microsecond precision: what the document keeps
+times = st.integers(0, 4_102_444_800 * 1_000_000).map(lambda us: us / 1_000_000)
+canonical_edges = st.builds(
+    Edge,
+    client=identities,
+    target=st.one_of(
+        identities,
+        st.builds(
+            InternetTarget,
+            dns_name=texts,
+            ips=st.lists(texts, max_size=3).map(tuple),
+            port=st.integers(0, 65535),
+        ),
+        st.builds(AwsTarget, arn=texts),
+    ),
+    first_seen=times,
+    last_seen=times,
+    methods=st.frozensets(st.sampled_from(list(Method))),
+    count=st.integers(0, 2**53),
+    http=st.lists(
+        st.builds(
+            HttpResource, path=texts, methods=st.lists(texts, max_size=3).map(lambda m: tuple(sorted(m)))
+        ),
+        max_size=3,
+    ).map(lambda r: tuple(sorted(r))),
+    kafka_topics=st.lists(
+        st.builds(
+            KafkaTopic, name=texts, operations=st.lists(texts, max_size=3).map(lambda o: tuple(sorted(o)))
+        ),
+        max_size=3,
+    ).map(lambda t: tuple(sorted(t))),
+    aws_actions=st.lists(texts, max_size=3).map(lambda a: tuple(sorted(a))),
+    target_service=texts,
+    ambiguous=st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(canonical_edges, max_size=6))
+def test_any_canonical_edges_round_trip_exactly(edges: list[Edge]) -> None:
+    document = json.loads(json.dumps(edges_document(edges)))
+    back = edges_from_document(document)
+    assert sorted(back, key=repr) == sorted(edges, key=repr)
+    assert edges_document(back) == document
