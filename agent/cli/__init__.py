@@ -1,0 +1,1 @@
+"""The ``network-mapper`` command line (see :mod:`agent.cli.main`)."""

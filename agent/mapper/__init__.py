@@ -1,0 +1,1 @@
+"""the mapper: observations → edges → store → API"""
