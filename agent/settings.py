@@ -35,6 +35,16 @@ def parse_bool(text: str) -> bool:
     raise SettingsError(f"not a boolean: {text!r} (use true or false)")
 
 
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` → ``(host, port)``; raises ValueError when malformed."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"not a host:port address: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port_text)
+
+
 _PARSERS: dict[Any, Any] = {bool: parse_bool, int: int, float: float, str: str, Path: Path}
 
 

@@ -113,13 +113,22 @@ def status(state_dir: Path) -> int:
 
 
 def demo(state_dir: Path, seconds: float) -> int:
-    from sandbox.views import traffic_view
+    from sandbox.views import mapper_url, traffic_view, wait_for_demo_map
 
     if rc := up(state_dir):
         return rc
     status(state_dir)
     print(f"\ncapturing live traffic on the node for {seconds:.0f}s ...", flush=True)
     print(traffic_view(state_dir, seconds))
+    url = mapper_url(state_dir)
+    print("\nwaiting for the network-mapper to map otterize-ecom-demo (up to 60s) ...", flush=True)
+    complete, took = wait_for_demo_map(url, 60.0)
+    print(
+        f"map {'complete' if complete else 'INCOMPLETE'} after {took:.0f}s; network-mapper list:\n",
+        flush=True,
+    )
+    subprocess.run([sys.executable, "-m", "agent.cli", "--mapper-url", url, "list"], check=False)
+    print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
     print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
     print("stop it: python -m sandbox down")
     return 0

@@ -43,6 +43,7 @@ class PodProcess:
         *,
         log_dir: Path,
         python: str = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.namespace, self.pod, self.netns = namespace, pod, netns
         # The hostname comes from the pod's UTS namespace, as HOSTNAME does in a container.
@@ -60,6 +61,7 @@ class PodProcess:
             "env",
             f"HOSTNAME={pod}",
             "PYTHONUNBUFFERED=1",
+            *(f"{k}={v}" for k, v in (env or {}).items()),
             python,
             *argv,
         ]

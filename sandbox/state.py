@@ -23,6 +23,7 @@ class SandboxState:
     api_port: int = 0
     forwards: dict[str, int] = field(default_factory=dict)  # name -> 127.0.0.1 port
     ready: bool = False
+    token: str = ""  # the agent token the sandbox's mapper and sniffer share
 
 
 class StateFile:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -81,6 +82,7 @@ class Supervisor:
     def run(self) -> None:
         self._record_pid("supervisor", os.getpid())
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.state.token = secrets.token_hex(16)
         network.create_node(self._record_ns)
         network.create_internet(self._record_ns)
         network.write_resolv_conf(
@@ -113,6 +115,10 @@ class Supervisor:
         for i, w in enumerate(WORKLOADS):
             plan = objects.plan_pod(w, f"10.244.1.{10 + i}")
             self._run_pod(plan, i)
+            if w.name == "network-mapper":
+                # The user's side reaches the mapper like `kubectl port-forward` would.
+                fwd = Forward(("127.0.0.1", 0), (plan.ip, w.port), target_ns=network.NODE_NETNS).start()
+                self.state.forwards["mapper"] = fwd.port
             if w.service_port:
                 # Published pod by pod, as an endpoints controller would, so early callers connect.
                 rules += self._publish_endpoints(w, plan)
@@ -154,9 +160,16 @@ class Supervisor:
             network.create_pod_netns(self._record_ns, ns, f"nmv{index}", plan.ip)
             network.write_resolv_conf(self._record_ns, ns, DNS_SERVICE_IP, search_domains(w.namespace))
         _, pod_cfg = kubeconfig_paths(self.files.dir)
-        argv = ["-m", w.module, *(a.format(pod_ip=plan.ip, kubeconfig=pod_cfg) for a in w.args)]
+        fill = {
+            "pod_ip": plan.ip,
+            "kubeconfig": str(pod_cfg),
+            "data_dir": str(self.files.dir / "mapper-data"),
+            "token": self.state.token,
+        }
+        argv = ["-m", w.module, *(a.format(**fill) for a in w.args)]
+        env = {k: v.format(**fill) for k, v in w.env.items()}
         proc = PodProcess(
-            w.namespace, plan.pod_name, ns, argv, log_dir=self.log_dir, python=self.python
+            w.namespace, plan.pod_name, ns, argv, log_dir=self.log_dir, python=self.python, env=env
         ).start()
         self.pods.append(proc)
         self._record_pid(f"{w.namespace}/{plan.pod_name}", proc.pid)

@@ -44,6 +44,7 @@ class Workload:
     protocol: str = "TCP"
     module: str = "sandbox.workloads"
     service_name: str = ""  # defaults to the workload's name
+    env: dict[str, str] = field(default_factory=dict)  # "{token}"-style placeholders allowed
 
     @property
     def service(self) -> str:
@@ -199,7 +200,46 @@ SYSTEM: tuple[Workload, ...] = (
     ),
 )
 
-WORKLOADS: tuple[Workload, ...] = SYSTEM + DEMO + EXTRAS
+AGENT_NS = "otterize-system"
+MAPPER_PORT = 9090
+
+# The product itself, as the helm chart would run it: the mapper as a Deployment with a
+# Service, the sniffer as a hostNetwork DaemonSet pod in the node's namespace.
+AGENTS: tuple[Workload, ...] = (
+    Workload(
+        AGENT_NS,
+        "network-mapper",
+        "Deployment",
+        (
+            "--listen-address",
+            f"0.0.0.0:{MAPPER_PORT}",
+            "--data-dir",
+            "{data_dir}",
+            "--kubeconfig",
+            "{kubeconfig}",
+        ),
+        port=MAPPER_PORT,
+        service_port=MAPPER_PORT,
+        module="agent.mapper",
+        env={"NETWORK_MAPPER_TOKEN": "{token}"},
+    ),
+    Workload(
+        AGENT_NS,
+        "network-mapper-node-agent",
+        "DaemonSet",
+        (
+            "--mapper-url",
+            f"http://network-mapper.{AGENT_NS}.svc.{CLUSTER_DOMAIN}:{MAPPER_PORT}/query",
+            "--health-address",
+            "127.0.0.1:9091",
+        ),
+        host_network=True,
+        module="agent.sniffer",
+        env={"NETWORK_MAPPER_TOKEN": "{token}"},
+    ),
+)
+
+WORKLOADS: tuple[Workload, ...] = SYSTEM + AGENTS + DEMO + EXTRAS
 
 EXPECTED_DEMO_MAP: dict[str, frozenset[str]] = {
     "cartservice": frozenset({"redis-cart"}),

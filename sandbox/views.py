@@ -52,3 +52,53 @@ def traffic_view(state_dir: Path, seconds: float) -> str:
     from sandbox.traffic import capture, format_summary
 
     return format_summary(capture(NODE_NETNS, seconds, ip_to_pod(state_dir)))
+
+
+def mapper_url(state_dir: Path) -> str:
+    from sandbox.state import StateFile
+
+    return f"http://127.0.0.1:{StateFile(state_dir).load().forwards['mapper']}/query"
+
+
+def demo_map(url: str) -> dict[str, frozenset[str]]:
+    """The mapper's current map of the demo namespace, as {client: servers} names."""
+    from agent.cli.edges import EDGES_QUERY, edge_from_json
+    from agent.mapperclient import HttpMapperClient
+    from agent.model import WorkloadIdentity
+    from sandbox.topology import DEMO_NS
+
+    client = HttpMapperClient(url, "", 10.0)
+    try:
+        raw = client.execute(EDGES_QUERY, {"namespaces": [DEMO_NS]})["edges"]
+    finally:
+        client.close()
+    found: dict[str, set[str]] = {}
+    for edge in map(edge_from_json, raw):
+        if isinstance(edge.target, WorkloadIdentity) and edge.target.namespace == DEMO_NS:
+            found.setdefault(edge.client.name, set()).add(edge.target.name)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def wait_for_demo_map(url: str, timeout: float) -> tuple[bool, float]:
+    """Polls the mapper until the demo namespace's map is DESIGN.md's; (complete?, seconds)."""
+    import time
+
+    from agent.mapperclient import MapperError
+    from sandbox.topology import EXPECTED_DEMO_MAP
+
+    start = time.monotonic()
+    expected = sum(len(v) for v in EXPECTED_DEMO_MAP.values())
+    last = -1
+    while (elapsed := time.monotonic() - start) < timeout:
+        try:
+            current = demo_map(url)
+        except MapperError:
+            current = {}
+        have = sum(len(v & EXPECTED_DEMO_MAP.get(k, frozenset())) for k, v in current.items())
+        if current == EXPECTED_DEMO_MAP:
+            return True, elapsed
+        if have != last:
+            print(f"  mapped {have}/{expected} demo edges after {elapsed:.0f}s", flush=True)
+            last = have
+        time.sleep(1)
+    return False, timeout

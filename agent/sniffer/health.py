@@ -17,21 +17,12 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from agent.settings import parse_address
 from agent.sniffer.metrics import CONTENT_TYPE, SnifferMetrics
 
-__all__ = ["HealthServer", "parse_address"]
+__all__ = ["HealthServer"]
 
 log = logging.getLogger("agent.sniffer.health")
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` → ``(host, port)``; raises ValueError when malformed."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"not a host:port address: {address!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", int(port_text)
 
 
 class _Server(ThreadingHTTPServer):

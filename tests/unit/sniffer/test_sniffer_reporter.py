@@ -10,7 +10,7 @@ import pytest
 
 from agent.mapperclient import MapperRejected, MapperUnavailable
 from agent.model import DnsAnswer, Method, SocketConnection, TcpConnection
-from agent.sniffer.health import parse_address
+from agent.settings import parse_address
 from agent.sniffer.metrics import SnifferMetrics
 from agent.sniffer.reporter import (
     MAX_IPS_PER_NAME,

@@ -1,0 +1,246 @@
+"""The mapper's HTTP front: a Starlette app serving GraphQL at ``/query`` and ``/healthz``.
+
+Requests come from producers (report mutations from the sniffer, watchers and AWS proxy) and
+from the CLIs and console (queries). Before GraphQL runs, the app enforces, in order:
+
+* size: a body over ``max_body_bytes`` gets 413 without being read into memory (Content-Length
+  is checked first; a chunked body is counted while it streams);
+* shape: invalid JSON or a request that is not ``{"query": str, "variables": {}|null,
+  "operationName": str|null}`` → 400 with GraphQL-style ``errors``;
+* document: at most ``MAX_QUERY_CHARS`` characters and ``MAX_TOKENS`` tokens, at most
+  ``MAX_DEPTH`` levels of selections and ``MAX_FIELDS`` fields (fragments expanded) → else 400;
+* auth: a mutation needs ``Authorization: Bearer <token>`` when a token is configured (compared
+  in constant time), a query too unless ``open_queries``; otherwise 401 with ``errors`` and
+  nothing reaches the queue. 401 (not 200) because Otterize's Go clients and our reporter treat
+  any non-200 as a failed report, and our reporter logs a 4xx as an ERROR instead of retrying it
+  as a transient error. GET serves queries only (405 for mutations).
+
+Execution then runs in a worker thread (resolvers block on SQLite and on JSON of large
+batches). Status: 200 once execution started (including field errors such as "mapper busy,
+retry", which reporters retry), 400 when the request failed before (parse, validation,
+variable coercion, e.g. a bad ``Time``). No request makes a 500 unless the code has a bug.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+from ariadne import graphql_sync
+from ariadne.format_error import format_error
+from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast
+from graphql.language import DocumentNode, parse
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.mapper.api.ingest import Busy, Ingest
+from agent.mapper.api.limits import MAX_QUERY_CHARS, MAX_TOKENS, DocumentTooComplex, check_document
+from agent.mapper.api.protocols import EdgeStoreLike, LabelSource, NoLabels, ObservationResolver
+from agent.mapper.api.schema import ApiState, RequestContext, build_schema
+from agent.settings import MapperSettings
+
+log = logging.getLogger("agent.mapper.api")
+_quiet = logging.getLogger("agent.mapper.api.graphql")  # ariadne's own error log: we log ourselves
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+JSON = "application/json"
+STOP_TIMEOUT = 10.0
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _errors(status: int, message: str, **headers: str) -> Response:
+    return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers or None)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or :class:`BodyTooLarge` as soon as it is known to exceed ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@lru_cache(maxsize=512)
+def parse_document(query: str) -> DocumentNode:
+    """Parse and check a document (cached: producers send the same few documents again and again)."""
+    document = parse(query, no_location=False, max_tokens=MAX_TOKENS)
+    check_document(document)
+    return document
+
+
+def _error_formatter(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
+    original = error.original_error
+    if error.path is not None and original is not None and not isinstance(original, GraphQLError | Busy):
+        log.error(
+            "resolver failed path=%s error=%s", ".".join(map(str, error.path)), error, exc_info=original
+        )
+    return format_error(error, debug)
+
+
+class GraphQLEndpoint:
+    """``/query``: checks (see the module docstring), then ariadne's ``graphql_sync``."""
+
+    def __init__(self, settings: MapperSettings, state: ApiState, schema: GraphQLSchema) -> None:
+        self._token = settings.token.encode()
+        self._open_queries = settings.open_queries
+        self._limit = settings.max_body_bytes
+        self._state = state
+        self._schema = schema
+
+    def _has_token(self, authorization: str | None) -> bool:
+        if not self._token:
+            return True
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(credentials.strip().encode(), self._token)
+
+    async def handle(self, request: Request) -> Response:
+        peer = f"{request.client.host}:{request.client.port}" if request.client else ""
+        if request.method == "GET":
+            params = request.query_params
+            data: Any = {"query": params.get("query"), "operationName": params.get("operationName")}
+            try:
+                data["variables"] = json.loads(params["variables"]) if params.get("variables") else None
+            except ValueError:
+                return _errors(400, "variables must be a JSON object")
+        else:
+            try:
+                body = await read_body(request, self._limit)
+            except BodyTooLarge:
+                log.warning("request refused peer=%s status=413 limit=%d", peer, self._limit)
+                return _errors(413, f"request body exceeds {self._limit} bytes", Connection="close")
+            except ClientDisconnect:
+                return Response(status_code=400)
+            data = body
+        authorization = request.headers.get("authorization")
+        status, payload = await run_in_threadpool(self._handle, data, authorization, request.method, peer)
+        return Response(
+            payload,
+            status_code=status,
+            media_type=JSON,
+            headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        )
+
+    def _handle(
+        self, raw: bytes | dict[str, Any], authorization: str | None, method: str, peer: str
+    ) -> tuple[int, bytes]:
+        status, result = self._execute(raw, authorization, method, peer)
+        if status >= 400:
+            messages = "; ".join(str(e.get("message", ""))[:200] for e in result.get("errors", ()))
+            log.info("request failed peer=%s status=%d errors=%s", peer, status, messages)
+        return status, json.dumps(result, separators=(",", ":")).encode()
+
+    def _request(self, raw: bytes | dict[str, Any]) -> tuple[dict[str, Any], DocumentNode] | str:
+        """The request's data and parsed document, or why the request is refused (400)."""
+        if isinstance(raw, bytes):
+            try:
+                data = json.loads(raw)
+            except ValueError:  # includes UnicodeDecodeError
+                return "request body is not valid JSON"
+        else:
+            data = raw
+        query = data.get("query") if isinstance(data, dict) else None
+        if not isinstance(query, str) or not query:
+            return "request must be a JSON object with a 'query' string"
+        if len(query) > MAX_QUERY_CHARS:
+            return f"query longer than {MAX_QUERY_CHARS} characters"
+        try:
+            return data, parse_document(query)
+        except (GraphQLError, DocumentTooComplex) as exc:
+            return exc.message if isinstance(exc, GraphQLError) else str(exc)
+
+    def _execute(
+        self, raw: bytes | dict[str, Any], authorization: str | None, method: str, peer: str
+    ) -> tuple[int, dict[str, Any]]:
+        request = self._request(raw)
+        if isinstance(request, str):
+            return 400, {"errors": [{"message": request}]}
+        data, document = request
+        name = data.get("operationName")
+        operation = get_operation_ast(document, name if isinstance(name, str) else None)
+        authorized = self._has_token(authorization)
+        if operation is not None:
+            is_mutation = operation.operation is not OperationType.QUERY
+            if is_mutation and method == "GET":
+                return 405, {"errors": [{"message": "mutations must be sent with POST"}]}
+            if not authorized and (is_mutation or not self._open_queries):
+                what = "mutations" if is_mutation else "queries"
+                message = f"unauthorized: {what} need 'Authorization: Bearer <token>'"
+                return 401, {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+        context = RequestContext(self._state, authorized, peer)
+        _, result = graphql_sync(
+            self._schema,
+            data,
+            context_value=context,
+            query_document=document,
+            logger=_quiet,
+            error_formatter=_error_formatter,
+        )
+        # Errors with a path happened during execution (e.g. "mapper busy"): 200, as GraphQL over
+        # HTTP answers field errors. No data and no path: parse/validation/variables: 400.
+        executed = result.get("data") is not None or any(e.get("path") for e in result.get("errors", ()))
+        return (200 if executed else 400), result
+
+
+def create_app(
+    settings: MapperSettings,
+    store: EdgeStoreLike,
+    resolver: ObservationResolver,
+    labels: LabelSource | None = None,
+    *,
+    workers: int = 1,
+    ingest: Ingest | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """The API app. Report batches are resolved by ``workers`` threads (started now; drained and
+    stopped at the app's shutdown) and recorded in ``store``; queries read ``store`` and
+    ``labels``. ``app.state.ingest`` is the :class:`Ingest` (``drain()`` for tests). The
+    resolver is called from the worker threads only: ``workers > 1`` needs a resolver that is
+    safe to share (``agent.mapper.resolver.Resolver`` keeps unlocked stats, so keep 1)."""
+    ingest = ingest or Ingest(resolver, store, max_batches=settings.queue_batches, workers=workers)
+    state = ApiState(store, ingest, labels or NoLabels())
+    if clock is not None:
+        state.clock = clock
+    endpoint = GraphQLEndpoint(settings, state, build_schema())
+    if not settings.token:
+        log.warning("no token configured: report mutations and resetCapture are open to anyone")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "pending_batches": ingest.pending})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ingest.start()
+        yield
+        await run_in_threadpool(ingest.stop, STOP_TIMEOUT)
+
+    app = Starlette(
+        routes=[
+            Route("/query", endpoint.handle, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.ingest = ingest
+    app.state.api = state
+    ingest.start()
+    return app

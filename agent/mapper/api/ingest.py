@@ -1,0 +1,166 @@
+"""The bounded hand-off between the API's request threads and resolution.
+
+Mutation handlers (producers' reports over HTTP) convert their input to observations and
+:meth:`Ingest.submit` them as one batch onto a bounded ``queue.Queue``; when it is full,
+``submit`` raises :class:`Busy` and the mutation answers a GraphQL error ("mapper busy,
+retry") so the reporter retries: accepted data is never dropped. Worker threads take batches,
+``resolve`` each observation (``agent.mapper.resolver``) and ``record`` the batch's edges in the
+store with one call. A failure is logged once per batch, with the batch size, and the worker
+carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.mapper.api.protocols import EdgeSink, ObservationResolver
+from agent.model import Edge, Observation
+
+log = logging.getLogger("agent.mapper.api.ingest")
+
+_STOP = None
+
+
+class Busy(RuntimeError):
+    """The ingest queue is full: the report was not accepted and should be retried."""
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters since start (read without a lock: for tests, logs and health output)."""
+
+    batches_accepted: int = 0
+    observations_accepted: int = 0
+    batches_refused: int = 0
+    batches_done: int = 0
+    edges_recorded: int = 0
+    resolve_errors: int = 0
+    record_errors: int = 0
+
+
+class Ingest:
+    """A bounded queue of observation batches and the workers that resolve and store them."""
+
+    def __init__(
+        self, resolver: ObservationResolver, sink: EdgeSink, *, max_batches: int, workers: int = 1
+    ) -> None:
+        if max_batches < 1 or workers < 1:
+            raise ValueError(f"need max_batches >= 1 and workers >= 1, got {max_batches}, {workers}")
+        self._resolver = resolver
+        self._sink = sink
+        self._queue: queue.Queue[Sequence[Observation] | None] = queue.Queue(maxsize=max_batches)
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self.stats = IngestStats()
+
+    # ------------------------------------------------------------------ producers' side
+
+    def submit(self, batch: Sequence[Observation]) -> None:
+        """Queue one batch for resolution, or raise :class:`Busy` at once when the queue is full."""
+        if not batch:
+            return
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:
+            with self._stats_lock:
+                self.stats.batches_refused += 1
+            raise Busy("mapper busy, retry") from None
+        with self._stats_lock:
+            self.stats.batches_accepted += 1
+            self.stats.observations_accepted += len(batch)
+
+    @property
+    def pending(self) -> int:
+        """Batches waiting or being resolved."""
+        return self._queue.unfinished_tasks
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the worker threads (idempotent)."""
+        with self._lock:
+            if self._threads:
+                return
+            for i in range(self._workers):
+                thread = threading.Thread(target=self._work, name=f"mapper-ingest-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        log.info("ingest started workers=%d max_batches=%d", self._workers, self._queue.maxsize)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every accepted batch is resolved and recorded; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._queue.all_tasks_done.wait(remaining):
+                    return self._queue.unfinished_tasks == 0
+        return True
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Drain (up to ``timeout``), then stop the workers. False when batches were left behind."""
+        drained = self.drain(timeout)
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._queue.put(_STOP)  # blocks only while workers still make room
+        for thread in threads:
+            thread.join(timeout)
+        if not drained:
+            log.warning("ingest stopped with batches pending=%d", self.pending)
+        else:
+            log.info("ingest stopped batches=%d edges=%d", self.stats.batches_done, self.stats.edges_recorded)
+        return drained
+
+    # ------------------------------------------------------------------ workers
+
+    def _work(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is _STOP:
+                    return
+                self._process(batch)
+            finally:
+                self._queue.task_done()
+
+    def _process(self, batch: Sequence[Observation]) -> None:
+        edges: list[Edge] = []
+        failed, first_error = 0, ""
+        resolve = self._resolver.resolve
+        for obs in batch:
+            try:
+                edges.extend(resolve(obs))
+            except Exception as exc:  # noqa: BLE001 (one bad observation must not lose its batch)
+                failed += 1
+                if not first_error:
+                    first_error = f"{type(exc).__name__}: {exc} ({type(obs).__name__})"
+        if failed:
+            log.error(
+                "resolve failed batch_size=%d failed=%d first_error=%s", len(batch), failed, first_error
+            )
+        recorded = 0
+        try:
+            if edges:
+                self._sink.record(edges)
+                recorded = len(edges)
+        except Exception as exc:  # noqa: BLE001 (the worker must survive a failing store)
+            log.error(  # noqa: TRY400 (one line per event; the batch size says what was lost)
+                "record failed batch_size=%d edges=%d error=%s: %s",
+                len(batch),
+                len(edges),
+                type(exc).__name__,
+                exc,
+            )
+        with self._stats_lock:
+            self.stats.resolve_errors += failed
+            self.stats.record_errors += 1 if edges and not recorded else 0
+            self.stats.edges_recorded += recorded
+            self.stats.batches_done += 1

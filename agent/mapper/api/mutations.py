@@ -1,0 +1,199 @@
+"""Report mutations' inputs → ``agent.model`` observations (pure; no I/O).
+
+The inputs come from producers over HTTP, already coerced by graphql-core (dicts keyed by the
+schema's field names, ``Time`` already epoch seconds); the observations go onto the ingest
+queue, then through the resolver into the store.
+
+Entries that parse as GraphQL but cannot be an observation (a source that is not an IP, a
+port outside 0-65535) are skipped and counted in :class:`Converted` so the API logs them: a
+producer that keeps sending one bad entry must not have its whole batch refused and retried
+forever.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from agent.model import (
+    AwsOperation,
+    DnsAnswer,
+    IstioRequest,
+    KafkaAccess,
+    Observation,
+    SocketConnection,
+    TcpConnection,
+    WorkloadIdentity,
+)
+
+KAFKA_SERVER_KIND = "Pod"
+"""``reportKafkaMapperResults`` names the Kafka server by *pod* (``serverPodName``): the
+observation carries ``WorkloadIdentity(serverNamespace, serverPodName, "Pod")`` and the resolver
+maps that pod to its workload."""
+
+Input = Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class Converted:
+    """Observations made from one mutation, and how many entries were skipped (and the first reason)."""
+
+    observations: list[Observation] = field(default_factory=list)
+    skipped: int = 0
+    reason: str = ""
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        if not self.reason:
+            self.reason = reason
+
+
+@lru_cache(maxsize=65536)
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(value: Any) -> int | None:
+    """A destination port (absent or null: 0), or None when out of range."""
+    port = int(value or 0)
+    return port if 0 <= port <= 65535 else None
+
+
+def _sources(results: Input, converted: Converted) -> Iterable[tuple[str, Input]]:
+    """(srcIp, source entry) of each ``RecordedDestinationsForSrc`` whose srcIp is an IP."""
+    for source in results["results"]:
+        src = source["srcIp"]
+        if _is_ip(src):
+            yield src, source
+        else:
+            for _ in source["destinations"] or [None]:
+                converted.skip(f"srcIp is not an IP: {src[:64]!r}")
+
+
+def capture_results(results: Input) -> Converted:
+    """``reportCaptureResults`` (DNS answers seen by the sniffer) → one :class:`DnsAnswer` per
+    (source, queried name), the IPs of its entries merged in order, the newest ``lastSeen`` and
+    the largest TTL. ``destination`` is the name; ``destinationIP`` one of its addresses."""
+    out = Converted()
+    for src, source in _sources(results, out):
+        names: dict[str, tuple[dict[str, None], float, int]] = {}
+        for dest in source["destinations"]:
+            name = dest["destination"]
+            if not name:
+                out.skip("empty destination name")
+                continue
+            ip = dest.get("destinationIP") or ""
+            if ip and not _is_ip(ip):
+                out.skip(f"destinationIP is not an IP: {ip[:64]!r}")
+                continue
+            seen, ttl = dest["lastSeen"], max(int(dest.get("TTL") or 0), 0)
+            have = names.get(name)
+            if have is None:
+                names[name] = ({ip: None} if ip else {}, seen, ttl)
+            else:
+                if ip:
+                    have[0][ip] = None
+                names[name] = (have[0], max(have[1], seen), max(have[2], ttl))
+        for name, (ips, seen, ttl) in names.items():
+            out.observations.append(DnsAnswer(src, 0, "", name, tuple(ips), seen, (), ttl))
+    return out
+
+
+def _connections(results: Input, *, socket_scan: bool) -> Converted:
+    out = Converted()
+    for src, source in _sources(results, out):
+        hostname = source["srcHostname"]
+        for dest in source["destinations"]:
+            server = dest.get("destinationIP") or dest["destination"]
+            port = _port(dest.get("destinationPort"))
+            if not _is_ip(server):
+                out.skip(f"destination is not an IP: {server[:64]!r}")
+            elif port is None:
+                out.skip(f"destinationPort out of range: {dest.get('destinationPort')}")
+            elif socket_scan:
+                out.observations.append(SocketConnection(src, 0, server, port, dest["lastSeen"], hostname))
+            else:
+                out.observations.append(TcpConnection(src, 0, server, port, dest["lastSeen"]))
+    return out
+
+
+def tcp_results(results: Input) -> Converted:
+    """``reportTCPCaptureResults`` (SYNs seen by the sniffer) → :class:`TcpConnection` per
+    destination; the server is ``destinationIP`` when given, else ``destination`` (an IP)."""
+    return _connections(results, socket_scan=False)
+
+
+def socket_results(results: Input) -> Converted:
+    """``reportSocketScanResults`` (the sniffer's /proc scan) → :class:`SocketConnection` per
+    destination, carrying ``srcHostname`` as the client's hostname."""
+    return _connections(results, socket_scan=True)
+
+
+def kafka_results(results: Input) -> Converted:
+    """``reportKafkaMapperResults`` (the Kafka watcher) → :class:`KafkaAccess` per result; the
+    server is the pod named by ``serverPodName`` (see :data:`KAFKA_SERVER_KIND`)."""
+    out = Converted()
+    for r in results["results"]:
+        if not _is_ip(r["srcIp"]):
+            out.skip(f"srcIp is not an IP: {r['srcIp'][:64]!r}")
+            continue
+        server = WorkloadIdentity(r["serverNamespace"], r["serverPodName"], KAFKA_SERVER_KIND)
+        operation = r["operation"].strip().lower()
+        out.observations.append(KafkaAccess(r["srcIp"], server, r["topic"], operation, r["lastSeen"]))
+    return out
+
+
+def istio_results(results: Input) -> Converted:
+    """``reportIstioConnectionResults`` (the Istio watcher) → one :class:`IstioRequest` per
+    method, ``count=1`` (the watcher reports deltas); no methods → one request with method ``""``."""
+    out = Converted()
+    for r in results["results"]:
+        for method in r["methods"] or [""]:
+            out.observations.append(
+                IstioRequest(
+                    r["srcWorkload"],
+                    r["srcWorkloadNamespace"],
+                    r["dstWorkload"],
+                    r["dstWorkloadNamespace"],
+                    r["dstServiceName"],
+                    r["path"],
+                    method,
+                    1,
+                    r["lastSeen"],
+                )
+            )
+    return out
+
+
+def split_action(action: str) -> tuple[str, str]:
+    """``s3:GetObject`` → (``s3``, ``GetObject``); no colon → (``""``, action)."""
+    service, sep, name = action.partition(":")
+    return (service, name) if sep else ("", action)
+
+
+def aws_operations(operations: Sequence[Input], now: float) -> Converted:
+    """``reportAWSOperation`` (the IAM proxy) → one :class:`AwsOperation` per action, seen ``now``.
+
+    ``iamRole`` and ``client`` (a NamespacedName) are accepted but not carried: the model
+    attributes AWS calls by client IP only (``""`` when ``srcIp`` is absent, which the resolver
+    cannot attribute).
+    """
+    out = Converted()
+    for op in operations:
+        src = op.get("srcIp") or ""
+        if src and not _is_ip(src):
+            out.skip(f"srcIp is not an IP: {src[:64]!r}")
+            continue
+        if not op["actions"]:
+            out.skip("no actions")
+        for action in op["actions"]:
+            service, name = split_action(action)
+            out.observations.append(AwsOperation(src, 0, service, name, op["resource"], "", now))
+    return out

@@ -1,0 +1,201 @@
+"""The executable schema: ``schema.graphql`` bound to the query and mutation resolvers.
+
+Mutations are producers' reports over HTTP (the sniffer, the Kafka and Istio watchers, the AWS
+proxy): each converts its input to observations (:mod:`.mutations`) and submits them as one
+batch to :class:`~.ingest.Ingest`, whose workers resolve them into edges for the store.
+Queries read the store and shape its edges (:mod:`.queries`) for the Otterize CLI and ours.
+Resolvers reach the mapper's parts through :class:`RequestContext` (``info.context``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ariadne import MutationType, QueryType, load_schema_from_path, make_executable_schema
+from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema
+
+from agent.mapper.api import mutations, queries
+from agent.mapper.api.ingest import Busy, Ingest
+from agent.mapper.api.protocols import EdgeStoreLike, LabelSource
+from agent.mapper.api.scalars import time_scalar
+
+log = logging.getLogger("agent.mapper.api")
+
+SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
+
+BUSY_CODE = "MAPPER_BUSY"
+UNAUTHORIZED_CODE = "UNAUTHENTICATED"
+
+
+@dataclass
+class ApiState:
+    """What the resolvers use, shared by every request."""
+
+    store: EdgeStoreLike
+    ingest: Ingest
+    labels: LabelSource
+    clock: Callable[[], float] = time.time
+    not_stored: dict[str, int] = field(default_factory=dict)
+    """Entries of the reports that are accepted but not stored (Azure, GCP, traffic levels)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_not_stored(self, kind: str, entries: int) -> None:
+        with self._lock:
+            self.not_stored[kind] = self.not_stored.get(kind, 0) + entries
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Per request: the shared state, whether the bearer token was given, the peer (for logs)."""
+
+    state: ApiState
+    authorized: bool
+    peer: str = ""
+
+
+Info = GraphQLResolveInfo[RequestContext]
+
+
+def _context(info: Info) -> RequestContext:
+    return info.context
+
+
+def _namespaces(namespaces: Collection[str] | None) -> Collection[str] | None:
+    """Otterize semantics: a null or empty list means every namespace."""
+    return namespaces or None
+
+
+query = QueryType()
+mutation = MutationType()
+
+
+@query.field("health")
+def _health(_: Any, info: Info) -> bool:
+    return True
+
+
+@query.field("serviceIntents")
+def _service_intents(
+    _: Any,
+    info: Info,
+    *,
+    namespaces: list[str] | None = None,
+    includeLabels: list[str] | None = None,
+    includeAllLabels: bool | None = None,
+) -> list[queries.Shape]:
+    state = _context(info).state
+    edges = state.store.edges(_namespaces(namespaces))
+    return queries.service_intents(
+        edges, state.labels, include_labels=includeLabels, include_all_labels=includeAllLabels
+    )
+
+
+@query.field("intents")
+def _intents(
+    _: Any,
+    info: Info,
+    *,
+    namespaces: list[str] | None = None,
+    includeLabels: list[str] | None = None,
+    excludeServiceWithLabels: list[str] | None = None,
+    includeAllLabels: bool | None = None,
+    server: Mapping[str, str] | None = None,
+) -> list[queries.Shape]:
+    state = _context(info).state
+    edges = state.store.edges(_namespaces(namespaces))
+    return queries.intents(
+        edges,
+        state.labels,
+        include_labels=includeLabels,
+        exclude_service_with_labels=excludeServiceWithLabels,
+        include_all_labels=includeAllLabels,
+        server=server,
+    )
+
+
+@query.field("edges")
+def _edges(_: Any, info: Info, namespaces: list[str] | None = None) -> list[queries.Shape]:
+    return [queries.mapped_edge(e) for e in _context(info).state.store.edges(_namespaces(namespaces))]
+
+
+def _authorized(info: Info) -> RequestContext:
+    """The app refuses unauthorized mutations with HTTP 401 before execution; this is the
+    resolvers' own check, so no code path reaches the store or the queue without the token."""
+    ctx = _context(info)
+    if not ctx.authorized:
+        raise GraphQLError(
+            "unauthorized: mutations need 'Authorization: Bearer <token>'",
+            extensions={"code": UNAUTHORIZED_CODE},
+        )
+    return ctx
+
+
+@mutation.field("resetCapture")
+def _reset_capture(_: Any, info: Info) -> bool:
+    ctx = _authorized(info)
+    ctx.state.store.reset()
+    log.info("capture reset peer=%s", ctx.peer)
+    return True
+
+
+def _report(name: str, argument: str, convert: Callable[[Any, RequestContext], mutations.Converted]) -> None:
+    def resolve(_: Any, info: Info, **kwargs: Any) -> bool:
+        ctx = _authorized(info)
+        converted = convert(kwargs[argument], ctx)
+        if converted.skipped:
+            log.warning(
+                "report entries skipped mutation=%s peer=%s skipped=%d accepted=%d first_reason=%s",
+                name,
+                ctx.peer,
+                converted.skipped,
+                len(converted.observations),
+                converted.reason,
+            )
+        try:
+            ctx.state.ingest.submit(converted.observations)
+        except Busy:
+            log.warning(
+                "report refused, queue full mutation=%s peer=%s observations=%d",
+                name,
+                ctx.peer,
+                len(converted.observations),
+            )
+            raise GraphQLError("mapper busy, retry", extensions={"code": BUSY_CODE}) from None
+        log.debug(
+            "report accepted mutation=%s peer=%s observations=%d", name, ctx.peer, len(converted.observations)
+        )
+        return True
+
+    mutation.set_field(name, resolve)
+
+
+def _counted(kind: str) -> Callable[[Sequence[Any], RequestContext], mutations.Converted]:
+    def count(entries: Sequence[Any], ctx: RequestContext) -> mutations.Converted:
+        ctx.state.count_not_stored(kind, len(entries))
+        return mutations.Converted()
+
+    return count
+
+
+_report("reportCaptureResults", "results", lambda r, _: mutations.capture_results(r))
+_report("reportTCPCaptureResults", "results", lambda r, _: mutations.tcp_results(r))
+_report("reportSocketScanResults", "results", lambda r, _: mutations.socket_results(r))
+_report("reportKafkaMapperResults", "results", lambda r, _: mutations.kafka_results(r))
+_report("reportIstioConnectionResults", "results", lambda r, _: mutations.istio_results(r))
+_report("reportAWSOperation", "operation", lambda ops, ctx: mutations.aws_operations(ops, ctx.state.clock()))
+# Accepted (so producers that send them keep working), validated by the schema, counted, not stored:
+# the model has no Azure/GCP targets and no traffic volumes yet.
+_report("reportAzureOperation", "operation", _counted("azure"))
+_report("reportGCPOperation", "operation", _counted("gcp"))
+_report("reportTrafficLevelResults", "results", lambda r, ctx: _counted("traffic")(r["results"], ctx))
+
+
+def build_schema() -> GraphQLSchema:
+    """The executable schema (``schema.graphql`` + these resolvers + the ``Time`` scalar)."""
+    return make_executable_schema(load_schema_from_path(str(SCHEMA_PATH)), query, mutation, time_scalar)

@@ -1,0 +1,251 @@
+"""Benchmark: end-to-end ``reportCaptureResults`` ingest over HTTP against the in-process path.
+
+    .venv/bin/python bench/bench_ingest.py [--batches 10] [--batch-size 10000] [--senders 2]
+
+A synthetic cluster (100 client pods, 50 Services) is built the same way in two places:
+
+* over HTTP: the real API app (``agent.mapper.api.create_app``) under uvicorn in a child process,
+  with the real resolver and the real SQLite edge store in a temp dir; this process POSTs
+  ``--batches`` bodies of ``--batch-size`` DNS destinations each (the sniffer's document, bodies
+  encoded before the clock starts), from ``--senders`` concurrent clients as several nodes would,
+  and the clock stops when ``/healthz`` reports no pending batch (every batch resolved and
+  recorded). A "mapper busy" answer is retried, as the sniffer does.
+* in process (the baseline, measured in the same run): the same observations, as ``DnsAnswer``
+  objects, resolved and recorded batch by batch straight into a fresh store.
+
+So the ratio is what the API costs on top of resolution and storage: HTTP, JSON, GraphQL
+validation and coercion, conversion and the queue. The last line printed is
+``ingest: <N>k observations/s over HTTP (<ratio>x the in-process path)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import requests  # noqa: E402
+
+from agent.mapper.cluster import ClusterState  # noqa: E402 - needs the repo on sys.path first
+from agent.mapper.resolver import Resolver  # noqa: E402
+from agent.mapper.store import EdgeStore  # noqa: E402
+from agent.model import DnsAnswer  # noqa: E402
+
+CLIENTS, SERVICES = 100, 50
+T0 = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
+CAPTURE = (
+    "mutation reportCaptureResults($results: CaptureResults!) { reportCaptureResults(results: $results) }"
+)
+TOKEN = "bench-token"
+
+
+def cluster() -> ClusterState:
+    state, at = ClusterState(), T0 - 86400
+    created = "2024-05-01T00:00:00Z"
+    for i in range(CLIENTS):
+        state.apply(
+            "ADDED",
+            "Pod",
+            {
+                "metadata": {
+                    "namespace": "bench",
+                    "name": f"client-{i}",
+                    "uid": f"c{i}",
+                    "labels": {"app": f"app-{i % SERVICES}"},
+                    "creationTimestamp": created,
+                    "ownerReferences": [
+                        {
+                            "kind": "StatefulSet",
+                            "name": f"app-{i % SERVICES}",
+                            "uid": f"s{i % SERVICES}",
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {"nodeName": "node-1"},
+                "status": {
+                    "podIP": f"10.1.{i // 250}.{i % 250 + 1}",
+                    "hostIP": "192.168.0.1",
+                    "startTime": created,
+                    "phase": "Running",
+                },
+            },
+            at,
+        )
+    for s in range(SERVICES):
+        state.apply(
+            "ADDED",
+            "Service",
+            {
+                "metadata": {
+                    "namespace": "bench",
+                    "name": f"svc-{s}",
+                    "uid": f"svc{s}",
+                    "creationTimestamp": created,
+                },
+                "spec": {"clusterIP": f"10.96.0.{s + 1}", "selector": {"app": f"app-{s}"}},
+            },
+            at,
+        )
+    return state
+
+
+def destination(i: int) -> tuple[str, str]:
+    """(name, IP) of the i-th destination: half cluster Services, half Internet names."""
+    if i % 2:
+        s = i % SERVICES
+        return f"svc-{s}.bench.svc.cluster.local", f"10.96.0.{s + 1}"
+    return f"host-{i}.example.com", f"203.0.{(i // 250) % 250}.{i % 250 + 1}"
+
+
+def batch(number: int, size: int) -> list[tuple[str, str, str, float]]:
+    """``size`` distinct (source IP, name, IP, time) DNS sightings."""
+    per_client = size // CLIENTS
+    seen = T0 + number
+    out = []
+    for c in range(CLIENTS):
+        src = f"10.1.{c // 250}.{c % 250 + 1}"
+        for d in range(per_client):
+            name, ip = destination(c * per_client + d)
+            out.append((src, name, ip, seen))
+    return out
+
+
+def body(entries: list[tuple[str, str, str, float]]) -> bytes:
+    stamp = datetime.fromtimestamp(entries[0][3], tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for src, name, ip, _ in entries:
+        by_source.setdefault(src, []).append(
+            {"destination": name, "destinationIP": ip, "TTL": 30, "lastSeen": stamp}
+        )
+    results = [{"srcIp": s, "srcHostname": "", "destinations": d} for s, d in by_source.items()]
+    return json.dumps({"query": CAPTURE, "variables": {"results": {"results": results}}}).encode()
+
+
+# --------------------------------------------------------------------------- the server (child)
+
+
+def serve(data_dir: Path, port_file: Path) -> None:
+    import uvicorn
+
+    from agent.mapper.api import create_app
+    from agent.settings import MapperSettings
+
+    state = cluster()
+    store = EdgeStore(data_dir / "edges.db")
+    settings = MapperSettings(token=TOKEN, max_body_bytes=64 << 20)
+    app = create_app(settings, store, Resolver(state, "cluster.local"), state)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    port_file.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+    sys.stdin.read()  # until the parent closes our stdin
+    server.should_exit = True
+
+
+# --------------------------------------------------------------------------- the two paths
+
+
+def over_http(bodies: list[bytes], senders: int, tmp: Path) -> float:
+    port_file = tmp / "port"
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(tmp / "http"), str(port_file)], stdin=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port_file.read_text()}"
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        pending = list(reversed(bodies))
+        lock = threading.Lock()
+        busy = [0]
+
+        def send() -> None:
+            with requests.Session() as session:
+                while True:
+                    with lock:
+                        if not pending:
+                            return
+                        data = pending.pop()
+                    while True:
+                        reply = session.post(f"{base}/query", data=data, headers=headers, timeout=120)
+                        reply.raise_for_status()
+                        if "errors" not in reply.json():
+                            break
+                        busy[0] += 1  # "mapper busy, retry"
+                        time.sleep(0.05)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=send) for _ in range(senders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        while requests.get(f"{base}/healthz", timeout=10).json()["pending_batches"]:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        if busy[0]:
+            print(f"  (retried {busy[0]} busy answers)")
+        return elapsed
+    finally:
+        child.stdin.close()  # type: ignore[union-attr]
+        child.wait(30)
+
+
+def in_process(batches: list[list[tuple[str, str, str, float]]], tmp: Path) -> float:
+    state = cluster()
+    resolver = Resolver(state, "cluster.local")
+    observations = [
+        [DnsAnswer(src, 0, "", name, (ip,), seen, (), 30) for src, name, ip, seen in entries]
+        for entries in batches
+    ]
+    with EdgeStore(tmp / "inproc" / "edges.db") as store:
+        started = time.perf_counter()
+        for obs in observations:
+            store.record([edge for o in obs for edge in resolver.resolve(o)])
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT_FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), Path(args.serve[1]))
+        return
+    batches = [batch(n, args.batch_size) for n in range(args.batches)]
+    total = sum(len(b) for b in batches)
+    bodies = [body(b) for b in batches]
+    print(
+        f"{args.batches} batches of {args.batch_size} DNS sightings ({total} observations), "
+        f"{sum(map(len, bodies)) / len(bodies) / 1e6:.1f} MB per body, {args.senders} senders"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        baseline = in_process(batches, Path(tmp))
+        http = over_http(bodies, args.senders, Path(tmp))
+    http_rate, baseline_rate = total / http, total / baseline
+    print(f"in process (resolve + record): {baseline:.2f} s, {baseline_rate / 1000:.0f}k observations/s")
+    print(f"over HTTP (POST, GraphQL, queue, resolve + record): {http:.2f} s")
+    ratio = http_rate / baseline_rate
+    print(f"ingest: {http_rate / 1000:.0f}k observations/s over HTTP ({ratio:.2f}x the in-process path)")
+
+
+if __name__ == "__main__":
+    main()

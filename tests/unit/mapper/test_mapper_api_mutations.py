@@ -1,0 +1,268 @@
+"""Report mutation inputs → observations, and the Time scalar (agent.mapper.api.mutations, .scalars)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.mapper.api import mutations
+from agent.mapper.api.scalars import format_time, parse_time
+from agent.model import (
+    AwsOperation,
+    DnsAnswer,
+    IstioRequest,
+    KafkaAccess,
+    SocketConnection,
+    TcpConnection,
+    WorkloadIdentity,
+)
+
+T0 = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+def _src(src: str, *destinations: dict, hostname: str = "") -> dict:
+    return {"srcIp": src, "srcHostname": hostname, "destinations": list(destinations)}
+
+
+# --------------------------------------------------------------------------- Time
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-06-01T12:00:00Z", T0),
+        ("2024-06-01T12:00:00z", T0),
+        ("2024-06-01t12:00:00Z", T0),
+        ("2024-06-01T12:00:00.5Z", T0 + 0.5),
+        ("2024-06-01T12:00:00.123456789Z", T0 + 0.123456789),  # Go's RFC3339Nano
+        ("2024-06-01T14:00:00+02:00", T0),
+        ("2024-06-01T10:30:00.25-01:30", T0 + 0.25),
+        ("2024-06-01T12:00:00+00:00", T0),
+    ],
+)
+def test_time_parses_rfc3339(text: str, expected: float) -> None:
+    assert parse_time(text) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "yesterday",
+        "2024-06-01",
+        "2024-06-01T12:00:00",  # no offset
+        "2024-06-01T12:00Z",
+        "2024-13-01T12:00:00Z",
+        "2024-02-30T12:00:00Z",
+        "2024-06-01T24:00:00Z",
+        "2024-06-01T12:00:60Z",
+        "2024-06-01T12:00:00+25:00",
+        "2024-06-01T12:00:00.Z",
+        "2024-06-01T12:00:00.1234567890Z",
+        " 2024-06-01T12:00:00Z",
+        "1717243200",
+    ],
+)
+def test_time_rejects_what_is_not_rfc3339(text: str) -> None:
+    with pytest.raises(ValueError, match=r"RFC 3339|offset"):
+        parse_time(text)
+
+
+@pytest.mark.parametrize("value", [1717243200, 1.5, None, ["2024-06-01T12:00:00Z"]])
+def test_time_rejects_non_strings(value: object) -> None:
+    with pytest.raises(TypeError):
+        parse_time(value)
+
+
+def test_time_round_trips() -> None:
+    assert format_time(T0 + 0.918878) == "2024-06-01T12:00:00.918878Z"
+    assert parse_time(format_time(T0 + 0.918878)) == pytest.approx(T0 + 0.918878, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- DNS
+
+
+def test_capture_results_group_ips_per_source_and_name() -> None:
+    results = {
+        "results": [
+            _src(
+                "10.0.0.1",
+                {
+                    "destination": "cart.shop.svc.cluster.local",
+                    "destinationIP": "10.96.0.3",
+                    "TTL": 5,
+                    "lastSeen": T0,
+                },
+                {
+                    "destination": "cart.shop.svc.cluster.local",
+                    "destinationIP": "10.96.0.4",
+                    "TTL": 30,
+                    "lastSeen": T0 + 2,
+                },
+                {"destination": "cart.shop.svc.cluster.local", "destinationIP": "10.96.0.3", "lastSeen": T0},
+                {"destination": "example.com", "lastSeen": T0 + 1},
+            ),
+            _src(
+                "fd00::1",
+                {"destination": "example.com", "destinationIP": "2606:2800::1", "TTL": None, "lastSeen": T0},
+            ),
+        ]
+    }
+    converted = mutations.capture_results(results)
+    assert converted.skipped == 0
+    assert converted.observations == [
+        DnsAnswer(
+            "10.0.0.1", 0, "", "cart.shop.svc.cluster.local", ("10.96.0.3", "10.96.0.4"), T0 + 2, (), 30
+        ),
+        DnsAnswer("10.0.0.1", 0, "", "example.com", (), T0 + 1, (), 0),
+        DnsAnswer("fd00::1", 0, "", "example.com", ("2606:2800::1",), T0, (), 0),
+    ]
+
+
+def test_capture_results_skip_and_count_entries_that_cannot_be_observations() -> None:
+    results = {
+        "results": [
+            _src(
+                "not-an-ip",
+                {"destination": "a.com", "lastSeen": T0},
+                {"destination": "b.com", "lastSeen": T0},
+            ),
+            _src(
+                "10.0.0.1",
+                {"destination": "", "lastSeen": T0},
+                {"destination": "c.com", "destinationIP": "garbage", "lastSeen": T0},
+                {"destination": "d.com", "destinationIP": "1.2.3.4", "lastSeen": T0},
+            ),
+        ]
+    }
+    converted = mutations.capture_results(results)
+    assert converted.skipped == 4
+    assert "srcIp is not an IP" in converted.reason
+    assert [o.qname for o in converted.observations if isinstance(o, DnsAnswer)] == ["d.com"]
+
+
+# --------------------------------------------------------------------------- TCP and socket scan
+
+
+def test_tcp_results_take_destination_ip_and_port() -> None:
+    results = {
+        "results": [
+            _src(
+                "10.0.0.1",
+                {"destination": "10.0.0.2", "destinationPort": 6379, "lastSeen": T0},
+                {
+                    "destination": "ignored-name",
+                    "destinationIP": "10.0.0.3",
+                    "destinationPort": 80,
+                    "lastSeen": T0,
+                },
+                {"destination": "10.0.0.4", "lastSeen": T0},
+                {"destination": "10.0.0.5", "destinationPort": 70000, "lastSeen": T0},
+                {"destination": "redis", "destinationPort": 1, "lastSeen": T0},
+            )
+        ]
+    }
+    converted = mutations.tcp_results(results)
+    assert converted.observations == [
+        TcpConnection("10.0.0.1", 0, "10.0.0.2", 6379, T0),
+        TcpConnection("10.0.0.1", 0, "10.0.0.3", 80, T0),
+        TcpConnection("10.0.0.1", 0, "10.0.0.4", 0, T0),
+    ]
+    assert converted.skipped == 2
+
+
+def test_socket_scan_results_carry_the_source_hostname() -> None:
+    results = {
+        "results": [
+            _src(
+                "10.0.0.1",
+                {"destination": "10.0.0.2", "destinationPort": 443, "lastSeen": T0},
+                hostname="frontend-7d4-abc",
+            )
+        ]
+    }
+    assert mutations.socket_results(results).observations == [
+        SocketConnection("10.0.0.1", 0, "10.0.0.2", 443, T0, "frontend-7d4-abc")
+    ]
+
+
+# --------------------------------------------------------------------------- Kafka, Istio, AWS
+
+
+def test_kafka_results_name_the_server_pod_for_the_resolver() -> None:
+    results = {
+        "results": [
+            {
+                "srcIp": "10.0.0.1",
+                "serverPodName": "kafka-0",
+                "serverNamespace": "infra",
+                "topic": "orders",
+                "operation": "Consume",
+                "lastSeen": T0,
+            },
+            {
+                "srcIp": "bad",
+                "serverPodName": "kafka-0",
+                "serverNamespace": "infra",
+                "topic": "orders",
+                "operation": "produce",
+                "lastSeen": T0,
+            },
+        ]
+    }
+    converted = mutations.kafka_results(results)
+    assert converted.observations == [
+        KafkaAccess("10.0.0.1", WorkloadIdentity("infra", "kafka-0", "Pod"), "orders", "consume", T0)
+    ]
+    assert converted.skipped == 1
+
+
+def test_istio_results_one_request_per_method() -> None:
+    base = {
+        "srcWorkload": "frontend",
+        "srcWorkloadNamespace": "shop",
+        "dstWorkload": "cart",
+        "dstServiceName": "cartservice",
+        "dstWorkloadNamespace": "shop",
+        "path": "/cart",
+        "lastSeen": T0,
+    }
+    converted = mutations.istio_results(
+        {"results": [{**base, "methods": ["GET", "POST"]}, {**base, "methods": []}]}
+    )
+    assert converted.observations == [
+        IstioRequest("frontend", "shop", "cart", "shop", "cartservice", "/cart", "GET", 1, T0),
+        IstioRequest("frontend", "shop", "cart", "shop", "cartservice", "/cart", "POST", 1, T0),
+        IstioRequest("frontend", "shop", "cart", "shop", "cartservice", "/cart", "", 1, T0),
+    ]
+
+
+def test_aws_operations_split_actions_and_use_the_clock() -> None:
+    ops = [
+        {
+            "resource": "arn:aws:s3:::bucket/key",
+            "actions": ["s3:GetObject", "s3:PutObject"],
+            "srcIp": "10.0.0.1",
+        },
+        {
+            "resource": "*",
+            "actions": ["ListBuckets"],
+            "srcIp": None,
+            "iamRole": "r",
+            "client": {"name": "a", "namespace": "b"},
+        },
+        {"resource": "*", "actions": ["s3:ListBuckets"], "srcIp": "nope"},
+    ]
+    converted = mutations.aws_operations(ops, now=T0)
+    assert converted.observations == [
+        AwsOperation("10.0.0.1", 0, "s3", "GetObject", "arn:aws:s3:::bucket/key", "", T0),
+        AwsOperation("10.0.0.1", 0, "s3", "PutObject", "arn:aws:s3:::bucket/key", "", T0),
+        AwsOperation("", 0, "", "ListBuckets", "*", "", T0),
+    ]
+    assert converted.skipped == 1
+
+
+def test_split_action() -> None:
+    assert mutations.split_action("dynamodb:Query") == ("dynamodb", "Query")
+    assert mutations.split_action("Query") == ("", "Query")
