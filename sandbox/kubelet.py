@@ -13,7 +13,7 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -44,6 +44,7 @@ class PodProcess:
         log_dir: Path,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        on_start: Callable[[int], object] | None = None,
     ) -> None:
         self.namespace, self.pod, self.netns = namespace, pod, netns
         # The hostname comes from the pod's UTS namespace, as HOSTNAME does in a container.
@@ -67,6 +68,7 @@ class PodProcess:
         ]
         self.log_file = log_path(log_dir, namespace, pod)
         self.restarts = 0
+        self._on_start = on_start  # told each new pid, so `down` can always find the process
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._keep_running, name=f"pod-{pod}", daemon=True)
@@ -87,6 +89,8 @@ class PodProcess:
         assert self._proc.stdout is not None
         threading.Thread(target=self._copy_log, args=(self._proc.stdout,), daemon=True).start()
         log.info("pod started ns=%s pod=%s pid=%d", self.namespace, self.pod, self._proc.pid)
+        if self._on_start:
+            self._on_start(self._proc.pid)
 
     def _copy_log(self, stream: IO[bytes]) -> None:
         with self.log_file.open("a", buffering=1, encoding="utf-8") as out:

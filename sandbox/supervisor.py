@@ -12,6 +12,7 @@ SIGTERM stops its pods. ``down`` removes what the state file lists.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -64,19 +65,26 @@ class Supervisor:
         self.python = python
         self.pods: list[PodProcess] = []
         self.stop_requested = threading.Event()
+        self._state_lock = threading.Lock()
         self.cluster_ips: dict[tuple[str, str], str] = {}
 
     # ---------------------------------------------------------------- write-ahead records
     def _record_ns(self, name: str) -> None:
-        if name.startswith("/"):
-            self.state.etc_netns.append(name)
-        elif name not in self.state.netns:
-            self.state.netns.append(name)
-        self.files.save(self.state)
+        with self._state_lock:
+            if name.startswith("/"):
+                self.state.etc_netns.append(name)
+            elif name not in self.state.netns:
+                self.state.netns.append(name)
+            self.files.save(self.state)
+
+    def _save(self) -> None:
+        with self._state_lock:
+            self.files.save(self.state)
 
     def _record_pid(self, role: str, pid: int) -> None:
-        self.state.pids[role] = pid
-        self.files.save(self.state)
+        with self._state_lock:  # pod watcher threads record restarts too
+            self.state.pids[role] = pid
+            self.files.save(self.state)
 
     # ---------------------------------------------------------------- the steps
     def run(self) -> None:
@@ -100,7 +108,7 @@ class Supervisor:
         Forward(
             (NODE_IP, API_NODE_PORT), ("127.0.0.1", self.state.api_port), listen_ns=network.NODE_NETNS
         ).start()
-        self.files.save(self.state)
+        self._save()
 
         api_client = k8s_config.new_client_from_config(config_file=str(user_cfg))
         self.core = k8s.CoreV1Api(api_client)
@@ -124,7 +132,7 @@ class Supervisor:
                 rules += self._publish_endpoints(w, plan)
                 network.apply_services(rules)
         self.state.ready = True
-        self.files.save(self.state)
+        self._save()
         log.info("sandbox ready pods=%d api_port=%d", len(self.pods), self.state.api_port)
         self.stop_requested.wait()
         self._stop_pods()
@@ -168,11 +176,18 @@ class Supervisor:
         }
         argv = ["-m", w.module, *(a.format(**fill) for a in w.args)]
         env = {k: v.format(**fill) for k, v in w.env.items()}
+        role = f"{w.namespace}/{plan.pod_name}"
         proc = PodProcess(
-            w.namespace, plan.pod_name, ns, argv, log_dir=self.log_dir, python=self.python, env=env
+            w.namespace,
+            plan.pod_name,
+            ns,
+            argv,
+            log_dir=self.log_dir,
+            python=self.python,
+            env=env,
+            on_start=functools.partial(self._record_pid, role),
         ).start()
         self.pods.append(proc)
-        self._record_pid(f"{w.namespace}/{plan.pod_name}", proc.pid)
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.core.patch_namespaced_pod_status(
             plan.pod_name, w.namespace, objects.running_status(w, plan.ip, started)
@@ -191,10 +206,15 @@ class Supervisor:
     def _start_internet(self) -> None:
         argv = ["-m", "sandbox.workloads", "internet", "--port", "80"]
         proc = PodProcess(
-            "internet", "www", network.INTERNET_NETNS, argv, log_dir=self.log_dir, python=self.python
+            "internet",
+            "www",
+            network.INTERNET_NETNS,
+            argv,
+            log_dir=self.log_dir,
+            python=self.python,
+            on_start=functools.partial(self._record_pid, "internet/www"),
         ).start()
         self.pods.append(proc)
-        self._record_pid("internet/www", proc.pid)
 
     def _stop_pods(self) -> None:
         for p in self.pods:

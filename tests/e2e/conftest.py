@@ -21,7 +21,11 @@ from sandbox.state import DEFAULT_STATE_DIR, StateFile
 class Sandbox:
     state_dir: Path
     kubeconfig: Path
-    core: k8s.CoreV1Api
+
+    @property
+    def core(self) -> k8s.CoreV1Api:
+        # Built per use: a sandbox restarted by a test serves its API on a new port.
+        return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(self.kubeconfig)))
 
     def pod(self, namespace: str, app: str) -> k8s.V1Pod:
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
@@ -47,8 +51,6 @@ def sandbox() -> Iterator[Sandbox]:
     started_here = not is_up(StateFile(state_dir).load())
     result = sandbox_cli("up", state_dir=state_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    kubeconfig = state_dir / "kubeconfig"
-    core = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))
-    yield Sandbox(state_dir, kubeconfig, core)
+    yield Sandbox(state_dir, state_dir / "kubeconfig")
     if started_here:
         sandbox_cli("down", state_dir=state_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.topology import DEMO_NS, WORKLOADS
-from tests.e2e.conftest import Sandbox, sandbox_cli
+from tests.e2e.conftest import Sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -132,29 +132,6 @@ def test_non_root_gets_one_clear_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "sandbox: must run as root (it creates network namespaces and nftables rules)"
     ]
-
-
-def _leftovers() -> list[str]:
-    found = [
-        f"netns {n}"
-        for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-        if n.startswith("nm-")
-    ]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if ": nm" in ln]
-    found += [f"dir {p}" for p in Path("/etc/netns").glob("nm-*")]
-    return found
-
-
-def test_zz_down_leaves_nothing_and_up_works_again(sandbox: Sandbox) -> None:
-    # Named zz so it runs last in this module: it restarts the shared sandbox.
-    result = sandbox_cli("down", state_dir=sandbox.state_dir)
-    assert result.returncode == 0, result.stderr
-    assert _leftovers() == []
-    assert not sandbox.state_dir.exists()
-    result = sandbox_cli("up", state_dir=sandbox.state_dir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert sandbox_cli("status", state_dir=sandbox.state_dir).returncode == 0
 
 
 def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
