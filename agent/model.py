@@ -192,3 +192,49 @@ class Edge:
     def key(self) -> tuple[WorkloadIdentity, Target]:
         """What makes two edges the same edge: the store merges edges with equal keys."""
         return (self.client, self.target)
+
+
+def _merge_named(
+    a: tuple[tuple[str, tuple[str, ...]], ...], b: tuple[tuple[str, tuple[str, ...]], ...]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    merged: dict[str, set[str]] = {}
+    for name, values in a + b:
+        merged.setdefault(name, set()).update(values)
+    return tuple((name, tuple(sorted(values))) for name, values in sorted(merged.items()))
+
+
+def merge_edges(a: Edge, b: Edge) -> Edge:
+    """The cloud's idempotent merge of two observations of the same edge (``a.key == b.key``).
+
+    ``first_seen`` is the earliest, ``last_seen`` the latest; methods, AWS actions, HTTP methods
+    per path and Kafka operations per topic are unions; ``count`` is the *maximum*, because
+    uploaders send their cumulative count (so a retried or re-sent batch changes nothing);
+    ``target_service`` is the newer edge's (by ``last_seen``; on a tie the greater name) unless
+    that is empty; ``ambiguous`` holds only while both are ambiguous. The merge is commutative,
+    and merging either input into ``merge_edges(a, b)`` again gives the same edge. The result
+    is canonical: sorted tuples.
+    (The mapper's own store sums counts instead: it merges disjoint observation deltas.)
+    """
+    if a.key != b.key:
+        raise ValueError(f"cannot merge edges with different keys: {a.key} and {b.key}")
+    http = _merge_named(
+        tuple((r.path, r.methods) for r in a.http), tuple((r.path, r.methods) for r in b.http)
+    )
+    kafka = _merge_named(
+        tuple((t.name, t.operations) for t in a.kafka_topics),
+        tuple((t.name, t.operations) for t in b.kafka_topics),
+    )
+    newer, older = (b, a) if (b.last_seen, b.target_service) >= (a.last_seen, a.target_service) else (a, b)
+    return Edge(
+        client=a.client,
+        target=a.target,
+        first_seen=min(a.first_seen, b.first_seen),
+        last_seen=max(a.last_seen, b.last_seen),
+        methods=a.methods | b.methods,
+        count=max(a.count, b.count),
+        http=tuple(HttpResource(path, methods) for path, methods in http),
+        kafka_topics=tuple(KafkaTopic(name, ops) for name, ops in kafka),
+        aws_actions=tuple(sorted(set(a.aws_actions) | set(b.aws_actions))),
+        target_service=newer.target_service or older.target_service,
+        ambiguous=a.ambiguous and b.ambiguous,
+    )

@@ -102,6 +102,43 @@ class MapperSettings:
     queue_batches: int = setting(256, "MAPPER_QUEUE_BATCHES", "report batches waiting for resolution")
     kubeconfig: str = setting("", "KUBECONFIG", "kubeconfig file (empty: in-cluster configuration)")
     cluster_domain: str = setting("cluster.local", "CLUSTER_DOMAIN", "the cluster's DNS domain")
+    pod_cidrs: str = setting(
+        "",
+        "MAPPER_POD_CIDRS",
+        "the cluster's pod CIDRs, comma-separated (e.g. 10.244.0.0/16): unknown IPs in them are"
+        " never Internet edges (empty: unknown)",
+    )
+    service_cidrs: str = setting(
+        "",
+        "MAPPER_SERVICE_CIDRS",
+        "the cluster's Service (ClusterIP) CIDRs, comma-separated (e.g. 10.96.0.0/12): unknown IPs"
+        " in them are never Internet edges (empty: unknown)",
+    )
+    # The cloud: uploads (agent.mapper.uploader), anonymization, telemetry (agent.mapper.telemetry).
+    cloud_url: str = setting(
+        "", "NETWORK_MAPPER_CLOUD_URL", "the cloud backend's base URL (empty: no upload)"
+    )
+    cloud_token: str = setting("", "NETWORK_MAPPER_CLOUD_TOKEN", "this cluster's ingest token for the cloud")
+    upload_interval: float = setting(
+        60.0, "NETWORK_MAPPER_UPLOAD_INTERVAL", "seconds between uploads of changed edges"
+    )
+    upload_granularity: float = setting(
+        3600.0,
+        "NETWORK_MAPPER_UPLOAD_GRANULARITY",
+        "re-upload an unchanged edge only when its last_seen advanced this many seconds",
+    )
+    anonymize: bool = setting(
+        False, "NETWORK_MAPPER_ANONYMIZE", "upload keyed hashes instead of names and namespaces"
+    )
+    anonymize_key_file: str = setting(
+        "", "NETWORK_MAPPER_ANONYMIZE_KEY_FILE", "file holding the anonymization key (required to anonymize)"
+    )
+    telemetry_enabled: bool = setting(
+        True, "OTTERIZE_TELEMETRY_ENABLED", "send anonymous usage counts (never names)"
+    )
+    telemetry_url: str = setting(
+        "", "NETWORK_MAPPER_TELEMETRY_URL", "where telemetry goes (empty: the cloud URL)"
+    )
 
 
 def _flag(name: str) -> str:

@@ -67,14 +67,14 @@ def naive(path: Path, edges: list[Edge]) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     select = store_module._SELECT_MERGED.replace("IN (SELECT value FROM json_each(?))", "= ?")
-    for edge in edges:
+    for seq, edge in enumerate(edges, start=1):
         ident = store_module._key_row(edge)
         merged = store_module._Merged(edge)
         db.execute("BEGIN IMMEDIATE")
         row = db.execute(select, (ident[0],)).fetchone()
         if row is not None:
             merged.add_stored(row[1:])
-        db.execute(store_module._UPSERT, ident + merged.row())
+        db.execute(store_module._UPSERT, (*ident, *merged.row(), seq))
         db.execute("COMMIT")
     db.close()
 

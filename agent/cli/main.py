@@ -3,7 +3,8 @@
 Reads the map from the mapper's GraphQL API (over ``--mapper-url``, usually a
 ``kubectl port-forward`` to 127.0.0.1:9090) through :mod:`agent.mapperclient`, and shows it
 (``list``, ``visualize``) or writes it as policies (``export``, through :mod:`agent.exports`).
-``reset`` clears the mapper's captured data.
+``reset`` clears the mapper's captured data. ``deanonymize`` maps a cloud export made from
+anonymized uploads back to real names, with the cluster's key and the mapper's edges.
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="ClientIntents API version",
     )
     sub.add_parser("reset", help="forget everything the mapper has captured")
+    dea = sub.add_parser(
+        "deanonymize", help="restore real names in a cloud export (JSON or YAML) of anonymized edges"
+    )
+    dea.add_argument(
+        "--key-file", type=Path, required=True, help="the anonymization key (the Secret's value)"
+    )
+    dea.add_argument("--input", type=Path, help="the cloud export to read (default: stdin)")
+    dea.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    dea.set_defaults(namespace=[], label=[])  # every edge: its names are the way back
     return parser
 
 
@@ -179,6 +189,37 @@ def visualize(edges: list[Edge], args: argparse.Namespace) -> str:
     return f"wrote {fmt} of {len(edges)} edges to {args.output}"
 
 
+def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
+    """Writes the de-anonymized export where asked; returns what to print."""
+    from agent.mapper.anonymize import AnonymizationKeyError, Deanonymizer, load_key
+
+    try:
+        key = load_key(args.key_file)
+    except AnonymizationKeyError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        text = args.input.read_text() if args.input else sys.stdin.read()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
+    deanonymizer = Deanonymizer(key, edges)
+    try:
+        restored = deanonymizer.export_text(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"cannot read the export: {exc}") from exc
+    unknown = deanonymizer.unknown(restored)
+    if unknown:
+        print(
+            f"network-mapper: {len(unknown)} hashed names are not in the mapper's map (forgotten"
+            " since, or another cluster's key); they are left as they are",
+            file=sys.stderr,
+        )
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(restored)
+        return f"wrote the de-anonymized export to {args.output}"
+    return restored.rstrip("\n")
+
+
 def run(args: argparse.Namespace) -> str:
     client = HttpMapperClient(args.mapper_url, args.token, args.timeout)
     try:
@@ -190,6 +231,8 @@ def run(args: argparse.Namespace) -> str:
             return listing(edges) if edges else NO_EDGES
         if args.command == "visualize":
             return visualize(edges, args)
+        if args.command == "deanonymize":
+            return deanonymize(edges, args)
         return export(edges, args, fetch_labels(client, args) if args.format == "networkpolicy" else {})
     except MapperUnavailable as exc:
         raise CliError(

@@ -8,6 +8,8 @@ API's ingest workers) → :mod:`.store` (SQLite in ``--data-dir``) → :mod:`.ap
 
 from __future__ import annotations
 
+import gc
+import ipaddress
 import logging
 import os
 import sys
@@ -17,11 +19,14 @@ import uvicorn
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from agent.mapper.anonymize import AnonymizationKeyError, Anonymizer, load_key
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.kube import ClusterWatcher
 from agent.mapper.resolver import Resolver
 from agent.mapper.store import EdgeStore, StoreError
+from agent.mapper.telemetry import StoreCounts, Telemetry, metrics_route
+from agent.mapper.uploader import HttpCloudClient, Uploader
 from agent.settings import MapperSettings, SettingsError, load, parse_address
 
 log = logging.getLogger("agent.mapper")
@@ -36,6 +41,41 @@ def _api_client(settings: MapperSettings) -> object:
     return client.ApiClient()
 
 
+def _internal_cidrs(settings: MapperSettings) -> list[str]:
+    """The pod and service CIDRs from the settings (comma-separated); ValueError names a bad one."""
+    cidrs = [c.strip() for c in f"{settings.pod_cidrs},{settings.service_cidrs}".split(",") if c.strip()]
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"not a CIDR in --pod-cidrs/--service-cidrs: {cidr!r}") from None
+    return cidrs
+
+
+def _anonymizer(settings: MapperSettings) -> Anonymizer | None:
+    """The uploads' anonymizer when ``--anonymize``; AnonymizationKeyError without a usable key."""
+    if not settings.anonymize:
+        return None
+    if not settings.anonymize_key_file:
+        raise AnonymizationKeyError("--anonymize needs --anonymize-key-file (a Secret mounted as a file)")
+    return Anonymizer(load_key(settings.anonymize_key_file))
+
+
+def _uploader(settings: MapperSettings, store: EdgeStore, anonymizer: Anonymizer | None) -> Uploader | None:
+    """The cloud uploader, started, when ``--cloud-url`` is set."""
+    if not settings.cloud_url:
+        return None
+    client = HttpCloudClient(settings.cloud_url, settings.cloud_token, timeout=30.0)
+    log.info("uploading edges to %s (anonymized=%s)", settings.cloud_url, anonymizer is not None)
+    return Uploader(
+        store,
+        client,
+        interval=settings.upload_interval,
+        granularity=settings.upload_granularity,
+        anonymizer=anonymizer,
+    ).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
@@ -43,7 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load(MapperSettings, argv, os.environ, prog="network-mapper-mapper")
         host, port = parse_address(settings.listen_address)
+        internal_cidrs = _internal_cidrs(settings)
     except (SettingsError, ValueError) as exc:
+        print(f"network-mapper-mapper: {exc}", file=sys.stderr)
+        return 2
+    try:
+        anonymizer = _anonymizer(settings)
+    except AnonymizationKeyError as exc:
         print(f"network-mapper-mapper: {exc}", file=sys.stderr)
         return 2
     try:
@@ -61,16 +107,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not watcher.wait_synced(60):
         # Serve anyway: reports queue up and resolve once the state is there.
         log.warning("cluster state not synced after 60s; serving while it catches up")
-    app = create_app(settings, store, Resolver(state, settings.cluster_domain), state)
+    # The first sync leaves the bulk of the process's long-lived objects (the listed pods,
+    # services, their dicts and indexes, imported modules); freezing them keeps every later full
+    # GC collection from re-traversing them while the resolver allocates edges at ~100k/s.
+    gc.freeze()
+    resolver = Resolver(state, settings.cluster_domain, internal_cidrs)
+    app = create_app(settings, store, resolver, state)
+    # Users' own collectors scrape the service graph here (names stay in-cluster).
+    app.router.routes.append(metrics_route(store.edges))
     log.info(
         "mapper serving address=%s data_dir=%s edges=%d",
         settings.listen_address,
         settings.data_dir,
         store.count(),
     )
+    telemetry = Telemetry.from_settings(settings, state.namespace_uid("kube-system"))
+    counts = StoreCounts(store.edges)
+    telemetry.observe(counts.workloads, counts.edges_by_method)
+    telemetry.component_started("mapper")
+    uploader = _uploader(settings, store, anonymizer)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        if uploader is not None:
+            uploader.stop()
+        telemetry.shutdown()
         watcher.stop()
         store.close()
     return 0

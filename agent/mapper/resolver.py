@@ -11,6 +11,16 @@ pinned to a hostNetwork pod only when the socket scan's hostname names it; other
 hostNetwork pods on that node at that time are one workload, the edge is kept with
 `ambiguous=True` (node processes such as the kubelet share the IP), else dropped. Traffic *to* a
 node IP goes to the pod listening on that port there (hostNetwork port or hostPort).
+
+One Internet edge per name: each external DNS answer is remembered per (client IP, answered IP)
+(bounded, oldest first out), so a TCP connection or socket-scan entry from that client to that IP
+becomes an edge to the *same* `InternetTarget` (the store merges them and adds the method) rather
+than a second, IP-only one. A name holds from an hour before its answer was seen until the later of
+its TTL and an hour after (clients keep connections, and their own caches, past the TTL). A
+connection reported before the answer that named its IP keeps its IP-only target.
+
+Threading: a `Resolver` is used by one thread (the mapper's single ingest worker,
+`agent.mapper.api.ingest`): its memos, name table and `stats` take no lock, and must not be shared.
 """
 
 from __future__ import annotations
@@ -18,8 +28,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 from agent.mapper.cluster import ClusterState, ServiceInfo
@@ -47,6 +59,9 @@ _Hit = tuple[Target, str, bool]  # (target, target_service, ambiguous)
 _Client = tuple[WorkloadIdentity, bool]  # (identity, ambiguous)
 _CACHE_MAX = 200_000  # entries per cache; external names/IPs would otherwise grow it forever
 _ALWAYS = (-math.inf, math.inf)
+_NAMED_MAX = 100_000  # (client IP, answered IP) pairs remembered for naming Internet IPs
+_NAME_HOLD = 3600.0  # a DNS name holds for its IP for at least this long (and as long before)
+_Named = tuple[float, float, _Hit]  # (valid from, valid until, the DNS answer's hit)
 
 
 def _edge_init(  # noqa: PLR0917 - mirrors Edge's fields, positionally for speed
@@ -101,7 +116,7 @@ if tuple(f.name for f in dataclasses.fields(Edge)) == _EDGE_FIELDS and hasattr(E
 
 
 class Resolver:
-    """Turns observations into edges. One instance per resolving thread (`stats` is not locked).
+    """Turns observations into edges. One instance per resolving thread (nothing in it is locked).
 
     Answers are memoised per client IP, server IP:port and DNS (name, answers) together with the
     time span they hold for (the pod's or service's span in the IP history) and the state's
@@ -118,9 +133,14 @@ class Resolver:
         self._svc_suffix, self._pod_suffix = f".svc.{domain}", f".pod.{domain}"
         # The cluster's pod/service CIDRs, when known: unknown IPs inside are never "Internet".
         self._internal = [ipaddress.ip_network(c, strict=False) for c in internal_cidrs]
+        self._internal_v4 = [
+            (int(n.network_address), int(n.netmask)) for n in self._internal if n.version == 4
+        ]
         self._clients: dict[str, tuple[int, float, float, _Client]] = {}
         self._servers: dict[tuple[str, int], tuple[int, float, float, list[_Hit]]] = {}
         self._names: dict[tuple[str, tuple[str, ...]], tuple[int, float, float, list[_Hit]]] = {}
+        # (client IP, answered IP) → the Internet target that client's DNS answer named, in answer order.
+        self._named: dict[tuple[str, str], _Named] = {}
         self._handlers: dict[type, Callable[[Any], list[Edge]]] = {
             DnsAnswer: self._dns,
             TcpConnection: self._tcp,
@@ -134,6 +154,8 @@ class Resolver:
         """The edges `obs` is evidence of (none if a side cannot be resolved, or it is a self-edge)."""
         if type(obs) is DnsAnswer:  # the bulk of the traffic: skip the dispatch lookup
             return self._dns(obs)
+        if type(obs) is TcpConnection:
+            return self._tcp(obs)
         handler = self._handlers.get(type(obs))
         if handler is None:
             self.stats["unsupported_observation"] += 1
@@ -249,8 +271,24 @@ class Resolver:
                 self._remember(self._names, key, (generation, span[0], span[1], hits))
         if len(hits) == 1 and hits[0][0] is not client[0]:  # the common case, inlined
             target, service, ambiguous = hits[0]
+            if type(target) is InternetTarget:
+                self._remember_name(obs, hits[0])
             return [_new_edge(client[0], target, t, _DNS, 1, (), (), (), service, client[1] or ambiguous)]
         return self._emit(client, hits, _DNS, t)
+
+    def _remember_name(self, obs: DnsAnswer, hit: _Hit) -> None:
+        """Connections from `obs`'s client to the IPs it answered go to `hit`'s target (see module doc)."""
+        t, ttl, client, named = obs.seen_at, obs.ttl, obs.client_ip, self._named
+        entry = (t - _NAME_HOLD, t + (ttl if ttl > _NAME_HOLD else _NAME_HOLD), hit)
+        for ip in obs.ips:
+            key = (client, ip)
+            # Re-inserted at the end, so the dict's order is answer order: the front is the oldest.
+            if named.pop(key, None) is None and len(named) >= _NAMED_MAX:
+                # Oldest first, a tenth at a time: one front scan per many evictions (a front scan
+                # per eviction would walk every earlier deletion's hole).
+                for old in list(islice(named, _NAMED_MAX // 10 or 1)):
+                    del named[old]
+            named[key] = entry
 
     def _dns_targets(
         self, name: str, ips: tuple[str, ...], t: float
@@ -322,7 +360,7 @@ class Resolver:
         if entry is not None and entry[0] == generation and entry[1] <= t < entry[2]:
             client = entry[3]
         else:
-            hostname = obs.client_hostname if type(obs) is SocketConnection else ""
+            hostname = obs.client_hostname if scan else ""  # type: ignore[union-attr]
             resolved = self._client(obs.client_ip, t, hostname)
             if resolved is None:
                 return []
@@ -340,6 +378,11 @@ class Resolver:
         methods = _SCAN if scan else _TCP
         if len(hits) == 1 and hits[0][0] is not client[0]:
             target, service, ambiguous = hits[0]
+            if type(target) is InternetTarget:  # an Internet IP: the name the client resolved it from
+                named = self._named.get((obs.client_ip, obs.server_ip))
+                if named is not None and named[0] <= t < named[1]:
+                    target, service, ambiguous = named[2]
+                    self.stats["internet_ip_named_by_dns"] += 1
             return [_new_edge(client[0], target, t, methods, 1, (), (), (), service, client[1] or ambiguous)]
         return self._emit(client, hits, methods, t)
 
@@ -363,6 +406,14 @@ class Resolver:
         return [(InternetTarget("", (ip,), port), "", False)], _ALWAYS
 
     def _external(self, ip: str) -> bool:
+        try:  # IPv4 first, as integers: ipaddress objects cost ~10x more, once per new Internet IP
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+        except OSError:
+            value = -1
+        if value >= 0:
+            if value >> 24 == 127 or value >> 16 == 0xA9FE or value >> 28 == 0xE or value == 0:
+                return False  # loopback, link-local, multicast, unspecified
+            return not any(value & mask == network for network, mask in self._internal_v4)
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
@@ -378,7 +429,13 @@ class Resolver:
         if client is None:
             return []
         server = obs.server
-        if not server.kind:
+        if server.kind == "Pod":  # reportKafkaMapperResults names the broker by pod: use its workload
+            pod = self.state.pod_named(server.namespace, server.name)
+            if pod is not None:
+                server = pod.identity
+            else:
+                self.stats["kafka_server_pod_unknown"] += 1  # kept as the bare pod
+        elif not server.kind:
             server = self._workload(server.namespace, server.name)
         topics = (KafkaTopic(obs.topic, (obs.operation,)),)
         return self._edges(client, [(server, "", False)], Method.KAFKA, obs.seen_at, kafka=topics)

@@ -19,6 +19,13 @@ value seen with the newest ``last_seen`` (an empty one never erases a known serv
 ambiguous = AND: one unambiguous sighting pins the edge to its client for good, since an
 ambiguous sighting of an already-proven edge adds no doubt about that edge.
 
+Change tracking (for the cloud uploader, :mod:`agent.mapper.uploader`): every row written by
+``record`` gets the next ``seq`` from a persistent counter (``meta.next_seq``, never reset, so a
+``reset`` never moves it backwards); :meth:`EdgeStore.changed_since` pages through rows by
+``seq``. ``upload_state`` holds, per edge key, the ``last_seen`` and content digest last uploaded;
+``meta.upload_cursor`` is the ``seq`` the uploader has handled up to. Schema version 1 files are
+migrated in place (columns and tables added, existing rows numbered in key order; nothing dropped).
+
 Concurrency: one writer connection behind a lock, one ``BEGIN IMMEDIATE`` transaction per
 ``record`` call (the merge is a read-modify-write of the batch's rows inside it, so a batch
 is all-or-nothing; merging in SQL instead, an UPSERT calling Python set-union functions, measured
@@ -38,10 +45,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
+from agent.model import (
+    AwsTarget,
+    Edge,
+    HttpResource,
+    InternetTarget,
+    KafkaTopic,
+    Method,
+    Target,
+    WorkloadIdentity,
+)
 
 FILENAME = "edges.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MAX_IDLE_READERS = 8
 _BUSY_TIMEOUT = 30.0
 
@@ -72,7 +88,19 @@ CREATE TABLE edges (
     ambiguous INTEGER NOT NULL
 ) WITHOUT ROWID""",
     "CREATE INDEX edges_client_namespace ON edges (client_namespace)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+# Version 1 → 2: change tracking. Also run, after _SCHEMA, to create a new file.
+_MIGRATE_2 = (
+    "ALTER TABLE edges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX edges_seq ON edges (seq)",
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta (name, value) VALUES ('next_seq', 1), ('upload_cursor', 0)",
+    """
+CREATE TABLE upload_state (
+    key TEXT PRIMARY KEY,
+    last_seen REAL NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID""",
 )
 _IDENTITY_COLUMNS = (
     "key, client_namespace, client_name, client_kind, target_kind, target_namespace, target_name,"
@@ -85,12 +113,17 @@ _MERGED_COLUMNS = (
 # The statements below are assembled from the column-name constants above, never from input.
 _VALUES = ", ".join("?" * 22)
 _SET = ", ".join(f"{c} = excluded.{c}" for c in _MERGED_COLUMNS.replace(" ", "").split(","))
-_UPSERT = f"INSERT INTO edges ({_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}) VALUES ({_VALUES})"  # noqa: S608
-_UPSERT += f" ON CONFLICT (key) DO UPDATE SET {_SET}"
+_UPSERT = f"INSERT INTO edges ({_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}, seq) VALUES ({_VALUES}, ?)"  # noqa: S608
+_UPSERT += f" ON CONFLICT (key) DO UPDATE SET {_SET}, seq = excluded.seq"
 _SELECT_MERGED = f"SELECT key, {_MERGED_COLUMNS} FROM edges WHERE key IN "  # noqa: S608
 _SELECT_MERGED += "(SELECT value FROM json_each(?))"
 _SELECT_EDGES = f"SELECT {_IDENTITY_COLUMNS}, {_MERGED_COLUMNS} FROM edges"  # noqa: S608
 _ORDER = " ORDER BY client_namespace, client_name, key"
+_SELECT_CHANGED = f"SELECT {_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}, seq FROM edges"  # noqa: S608
+_SELECT_CHANGED += " WHERE seq > ? ORDER BY seq LIMIT ?"
+
+UploadKey = tuple[WorkloadIdentity, Target]
+"""An edge's key (``Edge.key``), as the upload bookkeeping takes it."""
 
 
 class StoreError(RuntimeError):
@@ -121,7 +154,10 @@ def _loads(column: str) -> Any:
 
 def _key_row(edge: Edge) -> tuple[Any, ...]:
     """The key and identity columns of an edge (the first 12 columns of a row)."""
-    c, t = edge.client, edge.target
+    return _key_columns(edge.client, edge.target)
+
+
+def _key_columns(c: WorkloadIdentity, t: Target) -> tuple[Any, ...]:
     if isinstance(t, WorkloadIdentity):
         target: tuple[Any, ...] = ("workload", t.namespace, t.name, t.kind, "", (), 0, "")
     elif isinstance(t, InternetTarget):
@@ -293,6 +329,9 @@ class EdgeStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
                 return
+            if version == 1:
+                self._migrate_from_1(db)
+                return
             if version != 0:
                 raise StoreError(
                     f"{self.path} has edge-store schema version {version}, this mapper reads version"
@@ -303,8 +342,19 @@ class EdgeStore:
                     f"{self.path} is an SQLite database but not an edge store (no schema version);"
                     " it was left untouched"
                 )
-            for statement in _SCHEMA:  # not executescript(): it would COMMIT first
+            for statement in (*_SCHEMA, *_MIGRATE_2):  # not executescript(): it would COMMIT first
                 db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate_from_1(db: sqlite3.Connection) -> None:
+        """Version 1 → 2 in place, in the caller's transaction: add change tracking, number rows."""
+        for statement in _MIGRATE_2:
+            db.execute(statement)
+        keys = [k for (k,) in db.execute("SELECT key FROM edges ORDER BY key")]
+        db.executemany("UPDATE edges SET seq = ? WHERE key = ?", ((i + 1, k) for i, k in enumerate(keys)))
+        db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (len(keys) + 1,))
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -340,14 +390,42 @@ class EdgeStore:
             with self._transaction() as db:
                 for key, *stored in db.execute(_SELECT_MERGED, (_dumps(list(batch)),)):
                     batch[key][1].add_stored(tuple(stored))
-                db.executemany(_UPSERT, (ident + merged.row() for ident, merged in batch.values()))
+                first = db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()[0]
+                db.executemany(
+                    _UPSERT,
+                    (ident + merged.row() + (first + i,) for i, (ident, merged) in enumerate(batch.values())),
+                )
+                db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (first + len(batch),))
         return given
 
     def reset(self) -> None:
-        """Forget every edge (``resetCapture``)."""
+        """Forget every edge (``resetCapture``) and what was uploaded of them; ``seq`` and the
+        upload cursor keep counting up, so edges seen after the reset are uploaded as new."""
         with self._write_lock:
             self._check_open()
-            self._writer.execute("DELETE FROM edges")
+            with self._transaction() as db:
+                db.execute("DELETE FROM edges")
+                db.execute("DELETE FROM upload_state")
+
+    def mark_uploaded(self, entries: Iterable[tuple[UploadKey, float, str]], cursor: int) -> None:
+        """Record, in one transaction, that each ``(key, last_seen, digest)`` was uploaded (or
+        deliberately skipped) and that the uploader has handled every row up to ``seq`` ``cursor``.
+
+        The cursor never moves backwards.
+        """
+        rows = [(_key_columns(*key)[0], last_seen, digest) for key, last_seen, digest in entries]
+        with self._write_lock:
+            self._check_open()
+            with self._transaction() as db:
+                db.executemany(
+                    "INSERT INTO upload_state (key, last_seen, digest) VALUES (?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen,"
+                    " digest = excluded.digest",
+                    rows,
+                )
+                db.execute(
+                    "UPDATE meta SET value = max(value, ?) WHERE name = 'upload_cursor'", (int(cursor),)
+                )
 
     # ------------------------------------------------------------------ reads
 
@@ -363,6 +441,30 @@ class EdgeStore:
                 where = " WHERE client_namespace IN (SELECT value FROM json_each(?))"
                 rows = db.execute(_SELECT_EDGES + where + _ORDER, (_dumps(list(namespaces)),)).fetchall()
         return [_edge(row) for row in rows]
+
+    def changed_since(self, seq: int, limit: int) -> list[tuple[int, Edge]]:
+        """Up to ``limit`` edges whose row changed after ``seq``, as ``(seq, edge)`` by ``seq``."""
+        with self._reader() as db:
+            rows = db.execute(_SELECT_CHANGED, (int(seq), int(limit))).fetchall()
+        return [(row[-1], _edge(row[:-1])) for row in rows]
+
+    def upload_marks(self, keys: Iterable[UploadKey]) -> dict[UploadKey, tuple[float, str]]:
+        """For each key that was uploaded: ``(uploaded last_seen, uploaded digest)``."""
+        by_text = {_key_columns(*key)[0]: key for key in keys}
+        if not by_text:
+            return {}
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT key, last_seen, digest FROM upload_state"
+                " WHERE key IN (SELECT value FROM json_each(?))",
+                (_dumps(list(by_text)),),
+            ).fetchall()
+        return {by_text[key]: (last_seen, digest) for key, last_seen, digest in rows}
+
+    def upload_cursor(self) -> int:
+        """The ``seq`` up to which the uploader has handled every change (0: none yet)."""
+        with self._reader() as db:
+            return int(db.execute("SELECT value FROM meta WHERE name = 'upload_cursor'").fetchone()[0])
 
     def count(self) -> int:
         """How many distinct edges (keys) are stored."""

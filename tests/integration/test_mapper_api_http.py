@@ -372,11 +372,6 @@ def test_kafka_reports_become_kafka_intents(serve: Callable[..., Server]) -> Non
     assert intents[0]["server"]["namespace"] == "infra"
 
 
-@pytest.mark.xfail(
-    reason="agent.mapper.resolver keeps KafkaAccess.server as given; it should map the pod named by"
-    " serverPodName (WorkloadIdentity(ns, pod, 'Pod')) to its workload via ClusterState.pod_named",
-    strict=False,
-)
 def test_kafka_server_pod_is_named_by_its_workload(serve: Callable[..., Server]) -> None:
     server = serve()
     kafka = {

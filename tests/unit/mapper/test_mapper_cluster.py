@@ -342,3 +342,100 @@ def test_readers_run_while_the_writer_applies() -> None:
     stop.set()
     reader.join()
     assert not errors
+
+
+# -- the split modules ----------------------------------------------------------------------------
+
+
+def test_cluster_module_still_exports_its_records() -> None:
+    from agent.mapper import cluster, objects
+
+    assert cluster.PodInfo is objects.PodInfo and cluster.ServiceInfo is objects.ServiceInfo
+    assert cluster.RETENTION_SECONDS == 3600.0
+
+
+def test_history_spans_newest_claim_wins_and_whole_second_handover() -> None:
+    from agent.mapper.history import INF, History
+
+    history = History()
+    history.add(T0, "a")
+    history.add(T0 + 10, "b")  # b claims the IP: a's span ends there
+    assert [(s.key, s.start, s.end) for s in history.data[1]] == [("a", T0, T0 + 10), ("b", T0 + 10, INF)]
+    history.end("b", T0 + 20.4)
+    history.add(T0 + 20, "c")  # truncated to the second: b was still the holder until 20.4
+    assert history.span_at(T0 + 20.2).key == "b"  # type: ignore[union-attr]
+    assert history.span_at(T0 + 20.5).key == "c"  # type: ignore[union-attr]
+    assert history.span_at(T0 - 1) is None
+    assert not history.prune(T0 + 15)  # a ended before the cutoff: dropped
+    assert [s.key for s in history.data[1]] == ["b", "c"] and history.data[0] == [T0 + 10, T0 + 20.4]
+    history.end("c", T0 + 30)
+    assert history.prune(T0 + 31)
+
+
+def test_objects_read_api_dicts() -> None:
+    from agent.mapper import objects
+
+    obj = pod("web-a", "10.244.5.1", created=T0, parent=ref("ReplicaSet", "web-1"), ports=(8080,))
+    obj["metadata"]["labels"] = {"otterize/service-name": "storefront"}
+    obj["status"]["startTime"] = iso(T0 + 3)
+    read = objects.read_pod(objects.change("ADDED", obj, T0 + 5), None)
+    assert (read.pod.ip, read.pod.host_ip, read.pod.container_ports, read.pod.host_ports) == (
+        "10.244.5.1",
+        NODE_IP,
+        (8080,),
+        (),
+    )
+    assert read.ref == ("ReplicaSet", "web-1", "uid-web-1") and read.start == T0 + 3
+    assert read.finished_at is None and read.pod.hostname == "web-a"
+    assert objects.workload_name(read.pod.labels, read.pod.annotations, "web") == "storefront"
+    done = pod("job-a", "10.244.5.2", phase="Failed")
+    assert objects.read_pod(objects.change("MODIFIED", done, T0 + 9), None).finished_at == T0 + 9
+    headless = objects.read_service(objects.change("ADDED", service("db", "None"), T0), None)
+    assert headless.headless and headless.cluster_ips == () and headless.created_at == T0
+    web = pod("web-b", "10.244.5.3")
+    assert objects.endpoint_refs(endpoints("web", web), NS) == (("uid-web-b", NS, "web-b", "10.244.5.3"),)
+    slice_obj = {
+        "metadata": {"name": "web-x", "namespace": NS, "labels": {"kubernetes.io/service-name": "web"}},
+        "endpoints": [{"addresses": ["10.244.5.3"], "targetRef": {"name": "web-b", "uid": "u"}}],
+    }
+    assert objects.slice_refs(objects.change("ADDED", slice_obj, T0)) == (
+        "web",
+        (("u", NS, "web-b", "10.244.5.3"),),
+    )
+    assert objects.object_key("Endpoints", slice_obj) == f"{NS}/web-x"
+    assert objects.object_key("Pod", web) == "uid-web-b"
+    assert objects.timestamp("not a time", 1.0) == 1.0 and objects.timestamp(iso(T0), 0.0) == T0
+    node = {"status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.2"}, {"type": "Hostname"}]}}
+    assert objects.node_addresses(node) == ["192.168.1.2"]
+
+
+def test_owner_tree_roots_and_pods_below() -> None:
+    from agent.mapper import objects
+    from agent.mapper.owners import OwnerTree
+
+    tree = OwnerTree()
+    rs_ref = ("ReplicaSet", "web-1", "uid-web-1")
+    tree.set_pod("uid-web-a", rs_ref)
+    assert tree.root(rs_ref) == ("ReplicaSet", "web-1") and tree.root(None) is None
+    rs = owner("ReplicaSet", "web-1", ref("Deployment", "web"))
+    assert tree.apply("ReplicaSet", objects.change("ADDED", rs, T0))
+    assert not tree.apply("ReplicaSet", objects.change("MODIFIED", rs, T0 + 1))  # nothing changed
+    assert tree.apply("Deployment", objects.change("ADDED", owner("Deployment", "web"), T0))
+    assert tree.root(rs_ref) == ("Deployment", "web") and tree.root_kind(NS, "web") == "Deployment"
+    assert list(tree.pods_below("uid-web", lambda uid: uid.startswith("uid-web-a"))) == ["uid-web-a"]
+    tree.forget_pod("uid-web-a")
+    assert tree.pod_ref("uid-web-a") is None
+    assert list(tree.pods_below("uid-web", lambda uid: uid == "uid-web-a")) == []
+    # A cycle (never valid, but the API does not forbid it) ends at the depth guard.
+    tree.apply("ReplicaSet", objects.change("ADDED", owner("ReplicaSet", "x", ref("ReplicaSet", "y")), T0))
+    tree.apply("ReplicaSet", objects.change("ADDED", owner("ReplicaSet", "y", ref("ReplicaSet", "x")), T0))
+    assert tree.root(("ReplicaSet", "x", "uid-x")) is not None
+    assert len(tree) == 4
+
+
+def test_kafka_broker_pod_by_name_is_its_statefulset() -> None:
+    state = ClusterState()
+    state.apply("ADDED", "StatefulSet", owner("StatefulSet", "kafka"), T0)
+    state.apply("ADDED", "Pod", pod("kafka-0", "10.244.6.1", parent=ref("StatefulSet", "kafka")), T0)
+    found = state.pod_named(NS, "kafka-0")
+    assert found is not None and found.identity == ident("kafka", "StatefulSet")

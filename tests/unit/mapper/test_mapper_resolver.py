@@ -347,3 +347,120 @@ def test_memoised_answers_follow_cluster_changes(state: ClusterState) -> None:
     )
     assert resolver.resolve(query)[0].target == dep("cart")
     assert resolver.resolve(tcp("10.244.0.10", "10.96.0.30", 6379))[0].target == dep("cart")
+
+
+# -- Kafka server named by pod --------------------------------------------------------------------
+
+
+def test_kafka_server_pod_is_mapped_to_its_workload(state: ClusterState) -> None:
+    resolver = Resolver(state)
+    obs = KafkaAccess("10.244.0.20", WorkloadIdentity(NS, "redis-a", "Pod"), "orders", "produce", T0 + 10)
+    [edge] = resolver.resolve(obs)
+    assert edge.client == dep("cart") and edge.target == dep("redis")
+    unknown = WorkloadIdentity(NS, "kafka-9", "Pod")
+    [kept] = resolver.resolve(KafkaAccess("10.244.0.20", unknown, "orders", "produce", T0 + 10))
+    assert kept.target == unknown  # an unknown pod stays as given, and is counted
+    assert resolver.stats["kafka_server_pod_unknown"] == 1
+
+
+# -- one Internet edge per name -------------------------------------------------------------------
+
+API_IP = "198.51.100.10"
+
+
+def test_connection_to_a_dns_answered_ip_reuses_the_dns_target(state: ClusterState) -> None:
+    resolver = Resolver(state)
+    [by_dns] = resolver.resolve(dns("10.244.0.10", "api.example.com.", API_IP, "198.51.100.11"))
+    named = InternetTarget("api.example.com", (API_IP, "198.51.100.11"))
+    assert by_dns.target == named
+    [by_tcp] = resolver.resolve(tcp("10.244.0.10", API_IP, 80, t=T0 + 11))
+    scan = SocketConnection("10.244.0.10", 40001, "198.51.100.11", 443, T0 + 12, "frontend-a")
+    [by_scan] = resolver.resolve(scan)
+    assert by_tcp.target == by_scan.target == named and by_tcp.key == by_dns.key  # the store merges them
+    assert by_tcp.methods == frozenset({Method.TCP}) and by_scan.methods == frozenset({Method.SOCKET_SCAN})
+    assert resolver.stats["internet_ip_named_by_dns"] == 2
+    # Another client did not resolve that name; an IP nobody resolved stays IP-only.
+    [other] = resolver.resolve(tcp("10.244.0.20", API_IP, 80, t=T0 + 11))
+    assert other.target == InternetTarget("", (API_IP,), 80)
+    [unnamed] = resolver.resolve(tcp("10.244.0.10", "203.0.113.5", 443, t=T0 + 11))
+    assert unnamed.target == InternetTarget("", ("203.0.113.5",), 443)
+
+
+def test_external_name_service_target_is_reused_with_its_service(state: ClusterState) -> None:
+    state.apply(
+        "ADDED",
+        "Service",
+        {
+            "metadata": {"name": "payments", "namespace": NS, "uid": "pay", "creationTimestamp": iso(T0)},
+            "spec": {"type": "ExternalName", "externalName": "pay.example.net"},
+        },
+        T0,
+    )
+    resolver = Resolver(state)
+    [by_dns] = resolver.resolve(dns("10.244.0.10", "payments.shop.svc.cluster.local", API_IP))
+    [by_tcp] = resolver.resolve(tcp("10.244.0.10", API_IP, 443, t=T0 + 11))
+    assert by_tcp.target == by_dns.target == InternetTarget("pay.example.net", (API_IP,))
+    assert by_tcp.target_service == "payments"
+
+
+def test_a_dns_name_holds_for_an_hour_or_its_ttl(state: ClusterState) -> None:
+    resolver = Resolver(state)
+    resolver.resolve(dns("10.244.0.10", "api.example.com", API_IP, t=T0 + 10))
+    long_ttl = DnsAnswer("10.244.0.20", 40000, "10.96.0.10", "cdn.example.com", (API_IP,), T0 + 10, ttl=7200)
+    resolver.resolve(long_ttl)
+    named = InternetTarget("api.example.com", (API_IP,))
+    assert resolver.resolve(tcp("10.244.0.10", API_IP, t=T0 + 5))[0].target == named  # cached by the client
+    assert resolver.resolve(tcp("10.244.0.10", API_IP, t=T0 + 3609))[0].target == named
+    assert resolver.resolve(tcp("10.244.0.10", API_IP, t=T0 + 3611))[0].target.dns_name == ""  # type: ignore[union-attr]
+    assert resolver.resolve(tcp("10.244.0.20", API_IP, t=T0 + 7000))[0].target.dns_name == "cdn.example.com"  # type: ignore[union-attr]
+
+
+def test_the_latest_answer_names_an_ip_and_the_table_is_bounded(
+    state: ClusterState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.mapper import resolver as module
+
+    monkeypatch.setattr(module, "_NAMED_MAX", 3)
+    resolver = Resolver(state)
+    for i, ip in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.3"]):
+        resolver.resolve(dns("10.244.0.10", f"n{i}.example.com", ip, t=T0 + i))
+    resolver.resolve(dns("10.244.0.10", "again.example.com", "203.0.113.1", t=T0 + 3))  # refreshed
+    resolver.resolve(dns("10.244.0.10", "n3.example.com", "203.0.113.4", t=T0 + 4))  # evicts the oldest
+
+    def name_of(ip: str) -> str:
+        return resolver.resolve(tcp("10.244.0.10", ip, t=T0 + 5))[0].target.dns_name  # type: ignore[union-attr]
+
+    assert [name_of(f"203.0.113.{i}") for i in range(1, 5)] == [
+        "again.example.com",
+        "",
+        "n2.example.com",
+        "n3.example.com",
+    ]
+
+
+def test_special_and_internal_addresses_are_not_internet(state: ClusterState) -> None:
+    resolver = Resolver(state, internal_cidrs=["10.244.0.0/16", "fd00::/8"])
+    for ip in ["169.254.1.1", "224.0.0.251", "0.0.0.0", "fe80::1", "::1", "fd00::5", "10.244.9.9", "x"]:
+        assert resolver.resolve(tcp("10.244.0.10", ip)) == [], ip
+    assert resolver.stats["server_unknown_cluster_ip"] == 8
+    for ip in ["8.8.4.4", "2001:db8::1", "10.245.0.1"]:
+        [edge] = resolver.resolve(tcp("10.244.0.10", ip))
+        assert edge.target == InternetTarget("", (ip,), 80)
+
+
+def test_mapper_settings_cidrs_become_the_resolvers_internal_networks(state: ClusterState) -> None:
+    from agent.mapper.__main__ import _internal_cidrs
+    from agent.settings import MapperSettings, load
+
+    env = {"MAPPER_POD_CIDRS": "10.244.0.0/16, fd00::/8", "MAPPER_SERVICE_CIDRS": "10.96.0.0/12"}
+    settings = load(MapperSettings, [], env)
+    assert (settings.pod_cidrs, settings.service_cidrs) == ("10.244.0.0/16, fd00::/8", "10.96.0.0/12")
+    cidrs = _internal_cidrs(settings)
+    assert cidrs == ["10.244.0.0/16", "fd00::/8", "10.96.0.0/12"]
+    resolver = Resolver(state, internal_cidrs=cidrs)
+    assert resolver.resolve(tcp("10.244.0.10", "10.100.0.1")) == []
+    assert (
+        load(MapperSettings, [], {}).pod_cidrs == "" and _internal_cidrs(load(MapperSettings, [], {})) == []
+    )
+    with pytest.raises(ValueError, match="not-a-cidr"):
+        _internal_cidrs(load(MapperSettings, ["--service-cidrs", "not-a-cidr"], {}))

@@ -1,0 +1,268 @@
+"""Anonymous usage counts (OpenTelemetry metrics over OTLP/HTTP), and the service-graph metric.
+
+Telemetry: :meth:`Telemetry.from_settings` builds, when ``telemetry_enabled``, a ``MeterProvider``
+whose ``PeriodicExportingMetricReader`` pushes to ``{telemetry_url or cloud_url}/v1/metrics``
+(the cloud's telemetry handler). It carries counts, never names:
+
+* resource: ``service.name=network-mapper``, ``cluster.id`` = sha256 of the ``kube-system``
+  namespace's UID (never the UID itself);
+* ``components_started{component}`` (counter), ``exports{format}`` (counter),
+  ``workloads_seen`` (gauge: how many distinct workloads the store's edges name, a number),
+  ``edges{method}`` (gauge: how many stored edges were seen by each method).
+
+Every attribute value comes from a closed set (:data:`COMPONENTS`, :data:`FORMATS`, the
+``Method`` values), anything else is reported as ``other``, so no workload or namespace name
+can reach an attribute. Disabled (flag ``--telemetry-enabled=false``, env
+``OTTERIZE_TELEMETRY_ENABLED=false``, helm ``global.telemetry.enabled=false``) gives
+:class:`NoTelemetry`: the OTLP exporter is never constructed and not one request leaves.
+
+The service graph: :func:`service_graph_text` renders the edges as the Prometheus counter
+``traces_service_graph_request_total{client, server, ...}`` (the metric Grafana's service graph
+reads), for users' own collectors; :func:`metrics_route` serves it as ``GET /metrics``. That one
+is the user's own data, inside their cluster, so it does carry names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentity
+from agent.settings import MapperSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.sdk.metrics.export import MetricExporter
+    from starlette.routing import Route
+
+log = logging.getLogger("agent.mapper.telemetry")
+
+SERVICE_NAME = "network-mapper"
+COMPONENTS = frozenset(
+    {"mapper", "sniffer", "uploader", "kafka-watcher", "istio-watcher", "aws-proxy", "dns-forwarder"}
+    | {"webhook", "cli"}
+)
+FORMATS = frozenset({"yaml", "json", "networkpolicy", "clientintents", "iam", "v2beta1", "v1alpha3"})
+METHODS = frozenset(str(m) for m in Method)
+OTHER = "other"
+DEFAULT_EXPORT_INTERVAL = 300.0
+
+ExporterFactory = Callable[[str], "MetricExporter"]
+
+
+def cluster_id(namespace_uid: str) -> str:
+    """The cluster's telemetry id: sha256 of the ``kube-system`` UID (``unknown`` without one)."""
+    return hashlib.sha256(namespace_uid.encode()).hexdigest() if namespace_uid else "unknown"
+
+
+def _closed(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+def otlp_exporter(endpoint: str) -> MetricExporter:
+    """The production exporter: OTLP/HTTP protobuf to ``endpoint``, uncompressed."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=endpoint, compression=Compression.NoCompression, timeout=10)
+
+
+class TelemetryLike(Protocol):
+    def component_started(self, component: str) -> None: ...
+    def exported(self, format: str) -> None: ...
+    def observe(
+        self, workloads: Callable[[], int], edges_by_method: Callable[[], Mapping[str, int]]
+    ) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+class NoTelemetry:
+    """Telemetry switched off: every call does nothing, and nothing was ever constructed."""
+
+    enabled = False
+
+    def component_started(self, component: str) -> None:
+        pass
+
+    def exported(self, format: str) -> None:
+        pass
+
+    def observe(self, workloads: Callable[[], int], edges_by_method: Callable[[], Mapping[str, int]]) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+class Telemetry:
+    """Counts pushed over OTLP every ``export_interval`` seconds (see the module docstring)."""
+
+    enabled = True
+
+    def __init__(
+        self, endpoint: str, cluster_uid: str, exporter: MetricExporter, export_interval: float
+    ) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+
+        self.endpoint = endpoint
+        resource = Resource.create({"service.name": SERVICE_NAME, "cluster.id": cluster_id(cluster_uid)})
+        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval * 1000)
+        self._provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        meter = self._provider.get_meter(SERVICE_NAME)
+        self._started = meter.create_counter("components_started", description="component starts")
+        self._exports = meter.create_counter("exports", description="exports made, by format")
+        self._workloads: Callable[[], int] = lambda: 0
+        self._edges: Callable[[], Mapping[str, int]] = dict
+        meter.create_observable_gauge(
+            "workloads_seen", [self._observe_workloads], description="distinct workloads in the map"
+        )
+        meter.create_observable_gauge("edges", [self._observe_edges], description="edges, by method")
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: MapperSettings,
+        cluster_uid: str,
+        exporter_factory: ExporterFactory | None = None,
+        export_interval: float = DEFAULT_EXPORT_INTERVAL,
+    ) -> Telemetry | NoTelemetry:
+        """Telemetry as configured; :class:`NoTelemetry` (no exporter built) when disabled or
+        when there is nowhere to send (neither ``telemetry_url`` nor ``cloud_url``)."""
+        base = (settings.telemetry_url or settings.cloud_url).rstrip("/")
+        if not settings.telemetry_enabled or not base:
+            return NoTelemetry()
+        endpoint = f"{base}/v1/metrics"
+        exporter = (exporter_factory or otlp_exporter)(endpoint)
+        log.info("telemetry on (counts only, never names): %s", endpoint)
+        return cls(endpoint, cluster_uid, exporter, export_interval)
+
+    def component_started(self, component: str) -> None:
+        self._started.add(1, {"component": _closed(component, COMPONENTS)})
+
+    def exported(self, format: str) -> None:
+        self._exports.add(1, {"format": _closed(format, FORMATS)})
+
+    def observe(self, workloads: Callable[[], int], edges_by_method: Callable[[], Mapping[str, int]]) -> None:
+        """Where the gauges read their numbers at each export."""
+        self._workloads, self._edges = workloads, edges_by_method
+
+    def _observe_workloads(self, _: CallbackOptions) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        yield Observation(int(self._workloads()))
+
+    def _observe_edges(self, _: CallbackOptions) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        totals: Tally[str] = Tally()
+        for method, count in self._edges().items():
+            totals[_closed(str(method), METHODS)] += int(count)
+        for method, count in sorted(totals.items()):
+            yield Observation(count, {"method": method})
+
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        return bool(self._provider.force_flush(int(timeout * 1000)))
+
+    def shutdown(self) -> None:
+        """Export what is pending, then stop (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._provider.shutdown()
+
+
+class StoreCounts:
+    """The gauges' numbers from a store's edges, computed at most once per ``max_age`` seconds."""
+
+    def __init__(self, edges: Callable[[], Iterable[Edge]], max_age: float = 5.0) -> None:
+        self._edges, self._max_age = edges, max_age
+        self._lock = threading.Lock()
+        self._at = -max_age
+        self._workloads, self._by_method = 0, dict[str, int]()
+
+    def _refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._at < self._max_age:
+                return
+            names: set[WorkloadIdentity] = set()
+            by_method: Tally[str] = Tally()
+            for edge in self._edges():
+                names.add(edge.client)
+                if isinstance(edge.target, WorkloadIdentity):
+                    names.add(edge.target)
+                by_method.update(str(m) for m in edge.methods)
+            self._workloads, self._by_method = len(names), dict(by_method)
+            self._at = time.monotonic()
+
+    def workloads(self) -> int:
+        self._refresh()
+        return self._workloads
+
+    def edges_by_method(self) -> dict[str, int]:
+        self._refresh()
+        return dict(self._by_method)
+
+
+# --------------------------------------------------------------------------- service graph
+
+SERVICE_GRAPH_METRIC = "traces_service_graph_request_total"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _server(edge: Edge) -> tuple[str, str, str]:
+    """(server, server namespace, connection type) of an edge's target."""
+    target = edge.target
+    if isinstance(target, WorkloadIdentity):
+        return target.name, target.namespace, ""
+    if isinstance(target, InternetTarget):
+        return target.dns_name or ",".join(target.ips), "", "virtual_node"
+    assert isinstance(target, AwsTarget)
+    return target.arn, "", "virtual_node"
+
+
+def service_graph_text(edges: Iterable[Edge]) -> str:
+    """``traces_service_graph_request_total`` in the Prometheus text format (pure).
+
+    One series per (client, server) pair; its value is the number of connections/requests
+    seen (the edges' ``count``, summed over edges between the same pair).
+    """
+    totals: Tally[tuple[str, str, str, str, str]] = Tally()
+    for edge in edges:
+        server, server_ns, connection = _server(edge)
+        totals[(edge.client.name, edge.client.namespace, server, server_ns, connection)] += edge.count
+    lines = [
+        f"# HELP {SERVICE_GRAPH_METRIC} Connections and requests seen from client to server.",
+        f"# TYPE {SERVICE_GRAPH_METRIC} counter",
+    ]
+    for (client, client_ns, server, server_ns, connection), count in sorted(totals.items()):
+        labels = f'client="{_label(client)}",client_namespace="{_label(client_ns)}",'
+        labels += f'server="{_label(server)}",server_namespace="{_label(server_ns)}"'
+        if connection:
+            labels += f',connection_type="{connection}"'
+        lines.append(f"{SERVICE_GRAPH_METRIC}{{{labels}}} {count}")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_route(edges: Callable[[], Iterable[Edge]], path: str = "/metrics") -> Route:
+    """A Starlette ``GET /metrics`` route serving :func:`service_graph_text` of ``edges()``
+    (e.g. ``store.edges``), for the mapper's app to mount."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def metrics(_: Request) -> PlainTextResponse:
+        text: str = await run_in_threadpool(lambda: service_graph_text(edges()))
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return Route(path, metrics, methods=["GET"])

@@ -1,0 +1,108 @@
+"""merge_edges: the cloud's idempotent merge of two observations of one edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.model import Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity, merge_edges
+
+CLIENT = WorkloadIdentity("shop", "frontend", "Deployment")
+SERVER = WorkloadIdentity("shop", "cartservice", "Deployment")
+
+
+def edge(**fields: Any) -> Edge:
+    values: dict[str, Any] = {"client": CLIENT, "target": SERVER, "first_seen": 100.0, "last_seen": 200.0}
+    return Edge(**(values | fields))
+
+
+def test_times_are_the_widest_window_and_count_the_maximum() -> None:
+    merged = merge_edges(edge(first_seen=50.0, last_seen=150.0, count=9), edge(count=4))
+    assert (merged.first_seen, merged.last_seen, merged.count) == (50.0, 200.0, 9)
+
+
+def test_sets_are_unions_by_name() -> None:
+    a = edge(
+        methods=frozenset({Method.DNS}),
+        http=(HttpResource("/cart", ("POST", "GET")),),
+        kafka_topics=(KafkaTopic("orders", ("produce",)),),
+        aws_actions=("s3:PutObject",),
+    )
+    b = edge(
+        methods=frozenset({Method.TCP}),
+        http=(HttpResource("/health", ("GET",)), HttpResource("/cart", ("GET", "DELETE"))),
+        kafka_topics=(KafkaTopic("orders", ("consume",)), KafkaTopic("audit", ())),
+        aws_actions=("s3:GetObject", "s3:PutObject"),
+    )
+    merged = merge_edges(a, b)
+    assert merged.methods == {Method.DNS, Method.TCP}
+    assert merged.http == (
+        HttpResource("/cart", ("DELETE", "GET", "POST")),
+        HttpResource("/health", ("GET",)),
+    )
+    assert merged.kafka_topics == (KafkaTopic("audit", ()), KafkaTopic("orders", ("consume", "produce")))
+    assert merged.aws_actions == ("s3:GetObject", "s3:PutObject")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (("old", 100.0), ("new", 200.0), "new"),
+        (("new", 200.0), ("old", 100.0), "new"),  # the newer edge wins whichever side it is on
+        (("kept", 200.0), ("", 300.0), "kept"),  # an empty service never replaces one
+        (("", 300.0), ("late", 100.0), "late"),
+        (("a", 200.0), ("b", 200.0), "b"),  # a tie: the greater name, in either order
+        (("b", 200.0), ("a", 200.0), "b"),
+    ],
+)
+def test_target_service_is_the_newest_non_empty(
+    a: tuple[str, float], b: tuple[str, float], expected: str
+) -> None:
+    merged = merge_edges(edge(target_service=a[0], last_seen=a[1]), edge(target_service=b[0], last_seen=b[1]))
+    assert merged.target_service == expected
+
+
+def test_ambiguous_only_while_both_are() -> None:
+    assert merge_edges(edge(ambiguous=True), edge(ambiguous=True)).ambiguous
+    assert not merge_edges(edge(ambiguous=True), edge(ambiguous=False)).ambiguous
+
+
+def test_the_result_is_canonical_and_the_inputs_untouched() -> None:
+    a = edge(http=(HttpResource("/b", ("PUT", "GET")), HttpResource("/a")), aws_actions=("z", "a", "z"))
+    merged = merge_edges(a, a)
+    assert merged.http == (HttpResource("/a", ()), HttpResource("/b", ("GET", "PUT")))
+    assert merged.aws_actions == ("a", "z")
+    assert a.aws_actions == ("z", "a", "z")
+
+
+def test_edges_with_different_keys_do_not_merge() -> None:
+    with pytest.raises(ValueError, match="different keys"):
+        merge_edges(edge(), edge(target=InternetTarget("example.com")))
+
+
+names = st.sampled_from(["a", "b", "c"])
+edges = st.builds(
+    edge,
+    first_seen=st.floats(0, 1000),
+    last_seen=st.floats(1000, 2000),
+    count=st.integers(1, 50),
+    methods=st.frozensets(st.sampled_from(Method)),
+    http=st.lists(st.builds(HttpResource, names, st.lists(names).map(tuple))).map(tuple),
+    kafka_topics=st.lists(st.builds(KafkaTopic, names, st.lists(names).map(tuple))).map(tuple),
+    aws_actions=st.lists(names).map(tuple),
+    target_service=st.sampled_from(["", "svc-a", "svc-b"]),
+    ambiguous=st.booleans(),
+)
+
+
+@given(edges, edges)
+def test_merging_again_changes_nothing(a: Edge, b: Edge) -> None:
+    """A retried or re-sent batch is harmless: merging a or b into merge(a, b) again is a no-op."""
+    merged = merge_edges(a, b)
+    assert merge_edges(merged, b) == merged
+    assert merge_edges(merged, merged) == merged
+    assert merge_edges(merged, a) == merged
+    assert merge_edges(b, a) == merged  # the order does not matter

@@ -1,0 +1,185 @@
+"""Telemetry: off means no exporter is ever built and no request leaves; on, the real OTLP/HTTP
+payloads (received by a counting stand-in server) carry counts, the hashed cluster id and closed
+attribute values, never a name or the raw UID. Also the service-graph metric text and route, and
+the settings' flag/env forms."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from agent.mapper import telemetry as telemetry_module
+from agent.mapper.telemetry import (
+    NoTelemetry,
+    StoreCounts,
+    Telemetry,
+    cluster_id,
+    metrics_route,
+    otlp_exporter,
+    service_graph_text,
+)
+from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentity
+from agent.settings import MapperSettings, load
+from tests.support.recording_cloud import RecordingCloud
+
+UID = "5c1a6a4e-3f0e-4b8e-9d0a-1234567890ab"
+FRONTEND = WorkloadIdentity("shop", "frontend", "Deployment")
+CART = WorkloadIdentity("shop", "cartservice", "Deployment")
+EDGES = [
+    Edge(FRONTEND, CART, 1.0, 2.0, frozenset({Method.TCP, Method.DNS}), count=5),
+    Edge(FRONTEND, InternetTarget("api.example.com", ("93.184.216.34",), 443), 1.0, 2.0, count=2),
+    Edge(CART, AwsTarget("arn:aws:s3:::orders"), 1.0, 2.0, frozenset({Method.AWS})),
+]
+
+
+@pytest.fixture
+def cloud() -> Iterator[RecordingCloud]:
+    with RecordingCloud() as server:
+        yield server
+
+
+def settings(**kw: Any) -> MapperSettings:
+    return MapperSettings(**kw)
+
+
+def decode(cloud: RecordingCloud) -> list[ExportMetricsServiceRequest]:
+    requests = []
+    for recorded in cloud.metrics_requests():
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(recorded.body)
+        requests.append(request)
+    return requests
+
+
+def test_disabled_builds_no_exporter_and_sends_nothing(cloud: RecordingCloud) -> None:
+    built: list[str] = []
+
+    def factory(endpoint: str) -> Any:
+        built.append(endpoint)
+        return otlp_exporter(endpoint)
+
+    for off in (
+        settings(telemetry_enabled=False, cloud_url=cloud.url),
+        load(MapperSettings, ["--telemetry-enabled=false", f"--cloud-url={cloud.url}"], {}),
+        load(
+            MapperSettings, [], {"OTTERIZE_TELEMETRY_ENABLED": "false", "NETWORK_MAPPER_CLOUD_URL": cloud.url}
+        ),
+    ):
+        assert off.telemetry_enabled is False
+        tel = Telemetry.from_settings(off, UID, exporter_factory=factory, export_interval=0.05)
+        assert isinstance(tel, NoTelemetry)
+        tel.component_started("mapper")
+        tel.exported("yaml")
+        tel.observe(lambda: 3, lambda: {"tcp": 1})
+        tel.shutdown()
+    assert built == []
+    assert cloud.count("requests") == 0
+
+
+def test_no_url_means_no_telemetry() -> None:
+    assert isinstance(Telemetry.from_settings(settings(), UID), NoTelemetry)
+
+
+def test_enabled_payloads_carry_counts_and_never_names(cloud: RecordingCloud) -> None:
+    built: list[str] = []
+
+    def factory(endpoint: str) -> Any:
+        built.append(endpoint)
+        return otlp_exporter(endpoint)
+
+    tel = Telemetry.from_settings(
+        settings(cloud_url=cloud.url + "/"), UID, exporter_factory=factory, export_interval=3600
+    )
+    assert isinstance(tel, Telemetry)
+    assert built == [f"{cloud.url}/v1/metrics"]
+    counts = StoreCounts(lambda: EDGES)
+    tel.observe(counts.workloads, counts.edges_by_method)
+    tel.component_started("mapper")
+    tel.component_started("mapper")
+    tel.component_started("frontend")  # not a component: reported as "other", never as given
+    tel.exported("yaml")
+    tel.exported("shop/frontend")
+    tel.shutdown()  # flushes
+    tel.shutdown()
+
+    raw = b"".join(r.body for r in cloud.metrics_requests())
+    assert raw, "nothing was exported"
+    for secret in (UID, "frontend", "cartservice", "shop", "api.example.com", "orders", "93.184"):
+        assert secret.encode() not in raw, secret
+    resource: dict[str, str] = {}
+    points: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for request in decode(cloud):
+        for rm in request.resource_metrics:
+            resource.update({a.key: a.value.string_value for a in rm.resource.attributes})
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    data = metric.sum.data_points if metric.HasField("sum") else metric.gauge.data_points
+                    for p in data:
+                        attrs = {a.key: a.value.string_value for a in p.attributes}
+                        points.setdefault(metric.name, []).append((attrs, p.as_int or p.as_double))
+    assert resource["service.name"] == "network-mapper"
+    assert resource["cluster.id"] == hashlib.sha256(UID.encode()).hexdigest() == cluster_id(UID)
+    assert sorted(points["components_started"], key=repr) == [
+        ({"component": "mapper"}, 2),
+        ({"component": "other"}, 1),
+    ]
+    assert sorted(points["exports"], key=repr) == [({"format": "other"}, 1), ({"format": "yaml"}, 1)]
+    assert points["workloads_seen"] == [({}, 2)]
+    assert sorted(points["edges"], key=repr) == [
+        ({"method": "aws"}, 1),
+        ({"method": "dns"}, 1),
+        ({"method": "tcp"}, 1),
+    ]
+    allowed = telemetry_module.COMPONENTS | telemetry_module.FORMATS | telemetry_module.METHODS | {"other"}
+    assert all(v in allowed for series in points.values() for attrs, _ in series for v in attrs.values())
+
+
+def test_telemetry_url_overrides_the_cloud_url(cloud: RecordingCloud) -> None:
+    built: list[str] = []
+    tel = Telemetry.from_settings(
+        settings(cloud_url="http://cloud.invalid", telemetry_url=cloud.url),
+        "",
+        exporter_factory=lambda endpoint: built.append(endpoint) or otlp_exporter(endpoint),
+    )
+    tel.shutdown()
+    assert built == [f"{cloud.url}/v1/metrics"]
+    assert cluster_id("") == "unknown"
+
+
+def test_service_graph_text() -> None:
+    text = service_graph_text(EDGES)
+    lines = text.splitlines()
+    assert lines[0].startswith("# HELP traces_service_graph_request_total")
+    assert lines[1] == "# TYPE traces_service_graph_request_total counter"
+    assert (
+        'traces_service_graph_request_total{client="frontend",client_namespace="shop",'
+        'server="cartservice",server_namespace="shop"} 5'
+    ) in lines
+    assert any(
+        'server="api.example.com"' in line and 'connection_type="virtual_node"' in line for line in lines
+    )
+    assert len(lines) == 5
+    odd = Edge(WorkloadIdentity("n", 'a"b\\c'), CART, 1.0, 2.0)
+    assert 'client="a\\"b\\\\c"' in service_graph_text([odd])
+
+
+def test_service_graph_sums_edges_between_the_same_pair() -> None:
+    other_kind = WorkloadIdentity("shop", "cartservice", "StatefulSet")
+    text = service_graph_text([EDGES[0], Edge(FRONTEND, other_kind, 1.0, 2.0, count=4)])
+    assert text.splitlines()[2].endswith("} 9")
+
+
+def test_metrics_route_serves_the_text() -> None:
+    from starlette.requests import Request
+
+    route = metrics_route(lambda: EDGES)
+    assert route.path == "/metrics" and route.methods is not None and "GET" in route.methods
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": [], "query_string": b""}
+    response = asyncio.run(route.endpoint(Request(scope)))  # type: ignore[misc, arg-type]
+    assert response.body.decode() == service_graph_text(EDGES)
+    assert response.media_type.startswith("text/plain")
