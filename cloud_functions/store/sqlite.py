@@ -1,0 +1,319 @@
+"""The embedded cloud store: one SQLite file (WAL), for local use and small deployments.
+
+One connection guarded by a lock (thread-safe); each ingest is one transaction, so a batch's
+marker and its edge upserts commit together or not at all. The schema is versioned with
+``PRAGMA user_version``; a file of a newer version is refused.
+
+Edges are rows keyed by (tenant, cluster, key hash) holding the edge's canonical JSON, with a few
+columns beside it for filtering (client and workload-target namespace/name, methods, last seen).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.model import Edge
+from cloud_functions.store.base import (
+    Cluster,
+    Conflict,
+    IngestResult,
+    NotFound,
+    StoredEdge,
+    StoreError,
+    Tenant,
+    TokenRecord,
+    check_id,
+    check_telemetry,
+    coalesce,
+    decode_edge,
+    filter_fields,
+    merged_text,
+    parse_role,
+    sort_stored,
+)
+
+SCHEMA_VERSION = 1
+TELEMETRY_KEPT = 10_000
+"""Telemetry rows kept; older ones are dropped as new ones arrive."""
+
+_SCHEMA = """
+CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE clusters (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id), id TEXT NOT NULL, name TEXT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (tenant_id, id));
+CREATE TABLE tokens (
+    token_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), token_id TEXT NOT NULL,
+    role TEXT NOT NULL, cluster_id TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (tenant_id, token_id));
+CREATE TABLE batches (
+    tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, batch_id TEXT NOT NULL, received_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;
+CREATE TABLE edges (
+    tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, key_hash TEXT NOT NULL, edge TEXT NOT NULL,
+    client_namespace TEXT NOT NULL, client_name TEXT NOT NULL, target_namespace TEXT, target_name TEXT,
+    methods TEXT NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY (tenant_id, cluster_id, key_hash)) WITHOUT ROWID;
+CREATE TABLE telemetry (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster_hash TEXT NOT NULL, content_type TEXT NOT NULL,
+    received_at REAL NOT NULL, body BLOB NOT NULL);
+"""
+
+_UPSERT_EDGE = """
+INSERT INTO edges (tenant_id, cluster_id, key_hash, edge, client_namespace, client_name,
+                   target_namespace, target_name, methods, last_seen)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, cluster_id, key_hash) DO UPDATE SET
+    edge = excluded.edge, methods = excluded.methods, last_seen = excluded.last_seen
+"""
+
+
+class SqliteGraphStore:
+    """:class:`~cloud_functions.store.base.GraphStore` in a SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except (sqlite3.Error, StoreError):
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than {SCHEMA_VERSION}")
+        if version == 0:
+            with self._transaction() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (the caller holds ``_lock``, except during ``__init__``)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                with self._transaction() as db:
+                    yield db
+            except sqlite3.Error as error:
+                raise StoreError(f"sqlite store {self.path}: {error}") from error
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise StoreError(f"sqlite store {self.path}: {error}") from error
+
+    # ------------------------------------------------------------------ tenants and clusters
+
+    def create_tenant(self, tenant_id: str, name: str, now: float) -> Tenant:
+        check_id(tenant_id, "tenant id")
+        with self._writing() as db:
+            if (
+                db.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?, ?)", (tenant_id, name, now)).rowcount
+                == 0
+            ):
+                raise Conflict(f"tenant {tenant_id!r} exists")
+            self._writes += 1
+        return Tenant(tenant_id, name, now)
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        rows = self._rows("SELECT id, name, created_at FROM tenants WHERE id = ?", (tenant_id,))
+        return Tenant(*rows[0]) if rows else None
+
+    def add_cluster(self, tenant_id: str, cluster_id: str, name: str, now: float) -> Cluster:
+        check_id(cluster_id, "cluster id")
+        with self._writing() as db:
+            self._require_tenant(db, tenant_id)
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO clusters VALUES (?, ?, ?, ?)", (tenant_id, cluster_id, name, now)
+            ).rowcount
+            if not inserted:
+                raise Conflict(f"cluster {cluster_id!r} exists")
+            self._writes += 1
+        return Cluster(tenant_id, cluster_id, name, now)
+
+    def clusters(self, tenant_id: str) -> list[Cluster]:
+        sql = "SELECT tenant_id, id, name, created_at FROM clusters WHERE tenant_id = ? ORDER BY id"
+        return [Cluster(*row) for row in self._rows(sql, (tenant_id,))]
+
+    @staticmethod
+    def _require_tenant(db: sqlite3.Connection, tenant_id: str) -> None:
+        if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+
+    @staticmethod
+    def _require_cluster(db: sqlite3.Connection, tenant_id: str, cluster_id: str) -> None:
+        found = db.execute(
+            "SELECT 1 FROM clusters WHERE tenant_id = ? AND id = ?", (tenant_id, cluster_id)
+        ).fetchone()
+        if found is None:
+            raise NotFound(f"no cluster {cluster_id!r} in tenant {tenant_id!r}")
+
+    # ------------------------------------------------------------------ tokens
+
+    def put_token(self, record: TokenRecord) -> None:
+        check_id(record.token_id, "token id")
+        check_id(record.token_hash, "token hash")
+        with self._writing() as db:
+            self._require_tenant(db, record.tenant_id)
+            if record.cluster_id:
+                self._require_cluster(db, record.tenant_id, record.cluster_id)
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.token_hash,
+                    record.tenant_id,
+                    record.token_id,
+                    record.role,
+                    record.cluster_id,
+                    record.created_at,
+                ),
+            ).rowcount
+            if not inserted:
+                raise Conflict(f"token {record.token_id!r} (or its hash) exists")
+            self._writes += 1
+
+    def get_token(self, token_hash: str) -> TokenRecord | None:
+        rows = self._rows(_SELECT_TOKENS + " WHERE token_hash = ?", (token_hash,))
+        return _token(rows[0]) if rows else None
+
+    def delete_token(self, tenant_id: str, token_id: str) -> None:
+        with self._writing() as db:
+            deleted = db.execute(
+                "DELETE FROM tokens WHERE tenant_id = ? AND token_id = ?", (tenant_id, token_id)
+            ).rowcount
+            if not deleted:
+                raise NotFound(f"no token {token_id!r} in tenant {tenant_id!r}")
+            self._writes += 1
+
+    def tokens(self, tenant_id: str) -> list[TokenRecord]:
+        rows = self._rows(_SELECT_TOKENS + " WHERE tenant_id = ? ORDER BY token_id", (tenant_id,))
+        return [_token(row) for row in rows]
+
+    # ------------------------------------------------------------------ edges
+
+    def ingest(
+        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
+    ) -> IngestResult:
+        check_id(batch_id, "batch id")
+        incoming = coalesce(edges)
+        with self._writing() as db:
+            self._require_cluster(db, tenant_id, cluster_id)
+            marked = db.execute(
+                "INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?)", (tenant_id, cluster_id, batch_id, now)
+            ).rowcount
+            if not marked:
+                return IngestResult(stored=False, edges_written=0)
+            stored = dict(
+                db.execute(
+                    "SELECT key_hash, edge FROM edges WHERE tenant_id = ? AND cluster_id = ?"
+                    " AND key_hash IN (SELECT value FROM json_each(?))",
+                    (tenant_id, cluster_id, json.dumps(list(incoming))),
+                ).fetchall()
+            )
+            rows = []
+            for key, edge in incoming.items():
+                merged = merged_text(stored.get(key), edge)
+                if merged is not None:
+                    text, f = merged[0], filter_fields(merged[1])
+                    rows.append(
+                        (tenant_id, cluster_id, key, text, f["client_namespace"], f["client_name"])
+                        + (f["target_namespace"], f["target_name"], json.dumps(f["methods"]), f["last_seen"])
+                    )
+            db.executemany(_UPSERT_EDGE, rows)
+            self._writes += 1 + len(rows)
+        return IngestResult(stored=True, edges_written=len(rows))
+
+    def edges(
+        self,
+        tenant_id: str,
+        *,
+        cluster_ids: Iterable[str] | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        method: str | None = None,
+        since: float | None = None,
+    ) -> list[StoredEdge]:
+        where, params = ["tenant_id = ?"], list[Any]([tenant_id])
+        if cluster_ids is not None:
+            where.append("cluster_id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(cluster_ids)))
+        if namespace is not None or workload is not None:
+            sides = []
+            for side in ("client", "target"):
+                conditions = [
+                    f"{side}_{col} = ?"
+                    for col, v in (("namespace", namespace), ("name", workload))
+                    if v is not None
+                ]
+                sides.append("(" + " AND ".join(conditions) + ")")
+                params.extend(v for v in (namespace, workload) if v is not None)
+            where.append("(" + " OR ".join(sides) + ")")
+        if method is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(methods) WHERE value = ?)")
+            params.append(method)
+        if since is not None:
+            where.append("last_seen >= ?")
+            params.append(since)
+        sql = "SELECT cluster_id, edge FROM edges WHERE " + " AND ".join(where)  # noqa: S608  # fixed fragments
+        rows = self._rows(sql, params)
+        return sort_stored(StoredEdge(cluster, decode_edge(text)) for cluster, text in rows)
+
+    def write_count(self) -> int:
+        return self._writes
+
+    # ------------------------------------------------------------------ telemetry
+
+    def record_telemetry(self, cluster_hash: str, body: bytes, content_type: str, now: float) -> None:
+        check_telemetry(body)
+        with self._writing() as db:
+            row = db.execute(
+                "INSERT INTO telemetry (cluster_hash, content_type, received_at, body) VALUES (?, ?, ?, ?)",
+                (cluster_hash, content_type, now, body),
+            )
+            if row.lastrowid is not None and row.lastrowid % 100 == 0:
+                db.execute("DELETE FROM telemetry WHERE id <= ?", (row.lastrowid - TELEMETRY_KEPT,))
+            self._writes += 1
+
+    def telemetry(self, limit: int = 100) -> list[tuple[str, float, bytes]]:
+        sql = (
+            "SELECT cluster_hash, received_at, body FROM telemetry ORDER BY received_at DESC, id DESC LIMIT ?"
+        )
+        return [(h, t, bytes(b)) for h, t, b in self._rows(sql, (limit,))]
+
+
+_SELECT_TOKENS = "SELECT token_hash, tenant_id, token_id, role, cluster_id, created_at FROM tokens"
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    token_hash, tenant_id, token_id, role, cluster_id, created_at = row
+    return TokenRecord(token_hash, tenant_id, parse_role(role), token_id, created_at, cluster_id=cluster_id)
