@@ -139,6 +139,9 @@ class MapperSettings:
     telemetry_url: str = setting(
         "", "NETWORK_MAPPER_TELEMETRY_URL", "where telemetry goes (empty: the cloud URL)"
     )
+    telemetry_interval: float = setting(
+        300.0, "NETWORK_MAPPER_TELEMETRY_INTERVAL", "seconds between telemetry exports"
+    )
 
 
 def _flag(name: str) -> str:

@@ -112,8 +112,20 @@ def status(state_dir: Path) -> int:
     return 0
 
 
+def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
+    import requests
+
+    from sandbox.views import cloud_demo_map
+
+    try:
+        return cloud_demo_map(state_dir)
+    except requests.RequestException:
+        return {}
+
+
 def demo(state_dir: Path, seconds: float) -> int:
-    from sandbox.views import mapper_url, traffic_view, wait_for_demo_map
+    from sandbox.topology import EXPECTED_DEMO_MAP
+    from sandbox.views import cloud_access, mapper_url, traffic_view, wait_for_demo_map
 
     if rc := up(state_dir):
         return rc
@@ -129,6 +141,15 @@ def demo(state_dir: Path, seconds: float) -> int:
     )
     subprocess.run([sys.executable, "-m", "agent.cli", "--mapper-url", url, "list"], check=False)
     print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
+    base, tenant, token = cloud_access(state_dir)
+    print(f"\nthe local cloud ({base}) holds tenant {tenant}'s graph, uploaded by the mapper:", flush=True)
+    deadline = time.monotonic() + 60
+    while (cloud := _cloud_map(state_dir)) != EXPECTED_DEMO_MAP and time.monotonic() < deadline:
+        time.sleep(1)
+    edges = sum(len(v) for v in cloud.values())
+    whole = "the whole map" if cloud == EXPECTED_DEMO_MAP else "incomplete"
+    print(f"  {edges} demo edges in the cloud ({whole})")
+    print(f"  curl -H 'Authorization: Bearer {token}' {base}/graph")
     print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
     print("stop it: python -m sandbox down")
     return 0

@@ -71,6 +71,8 @@ class PodProcess:
         self._on_start = on_start  # told each new pid, so `down` can always find the process
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self._paused = threading.Event()  # stopped on purpose, until resume()
+        self._resumed = threading.Event()
         self._watcher = threading.Thread(target=self._keep_running, name=f"pod-{pod}", daemon=True)
 
     @property
@@ -105,6 +107,13 @@ class PodProcess:
             code = self._proc.wait()
             if self._stopping.is_set():
                 return
+            if self._paused.is_set():
+                self._resumed.wait()
+                self._resumed.clear()
+                if self._stopping.is_set():
+                    return
+                self._spawn()
+                continue
             log.warning(
                 "pod exited ns=%s pod=%s code=%d restart_in=%.0fs", self.namespace, self.pod, code, backoff
             )
@@ -116,6 +125,7 @@ class PodProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
+        self._resumed.set()
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -123,6 +133,16 @@ class PodProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+    def pause(self) -> None:
+        """Stop the process and keep it stopped (an outage) until :meth:`resume`."""
+        self._paused.set()
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._resumed.set()
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

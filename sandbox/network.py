@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import netns
-from sandbox.topology import INTERNET_GATEWAY, INTERNET_IP, NODE_IP, SERVICE_CIDR
+from sandbox.topology import CLOUD_IP, INTERNET_GATEWAY, INTERNET_IP, NODE_IP, SERVICE_CIDR
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def create_internet(record: Record) -> None:
     record(INTERNET_NETNS)
     netns.run("ip", "netns", "add", INTERNET_NETNS)
     _join(INTERNET_NETNS, "nm-inet0", f"{INTERNET_GATEWAY}/24", f"{INTERNET_IP}/24", INTERNET_GATEWAY)
+    netns.run("ip", "addr", "add", f"{CLOUD_IP}/24", "dev", "eth0", netns=INTERNET_NETNS)
 
 
 def write_resolv_conf(record: Record, ns: str, nameserver: str, search: Sequence[str]) -> None:

@@ -24,6 +24,9 @@ class SandboxState:
     forwards: dict[str, int] = field(default_factory=dict)  # name -> 127.0.0.1 port
     ready: bool = False
     token: str = ""  # the agent token the sandbox's mapper and sniffer share
+    cloud_tenant: str = ""
+    cloud_read_token: str = ""  # what a user of the cloud's API would hold
+    cloud_ingest_token: str = ""  # what the mapper uploads with
 
 
 class StateFile:

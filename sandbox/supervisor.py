@@ -19,11 +19,13 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import requests
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -31,12 +33,15 @@ from kubernetes import utils as k8s_utils
 
 from sandbox import network, objects
 from sandbox.apiserver import ApiServer
+from sandbox.control import serve as serve_control
 from sandbox.forward import Forward
 from sandbox.kubelet import PodProcess
 from sandbox.state import StateFile
 from sandbox.topology import (
     API_NODE_PORT,
     API_SERVICE_IP,
+    CLOUD_IP,
+    CLOUD_PORT,
     CLUSTER_DOMAIN,
     DNS_SERVICE_IP,
     NODE_IP,
@@ -118,6 +123,9 @@ class Supervisor:
             if w.service_port:
                 self._create_service(w)
         self._start_internet()
+        self._start_cloud()
+        control = serve_control(self._control)
+        self.state.forwards["control"] = control.server_address[1]
         rules = [network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),))]
         network.apply_services(rules)
         for i, w in enumerate(WORKLOADS):
@@ -173,6 +181,7 @@ class Supervisor:
             "kubeconfig": str(pod_cfg),
             "data_dir": str(self.files.dir / "mapper-data"),
             "token": self.state.token,
+            "cloud_token": self.state.cloud_ingest_token,
         }
         argv = ["-m", w.module, *(a.format(**fill) for a in w.args)]
         env = {k: v.format(**fill) for k, v in w.env.items()}
@@ -215,6 +224,59 @@ class Supervisor:
             on_start=functools.partial(self._record_pid, "internet/www"),
         ).start()
         self.pods.append(proc)
+
+    def _start_cloud(self) -> None:
+        """The local cloud backend in the "Internet" namespace, with a tenant for this cluster."""
+        cloud_dir = self.files.dir / "cloud"
+        cloud_dir.mkdir(exist_ok=True)
+        admin_file = cloud_dir / "admin.token"
+        argv = ["-m", "cloud_functions.local", "--listen", f"{CLOUD_IP}:{CLOUD_PORT}"]
+        argv += ["--db", str(cloud_dir / "cloud.db"), "--admin-token-file", str(admin_file)]
+        proc = PodProcess(
+            "internet",
+            "cloud",
+            network.INTERNET_NETNS,
+            argv,
+            log_dir=self.log_dir,
+            python=self.python,
+            on_start=functools.partial(self._record_pid, "internet/cloud"),
+        ).start()
+        self.pods.append(proc)
+        fwd = Forward(("127.0.0.1", 0), (CLOUD_IP, CLOUD_PORT), target_ns=network.INTERNET_NETNS).start()
+        self.state.forwards["cloud"] = fwd.port
+        base = f"http://127.0.0.1:{fwd.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if admin_file.exists() and requests.get(f"{base}/healthz", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass  # not listening yet: keep polling until the deadline
+            if time.monotonic() > deadline:
+                raise RuntimeError("the local cloud did not start within 60 s; see its log")
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {admin_file.read_text().strip()}"}
+        tenant = requests.post(f"{base}/v1/tenants", json={"name": "sandbox"}, headers=admin, timeout=10)
+        tenant.raise_for_status()
+        self.state.cloud_tenant = tenant.json()["tenantId"]
+        self.state.cloud_read_token = tenant.json()["readToken"]
+        reader = {"Authorization": f"Bearer {self.state.cloud_read_token}"}
+        cluster = requests.post(
+            f"{base}/v1/tenants/{self.state.cloud_tenant}/clusters",
+            json={"name": "sandbox"},
+            headers=reader,
+            timeout=10,
+        )
+        cluster.raise_for_status()
+        self.state.cloud_ingest_token = cluster.json()["ingestToken"]
+        self._save()
+
+    def _control(self, namespace: str, prefix: str, action: str) -> bool:
+        matched = [p for p in self.pods if p.namespace == namespace and p.pod.startswith(prefix)]
+        for p in matched:
+            p.pause() if action == "pause" else p.resume()
+        log.info("control %s ns=%s prefix=%s pods=%d", action, namespace, prefix, len(matched))
+        return bool(matched)
 
     def _stop_pods(self) -> None:
         for p in self.pods:

@@ -25,7 +25,11 @@ API_SERVICE_IP = "10.96.0.1"
 API_NODE_PORT = 6443
 INTERNET_IP = "198.51.100.10"
 INTERNET_GATEWAY = "198.51.100.1"
-EXTERNAL_NAMES = {"api.example.com": INTERNET_IP}
+# The product's cloud backend runs "on the Internet" too, as the SaaS would.
+CLOUD_IP = "198.51.100.20"
+CLOUD_PORT = 8800
+CLOUD_NAME = "cloud.network-mapper.example"
+EXTERNAL_NAMES = {"api.example.com": INTERNET_IP, CLOUD_NAME: CLOUD_IP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +225,12 @@ AGENTS: tuple[Workload, ...] = (
         port=MAPPER_PORT,
         service_port=MAPPER_PORT,
         module="agent.mapper",
-        env={"NETWORK_MAPPER_TOKEN": "{token}"},
+        env={
+            "NETWORK_MAPPER_TOKEN": "{token}",
+            "NETWORK_MAPPER_CLOUD_URL": f"http://{CLOUD_NAME}:{CLOUD_PORT}",
+            "NETWORK_MAPPER_CLOUD_TOKEN": "{cloud_token}",
+            "NETWORK_MAPPER_UPLOAD_INTERVAL": "5",  # the demo's pace; the default is 60 s
+        },
     ),
     Workload(
         AGENT_NS,

@@ -102,3 +102,30 @@ def wait_for_demo_map(url: str, timeout: float) -> tuple[bool, float]:
             last = have
         time.sleep(1)
     return False, timeout
+
+
+def cloud_access(state_dir: Path) -> tuple[str, str, str]:
+    """(base URL on 127.0.0.1, tenant id, read token) of the sandbox's local cloud."""
+    from sandbox.state import StateFile
+
+    state = StateFile(state_dir).load()
+    return f"http://127.0.0.1:{state.forwards['cloud']}", state.cloud_tenant, state.cloud_read_token
+
+
+def cloud_demo_map(state_dir: Path) -> dict[str, frozenset[str]]:
+    """The cloud's graph of the demo namespace, as {client: servers} names (what `curl …/graph` shows)."""
+    import requests
+
+    from agent.exports.jsonexport import edge_from_dict
+    from agent.model import WorkloadIdentity
+    from sandbox.topology import DEMO_NS
+
+    base, _, token = cloud_access(state_dir)
+    reply = requests.get(f"{base}/graph", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    reply.raise_for_status()
+    found: dict[str, set[str]] = {}
+    for raw in reply.json()["edges"]:
+        edge = edge_from_dict(raw)
+        if edge.client.namespace == DEMO_NS and isinstance(edge.target, WorkloadIdentity):
+            found.setdefault(edge.client.name, set()).add(edge.target.name)
+    return {k: frozenset(v) for k, v in found.items()}

@@ -12,8 +12,10 @@ import gc
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
 from kubernetes import config as k8s_config
@@ -52,6 +54,13 @@ def _internal_cidrs(settings: MapperSettings) -> list[str]:
     return cidrs
 
 
+def _telemetry_interval(settings: MapperSettings) -> float:
+    """Seconds between telemetry exports; ValueError unless more than 0."""
+    if not settings.telemetry_interval > 0:
+        raise ValueError(f"--telemetry-interval must be more than 0, not {settings.telemetry_interval}")
+    return settings.telemetry_interval
+
+
 def _anonymizer(settings: MapperSettings) -> Anonymizer | None:
     """The uploads' anonymizer when ``--anonymize``; AnonymizationKeyError without a usable key."""
     if not settings.anonymize:
@@ -76,6 +85,10 @@ def _uploader(settings: MapperSettings, store: EdgeStore, anonymizer: Anonymizer
     ).start()
 
 
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    log.info("stopping on %s", signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
@@ -84,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load(MapperSettings, argv, os.environ, prog="network-mapper-mapper")
         host, port = parse_address(settings.listen_address)
         internal_cidrs = _internal_cidrs(settings)
+        telemetry_interval = _telemetry_interval(settings)
     except (SettingsError, ValueError) as exc:
         print(f"network-mapper-mapper: {exc}", file=sys.stderr)
         return 2
@@ -121,11 +135,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.data_dir,
         store.count(),
     )
-    telemetry = Telemetry.from_settings(settings, state.namespace_uid("kube-system"))
+    telemetry = Telemetry.from_settings(
+        settings, state.namespace_uid("kube-system"), export_interval=telemetry_interval
+    )
     counts = StoreCounts(store.edges)
     telemetry.observe(counts.workloads, counts.edges_by_method)
     telemetry.component_started("mapper")
     uploader = _uploader(settings, store, anonymizer)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # it found; the default one would kill the process before the cleanup below (the uploader's
+    # stop, telemetry's last export, the store's close) and exit 143. Shutdown is under way then.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _already_stopping)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

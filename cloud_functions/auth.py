@@ -1,0 +1,135 @@
+"""Tokens and who may do what.
+
+Tokens are ``nm_`` + 64 hex digits (256 random bits from :mod:`secrets`). The store keeps only
+their SHA-256 (``hash_token``); a request's bearer token is hashed and looked up, and the
+record found is checked against the hash again in constant time. Tokens never reach logs.
+
+Roles:
+
+* ``admin`` — the platform operator: creates tenants (and may manage any tenant's clusters
+  and tokens, but reads no tenant's graph). Bootstrapped by ``cloud_functions.local`` on an
+  empty store, or given to the Lambda as ``NM_ADMIN_TOKEN_SHA256`` (the hash, never the token);
+* ``read`` — a tenant's user: reads its tenant's graph and exports, creates clusters (and so
+  ingest tokens) and read tokens for its tenant, lists and revokes them;
+* ``ingest`` — one cluster's uploader: posts edges for that cluster only.
+
+A token reaches its own tenant only: any other tenant's route answers 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any, Literal
+
+from aws_lambda_powertools.event_handler.request import Request
+
+from cloud_functions.store.base import GraphStore, TokenRecord
+
+Role = Literal["admin", "read", "ingest"]
+TOKEN_PREFIX = "nm_"  # noqa: S105 - a prefix, not a secret
+PLATFORM_TENANT = "platform"
+"""The tenant id admin tokens are filed under (never a real tenant's id: those start ``t_``)."""
+
+
+class ApiError(Exception):
+    """A client's mistake (or a refusal), answered as ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+def new_token() -> str:
+    """A fresh token: ``nm_`` + 64 hex digits (256 bits)."""
+    return TOKEN_PREFIX + secrets.token_hex(32)
+
+
+def new_id(prefix: str) -> str:
+    """A fresh public id (``t_…`` tenant, ``c_…`` cluster, ``k_…`` token): 64 random bits."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def hash_token(token: str) -> str:
+    """What the store keeps of a token: its SHA-256, in hex."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
+        return None
+    return token
+
+
+def authenticate(store: GraphStore, authorization: str | None, admin_token_sha256: str = "") -> TokenRecord:
+    """The token record behind an ``Authorization`` header; :class:`ApiError` 401 when there is none."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise ApiError(401, "unauthorized", "missing or malformed bearer token")
+    digest = hash_token(token)
+    if admin_token_sha256 and hmac.compare_digest(digest, admin_token_sha256):
+        return TokenRecord(
+            token_hash=digest,
+            tenant_id=PLATFORM_TENANT,
+            role="admin",
+            token_id="env",  # noqa: S106 - an id, not a secret
+            created_at=0.0,
+        )
+    record = store.get_token(digest)
+    if record is None or not hmac.compare_digest(record.token_hash, digest):
+        raise ApiError(401, "unauthorized", "unknown token")
+    return record
+
+
+def require(caller: TokenRecord | None, *roles: Role, tenant_id: str | None = None) -> TokenRecord:
+    """``caller`` if it has one of ``roles`` (for ``tenant_id``, unless it is admin); else 401/403."""
+    if caller is None:
+        raise ApiError(401, "unauthorized", "missing or malformed bearer token")
+    if caller.role not in roles:
+        raise ApiError(403, "forbidden", f"this route needs a token of role {' or '.join(roles)}")
+    if (
+        tenant_id is not None
+        and caller.role != "admin"
+        and not hmac.compare_digest(caller.tenant_id, tenant_id)
+    ):
+        raise ApiError(403, "forbidden", "the token does not belong to this tenant")
+    return caller
+
+
+# --------------------------------------------------------------------------- request dependencies
+
+
+def current_store(request: Request) -> GraphStore:
+    """The store of this invocation (put in the resolver's context by the Lambda entry)."""
+    store: GraphStore = request.context["store"]
+    return store
+
+
+def current_caller(request: Request) -> TokenRecord | None:
+    """The authenticated token record of this request, or None (public routes)."""
+    caller: TokenRecord | None = request.context.get("caller")
+    return caller
+
+
+__all__ = [
+    "PLATFORM_TENANT",
+    "ApiError",
+    "Role",
+    "authenticate",
+    "bearer_token",
+    "current_caller",
+    "current_store",
+    "hash_token",
+    "new_id",
+    "new_token",
+    "require",
+]

@@ -1,0 +1,169 @@
+"""The cloud's Lambda entry: ``handler(event, context)`` for API Gateway HTTP API (v2) events.
+
+Settings are read from the environment once, here (:meth:`CloudSettings.from_environ`), and
+passed down: ``CLOUD_STORE`` picks the store (``sqlite:/path`` or ``dynamodb:<table>``),
+``CLOUD_DYNAMODB_ENDPOINT`` points boto3 at DynamoDB Local, ``NM_ADMIN_TOKEN_SHA256``
+optionally admits a platform admin token by its hash, and ``NM_MAX_BODY_BYTES`` caps bodies.
+:class:`CloudApp` binds a store and settings to the routes of :mod:`cloud_functions.handlers.app`;
+``cloud_functions.local`` serves the same :class:`CloudApp` over HTTP, and tests drive it with
+recorded events.
+
+Each request is authenticated before routing (except the public routes), so a request without
+a valid token gets 401 whatever else is wrong with it; routes then check role and tenant.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cloud_functions.auth import ApiError, authenticate
+from cloud_functions.store.base import GraphStore, TokenRecord
+
+DEFAULT_STORE = "sqlite:/tmp/network-mapper-cloud.db"
+DEFAULT_MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    store: str = DEFAULT_STORE
+    admin_token_sha256: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    dynamodb_endpoint: str = ""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> CloudSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            store=env.get("CLOUD_STORE", DEFAULT_STORE),
+            admin_token_sha256=env.get("NM_ADMIN_TOKEN_SHA256", "").strip().lower(),
+            max_body_bytes=int(env.get("NM_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY))),
+            dynamodb_endpoint=env.get("CLOUD_DYNAMODB_ENDPOINT", ""),
+        )
+
+
+def open_store(settings: CloudSettings) -> GraphStore:
+    """``sqlite:/path/to.db`` or ``dynamodb:<table>`` (``settings.store``) → the store."""
+    spec = settings.store
+    kind, _, where = spec.partition(":")
+    if kind == "sqlite" and where:
+        from cloud_functions.store.sqlite import SqliteGraphStore
+
+        return SqliteGraphStore(where)
+    if kind == "dynamodb" and where:
+        import boto3  # type: ignore[import-untyped, unused-ignore]
+
+        from cloud_functions.store.dynamodb import DynamoGraphStore
+
+        client = boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint or None)
+        return DynamoGraphStore(client, where)
+    raise ValueError(f"CLOUD_STORE must be sqlite:/path or dynamodb:<table>, got {spec!r}")
+
+
+def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
+    import json
+
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"error": {"code": code, "message": message}}),
+        "isBase64Encoded": False,
+    }
+
+
+def _check_content_type(event: Mapping[str, Any], path: str) -> None:
+    """The API speaks JSON: a body of another type is 415 (telemetry checks its own types)."""
+    from cloud_functions.handlers.app import OWN_CONTENT_TYPES
+
+    if not event.get("body") or path in OWN_CONTENT_TYPES:
+        return
+    headers = event.get("headers")
+    content_type = str(headers.get("content-type", "")) if isinstance(headers, Mapping) else ""
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type not in ("", "application/json"):
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+
+
+class CloudApp:
+    """The routes bound to one store and settings; call it with (event, context)."""
+
+    def __init__(self, store: GraphStore, settings: CloudSettings | None = None) -> None:
+        from cloud_functions.handlers.app import app, logger
+
+        self.store = store
+        self.settings = settings or CloudSettings()
+        self._app = app
+        self._logger = logger
+        # The resolver keeps the current event in class attributes: one request at a time.
+        self._lock = threading.Lock()
+
+    def _caller(self, event: Mapping[str, Any], path: str) -> TokenRecord | None:
+        from cloud_functions.handlers.app import PUBLIC_PATHS
+
+        headers = event.get("headers") or {}
+        authorization = headers.get("authorization") if isinstance(headers, Mapping) else None
+        if path in PUBLIC_PATHS:
+            return None
+        return authenticate(self.store, authorization, self.settings.admin_token_sha256)
+
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        request_context = event.get("requestContext")
+        http = request_context.get("http") if isinstance(request_context, Mapping) else None
+        path = event.get("rawPath")
+        if (
+            not isinstance(http, Mapping)
+            or not isinstance(path, str)
+            or not isinstance(http.get("method"), str)
+        ):
+            return _json_error(400, "bad_event", "not an API Gateway HTTP API (v2) event")
+        method = str(http["method"])
+        if len(event.get("body") or "") > self.settings.max_body_bytes:
+            return _json_error(
+                413, "payload_too_large", f"bodies are limited to {self.settings.max_body_bytes} bytes"
+            )
+        tenant = ""
+        try:
+            caller = self._caller(event, path)
+            tenant = caller.tenant_id if caller else ""
+            _check_content_type(event, path)
+            with self._lock:
+                self._app.context.update(store=self.store, caller=caller, settings=self.settings)
+                response = self._app.resolve(event, context)
+        except ApiError as error:
+            response = _json_error(error.status, error.code, error.message)
+        except Exception:  # a malformed event, or a bug: never a traceback to the client
+            self._logger.exception("request failed", extra={"method": method, "path": path})
+            response = _json_error(500, "internal", "internal error")
+        self._logger.info(
+            "request",
+            extra={
+                "method": method,
+                "path": path,
+                "status": response.get("statusCode"),
+                "tenant": tenant,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return response
+
+
+_default: CloudApp | None = None
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point (``cloud_functions.handlers.handler``)."""
+    global _default  # noqa: PLW0603 - one store per Lambda container, opened on first use
+    if _default is None:
+        settings = CloudSettings.from_environ()
+        _default = CloudApp(open_store(settings), settings)
+    return _default(event, context)
+
+
+lambda_handler = handler
+
+__all__ = ["CloudApp", "CloudSettings", "handler", "lambda_handler", "open_store"]

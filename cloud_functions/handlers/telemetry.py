@@ -1,0 +1,113 @@
+"""``POST /v1/metrics``: anonymous usage telemetry, OTLP/HTTP metrics (protobuf or JSON).
+
+No token: telemetry carries counts, never names, and its cluster id is already a hash (of the
+``kube-system`` namespace UID). The cluster id is read from the resource attribute
+``cluster.id`` when the payload parses, else ``unknown``; the raw payload is kept as sent.
+Payloads over 1 MB answer 413. The answer is an empty ``ExportMetricsServiceResponse`` in the
+request's encoding (``{}`` for JSON, no bytes for protobuf), as OTLP/HTTP specifies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from cloud_functions.auth import ApiError, current_store
+from cloud_functions.store.base import GraphStore, StoreError
+
+router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
+
+MAX_TELEMETRY_BODY = 1024 * 1024
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+UNKNOWN = "unknown"
+_CLUSTER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _valid(cluster_id: Any) -> str | None:
+    return cluster_id if isinstance(cluster_id, str) and _CLUSTER_ID.match(cluster_id) else None
+
+
+def cluster_from_json(body: bytes) -> str:
+    """``cluster.id`` of the first resource that has one, in an OTLP/JSON payload."""
+    try:
+        document = json.loads(body)
+        for resource_metrics in document.get("resourceMetrics", []):
+            for attribute in resource_metrics.get("resource", {}).get("attributes", []):
+                if attribute.get("key") == "cluster.id":
+                    found = _valid(attribute.get("value", {}).get("stringValue"))
+                    if found:
+                        return found
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        pass
+    return UNKNOWN
+
+
+def cluster_from_protobuf(body: bytes) -> str:
+    """``cluster.id`` of the first resource that has one, in an OTLP/protobuf payload."""
+    try:
+        from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    except ImportError:  # pragma: no cover - the OTLP exporter dependency ships both
+        return UNKNOWN
+    request = ExportMetricsServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, RuntimeError, ValueError):
+        return UNKNOWN
+    for resource_metrics in request.resource_metrics:
+        for attribute in resource_metrics.resource.attributes:
+            if attribute.key == "cluster.id":
+                found = _valid(attribute.value.string_value)
+                if found:
+                    return found
+    return UNKNOWN
+
+
+def raw_body(body: str | None, is_base64: bool) -> bytes:
+    if not body:
+        return b""
+    if not is_base64:
+        return body.encode("utf-8", "surrogateescape")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_request", "body is not valid base64") from None
+
+
+@router.post(
+    "/v1/metrics",
+    tags=["telemetry"],
+    summary="Receive OTLP/HTTP metrics (anonymous)",
+    responses={
+        200: {"description": "Accepted (an empty ExportMetricsServiceResponse)"},
+        413: {"description": "Payload over 1 MB"},
+        415: {"description": "Not application/x-protobuf or application/json"},
+    },
+)
+def receive_metrics(store: Annotated[GraphStore, Depends(current_store)]) -> Response[Any]:
+    event = router.current_event
+    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type not in (PROTOBUF, JSON):
+        raise ApiError(415, "unsupported_media_type", f"use {PROTOBUF} or {JSON}")
+    if len(event.body or "") > MAX_TELEMETRY_BODY * 4 // 3 + 4:  # before decoding anything
+        raise ApiError(413, "payload_too_large", "telemetry payloads are limited to 1 MB")
+    body = raw_body(event.body, bool(event.is_base64_encoded))
+    if len(body) > MAX_TELEMETRY_BODY:
+        raise ApiError(413, "payload_too_large", "telemetry payloads are limited to 1 MB")
+    cluster = cluster_from_protobuf(body) if content_type == PROTOBUF else cluster_from_json(body)
+    try:
+        store.record_telemetry(cluster, body, content_type, time.time())
+    except StoreError as error:
+        raise ApiError(413, "payload_too_large", str(error)) from None
+    if content_type == PROTOBUF:
+        return Response(200, PROTOBUF, b"")
+    return Response(200, JSON, "{}")

@@ -1,0 +1,168 @@
+"""Telemetry opt-outs, with the real mapper process (issue 6).
+
+One counting server (tests/support/recording_cloud.py) is both the cloud the mapper uploads
+edges to and the telemetry endpoint (``/v1/metrics``, the default: the cloud URL). The mapper
+runs against the sandbox API server with ``--upload-interval 1 --telemetry-interval 1``, is
+reported edges, uploads them, and is stopped with SIGTERM (shutdown flushes telemetry).
+
+* ``--telemetry-enabled=false`` and ``OTTERIZE_TELEMETRY_ENABLED=false``: not one metrics
+  request, while the uploads arrive (the server was reachable all along).
+* telemetry on: metrics arrive, as OTLP protobuf, with the counters and the hashed cluster id,
+  and not one workload, pod, Service or namespace name, nor the raw ``kube-system`` UID.
+
+The third opt-out, helm ``--set global.telemetry.enabled=false``, is the chart's to test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from tests.support.mapper_process import (
+    CART,
+    FRONTEND,
+    REDIS,
+    Cluster,
+    MapperProcess,
+    running_cluster,
+    wait_until,
+)
+from tests.support.recording_cloud import RecordingCloud
+
+INGEST_TOKEN = "ingest-token-for-tests"
+CONNECTIONS = [(FRONTEND, CART, 7070), (CART, REDIS, 6379)]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def cloud() -> Iterator[RecordingCloud]:
+    with RecordingCloud(token=INGEST_TOKEN) as server:
+        yield server
+
+
+def strings(message: Message) -> Iterator[str]:
+    """Every string value anywhere in a protobuf message (keys, values, names, descriptions)."""
+    for _, value in message.ListFields():
+        single = isinstance(value, Message | str | bytes | int | float)  # else a repeated field
+        values = [value] if single else value
+        for item in values:
+            if isinstance(item, Message):
+                yield from strings(item)
+            elif isinstance(item, str):
+                yield item
+            elif isinstance(item, bytes):
+                yield item.decode("utf-8", "replace")
+
+
+def metric_names(request: ExportMetricsServiceRequest) -> set[str]:
+    return {
+        metric.name
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+
+
+def resource_attributes(request: ExportMetricsServiceRequest) -> dict[str, str]:
+    return {
+        attribute.key: attribute.value.string_value
+        for resource in request.resource_metrics
+        for attribute in resource.resource.attributes
+    }
+
+
+def run_mapper(
+    cluster: Cluster, cloud: RecordingCloud, directory: Path, args: list[str], env: dict[str, str]
+) -> MapperProcess:
+    """Run the mapper until its edges reached the cloud, then SIGTERM it; returns it stopped."""
+    mapper = MapperProcess(
+        cluster,
+        directory,
+        ["--cloud-url", cloud.url, "--upload-interval", "1", "--telemetry-interval", "1", *args],
+        env={"NETWORK_MAPPER_CLOUD_TOKEN": INGEST_TOKEN, **env},
+    )
+    with mapper:
+        started = time.monotonic()
+        mapper.report_tcp(CONNECTIONS)
+        expected = {(src, dst) for src, dst, _ in CONNECTIONS}
+        mapper.wait_for_edges(expected)
+        wait_until(
+            lambda: expected <= set(cloud.graph()), 15, f"the upload to reach the cloud:\n{mapper.log()}"
+        )
+        # At least one telemetry interval (and a half) with the mapper up, before shutdown.
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - started)))
+        status = mapper.stop()
+    assert status == 0, f"the mapper exited with {status} on SIGTERM:\n{mapper.log()}"
+    return mapper
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        pytest.param(["--telemetry-enabled=false"], {}, id="flag"),
+        pytest.param([], {"OTTERIZE_TELEMETRY_ENABLED": "false"}, id="env"),
+    ],
+)
+def test_opted_out_not_one_telemetry_request_leaves(
+    cluster: Cluster, cloud: RecordingCloud, tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    mapper = run_mapper(cluster, cloud, tmp_path, args, env)
+    assert cloud.metrics_requests() == []
+    assert cloud.received_batches(), "no upload arrived"
+    assert cloud.count("requests") == len(cloud.received_batches()) + cloud.count("unauthorized")
+    assert "telemetry on" not in mapper.log()
+
+
+def test_telemetry_on_carries_counts_and_never_names(
+    cluster: Cluster, cloud: RecordingCloud, tmp_path: Path
+) -> None:
+    mapper = run_mapper(cluster, cloud, tmp_path, [], {})
+    requests = cloud.metrics_requests()
+    assert requests, f"no telemetry arrived:\n{mapper.log()}"
+    assert cloud.received_batches(), "no upload arrived"
+    decoded = []
+    for request in requests:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert headers.get("content-type") == "application/x-protobuf"
+        message = ExportMetricsServiceRequest()
+        message.ParseFromString(request.body)
+        decoded.append(message)
+    names = set().union(*(metric_names(m) for m in decoded))
+    assert {"components_started", "workloads_seen", "edges"} <= names, names
+    hashed = hashlib.sha256(cluster.kube_system_uid.encode()).hexdigest()
+    for message in decoded:
+        assert resource_attributes(message).get("cluster.id") == hashed
+        assert resource_attributes(message).get("service.name") == "network-mapper"
+    # The last export (at shutdown) has seen the edges: 3 workloads, 2 TCP edges.
+    last = decoded[-1]
+    gauges = {
+        metric.name: [
+            (p.as_int, {a.key: a.value.string_value for a in p.attributes}) for p in metric.gauge.data_points
+        ]
+        for resource in last.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.HasField("gauge")
+    }
+    assert gauges.get("workloads_seen") == [(3, {})], gauges
+    assert gauges.get("edges") == [(2, {"method": "tcp"})], gauges
+
+    secrets = [*cluster.names, cluster.kube_system_uid]
+    for request, message in zip(requests, decoded, strict=True):
+        values = list(strings(message))
+        assert {"cluster.id", "components_started", "mapper"} <= set(values)  # the walk sees them
+        for secret in secrets:
+            assert secret.encode() not in request.body, f"{secret!r} in a telemetry body"
+            leaked = [v for v in values if secret in v]
+            assert not leaked, f"{secret!r} in telemetry values {leaked}"
