@@ -23,7 +23,7 @@ import yaml
 
 from agent.cli import edges as queries
 from agent.cli.render import NO_EDGES, dot, listing
-from agent.exports import clientintents, jsonexport, networkpolicy, yaml_documents
+from agent.exports import clientintents, iam_policies, jsonexport, networkpolicy, yaml_documents
 from agent.mapperclient import HttpMapperClient, MapperError, MapperRejected, MapperUnavailable
 from agent.model import Edge, WorkloadIdentity
 
@@ -78,7 +78,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     vis.add_argument("--format", choices=["png", "svg"], help="image format (default: from the file name)")
     exp = sub.add_parser("export", help="export ClientIntents, NetworkPolicies or JSON")
     filters(exp)
-    exp.add_argument("--format", choices=["yaml", "json", "networkpolicy"], default="yaml")
+    exp.add_argument(
+        "--format",
+        choices=["yaml", "json", "networkpolicy", "iam"],
+        default="yaml",
+        help="yaml: ClientIntents; networkpolicy: Kubernetes NetworkPolicies; iam: AWS IAM policies (JSON)",
+    )
     exp.add_argument(
         "-o", "--output", type=Path, help="file, or directory with --distinct-files (default: stdout)"
     )
@@ -150,14 +155,15 @@ def _file_name(doc: dict[str, Any]) -> str:
 
 def export(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> str:
     """Writes the export where asked; returns what to print (the export itself, or a summary)."""
-    if args.format == "json":
-        text = json.dumps(jsonexport.edges_document(edges), indent=2) + "\n"
-        docs = [jsonexport.edges_document(edges)]
+    if args.format in {"json", "iam"}:
+        doc: Any = jsonexport.edges_document(edges) if args.format == "json" else iam_policies(edges)
+        text = json.dumps(doc, indent=2) + "\n"
+        docs = [doc]
     else:
         docs = _documents(edges, args, labels)
         text = yaml_documents(docs)
     if args.distinct_files:
-        if not args.output or args.format == "json":
+        if not args.output or args.format in {"json", "iam"}:
             raise CliError("--distinct-files needs --output DIR and a yaml or networkpolicy format")
         args.output.mkdir(parents=True, exist_ok=True)
         for doc in docs:

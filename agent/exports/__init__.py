@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.exports.clientintents import client_intents, validate
+from agent.exports.iam import iam_policies
 from agent.exports.jsonexport import edges_document, edges_from_document
 from agent.exports.networkpolicy import default_labels, network_policies
 
@@ -30,6 +31,7 @@ __all__ = [
     "default_labels",
     "edges_document",
     "edges_from_document",
+    "iam_policies",
     "network_policies",
     "validate",
     "yaml_documents",

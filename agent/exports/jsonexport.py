@@ -50,7 +50,8 @@ class DocumentError(ValueError):
 def rfc3339(timestamp: float) -> str:
     """Epoch seconds → ``2026-11-28T02:15:06.918878Z`` (rounded to the microsecond, exactly)."""
     moment = _EPOCH + timedelta(microseconds=round(timestamp * 1_000_000))
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # %Y is not zero-padded for years before 1000 on glibc; RFC 3339 needs four digits.
+    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_rfc3339(text: str) -> float:

@@ -95,3 +95,22 @@ def test_parser_reads_env_defaults_and_flags_win() -> None:
     assert parser.parse_args(["list"]).mapper_url == "http://env:1/query"
     args = parser.parse_args(["--mapper-url", "http://flag:2/query", "export", "--format", "json", "-n", "a"])
     assert (args.mapper_url, args.format, args.namespace) == ("http://flag:2/query", "json", ["a"])
+
+
+def test_export_iam_and_json_print_json(tmp_path: object) -> None:
+    import json
+
+    from agent.cli.main import export
+
+    edges = [
+        _e(_w("audit", "x"), AwsTarget("arn:aws:s3:::bucket"), aws_actions=("s3:GetObject", "s3:PutObject")),
+        _e(_w("audit", "x"), _w("billing", "x")),
+    ]
+    parser = build_parser({})
+    iam = json.loads(export(edges, parser.parse_args(["export", "--format", "iam"]), {}))
+    assert iam[0]["workload"]["name"] == "audit"
+    statement = iam[0]["policyDocument"]["Statement"][0]
+    assert statement["Resource"] == "arn:aws:s3:::bucket"
+    assert statement["Action"] == ["s3:GetObject", "s3:PutObject"]
+    doc = json.loads(export(edges, parser.parse_args(["export", "--format", "json"]), {}))
+    assert len(doc["edges"]) == 2

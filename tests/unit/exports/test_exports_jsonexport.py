@@ -177,3 +177,11 @@ def test_any_canonical_edges_round_trip_exactly(edges: list[Edge]) -> None:
     back = edges_from_document(document)
     assert sorted(back, key=repr) == sorted(edges, key=repr)
     assert edges_document(back) == document
+
+
+def test_rfc3339_pads_years_before_1000() -> None:
+    from agent.exports.jsonexport import parse_rfc3339, rfc3339
+
+    moment = parse_rfc3339("0066-04-12T01:02:03.5Z")
+    assert rfc3339(moment) == "0066-04-12T01:02:03.500000Z"
+    assert parse_rfc3339(rfc3339(moment)) == moment
