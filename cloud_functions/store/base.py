@@ -23,14 +23,16 @@ Errors::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, cast, get_args
 
-from agent.exports.jsonexport import edge_dict, edge_from_dict, parse_rfc3339, rfc3339
-from agent.model import Edge, WorkloadIdentity, merge_edges
+from agent.exports.jsonexport import edge_from_dict
+from agent.model import Edge, InternetTarget, Method, WorkloadIdentity, merge_edges
 
 Role = Literal["admin", "read", "ingest"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -150,6 +152,11 @@ class GraphStore(Protocol):
         """
         ...
 
+    def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
+        """Whether :meth:`ingest` stored that batch id for the cluster already (a cheap read, so a
+        caller can skip parsing a re-sent batch; :meth:`ingest` still decides)."""
+        ...
+
     def edges(
         self,
         tenant_id: str,
@@ -205,10 +212,110 @@ def check_telemetry(body: bytes) -> None:
         raise Invalid(f"telemetry payload of {len(body)} bytes exceeds {MAX_TELEMETRY_BYTES}")
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_spaced = json.JSONEncoder().encode  # json.dumps' default separators
+_q: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(timestamp: float) -> str:
+    """:func:`~agent.exports.jsonexport.rfc3339`, without ``strftime`` (same text)."""
+    m = _EPOCH + timedelta(microseconds=round(timestamp * 1_000_000))
+    date = f"{m.year:04d}-{m.month:02d}-{m.day:02d}"
+    return f"{date}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _methods(methods: frozenset[Method]) -> tuple[tuple[str, ...], str, str]:
+    """The sorted method names, their JSON (as the ``methods`` filter column keeps it), compact JSON."""
+    names = tuple(sorted(str(m) for m in methods))
+    return names, _spaced(names), _compact(names)
+
+
+def _key_parts(edge: Edge) -> tuple[dict[str, str], dict[str, Any]]:
+    """The client and target objects of :func:`edge_dict`, their keys already sorted."""
+    c, t = edge.client, edge.target
+    client = {"kind": c.kind, "name": c.name, "namespace": c.namespace}
+    target: dict[str, Any]
+    if isinstance(t, WorkloadIdentity):
+        target = {"kind": t.kind, "name": t.name, "namespace": t.namespace, "type": "workload"}
+    elif isinstance(t, InternetTarget):
+        target = {"dnsName": t.dns_name, "ips": list(t.ips), "port": t.port, "type": "internet"}
+    else:
+        target = {"arn": t.arn, "type": "aws"}
+    return client, target
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEdge:
+    """An edge with its key hash and stored text, each computed once (:func:`encode`)."""
+
+    key_hash: str
+    text: str
+    edge: Edge
+
+
+def encode(edge: Edge) -> EncodedEdge:
+    """The key hash (of :func:`edge_key_json`) and :func:`encode_edge` text of an edge, in one pass.
+
+    Writes the JSON of :func:`edge_dict` (sorted keys) directly, each string quoted by the json
+    module's own C quoting: byte-equal to ``json.dumps(edge_dict(edge), sort_keys=True, ...)``.
+    """
+    c, t = edge.client, edge.target
+    ck, cn, cns = _q(c.kind), _q(c.name), _q(c.namespace)
+    if type(t) is not WorkloadIdentity or type(edge.count) is not int or type(edge.ambiguous) is not bool:
+        return _encode_dicts(edge)
+    tk, tn, tns = _q(t.kind), _q(t.name), _q(t.namespace)
+    key = (
+        f'{{"client": {{"kind": {ck}, "name": {cn}, "namespace": {cns}}},'
+        f' "target": {{"kind": {tk}, "name": {tn}, "namespace": {tns}, "type": "workload"}}}}'
+    )
+    http = _compact(_http(edge)) if edge.http else "[]"
+    kafka = _compact(_kafka(edge)) if edge.kafka_topics else "[]"
+    aws = _compact(sorted(edge.aws_actions)) if edge.aws_actions else "[]"
+    text = (
+        f'{{"ambiguous":{"true" if edge.ambiguous else "false"},"awsActions":{aws},'
+        f'"client":{{"kind":{ck},"name":{cn},"namespace":{cns}}},"count":{edge.count},'
+        f'"firstSeen":"{_time(edge.first_seen)}","http":{http},"kafkaTopics":{kafka},'
+        f'"lastSeen":"{_time(edge.last_seen)}","methods":{_methods(edge.methods)[2]},'
+        f'"target":{{"kind":{tk},"name":{tn},"namespace":{tns},"type":"workload"}},'
+        f'"targetService":{_q(edge.target_service)}}}'
+    )
+    return EncodedEdge(hashlib.sha256(key.encode()).hexdigest()[:32], text, edge)
+
+
+def _http(edge: Edge) -> list[dict[str, Any]]:
+    return [{"methods": sorted(r.methods), "path": r.path} for r in sorted(edge.http)]
+
+
+def _kafka(edge: Edge) -> list[dict[str, Any]]:
+    return [{"name": k.name, "operations": sorted(k.operations)} for k in sorted(edge.kafka_topics)]
+
+
+def _encode_dicts(edge: Edge) -> EncodedEdge:
+    """:func:`encode` through dicts (any target kind): keys in sorted order, no ``sort_keys``."""
+    client, target = _key_parts(edge)
+    key = '{"client": ' + _spaced(client) + ', "target": ' + _spaced(target) + "}"
+    whole = {
+        "ambiguous": edge.ambiguous,
+        "awsActions": sorted(edge.aws_actions),
+        "client": client,
+        "count": edge.count,
+        "firstSeen": _time(edge.first_seen),
+        "http": _http(edge),
+        "kafkaTopics": _kafka(edge),
+        "lastSeen": _time(edge.last_seen),
+        "methods": _methods(edge.methods)[0],
+        "target": target,
+        "targetService": edge.target_service,
+    }
+    return EncodedEdge(hashlib.sha256(key.encode()).hexdigest()[:32], _compact(whole), edge)
+
+
 def edge_key_json(edge: Edge) -> str:
     """The canonical JSON of an edge's key (client and target)."""
-    whole = edge_dict(edge)
-    return json.dumps({"client": whole["client"], "target": whole["target"]}, sort_keys=True)
+    client, target = _key_parts(edge)
+    return '{"client": ' + _spaced(client) + ', "target": ' + _spaced(target) + "}"
 
 
 def edge_key_hash(edge: Edge) -> str:
@@ -217,30 +324,62 @@ def edge_key_hash(edge: Edge) -> str:
 
 def encode_edge(edge: Edge) -> str:
     """The stored form: canonical JSON (equal edges give equal text)."""
-    return json.dumps(edge_dict(edge), sort_keys=True, separators=(",", ":"))
+    return encode(edge).text
 
 
 def decode_edge(text: str) -> Edge:
     return edge_from_dict(json.loads(text))
 
 
+def coalesce_encoded(edges: Iterable[Edge]) -> dict[str, EncodedEdge]:
+    """A batch's edges by key hash, encoded once; edges with equal keys merged (and re-encoded)."""
+    merged: dict[str, EncodedEdge] = {}
+    for edge in edges:
+        encoded = encode(edge)
+        found = merged.get(encoded.key_hash)
+        if found is not None:
+            encoded = encode(merge_edges(found.edge, edge))
+        merged[encoded.key_hash] = encoded
+    return merged
+
+
 def coalesce(edges: Iterable[Edge]) -> dict[str, Edge]:
     """A batch's edges by key hash, edges with equal keys merged."""
-    merged: dict[str, Edge] = {}
-    for edge in edges:
-        key = edge_key_hash(edge)
-        found = merged.get(key)
-        merged[key] = edge if found is None else merge_edges(found, edge)
-    return merged
+    return {key: encoded.edge for key, encoded in coalesce_encoded(edges).items()}
+
+
+def merged_encoded(stored: str | None, incoming: EncodedEdge) -> EncodedEdge | None:
+    """``incoming`` merged into the ``stored`` text; None if that changes nothing.
+
+    A new edge is taken as it is, and a text equal to the stored one is not decoded at all.
+    """
+    if stored is None:
+        return incoming
+    if stored == incoming.text:
+        return None
+    merged = encode(merge_edges(decode_edge(stored), incoming.edge))
+    return None if merged.text == stored else merged
 
 
 def merged_text(stored: str | None, incoming: Edge) -> tuple[str, Edge] | None:
     """The new stored text (and edge) for ``incoming`` merged into ``stored``; None if nothing changes."""
-    if stored is None:
-        return encode_edge(incoming), incoming
-    merged = merge_edges(decode_edge(stored), incoming)
-    text = encode_edge(merged)
-    return None if text == stored else (text, merged)
+    merged = merged_encoded(stored, encode(incoming))
+    return None if merged is None else (merged.text, merged.edge)
+
+
+def filter_row(edge: Edge) -> tuple[str, str, str | None, str | None, str, float]:
+    """:func:`filter_fields` as a row: client namespace and name, workload-target namespace and
+    name, the methods' JSON and ``last_seen`` (microseconds, as stored)."""
+    target = edge.target
+    workload = target if isinstance(target, WorkloadIdentity) else None
+    return (
+        edge.client.namespace,
+        edge.client.name,
+        workload.namespace if workload else None,
+        workload.name if workload else None,
+        _methods(edge.methods)[1],
+        round(edge.last_seen * 1_000_000) / 1_000_000,  # = parse_rfc3339(rfc3339(last_seen))
+    )
 
 
 def filter_fields(edge: Edge) -> dict[str, Any]:
@@ -252,8 +391,8 @@ def filter_fields(edge: Edge) -> dict[str, Any]:
         "client_name": edge.client.name,
         "target_namespace": workload.namespace if workload else None,
         "target_name": workload.name if workload else None,
-        "methods": sorted(str(m) for m in edge.methods),
-        "last_seen": parse_rfc3339(rfc3339(edge.last_seen)),  # as stored: microsecond precision
+        "methods": list(_methods(edge.methods)[0]),
+        "last_seen": round(edge.last_seen * 1_000_000) / 1_000_000,  # as stored: microsecond precision
     }
 
 

@@ -298,6 +298,9 @@ class DynamoGraphStore:
             return IngestResult(stored=False, edges_written=written)
         return IngestResult(stored=True, edges_written=written)
 
+    def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
+        return self._get(_graph(tenant_id, cluster_id), f"BATCH#{batch_id}") is not None
+
     def _merge_edge(self, graph: str, key: str, edge: Edge, stored: Item | None) -> int:
         """Merge one edge into its stored item (version-checked); 1 if it was written, else 0."""
         sk = f"EDGE#{key}"

@@ -30,17 +30,28 @@ from cloud_functions.store.base import (
     TokenRecord,
     check_id,
     check_telemetry,
-    coalesce,
+    coalesce_encoded,
     decode_edge,
-    filter_fields,
-    merged_text,
+    filter_row,
+    merged_encoded,
     parse_role,
     sort_stored,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TELEMETRY_KEPT = 10_000
 """Telemetry rows kept; older ones are dropped as new ones arrive."""
+
+EDGES_TABLE = """
+CREATE TABLE {name} (
+    tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, key_hash TEXT NOT NULL, edge TEXT NOT NULL,
+    client_namespace TEXT NOT NULL, client_name TEXT NOT NULL, target_namespace TEXT, target_name TEXT,
+    methods TEXT NOT NULL, last_seen REAL NOT NULL,
+    UNIQUE (tenant_id, cluster_id, key_hash))
+"""
+# Version 1 kept edges in a WITHOUT ROWID table keyed by (tenant, cluster, key hash): its ~500-byte
+# rows sat in key-hash (random) order, so a batch's inserts rewrote a page per edge. Version 2
+# appends rows (rowid order) and keeps only the small key in the unique index.
 
 _SCHEMA = """
 CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);
@@ -53,16 +64,23 @@ CREATE TABLE tokens (
 CREATE TABLE batches (
     tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, batch_id TEXT NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;
-CREATE TABLE edges (
-    tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, key_hash TEXT NOT NULL, edge TEXT NOT NULL,
-    client_namespace TEXT NOT NULL, client_name TEXT NOT NULL, target_namespace TEXT, target_name TEXT,
-    methods TEXT NOT NULL, last_seen REAL NOT NULL,
-    PRIMARY KEY (tenant_id, cluster_id, key_hash)) WITHOUT ROWID;
 CREATE TABLE telemetry (
     id INTEGER PRIMARY KEY AUTOINCREMENT, cluster_hash TEXT NOT NULL, content_type TEXT NOT NULL,
     received_at REAL NOT NULL, body BLOB NOT NULL);
-"""
+""" + EDGES_TABLE.format(name="edges")
 
+_MIGRATE_2 = (
+    EDGES_TABLE.format(name="edges_2"),
+    "INSERT INTO edges_2 SELECT * FROM edges",  # the same columns, in the same order
+    "DROP TABLE edges",
+    "ALTER TABLE edges_2 RENAME TO edges",
+)
+
+_SELECT_STORED = (
+    "SELECT key_hash, edge FROM edges WHERE tenant_id = ? AND cluster_id = ?"
+    " AND key_hash IN (SELECT value FROM json_each(?))"
+)
+_dumps = json.JSONEncoder().encode
 _UPSERT_EDGE = """
 INSERT INTO edges (tenant_id, cluster_id, key_hash, edge, client_namespace, client_name,
                    target_namespace, target_name, methods, last_seen)
@@ -85,6 +103,8 @@ class SqliteGraphStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch's index pages stay cached
+            self._db.execute("PRAGMA wal_autocheckpoint=10000")  # checkpoint (and sync) per ~40 MB
             self._migrate()
         except (sqlite3.Error, StoreError):
             self._db.close()
@@ -94,9 +114,9 @@ class SqliteGraphStore:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {version}, newer than {SCHEMA_VERSION}")
-        if version == 0:
+        if version < SCHEMA_VERSION:
             with self._transaction() as db:
-                for statement in _SCHEMA.split(";"):
+                for statement in _SCHEMA.split(";") if version == 0 else _MIGRATE_2:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -225,7 +245,7 @@ class SqliteGraphStore:
         self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
     ) -> IngestResult:
         check_id(batch_id, "batch id")
-        incoming = coalesce(edges)
+        incoming = coalesce_encoded(edges)
         with self._writing() as db:
             self._require_cluster(db, tenant_id, cluster_id)
             marked = db.execute(
@@ -233,25 +253,23 @@ class SqliteGraphStore:
             ).rowcount
             if not marked:
                 return IngestResult(stored=False, edges_written=0)
-            stored = dict(
-                db.execute(
-                    "SELECT key_hash, edge FROM edges WHERE tenant_id = ? AND cluster_id = ?"
-                    " AND key_hash IN (SELECT value FROM json_each(?))",
-                    (tenant_id, cluster_id, json.dumps(list(incoming))),
-                ).fetchall()
+            stored: dict[str, str] = dict(
+                db.execute(_SELECT_STORED, (tenant_id, cluster_id, _dumps(list(incoming)))).fetchall()
+                if incoming
+                else ()
             )
             rows = []
-            for key, edge in incoming.items():
-                merged = merged_text(stored.get(key), edge)
+            for key, encoded in incoming.items():
+                merged = merged_encoded(stored.get(key), encoded)
                 if merged is not None:
-                    text, f = merged[0], filter_fields(merged[1])
-                    rows.append(
-                        (tenant_id, cluster_id, key, text, f["client_namespace"], f["client_name"])
-                        + (f["target_namespace"], f["target_name"], json.dumps(f["methods"]), f["last_seen"])
-                    )
+                    rows.append((tenant_id, cluster_id, key, merged.text, *filter_row(merged.edge)))
             db.executemany(_UPSERT_EDGE, rows)
             self._writes += 1 + len(rows)
         return IngestResult(stored=True, edges_written=len(rows))
+
+    def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
+        sql = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
+        return bool(self._rows(sql, (tenant_id, cluster_id, batch_id)))
 
     def edges(
         self,

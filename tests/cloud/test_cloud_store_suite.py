@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -27,8 +29,10 @@ from cloud_functions.store.base import (
     Invalid,
     NotFound,
     TokenRecord,
+    encode,
 )
 from cloud_functions.store.dynamodb import DynamoGraphStore
+from cloud_functions.store.sqlite import SqliteGraphStore
 
 T0 = float(int(time.time()))
 """Now: DynamoDB's TTL (batch markers, telemetry: 30 days) would soon delete items stamped years ago."""
@@ -399,3 +403,70 @@ def test_dynamodb_follows_small_pages(dynamodb_client: Any, dynamodb_table: str)
     )
     assert len(graph(store)) == 20
     assert len(graph(store, method="dns")) == 10  # pages filtered to nothing are followed too
+
+
+def test_has_batch(store: GraphStore) -> None:
+    setup(store, "t1", ("c1", "c2"))
+    assert not store.has_batch("t1", "c1", "b1")
+    store.ingest("t1", "c1", "b1", [edge()], T0)
+    assert store.has_batch("t1", "c1", "b1")
+    assert not store.has_batch("t1", "c2", "b1")  # per cluster
+    assert not store.has_batch("t2", "c1", "b1")  # per tenant
+    assert not store.has_batch("t1", "c1", "b2")
+
+
+def test_encoded_edges_match_the_canonical_json() -> None:
+    targets: list[WorkloadIdentity | InternetTarget | AwsTarget] = [
+        wl("cart"),
+        InternetTarget('a"b.com', ("1.2.3.4", "::1"), 443),
+        AwsTarget("arn:aws:s3:::é"),
+    ]
+    for target in targets:
+        e = edge(
+            "fé\u2028",
+            target,
+            methods=(Method.TCP, Method.DNS),
+            http=(HttpResource("/b", ("PUT", "GET")), HttpResource("/a")),
+            kafka_topics=(KafkaTopic("t", ("write", "read")),),
+            aws_actions=("s3:Put", "s3:Get"),
+            target_service="svc",
+            ambiguous=True,
+        )
+        whole = edge_dict(e)
+        key = json.dumps({"client": whole["client"], "target": whole["target"]}, sort_keys=True)
+        encoded = encode(e)
+        assert encoded.text == json.dumps(whole, sort_keys=True, separators=(",", ":"))
+        assert encoded.key_hash == hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def test_sqlite_schema_1_is_migrated(tmp_path: Any) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE edges (tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, key_hash TEXT NOT NULL,"
+        " edge TEXT NOT NULL, client_namespace TEXT NOT NULL, client_name TEXT NOT NULL,"
+        " target_namespace TEXT, target_name TEXT, methods TEXT NOT NULL, last_seen REAL NOT NULL,"
+        " PRIMARY KEY (tenant_id, cluster_id, key_hash)) WITHOUT ROWID;"
+        "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);"
+        "CREATE TABLE clusters (tenant_id TEXT NOT NULL REFERENCES tenants(id), id TEXT NOT NULL,"
+        " name TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (tenant_id, id));"
+        "CREATE TABLE batches (tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, batch_id TEXT NOT NULL,"
+        " received_at REAL NOT NULL, PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;"
+        "PRAGMA user_version=1;"
+    )
+    e = canonical(edge())
+    encoded = encode(e)
+    db.execute("INSERT INTO tenants VALUES ('t1', 't', 0)")
+    db.execute("INSERT INTO clusters VALUES ('t1', 'c1', 'c', 0)")
+    db.execute(
+        "INSERT INTO edges VALUES ('t1', 'c1', ?, ?, 'shop', 'frontend', 'shop', 'cartservice', ?, ?)",
+        (encoded.key_hash, encoded.text, '["tcp"]', e.last_seen),
+    )
+    db.commit()
+    db.close()
+    store = SqliteGraphStore(path)
+    try:
+        assert graph(store) == [("c1", e)]
+        assert store.ingest("t1", "c1", "b1", [e], T0).edges_written == 0
+    finally:
+        store.close()

@@ -138,7 +138,7 @@ def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
     """What ``make demo`` shows: each expected edge (but the held Redis connection, which makes
     no new SYN) is seen on the node as a DNS answer and a connection to the Service."""
     from sandbox.network import NODE_NETNS
-    from sandbox.topology import EXPECTED_DEMO_MAP
+    from sandbox.topology import EXPECTED_DEMO_MAP, EXTERNAL_NAMES
     from sandbox.traffic import capture
     from sandbox.views import ip_to_pod
 
@@ -151,6 +151,6 @@ def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
             if conn.server_name and conn.server_name.startswith(f"svc {DEMO_NS}/"):
                 seen.setdefault(app, set()).add(conn.server_name.split("/")[1])
         for name, _ in client.dns_answers:
-            assert name.endswith(".svc.cluster.local") or name == "api.example.com", name
+            assert name.endswith(".svc.cluster.local") or name in EXTERNAL_NAMES, name
     expected = {c: set(s) - {"redis-cart"} for c, s in EXPECTED_DEMO_MAP.items()}
     assert {c: s for c, s in seen.items() if c in expected} == {c: s for c, s in expected.items() if s}
