@@ -7,10 +7,12 @@ reported edges, uploads them, and is stopped with SIGTERM (shutdown flushes tele
 
 * ``--telemetry-enabled=false`` and ``OTTERIZE_TELEMETRY_ENABLED=false``: not one metrics
   request, while the uploads arrive (the server was reachable all along).
+* helm ``--set global.telemetry.enabled=false``: the chart (helm/network-mapper) is rendered
+  offline with that value, and the mapper runs with the plain ``value`` variables of the rendered
+  Deployment's mapper container (Secret references are the test's own token): not one metrics
+  request either.
 * telemetry on: metrics arrive, as OTLP protobuf, with the counters and the hashed cluster id,
   and not one workload, pod, Service or namespace name, nor the raw ``kube-system`` UID.
-
-The third opt-out, helm ``--set global.telemetry.enabled=false``, is the chart's to test.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import helm_python as helm
 import pytest
+import yaml
 from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
@@ -36,6 +41,7 @@ from tests.support.mapper_process import (
 from tests.support.recording_cloud import RecordingCloud
 
 INGEST_TOKEN = "ingest-token-for-tests"
+CHART = Path(__file__).resolve().parents[2] / "helm" / "network-mapper"
 CONNECTIONS = [(FRONTEND, CART, 7070), (CART, REDIS, 6379)]
 
 
@@ -118,6 +124,33 @@ def test_opted_out_not_one_telemetry_request_leaves(
     cluster: Cluster, cloud: RecordingCloud, tmp_path: Path, args: list[str], env: dict[str, str]
 ) -> None:
     mapper = run_mapper(cluster, cloud, tmp_path, args, env)
+    assert cloud.metrics_requests() == []
+    assert cloud.received_batches(), "no upload arrived"
+    assert cloud.count("requests") == len(cloud.received_batches()) + cloud.count("unauthorized")
+    assert "telemetry on" not in mapper.log()
+
+
+def helm_mapper_env(values: dict[str, Any]) -> dict[str, str]:
+    """The plain ``value`` variables of the mapper container in the chart rendered with ``values``."""
+    rendered = helm.Chart.load(CHART).render(values, name="network-mapper", namespace="network-mapper")
+    docs = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    [mapper] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "mapper"]
+    return {e["name"]: e["value"] for e in mapper["env"] if "value" in e}
+
+
+def test_helm_set_telemetry_disabled_not_one_telemetry_request_leaves(
+    cluster: Cluster, cloud: RecordingCloud, tmp_path: Path
+) -> None:
+    values = {"global": {"telemetry": {"enabled": False}}, "cloud": {"url": cloud.url, "token": INGEST_TOKEN}}
+    env = helm_mapper_env(values)
+    assert env["OTTERIZE_TELEMETRY_ENABLED"] == "false", env
+    assert env["NETWORK_MAPPER_CLOUD_URL"] == cloud.url, env
+    # The chart's default (telemetry on) differs only in that variable: the opt-out is the chart's.
+    default = helm_mapper_env({"cloud": {"url": cloud.url, "token": INGEST_TOKEN}})
+    assert default == {**env, "OTTERIZE_TELEMETRY_ENABLED": "true"}, default
+
+    mapper = run_mapper(cluster, cloud, tmp_path, [], env)
     assert cloud.metrics_requests() == []
     assert cloud.received_batches(), "no upload arrived"
     assert cloud.count("requests") == len(cloud.received_batches()) + cloud.count("unauthorized")

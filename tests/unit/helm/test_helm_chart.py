@@ -1,0 +1,191 @@
+"""The helm chart (helm/network-mapper), rendered offline with the Helm SDK (``helm_python``).
+
+* ``helm lint`` (strict) reports no errors or warnings;
+* the default render has the mapper Deployment, its Service on 9090, the ServiceAccount,
+  ClusterRole and binding, the sniffer DaemonSet and the Secret;
+* every rendered manifest validates against the newest Kubernetes schema (strict: no unknown fields);
+* the telemetry opt-out ``--set global.telemetry.enabled=false`` reaches every container of
+  every workload as ``OTTERIZE_TELEMETRY_ENABLED=false`` (default: ``"true"``);
+* the cloud, anonymization and persistence values are wired to the mapper's variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper"
+WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "ReplicaSet", "Pod"}
+OPT_OUT = {"global": {"telemetry": {"enabled": False}}}
+FULL = {
+    "cloud": {"url": "https://cloud.example.com", "token": "ingest", "anonymize": True},
+    "persistence": {"enabled": True, "storageClass": "fast"},
+    "mapper": {"podCIDRs": "10.244.0.0/16", "serviceCIDRs": "10.96.0.0/12", "resources": {}},
+}
+
+
+def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    rendered = helm.Chart.load(CHART).render(values or {}, name="nm", namespace="observability")
+    return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} rendered"
+    return matches[0]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec if workload["kind"] == "Pod" else spec["template"]["spec"]
+
+
+def containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for doc in docs:
+        if doc["kind"] in WORKLOADS:
+            spec = pod_spec(doc)
+            for container in [*spec.get("initContainers", []), *spec["containers"]]:
+                found.append((f"{doc['kind']}/{doc['metadata']['name']}/{container['name']}", container))
+    return found
+
+
+def env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_lint_is_clean() -> None:
+    report = helm.lint(CHART, strict=True)
+    assert report["errors"] == [], report
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
+
+
+def test_default_render_has_every_resource() -> None:
+    docs = render()
+    deployment = find(docs, "Deployment", "network-mapper")
+    mapper = pod_spec(deployment)["containers"][0]
+    assert mapper["command"] == ["network-mapper-mapper"]
+    assert mapper["image"].startswith("otterize/network-mapper:")
+    assert pod_spec(deployment)["serviceAccountName"] == "network-mapper"
+    service = find(docs, "Service", "network-mapper")
+    assert [p["port"] for p in service["spec"]["ports"]] == [9090]
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    find(docs, "ServiceAccount", "network-mapper")
+    role = find(docs, "ClusterRole", "network-mapper-observability")
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {
+        ("", "pods"),
+        ("", "services"),
+        ("", "endpoints"),
+        ("", "namespaces"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("apps", "replicasets"),
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+    }
+    assert all(rule["verbs"] == ["get", "list", "watch"] for rule in role["rules"])
+    binding = find(docs, "ClusterRoleBinding", "network-mapper-observability")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "network-mapper", "namespace": "observability"}
+    ]
+
+    daemonset = find(docs, "DaemonSet", "network-mapper-sniffer")
+    spec = pod_spec(daemonset)
+    assert spec["hostNetwork"] is True
+    assert spec["hostPID"] is True
+    sniffer = spec["containers"][0]
+    assert sniffer["command"] == ["network-mapper-sniffer"]
+    assert {"NET_RAW", "NET_ADMIN"} <= set(sniffer["securityContext"]["capabilities"]["add"])
+    port = service["spec"]["ports"][0]["port"]
+    assert env(sniffer)["OTTERIZE_MAPPER_API"] == (
+        f"http://network-mapper.observability.svc.cluster.local:{port}/query"
+    )
+
+    secret = find(docs, "Secret", "network-mapper")
+    assert set(secret["data"]) == {"agent-token"}  # no cloud token unless one is given
+    token_ref = {"secretKeyRef": {"name": "network-mapper", "key": "agent-token"}}
+    assert env(mapper)["NETWORK_MAPPER_TOKEN"] == token_ref
+    assert env(sniffer)["NETWORK_MAPPER_TOKEN"] == token_ref
+
+    # No cloud unless configured; the edge store on an emptyDir without persistence.
+    assert not {"NETWORK_MAPPER_CLOUD_URL", "NETWORK_MAPPER_CLOUD_TOKEN", "NETWORK_MAPPER_ANONYMIZE"} & set(
+        env(mapper)
+    )
+    data_dir = env(mapper)["MAPPER_DATA_DIR"]
+    mount = next(m for m in mapper["volumeMounts"] if m["mountPath"] == data_dir)
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"])
+    assert volume == {"name": mount["name"], "emptyDir": {}}
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+
+
+def test_cloud_anonymization_and_persistence_are_wired() -> None:
+    docs = render(FULL)
+    deployment = find(docs, "Deployment", "network-mapper")
+    spec = pod_spec(deployment)
+    mapper = spec["containers"][0]
+    variables = env(mapper)
+    assert variables["NETWORK_MAPPER_CLOUD_URL"] == "https://cloud.example.com"
+    assert variables["NETWORK_MAPPER_CLOUD_TOKEN"] == {
+        "secretKeyRef": {"name": "network-mapper", "key": "cloud-token"}
+    }
+    assert variables["NETWORK_MAPPER_ANONYMIZE"] == "true"
+    assert variables["MAPPER_POD_CIDRS"] == "10.244.0.0/16"
+    assert variables["MAPPER_SERVICE_CIDRS"] == "10.96.0.0/12"
+    secret = find(docs, "Secret", "network-mapper")
+    assert {"agent-token", "cloud-token", "anonymize-key"} <= set(secret["data"])
+
+    # The anonymization key is a file from the Secret, at the path the variable names.
+    key_file = Path(variables["NETWORK_MAPPER_ANONYMIZE_KEY_FILE"])
+    mount = next(m for m in mapper["volumeMounts"] if m["mountPath"] == str(key_file.parent))
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "network-mapper"
+    assert volume["secret"]["items"] == [{"key": "anonymize-key", "path": key_file.name}]
+
+    pvc = find(docs, "PersistentVolumeClaim", "network-mapper-data")
+    assert pvc["spec"]["storageClassName"] == "fast"
+    mount = next(m for m in mapper["volumeMounts"] if m["mountPath"] == variables["MAPPER_DATA_DIR"])
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["persistentVolumeClaim"] == {"claimName": "network-mapper-data"}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [pytest.param({}, id="default"), pytest.param(OPT_OUT, id="opt-out"), pytest.param(FULL, id="full")],
+)
+def test_every_manifest_validates_strictly(values: dict[str, Any]) -> None:
+    docs = render(values)
+    assert docs
+    version = kubernetes_validate.latest_version()
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param({}, "true", id="default"),
+        pytest.param(FULL, "true", id="full"),
+        pytest.param(OPT_OUT, "false", id="set-false"),
+        pytest.param({**FULL, **OPT_OUT}, "false", id="full-set-false"),
+        pytest.param({"global": {"telemetry": {"enabled": "false"}}}, "false", id="set-string-false"),
+    ],
+)
+def test_telemetry_setting_reaches_every_container(values: dict[str, Any], expected: str) -> None:
+    found = containers(render(values))
+    assert {name.rsplit("/", 1)[0] for name, _ in found} == {
+        "Deployment/network-mapper",
+        "DaemonSet/network-mapper-sniffer",
+    }
+    for name, container in found:
+        assert env(container).get("OTTERIZE_TELEMETRY_ENABLED") == expected, name
