@@ -29,7 +29,7 @@ from agent.model import (
     WorkloadIdentity,
 )
 from cloud_functions.auth import ApiError, current_caller, current_store, require
-from cloud_functions.store.base import GraphStore, TokenRecord
+from cloud_functions.store.base import EncodedEdge, GraphStore, TokenRecord, encode, encode_document
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -221,15 +221,25 @@ def _fast_edge(obj: dict[str, Any]) -> Edge | None:
 
 def parse_edges(objects: Sequence[dict[str, Any]]) -> list[Edge]:
     """The batch's edges; :class:`ApiError` 422 listing the malformed ones (at most 20)."""
-    edges: list[Edge] = []
+    return [encoded.edge for encoded in encode_edges(objects)]
+
+
+def encode_edges(objects: Sequence[dict[str, Any]]) -> list[EncodedEdge]:
+    """The batch's edges, encoded for the store; :class:`ApiError` 422 listing the malformed ones
+    (at most 20). Plain documents are encoded directly (:func:`encode_document`); the rest parsed."""
+    edges: list[EncodedEdge] = []
     details: list[dict[str, Any]] = []
     for index, obj in enumerate(objects):
+        direct = encode_document(obj)
+        if direct is not None:
+            edges.append(direct)
+            continue
         fast = _fast_edge(obj)
         if fast is not None:
-            edges.append(fast)
+            edges.append(encode(fast))
             continue
         try:
-            edges.append(_in_range(edge_from_dict(obj)))
+            edges.append(encode(_in_range(edge_from_dict(obj))))
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
             if len(details) < 20:
                 details.append({"loc": ["body", "edges", index], "type": "edge_invalid", "msg": str(error)})
@@ -249,7 +259,7 @@ def ingest(
         raise ApiError(403, "forbidden", "the ingest token is bound to no cluster")
     if store.has_batch(token.tenant_id, token.cluster_id, body.batchId):  # a re-send: skip parsing
         return IngestOut(stored=False, edgesWritten=0)
-    result = store.ingest(
-        token.tenant_id, token.cluster_id, body.batchId, parse_edges(body.edges), time.time()
+    result = store.ingest_encoded(
+        token.tenant_id, token.cluster_id, body.batchId, encode_edges(body.edges), time.time()
     )
     return IngestOut(stored=result.stored, edgesWritten=result.edges_written)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,12 @@ class GraphStore(Protocol):
         """
         ...
 
+    def ingest_encoded(
+        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[EncodedEdge], now: float
+    ) -> IngestResult:
+        """:meth:`ingest` of edges already encoded (:func:`encode`, :func:`encode_document`)."""
+        ...
+
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
         """Whether :meth:`ingest` stored that batch id for the cluster already (a cheap read, so a
         caller can skip parsing a re-sent batch; :meth:`ingest` still decides)."""
@@ -246,13 +253,36 @@ def _key_parts(edge: Edge) -> tuple[dict[str, str], dict[str, Any]]:
     return client, target
 
 
-@dataclass(frozen=True, slots=True)
 class EncodedEdge:
-    """An edge with its key hash and stored text, each computed once (:func:`encode`)."""
+    """An edge with its key hash and stored text, each computed once (:func:`encode`).
 
-    key_hash: str
-    text: str
-    edge: Edge
+    Built from a document (:func:`encode_document`) it holds no :class:`Edge` until one is asked
+    for (decoded from the text then): a brand-new edge is stored without ever building one.
+    """
+
+    __slots__ = ("_edge", "_row", "key_hash", "text")
+
+    def __init__(
+        self,
+        key_hash: str,
+        text: str,
+        edge: Edge | None = None,
+        row: tuple[str, str, str | None, str | None, str, float] | None = None,
+    ) -> None:
+        self.key_hash, self.text, self._edge, self._row = key_hash, text, edge, row
+
+    @property
+    def edge(self) -> Edge:
+        if self._edge is None:
+            self._edge = decode_edge(self.text)
+        return self._edge
+
+    @property
+    def row(self) -> tuple[str, str, str | None, str | None, str, float]:
+        """:func:`filter_row` of the edge."""
+        if self._row is None:
+            self._row = filter_row(self.edge)
+        return self._row
 
 
 def encode(edge: Edge) -> EncodedEdge:
@@ -333,13 +363,20 @@ def decode_edge(text: str) -> Edge:
 
 def coalesce_encoded(edges: Iterable[Edge]) -> dict[str, EncodedEdge]:
     """A batch's edges by key hash, encoded once; edges with equal keys merged (and re-encoded)."""
+    return coalesce_encodings(encode(edge) for edge in edges)
+
+
+def coalesce_encodings(encodings: Iterable[EncodedEdge]) -> dict[str, EncodedEdge]:
+    """Encoded edges by key hash, edges with equal keys merged (and re-encoded)."""
     merged: dict[str, EncodedEdge] = {}
-    for edge in edges:
-        encoded = encode(edge)
+    for encoded in encodings:
         found = merged.get(encoded.key_hash)
         if found is not None:
-            encoded = encode(merge_edges(found.edge, edge))
-        merged[encoded.key_hash] = encoded
+            if found.text == encoded.text:
+                continue
+            merged[encoded.key_hash] = encode(merge_edges(found.edge, encoded.edge))
+        else:
+            merged[encoded.key_hash] = encoded
     return merged
 
 
@@ -398,3 +435,136 @@ def filter_fields(edge: Edge) -> dict[str, Any]:
 
 def sort_stored(edges: Iterable[StoredEdge]) -> list[StoredEdge]:
     return sorted(edges, key=lambda s: (s.cluster_id, edge_key_json(s.edge)))
+
+
+# --------------------------------------------------------------------------- documents
+
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_METHOD_NAMES = {str(m): m for m in Method}
+_METHOD_TEXTS: dict[tuple[str, ...], tuple[str, str]] = {}
+_MICROSECOND = timedelta(microseconds=1)
+_NONE: list[Any] = []  # a default, never changed
+
+
+def _method_texts(names: object) -> tuple[str, str]:
+    """The compact and spaced JSON of a ``methods`` list of valid names (KeyError otherwise)."""
+    if type(names) is not list:
+        raise KeyError("methods")
+    found = _METHOD_TEXTS.get(tuple(names))
+    if found is None:
+        _, spaced, compact = _methods(frozenset([_METHOD_NAMES[name] for name in names]))
+        found = compact, spaced
+        if len(_METHOD_TEXTS) < 1024:
+            _METHOD_TEXTS[tuple(names)] = found
+    return found
+
+
+def _canonical_time(text: object) -> float:
+    """``parse_rfc3339`` of a time already in :func:`_time`'s form, from 1970 on, that
+    :func:`_time` writes back unchanged (KeyError otherwise)."""
+    if type(text) is not str or _TIME.fullmatch(text) is None or text < "1970":
+        raise KeyError(text)
+    micros = (datetime.fromisoformat(text) - _EPOCH) // _MICROSECOND
+    seconds = micros / 1_000_000
+    # Below 2**51 microseconds (2041) the float round trip is exact; later times are checked.
+    if text >= "2041" and round(seconds * 1_000_000) != micros:
+        raise KeyError(text)
+    return seconds
+
+
+def _check_time(text: object) -> None:
+    """:func:`_canonical_time`, for its checks only."""
+    if type(text) is not str or _TIME.fullmatch(text) is None or not "1970" <= text < "2041":
+        _canonical_time(text)
+    else:
+        datetime.fromisoformat(text)  # a valid date and time
+
+
+def _str_of(obj: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    if type(value) is not str:
+        raise KeyError(key)
+    return value
+
+
+def _strings_json(values: Iterable[str]) -> str:
+    """The compact JSON of sorted strings (as ``_compact(sorted(values))``)."""
+    return "[" + ",".join([_q(v) for v in sorted(values)]) + "]"
+
+
+def _named(items: object, name: str, values: str) -> str:
+    """The compact JSON of a list of ``{name: str, values: [str]}`` objects, as :func:`encode` writes
+    it (sorted, keys in order); KeyError unless plainly typed."""
+    if type(items) is not list:
+        raise KeyError(name)
+    if not items:
+        return "[]"
+    pairs = []
+    for item in items:
+        if type(item) is not dict:
+            raise KeyError(name)
+        label, listed = item.get(name), item.get(values, _NONE)
+        if type(label) is not str or type(listed) is not list or any(type(v) is not str for v in listed):
+            raise KeyError(name)
+        pairs.append((label, tuple(listed)))
+    pairs.sort()
+    qn, qv = _q(name), _q(values)
+    if values < name:
+        parts = [f"{{{qv}:{_strings_json(v)},{qn}:{_q(n)}}}" for n, v in pairs]
+    else:
+        parts = [f"{{{qn}:{_q(n)},{qv}:{_strings_json(v)}}}" for n, v in pairs]
+    return "[" + ",".join(parts) + "]"
+
+
+def encode_document(obj: object) -> EncodedEdge | None:
+    """:func:`encode` of ``edge_from_dict(obj)`` straight from a plainly typed (JSON-decoded) edge
+    document with a workload target and canonical times, without building an :class:`Edge`; None
+    when the document is anything else (or invalid): then parse it and :func:`encode` the edge."""
+    if type(obj) is not dict:
+        return None
+    try:
+        return _encode_plain(obj)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _encode_plain(obj: dict[str, Any]) -> EncodedEdge:
+    """:func:`encode_document` of a dict; KeyError (or TypeError, ValueError) when it cannot."""
+    client, target = obj["client"], obj["target"]
+    ambiguous, count = obj.get("ambiguous", False), obj.get("count", 1)
+    if type(client) is not dict or type(target) is not dict or type(ambiguous) is not bool:
+        raise KeyError(obj)
+    if type(count) is not int or target.get("type") != "workload":
+        raise KeyError(obj)
+    cns, cn, ck = client["namespace"], client["name"], client.get("kind", "")
+    tns, tn, tk = target["namespace"], target["name"], target.get("kind", "")
+    if type(cns) is not str or type(cn) is not str or type(ck) is not str:
+        raise KeyError(obj)
+    if type(tns) is not str or type(tn) is not str or type(tk) is not str:
+        raise KeyError(obj)
+    first, last = obj["firstSeen"], obj["lastSeen"]
+    _check_time(first)
+    last_seen = _canonical_time(last)
+    compact_methods, spaced_methods = _method_texts(obj.get("methods", _NONE))
+    http = _named(obj.get("http", _NONE), "path", "methods")
+    kafka = _named(obj.get("kafkaTopics", _NONE), "name", "operations")
+    actions = obj.get("awsActions", _NONE)
+    if type(actions) is not list or any(type(v) is not str for v in actions):
+        raise KeyError(obj)
+    service = _str_of(obj, "targetService", "")
+    qck, qcn, qcns, qtk, qtn, qtns = _q(ck), _q(cn), _q(cns), _q(tk), _q(tn), _q(tns)
+    key = (
+        f'{{"client": {{"kind": {qck}, "name": {qcn}, "namespace": {qcns}}},'
+        f' "target": {{"kind": {qtk}, "name": {qtn}, "namespace": {qtns}, "type": "workload"}}}}'
+    )
+    aws = _strings_json(actions) if actions else "[]"
+    text = (
+        f'{{"ambiguous":{"true" if ambiguous else "false"},"awsActions":{aws},'
+        f'"client":{{"kind":{qck},"name":{qcn},"namespace":{qcns}}},"count":{count},'
+        f'"firstSeen":"{first}","http":{http},"kafkaTopics":{kafka},'
+        f'"lastSeen":"{last}","methods":{compact_methods},'
+        f'"target":{{"kind":{qtk},"name":{qtn},"namespace":{qtns},"type":"workload"}},'
+        f'"targetService":{_q(service)}}}'
+    )
+    row = (cns, cn, tns, tn, spaced_methods, round(last_seen * 1_000_000) / 1_000_000)
+    return EncodedEdge(hashlib.sha256(key.encode()).hexdigest()[:32], text, None, row)

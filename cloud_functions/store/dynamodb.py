@@ -51,6 +51,7 @@ from agent.model import Edge
 from cloud_functions.store.base import (
     Cluster,
     Conflict,
+    EncodedEdge,
     IngestResult,
     NotFound,
     StoredEdge,
@@ -272,6 +273,11 @@ class DynamoGraphStore:
         ]
 
     # ------------------------------------------------------------------ edges
+
+    def ingest_encoded(
+        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[EncodedEdge], now: float
+    ) -> IngestResult:
+        return self.ingest(tenant_id, cluster_id, batch_id, [encoded.edge for encoded in edges], now)
 
     def ingest(
         self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float

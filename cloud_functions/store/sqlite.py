@@ -22,6 +22,7 @@ from agent.model import Edge
 from cloud_functions.store.base import (
     Cluster,
     Conflict,
+    EncodedEdge,
     IngestResult,
     NotFound,
     StoredEdge,
@@ -30,9 +31,9 @@ from cloud_functions.store.base import (
     TokenRecord,
     check_id,
     check_telemetry,
-    coalesce_encoded,
+    coalesce_encodings,
     decode_edge,
-    filter_row,
+    encode,
     merged_encoded,
     parse_role,
     sort_stored,
@@ -244,8 +245,13 @@ class SqliteGraphStore:
     def ingest(
         self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
     ) -> IngestResult:
+        return self.ingest_encoded(tenant_id, cluster_id, batch_id, [encode(e) for e in edges], now)
+
+    def ingest_encoded(
+        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[EncodedEdge], now: float
+    ) -> IngestResult:
         check_id(batch_id, "batch id")
-        incoming = coalesce_encoded(edges)
+        incoming = coalesce_encodings(edges)
         with self._writing() as db:
             self._require_cluster(db, tenant_id, cluster_id)
             marked = db.execute(
@@ -262,7 +268,7 @@ class SqliteGraphStore:
             for key, encoded in incoming.items():
                 merged = merged_encoded(stored.get(key), encoded)
                 if merged is not None:
-                    rows.append((tenant_id, cluster_id, key, merged.text, *filter_row(merged.edge)))
+                    rows.append((tenant_id, cluster_id, key, merged.text, *merged.row))
             db.executemany(_UPSERT_EDGE, rows)
             self._writes += 1 + len(rows)
         return IngestResult(stored=True, edges_written=len(rows))

@@ -30,6 +30,7 @@ from cloud_functions.store.base import (
     NotFound,
     TokenRecord,
     encode,
+    encode_document,
 )
 from cloud_functions.store.dynamodb import DynamoGraphStore
 from cloud_functions.store.sqlite import SqliteGraphStore
@@ -156,6 +157,28 @@ def test_same_batch_twice_writes_nothing_the_second_time(store: GraphStore) -> N
     assert store.write_count() == writes
     assert graph(store) == before
     assert sorted(edge_dict_key(e) for _, e in before) == sorted(edge_dict_key(e) for e in batch)
+
+
+def test_ingest_encoded_documents_stores_what_ingest_of_the_edges_does(store: GraphStore) -> None:
+    setup(store, "t1", ("c1", "c2"))
+    old = edge("checkout", "payment", count=2)
+    batch = [
+        edge(),
+        edge("frontend", "adservice", methods=(Method.DNS,)),
+        edge("checkout", "payment"),
+    ]
+    store.ingest("t1", "c1", "b0", [old], T0)
+    store.ingest("t1", "c2", "b0", [old], T0)
+    documents = [encode_document(edge_dict(e)) for e in batch]
+    assert all(d is not None for d in documents)
+    direct = store.ingest_encoded("t1", "c1", "b1", [d for d in documents if d is not None], T0)
+    parsed = store.ingest("t1", "c2", "b1", batch, T0)
+    assert direct.stored and (direct.stored, direct.edges_written) == (parsed.stored, parsed.edges_written)
+    assert direct.edges_written >= 2
+    assert graph(store, cluster_ids=["c1"]) == [("c1", e) for _, e in graph(store, cluster_ids=["c2"])]
+    again = store.ingest_encoded("t1", "c1", "b2", [encode(e) for e in batch], T0)
+    assert (again.stored, again.edges_written) == (True, 0)
+    assert not store.ingest_encoded("t1", "c1", "b2", [], T0).stored
 
 
 def test_ingest_needs_an_existing_cluster_of_the_tenant(store: GraphStore) -> None:

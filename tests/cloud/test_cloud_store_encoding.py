@@ -1,0 +1,76 @@
+"""encode_document: the same key hash, text and filter row as encoding the parsed edge."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from agent.exports.jsonexport import edge_from_dict
+from cloud_functions.store.base import encode, encode_document, filter_row
+
+
+def document(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "client": {"name": "front\u00e9", "namespace": "shop", "kind": "Deployment"},
+        "target": {"type": "workload", "name": "cart", "namespace": "shop", "kind": "Deployment"},
+        "methods": ["tcp", "dns"],
+        "firstSeen": "2026-11-28T02:15:06.918878Z",
+        "lastSeen": "2026-11-28T02:16:06.000001Z",
+        "count": 3,
+        "http": [{"path": "/b", "methods": ["POST", "GET"]}, {"path": "/a", "methods": []}],
+        "kafkaTopics": [{"name": "orders", "operations": ["produce", "consume"]}],
+        "awsActions": ["s3:Put", "s3:Get"],
+        "targetService": 'cart"svc',
+        "ambiguous": True,
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        document(),
+        document(http=[], kafkaTopics=[], awsActions=[], methods=[]),
+        {k: v for k, v in document().items() if k in ("client", "target", "firstSeen", "lastSeen")},
+        document(client={"name": "a", "namespace": "b"}, ambiguous=False, count=0),
+        document(methods=["dns", "dns"], http=[{"path": "/a", "methods": ["GET"]}] * 2),
+        document(firstSeen="1970-01-01T00:00:00.000000Z", lastSeen="2099-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_a_document_encodes_as_its_parsed_edge(doc: dict[str, Any]) -> None:
+    original = copy.deepcopy(doc)
+    direct = encode_document(doc)
+    assert direct is not None
+    edge = edge_from_dict(doc)
+    assert (direct.key_hash, direct.text) == (encode(edge).key_hash, encode(edge).text)
+    assert direct.row == filter_row(edge)
+    assert encode(direct.edge).text == direct.text
+    assert doc == original
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        document(target={"type": "aws", "arn": "arn:x"}),
+        document(firstSeen="2026-11-28T02:15:06Z"),
+        document(lastSeen="2026-11-28T02:15:06.918878+00:00"),
+        document(lastSeen="1969-12-31T23:59:59.000000Z"),
+        document(lastSeen="2026-13-28T02:15:06.918878Z"),
+        document(lastSeen="9999-12-31T23:59:59.999999Z"),
+        document(methods=["nope"]),
+        document(count=True),
+        document(count=1.0),
+        document(ambiguous=1),
+        document(http=[{"methods": []}]),
+        document(kafkaTopics=[{"name": "t", "operations": [1]}]),
+        document(awsActions="s3:Get"),
+        document(targetService=None),
+        {"client": {"name": "a", "namespace": "b"}},
+        ["not", "a", "dict"],
+    ],
+)
+def test_other_documents_are_left_to_the_parser(doc: Any) -> None:
+    assert encode_document(doc) is None
