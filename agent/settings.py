@@ -125,7 +125,8 @@ class MapperSettings:
     upload_granularity: float = setting(
         3600.0,
         "NETWORK_MAPPER_UPLOAD_GRANULARITY",
-        "re-upload an unchanged edge only when its last_seen advanced this many seconds",
+        "seconds within which a seen edge counts as live: a live edge is uploaded once and kept current"
+        " by one heartbeat per this period; an edge idle for longer is re-sent once, as not live",
     )
     anonymize: bool = setting(
         False, "NETWORK_MAPPER_ANONYMIZE", "upload keyed hashes instead of names and namespaces"

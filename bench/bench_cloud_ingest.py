@@ -136,7 +136,7 @@ def plain_insert(directory: Path, batches: list[list[dict[str, Any]]]) -> float:
     rows = []
     for batch in batches:
         encoded = [encode(edge_from_dict(obj)) for obj in batch]
-        rows.append([("t_bench", "c_bench", e.key_hash, e.text, *filter_row(e.edge)) for e in encoded])
+        rows.append([(1, bytes.fromhex(e.key_hash), e.text, *filter_row(e.edge), False) for e in encoded])
     db = sqlite3.connect(directory / "plain.db", isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536", "wal_autocheckpoint=10000"):
         db.execute(f"PRAGMA {pragma}")
@@ -159,10 +159,13 @@ class HandlerClient:
     def __init__(self, app: CloudApp, token: str) -> None:
         self.app, self.token = app, token
 
-    def ingest(self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]]) -> IngestResult:
-        response = self.app(
-            event(self.token, {"batchId": batch_id, "anonymized": anonymized, "edges": edges}), None
-        )
+    def ingest(
+        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+    ) -> IngestResult:
+        body: dict[str, Any] = {"batchId": batch_id, "anonymized": anonymized, "edges": edges}
+        if seen_at is not None:
+            body["seenAt"] = rfc3339(seen_at)
+        response = self.app(event(self.token, body), None)
         if response["statusCode"] != 200:
             raise CloudRejected(response["statusCode"], response["body"])
         reply = json.loads(response["body"])

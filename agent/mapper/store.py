@@ -22,9 +22,12 @@ ambiguous sighting of an already-proven edge adds no doubt about that edge.
 Change tracking (for the cloud uploader, :mod:`agent.mapper.uploader`): every row written by
 ``record`` gets the next ``seq`` from a persistent counter (``meta.next_seq``, never reset, so a
 ``reset`` never moves it backwards); :meth:`EdgeStore.changed_since` pages through rows by
-``seq``. ``upload_state`` holds, per edge key, the ``last_seen`` and content digest last uploaded;
-``meta.upload_cursor`` is the ``seq`` the uploader has handled up to. Schema version 1 files are
-migrated in place (columns and tables added, existing rows numbered in key order; nothing dropped).
+``seq``. ``upload_state`` holds, per edge key, the ``last_seen``, content digest and ``live`` flag
+last uploaded; ``meta.upload_cursor`` is the ``seq`` the uploader has handled up to (their SQL:
+:mod:`agent.mapper.uploads`). Edges that stop being seen change no row: :meth:`EdgeStore.gone_quiet`
+finds those the cloud still holds live. Older files are migrated in place: version 1 (columns and
+tables added, existing rows numbered in key order) and version 2 (``upload_state.live`` added,
+existing marks reading as not live); nothing is dropped.
 
 Concurrency: one writer connection behind a lock, one ``BEGIN IMMEDIATE`` transaction per
 ``record`` call (the merge is a read-modify-write of the batch's rows inside it, so a batch
@@ -45,6 +48,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.mapper import uploads
+from agent.mapper.uploads import UploadMark
 from agent.model import (
     AwsTarget,
     Edge,
@@ -57,7 +62,7 @@ from agent.model import (
 )
 
 FILENAME = "edges.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MAX_IDLE_READERS = 8
 _BUSY_TIMEOUT = 30.0
 
@@ -102,6 +107,12 @@ CREATE TABLE upload_state (
     digest TEXT NOT NULL
 ) WITHOUT ROWID""",
 )
+# Version 2 → 3: the live flag last sent (agent.mapper.uploads); existing marks read as not live,
+# so the next upload re-sends a live edge once. Also run, after _MIGRATE_2, for the older files.
+_MIGRATE_3 = (
+    "ALTER TABLE upload_state ADD COLUMN live INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX upload_state_live ON upload_state (key) WHERE live != 0",
+)
 _IDENTITY_COLUMNS = (
     "key, client_namespace, client_name, client_kind, target_kind, target_namespace, target_name,"
     " target_workload_kind, target_dns_name, target_ips, target_port, target_arn"
@@ -121,6 +132,10 @@ _SELECT_EDGES = f"SELECT {_IDENTITY_COLUMNS}, {_MERGED_COLUMNS} FROM edges"  # n
 _ORDER = " ORDER BY client_namespace, client_name, key"
 _SELECT_CHANGED = f"SELECT {_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}, seq FROM edges"  # noqa: S608
 _SELECT_CHANGED += " WHERE seq > ? ORDER BY seq LIMIT ?"
+_E_COLUMNS = ", ".join(f"e.{c.strip()}" for c in f"{_IDENTITY_COLUMNS},{_MERGED_COLUMNS}".split(","))
+_SELECT_QUIET = f"SELECT u.key, u.last_seen, {_E_COLUMNS} FROM upload_state u"  # noqa: S608
+_SELECT_QUIET += " LEFT JOIN edges e ON e.key = u.key WHERE u.live != 0"
+_SELECT_QUIET += " AND (e.key IS NULL OR e.last_seen <= ?) ORDER BY u.key LIMIT ?"
 
 UploadKey = tuple[WorkloadIdentity, Target]
 """An edge's key (``Edge.key``), as the upload bookkeeping takes it."""
@@ -272,6 +287,14 @@ def _edge(row: tuple[Any, ...]) -> Edge:
     )
 
 
+def _forgotten(key: str, last_seen: float) -> Edge:
+    """The edge of a key whose row is gone: its identity and ``last_seen``, nothing else."""
+    c_ns, c_name, c_kind, kind, t_ns, t_name, t_kind, dns, ips, port, arn = json.loads(key)
+    identity = (key, c_ns, c_name, c_kind, kind, t_ns, t_name, t_kind, dns, _dumps(ips), port, arn)
+    merged = (last_seen, last_seen, _EMPTY, 1, _EMPTY, _EMPTY, _EMPTY, "", last_seen, 1)
+    return _edge(identity + merged)
+
+
 class EdgeStore:
     """Edges by key, merged on write, persisted in one SQLite file (see the module docstring).
 
@@ -329,8 +352,8 @@ class EdgeStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
                 return
-            if version == 1:
-                self._migrate_from_1(db)
+            if version in (1, 2):
+                self._migrate(db, version)
                 return
             if version != 0:
                 raise StoreError(
@@ -342,18 +365,22 @@ class EdgeStore:
                     f"{self.path} is an SQLite database but not an edge store (no schema version);"
                     " it was left untouched"
                 )
-            for statement in (*_SCHEMA, *_MIGRATE_2):  # not executescript(): it would COMMIT first
+            for statement in (*_SCHEMA, *_MIGRATE_2, *_MIGRATE_3):  # not executescript(): it COMMITs
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
-    def _migrate_from_1(db: sqlite3.Connection) -> None:
-        """Version 1 → 2 in place, in the caller's transaction: add change tracking, number rows."""
-        for statement in _MIGRATE_2:
+    def _migrate(db: sqlite3.Connection, version: int) -> None:
+        """Version 1 or 2 → 3 in place, in the caller's transaction. 1 → 2: add change tracking,
+        number the rows; 2 → 3: add the live flag."""
+        if version == 1:
+            for statement in _MIGRATE_2:
+                db.execute(statement)
+            keys = [k for (k,) in db.execute("SELECT key FROM edges ORDER BY key")]
+            db.executemany("UPDATE edges SET seq = ? WHERE key = ?", ((i + 1, k) for i, k in enumerate(keys)))
+            db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (len(keys) + 1,))
+        for statement in _MIGRATE_3:
             db.execute(statement)
-        keys = [k for (k,) in db.execute("SELECT key FROM edges ORDER BY key")]
-        db.executemany("UPDATE edges SET seq = ? WHERE key = ?", ((i + 1, k) for i, k in enumerate(keys)))
-        db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (len(keys) + 1,))
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -400,32 +427,37 @@ class EdgeStore:
 
     def reset(self) -> None:
         """Forget every edge (``resetCapture``) and what was uploaded of them; ``seq`` and the
-        upload cursor keep counting up, so edges seen after the reset are uploaded as new."""
+        upload cursor keep counting up, so edges seen after the reset are uploaded as new. The
+        marks of edges the cloud holds live stay until :meth:`gone_quiet` has had them sent."""
         with self._write_lock:
             self._check_open()
             with self._transaction() as db:
+                uploads.forget(db)
                 db.execute("DELETE FROM edges")
-                db.execute("DELETE FROM upload_state")
 
-    def mark_uploaded(self, entries: Iterable[tuple[UploadKey, float, str]], cursor: int) -> None:
-        """Record, in one transaction, that each ``(key, last_seen, digest)`` was uploaded (or
-        deliberately skipped) and that the uploader has handled every row up to ``seq`` ``cursor``.
-
-        The cursor never moves backwards.
+    def mark_uploaded(
+        self, entries: Iterable[tuple[UploadKey, float, str, bool]], cursor: int | None = None
+    ) -> None:
+        """Record, in one transaction, that each ``(key, last_seen, digest, live)`` was uploaded
+        and that the uploader has handled every row up to ``seq`` ``cursor`` (``None``: leave the
+        cursor). The cursor never moves backwards.
         """
-        rows = [(_key_columns(*key)[0], last_seen, digest) for key, last_seen, digest in entries]
+        rows = [(_key_columns(*key)[0], seen, digest, live) for key, seen, digest, live in entries]
         with self._write_lock:
             self._check_open()
             with self._transaction() as db:
-                db.executemany(
-                    "INSERT INTO upload_state (key, last_seen, digest) VALUES (?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen,"
-                    " digest = excluded.digest",
-                    rows,
-                )
-                db.execute(
-                    "UPDATE meta SET value = max(value, ?) WHERE name = 'upload_cursor'", (int(cursor),)
-                )
+                uploads.mark(db, rows, cursor)
+
+    def mark_demoting(self, keys: Iterable[UploadKey]) -> None:
+        """Before sending ``keys`` with ``live=false``: their live marks become "maybe live"
+        (:data:`~agent.mapper.uploads.DEMOTING`) until :meth:`mark_uploaded`, so a crash in
+        between leaves them to :meth:`gone_quiet` (and to a re-send if they come back)."""
+        texts = [_key_columns(*key)[0] for key in keys]
+        if texts:
+            with self._write_lock:
+                self._check_open()
+                with self._transaction() as db:
+                    uploads.demoting(db, texts)
 
     # ------------------------------------------------------------------ reads
 
@@ -448,23 +480,32 @@ class EdgeStore:
             rows = db.execute(_SELECT_CHANGED, (int(seq), int(limit))).fetchall()
         return [(row[-1], _edge(row[:-1])) for row in rows]
 
-    def upload_marks(self, keys: Iterable[UploadKey]) -> dict[UploadKey, tuple[float, str]]:
-        """For each key that was uploaded: ``(uploaded last_seen, uploaded digest)``."""
+    def upload_marks(self, keys: Iterable[UploadKey]) -> dict[UploadKey, UploadMark]:
+        """For each key that was uploaded: ``(uploaded last_seen, uploaded digest, sent live)``."""
         by_text = {_key_columns(*key)[0]: key for key in keys}
         if not by_text:
             return {}
         with self._reader() as db:
-            rows = db.execute(
-                "SELECT key, last_seen, digest FROM upload_state"
-                " WHERE key IN (SELECT value FROM json_each(?))",
-                (_dumps(list(by_text)),),
-            ).fetchall()
-        return {by_text[key]: (last_seen, digest) for key, last_seen, digest in rows}
+            found = uploads.marks(db, list(by_text))
+        return {by_text[key]: mark for key, mark in found.items()}
+
+    def gone_quiet(self, cutoff: float, limit: int) -> list[Edge]:
+        """Up to ``limit`` edges (by key) the cloud may hold live that were last seen at or before
+        ``cutoff``. An edge forgotten by :meth:`reset` comes back from its key alone: its last known
+        ``last_seen``, no details, ``count`` 1 and ``ambiguous`` (a no-op in the cloud's merge)."""
+        with self._reader() as db:
+            rows = db.execute(_SELECT_QUIET, (float(cutoff), int(limit))).fetchall()
+        return [_edge(row[2:]) if row[2] is not None else _forgotten(row[0], row[1]) for row in rows]
+
+    def has_live_uploads(self) -> bool:
+        """Whether the cloud may hold any of this store's edges live."""
+        with self._reader() as db:
+            return uploads.any_live(db)
 
     def upload_cursor(self) -> int:
         """The ``seq`` up to which the uploader has handled every change (0: none yet)."""
         with self._reader() as db:
-            return int(db.execute("SELECT value FROM meta WHERE name = 'upload_cursor'").fetchone()[0])
+            return uploads.cursor(db)
 
     def count(self) -> int:
         """How many distinct edges (keys) are stored."""

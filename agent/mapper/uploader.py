@@ -5,24 +5,42 @@ persisted upload cursor) and goes to the cloud's ``POST /v1/ingest`` through a
 :class:`CloudClient` (the seam: :class:`HttpCloudClient` in production, any object with
 ``ingest`` in tests), optionally through an :class:`~agent.mapper.anonymize.Anonymizer`.
 
-What is sent (per changed edge, compared with what was last uploaded of it, ``upload_state``):
+Liveness, so that steady traffic costs the cloud nothing: each edge document carries ``live``,
+true when the edge was seen within the last ``granularity`` seconds at upload time, and the
+uploader sends the cluster's heartbeat (a request with no edges and ``seenAt``) at most once per
+``granularity``, which tells the cloud "every edge I last sent live was seen within
+``granularity`` before ``seenAt``". The cloud reads a live edge as last seen at least at the
+heartbeat, so a steady edge is sent once, live, and never again while it stays steady.
+
+What is sent, per changed edge, compared with what was last uploaded of it (``upload_state``):
 
 * a NEW edge (never uploaded);
 * an edge whose content changed other than ``last_seen``/``count``/``first_seen`` (methods, HTTP
   resources, Kafka topics, AWS actions, ``target_service``, ``ambiguous``: :func:`digest`);
-* an edge whose ``last_seen`` advanced at least ``granularity`` seconds past the uploaded one.
+* an edge live now that was last sent not live (it came back);
+* an edge neither live now nor when last sent that was seen since (e.g. after a long outage).
 
-Anything else (steady traffic re-recording a known edge) is skipped: the cloud's ``last_seen``
-lags by less than ``granularity``, and a steady cluster writes nothing. Each edge is sent with its
-CUMULATIVE state; the cloud's merge is idempotent (min/max/union, count = MAX).
+A live edge last sent live is skipped (the heartbeat keeps it current). An edge that stops being
+seen changes no row, so each cycle starts with the idle sweep (:meth:`EdgeStore.gone_quiet`): the
+edges last sent live but last seen ``granularity`` or more ago are sent ``live=false`` with their
+true ``last_seen``. Then the changed edges, then the heartbeat: every cycle uses one ``now``, so
+no heartbeat ever vouches for an edge that was not seen within ``granularity`` before it. The cost
+of a steady cluster: one heartbeat per ``granularity``, zero edge writes; an edge that goes quiet
+costs one write, and one more when it comes back. The cloud's ``last_seen`` of an edge is off by
+at most about ``granularity`` (plus the upload interval).
 
-Batches hold at most ``batch_size`` (≤ 500) edges, and their id is a sha256 of their content
-(the sorted edge documents and the ``anonymized`` flag): a mapper that crashes after the cloud
-stored a batch but before :meth:`EdgeStore.mark_uploaded` re-sends the same content under the
-same id after its restart, and the cloud stores it once. The cursor only moves (in the same
+Each edge is sent with its CUMULATIVE state; the cloud's merge is idempotent (min/max/union,
+count = MAX; ``live``: the last one sent). Batches hold at most ``batch_size`` (≤ 500) edges, and
+their id is a sha256 of their content (the sorted edge documents, ``live`` included, and the
+``anonymized`` flag): a mapper that crashes after the cloud stored a batch but before
+:meth:`EdgeStore.mark_uploaded` re-sends the same content under the same id after its restart,
+and the cloud stores it once. Before a batch takes ``live`` away from edges sent live, their marks
+say so (:meth:`EdgeStore.mark_demoting`), so that such a crash cannot leave the mapper believing
+the cloud holds them live when it does not, or the reverse. The cursor only moves (in the same
 transaction as the marks) after a 200, past what was sent or skipped, so an outage of any length
-or a restart loses nothing. Within a cycle, failures are retried with exponential backoff and
-jitter (tenacity); a cycle that still fails leaves everything for the next one.
+or a restart loses nothing. Within a cycle, failures (heartbeats' included) are retried with
+exponential backoff and jitter (tenacity); a cycle that still fails leaves everything for the
+next one.
 """
 
 from __future__ import annotations
@@ -39,9 +57,10 @@ from typing import Any, Protocol
 import requests
 import tenacity
 
-from agent.exports.jsonexport import edge_dict
+from agent.exports.jsonexport import edge_dict, rfc3339
 from agent.mapper.anonymize import Anonymizer
-from agent.mapper.store import EdgeStore
+from agent.mapper.store import EdgeStore, UploadKey
+from agent.mapper.uploads import UploadMark
 from agent.model import Edge
 
 log = logging.getLogger("agent.mapper.uploader")
@@ -73,8 +92,11 @@ class IngestResult:
 
 
 class CloudClient(Protocol):
-    def ingest(self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]]) -> IngestResult:
-        """``POST /v1/ingest`` one batch; raise a :class:`CloudError` unless the cloud answered 200."""
+    def ingest(
+        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+    ) -> IngestResult:
+        """``POST /v1/ingest`` one batch (with ``seenAt`` when ``seen_at`` is given: a heartbeat);
+        raise a :class:`CloudError` unless the cloud answered 200."""
         ...
 
 
@@ -87,8 +109,12 @@ class HttpCloudClient:
         self._session = session or requests.Session()
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
-    def ingest(self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]]) -> IngestResult:
-        body = {"batchId": batch_id, "anonymized": anonymized, "edges": edges}
+    def ingest(
+        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+    ) -> IngestResult:
+        body: dict[str, Any] = {"batchId": batch_id, "anonymized": anonymized, "edges": edges}
+        if seen_at is not None:
+            body["seenAt"] = rfc3339(seen_at)
         try:
             response = self._session.post(
                 self.url,
@@ -137,8 +163,10 @@ class CycleResult:
     batches: int = 0
     edges: int = 0
     duplicates: int = 0  # batches the cloud already had
-    skipped: int = 0  # changed edges not worth sending yet
+    skipped: int = 0  # changed edges the cloud holds current already (or kept current by heartbeats)
     cursor: int = 0
+    quiet: int = 0  # of ``edges``: sent live=false by the idle sweep
+    heartbeats: int = 0
 
 
 class _Stopping(Exception):
@@ -176,45 +204,97 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._outage_since: float | None = None
         self._failed_attempts = 0
+        self._last_heartbeat: float | None = None  # in memory: a restart sends one right away
 
     # ------------------------------------------------------------------ selection
 
-    def wanted(self, edge: Edge, mark: tuple[float, str] | None) -> bool:
-        """Whether ``edge`` must be sent, given what was last uploaded of it (``None``: nothing)."""
+    def is_live(self, edge: Edge, now: float) -> bool:
+        """Seen within the last ``granularity`` seconds."""
+        return edge.last_seen > now - self.granularity  # the complement of the sweep's cutoff
+
+    def wanted(self, edge: Edge, mark: UploadMark | None, now: float) -> bool:
+        """Whether ``edge`` must be sent at ``now``, given what was last uploaded of it
+        (``(last_seen, digest, live)``; ``None``: nothing)."""
         if mark is None:
             return True
-        uploaded_last_seen, uploaded_digest = mark
+        uploaded_last_seen, uploaded_digest, uploaded_live = mark
         if digest(edge) != uploaded_digest:
             return True
-        return edge.last_seen - uploaded_last_seen >= self.granularity
+        if self.is_live(edge, now):
+            return not uploaded_live  # live and sent live: the heartbeat keeps it current
+        return uploaded_live or edge.last_seen > uploaded_last_seen
 
     # ------------------------------------------------------------------ one cycle
 
     def upload_once(self) -> CycleResult:
-        """Walk every change since the cursor; send what is wanted; raises :class:`CloudError`
-        (after the retries) or ``StoreError``, leaving the cursor after the last batch that made it."""
+        """The idle sweep, every change since the cursor, then the heartbeat if one is due (see
+        the module doc); raises :class:`CloudError` (after the retries) or ``StoreError``, leaving
+        the marks and the cursor after the last batch that made it."""
+        now = self._clock()
         result = CycleResult(cursor=self.store.upload_cursor())
-        while not self._stopping.is_set():
+        while not self._stopping.is_set():  # the idle sweep
+            quiet = self.store.gone_quiet(now - self.granularity, self.batch_size)
+            if not quiet:
+                break
+            self._ship([(e, False) for e in quiet], [e.key for e in quiet], None, result)
+            result.quiet += len(quiet)
+        while not self._stopping.is_set():  # the changes
             rows = self.store.changed_since(result.cursor, self.batch_size)
             if not rows:
                 break
             marks = self.store.upload_marks([edge.key for _, edge in rows])
-            chosen = [edge for _, edge in rows if self.wanted(edge, marks.get(edge.key))]
+            chosen = [edge for _, edge in rows if self.wanted(edge, marks.get(edge.key), now)]
             result.skipped += len(rows) - len(chosen)
-            if chosen:
-                reply = self._send(chosen)
-                result.batches += 1
-                result.edges += len(chosen)
-                result.duplicates += not reply.stored
-            last_seq = rows[-1][0]
-            self.store.mark_uploaded([(e.key, e.last_seen, digest(e)) for e in chosen], last_seq)
-            result.cursor = last_seq
+            flagged = [(e, self.is_live(e, now)) for e in chosen]
+            demoted = [e.key for e, live in flagged if not live and (m := marks.get(e.key)) and m[2]]
+            self._ship(flagged, demoted, rows[-1][0], result)
+            result.cursor = rows[-1][0]
+        if not self._stopping.is_set():
+            self._heartbeat(now, result)
         return result
 
-    def _send(self, edges: list[Edge]) -> IngestResult:
+    def _ship(
+        self,
+        edges: list[tuple[Edge, bool]],
+        demoted: list[UploadKey],
+        cursor: int | None,
+        result: CycleResult,
+    ) -> None:
+        """Send ``(edge, live)`` (if any), then mark them and move the cursor to ``cursor``."""
+        if edges:
+            self.store.mark_demoting(demoted)
+            reply = self._send(edges)
+            result.batches += 1
+            result.edges += len(edges)
+            result.duplicates += not reply.stored
+        self.store.mark_uploaded([(e.key, e.last_seen, digest(e), live) for e, live in edges], cursor)
+
+    def _heartbeat(self, now: float, result: CycleResult) -> None:
+        """Send ``seenAt = now`` when the cloud may hold an edge live and none went out within
+        ``granularity`` (an edge marked live at this cycle's ``now`` was seen within it)."""
+        if self._last_heartbeat is not None and now - self._last_heartbeat < self.granularity:
+            return
+        if not self.store.has_live_uploads():
+            return
+        seen_at = rfc3339(now)
+        self._deliver(f"heartbeat-{seen_at}", [], now, f"heartbeat seenAt={seen_at}")
+        self._last_heartbeat = now
+        result.heartbeats += 1
+
+    def _send(self, edges: list[tuple[Edge, bool]]) -> IngestResult:
+        sent = []
+        for edge, live in edges:
+            document = edge_dict(self.anonymizer.anonymize(edge) if self.anonymizer else edge)
+            document["live"] = live
+            sent.append(document)
+        ident = batch_id(self.anonymizer is not None, sent)
+        return self._deliver(ident, sent, None, f"batch id={ident[:12]} edges={len(sent)}")
+
+    def _deliver(
+        self, ident: str, documents: list[dict[str, Any]], seen_at: float | None, what: str
+    ) -> IngestResult:
+        """One ingest request, retried while the cloud is unavailable."""
         anonymized = self.anonymizer is not None
-        sent = [edge_dict(self.anonymizer.anonymize(e) if self.anonymizer else e) for e in edges]
-        ident = batch_id(anonymized, sent)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(CloudUnavailable),
             stop=tenacity.stop_after_attempt(self._retry_attempts),
@@ -226,7 +306,7 @@ class Uploader:
             reraise=True,
         )
         try:
-            reply = retrying(self.client.ingest, ident, anonymized, sent)
+            reply = retrying(self.client.ingest, ident, anonymized, documents, seen_at=seen_at)
         except CloudUnavailable as exc:
             self._note_failure(exc)
             raise
@@ -237,12 +317,7 @@ class Uploader:
                 self._failed_attempts,
             )
             self._outage_since, self._failed_attempts = None, 0
-        log.info(
-            "uploaded batch id=%s edges=%d %s",
-            ident[:12],
-            len(sent),
-            "stored" if reply.stored else "duplicate (already stored)",
-        )
+        log.info("uploaded %s %s", what, "stored" if reply.stored else "duplicate (already stored)")
         return reply
 
     def _sleep(self, seconds: float) -> None:

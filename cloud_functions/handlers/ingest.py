@@ -4,10 +4,16 @@ The cluster comes from the ingest token, never from the body. A batch is stored 
 ``batchId``: a retried batch answers ``stored: false`` with 200, so uploaders may retry freely.
 Edges are parsed with :func:`agent.exports.jsonexport.edge_from_dict` (the exporters' own
 inverse); a malformed edge answers 422 naming it.
+
+Liveness (see :mod:`cloud_functions.store.base`): each edge may say ``"live": true`` (seen within
+the uploader's granularity), and a body may carry ``seenAt``, the cluster's heartbeat, which keeps
+every live edge's last-seen time current without re-sending it. A body with no edges and a
+``seenAt`` is a heartbeat only. A ``seenAt`` later than the cloud's own clock counts as now.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,7 +21,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from agent.exports.jsonexport import edge_from_dict
 from agent.model import (
@@ -29,7 +35,8 @@ from agent.model import (
     WorkloadIdentity,
 )
 from cloud_functions.auth import ApiError, current_caller, current_store, require
-from cloud_functions.store.base import EncodedEdge, GraphStore, TokenRecord, encode, encode_document
+from cloud_functions.store.base import EncodedEdge, GraphStore, TokenRecord, encode
+from cloud_functions.store.documents import EdgeDoc, encode_document, encode_struct
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -96,6 +103,11 @@ EDGE_SCHEMA: dict[str, Any] = {
         "awsActions": _STRINGS,
         "targetService": {"type": "string"},
         "ambiguous": {"type": "boolean"},
+        "live": {
+            "type": "boolean",
+            "description": "Seen within the uploader's granularity: last seen at least at the"
+            " cluster's heartbeat (seenAt).",
+        },
     },
 }
 
@@ -109,16 +121,25 @@ class IngestIn(BaseModel):
         description="Idempotency key of the batch (no control characters, no '#').",
     )
     anonymized: bool = Field(default=False, description="Names are keyed hashes (cloud.anonymize).")
-    # Validated as objects here (fast), then parsed by edge_from_dict; the schema documents them.
+    seenAt: AwareDatetime | None = Field(
+        default=None,
+        description="The cluster's heartbeat: every edge last sent with live=true was seen within the"
+        " uploader's granularity before this time.",
+    )
+    # Items arrive as EdgeDoc structs (decode_batch: typed and checked while decoding) or, when the
+    # batch is anything else, as JSON values parsed by encode_edges; the schema documents them.
     edges: Annotated[
-        list[dict[str, Any]],
+        list[Any],
         WithJsonSchema({"type": "array", "maxItems": MAX_BATCH, "items": EDGE_SCHEMA}),
     ] = Field(max_length=MAX_BATCH)
 
     def __repr__(self) -> str:
         # powertools formats the route's arguments into a debug message on every request, logged
         # or not: pydantic's repr of 500 edges cost more than parsing them.
-        return f"IngestIn(batchId={self.batchId!r}, anonymized={self.anonymized}, edges=<{len(self.edges)}>)"
+        return (
+            f"IngestIn(batchId={self.batchId!r}, anonymized={self.anonymized}, seenAt={self.seenAt},"
+            f" edges=<{len(self.edges)}>)"
+        )
 
 
 class IngestOut(BaseModel):
@@ -224,25 +245,52 @@ def parse_edges(objects: Sequence[dict[str, Any]]) -> list[Edge]:
     return [encoded.edge for encoded in encode_edges(objects)]
 
 
-def encode_edges(objects: Sequence[dict[str, Any]]) -> list[EncodedEdge]:
+def _check_live(live: object) -> None:
+    if type(live) is not bool:
+        raise TypeError(f"live must be true or false, not {live!r}")
+
+
+def encode_structs(docs: Sequence[Any]) -> list[EncodedEdge] | None:
+    """The batch's edges from :class:`EdgeDoc` structs (:func:`decode_batch`), or None unless every
+    edge is one that :func:`encode_struct` encodes directly."""
+    edges = []
+    for doc in docs:
+        encoded = encode_struct(doc) if type(doc) is EdgeDoc else None
+        if encoded is None:
+            return None
+        encoded.live = doc.live
+        edges.append(encoded)
+    return edges
+
+
+def encode_edges(objects: Sequence[Any]) -> list[EncodedEdge]:
     """The batch's edges, encoded for the store; :class:`ApiError` 422 listing the malformed ones
     (at most 20). Plain documents are encoded directly (:func:`encode_document`); the rest parsed."""
     edges: list[EncodedEdge] = []
     details: list[dict[str, Any]] = []
     for index, obj in enumerate(objects):
-        direct = encode_document(obj)
+        if type(obj) is not dict:
+            if len(details) < 20:
+                details.append(
+                    {"loc": ["body", "edges", index], "type": "edge_invalid", "msg": "not an object"}
+                )
+            continue
+        live = obj.get("live", False)
+        direct = encode_document(obj) if type(live) is bool else None
         if direct is not None:
+            direct.live = live
             edges.append(direct)
             continue
-        fast = _fast_edge(obj)
-        if fast is not None:
-            edges.append(encode(fast))
-            continue
         try:
-            edges.append(encode(_in_range(edge_from_dict(obj))))
+            _check_live(live)
+            fast = _fast_edge(obj)
+            encoded = encode(fast if fast is not None else _in_range(edge_from_dict(obj)))
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
             if len(details) < 20:
                 details.append({"loc": ["body", "edges", index], "type": "edge_invalid", "msg": str(error)})
+            continue
+        encoded.live = live
+        edges.append(encoded)
     if details:
         raise ApiError(422, "validation_error", "malformed edges", details)
     return edges
@@ -257,9 +305,18 @@ def ingest(
     token = require(caller, "ingest")
     if not token.cluster_id:
         raise ApiError(403, "forbidden", "the ingest token is bound to no cluster")
-    if store.has_batch(token.tenant_id, token.cluster_id, body.batchId):  # a re-send: skip parsing
-        return IngestOut(stored=False, edgesWritten=0)
+    heartbeat_only = not body.edges and body.seenAt is not None
+    if not heartbeat_only and store.has_batch(token.tenant_id, token.cluster_id, body.batchId):
+        return IngestOut(stored=False, edgesWritten=0)  # a re-send: skip parsing
+    now = time.time()
+    seen_at = None if body.seenAt is None else min(body.seenAt.timestamp(), now)
+    edges = encode_structs(body.edges)
+    if edges is None:  # not all plain: parse the documents from the text, the careful way
+        plain = body.edges
+        if any(type(doc) is EdgeDoc for doc in plain):
+            plain = json.loads(router.current_event.decoded_body or "{}")["edges"]
+        edges = encode_edges(plain)
     result = store.ingest_encoded(
-        token.tenant_id, token.cluster_id, body.batchId, encode_edges(body.edges), time.time()
+        token.tenant_id, token.cluster_id, body.batchId, edges, now, seen_at=seen_at
     )
     return IngestOut(stored=result.stored, edgesWritten=result.edges_written)

@@ -12,6 +12,12 @@ tenant in the first place. Telemetry is anonymous (keyed by a hashed cluster id)
 Edges are merged with :func:`agent.model.merge_edges` (idempotent: a re-sent edge or a retried
 batch changes nothing) and kept as their JSON export form (:func:`agent.exports.jsonexport.edge_dict`).
 
+Liveness, so that steady traffic costs no writes: the uploader marks an edge ``live`` when it was
+seen within its granularity, and sends the cluster's heartbeat (``seen_at``) once per granularity
+instead of re-sending steady edges. A live edge is read as last seen at
+``max(last_seen, heartbeat)`` (:func:`effective`); the uploader sends ``live=False`` with the true
+``last_seen`` when an edge goes quiet, before any later heartbeat. ``live`` is the last value sent.
+
 Errors::
 
     StoreError          anything the store refuses or fails at (e.g. the database is unreachable)
@@ -23,10 +29,10 @@ Errors::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,10 +75,13 @@ class Tenant:
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
+    """``heartbeat``: the latest ``seen_at`` the cluster's uploader sent (None: none yet)."""
+
     tenant_id: str
     id: str
     name: str
     created_at: float
+    heartbeat: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +163,22 @@ class GraphStore(Protocol):
         ...
 
     def ingest_encoded(
-        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[EncodedEdge], now: float
+        self,
+        tenant_id: str,
+        cluster_id: str,
+        batch_id: str,
+        edges: Sequence[EncodedEdge],
+        now: float,
+        *,
+        seen_at: float | None = None,
     ) -> IngestResult:
-        """:meth:`ingest` of edges already encoded (:func:`encode`, :func:`encode_document`)."""
+        """:meth:`ingest` of edges already encoded (:func:`encode`, :func:`encode_document`), each
+        with its ``live`` flag (stored as sent: the last one wins).
+
+        ``seen_at`` raises the cluster's heartbeat to it (never lowers it; one write when it
+        rises). A batch with no edges and a ``seen_at`` is a heartbeat only: no batch marker is
+        kept for it. A batch id seen before ignores its ``seen_at`` with the rest of it.
+        """
         ...
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
@@ -174,9 +196,10 @@ class GraphStore(Protocol):
         method: str | None = None,
         since: float | None = None,
     ) -> list[StoredEdge]:
-        """The tenant's edges, ordered by cluster and key. ``namespace``/``workload`` match the
-        client or a workload target (both given: the same side matches both); ``method`` must be
-        one of the edge's methods; ``since`` keeps edges last seen at or after it."""
+        """The tenant's edges, ordered by cluster and key, each with its :func:`effective`
+        ``last_seen``. ``namespace``/``workload`` match the client or a workload target (both
+        given: the same side matches both); ``method`` must be one of the edge's methods;
+        ``since`` keeps edges (effectively) last seen at or after it."""
         ...
 
     def write_count(self) -> int:
@@ -260,7 +283,7 @@ class EncodedEdge:
     for (decoded from the text then): a brand-new edge is stored without ever building one.
     """
 
-    __slots__ = ("_edge", "_row", "key_hash", "text")
+    __slots__ = ("_edge", "_row", "key_hash", "live", "text")
 
     def __init__(
         self,
@@ -270,6 +293,7 @@ class EncodedEdge:
         row: tuple[str, str, str | None, str | None, str, float] | None = None,
     ) -> None:
         self.key_hash, self.text, self._edge, self._row = key_hash, text, edge, row
+        self.live = False  # set by the caller from the uploaded document
 
     @property
     def edge(self) -> Edge:
@@ -373,8 +397,11 @@ def coalesce_encodings(encodings: Iterable[EncodedEdge]) -> dict[str, EncodedEdg
         found = merged.get(encoded.key_hash)
         if found is not None:
             if found.text == encoded.text:
+                found.live = encoded.live  # the later document's flag wins
                 continue
-            merged[encoded.key_hash] = encode(merge_edges(found.edge, encoded.edge))
+            again = encode(merge_edges(found.edge, encoded.edge))
+            again.live = encoded.live
+            merged[encoded.key_hash] = again
         else:
             merged[encoded.key_hash] = encoded
     return merged
@@ -385,23 +412,28 @@ def coalesce(edges: Iterable[Edge]) -> dict[str, Edge]:
     return {key: encoded.edge for key, encoded in coalesce_encoded(edges).items()}
 
 
-def merged_encoded(stored: str | None, incoming: EncodedEdge) -> EncodedEdge | None:
-    """``incoming`` merged into the ``stored`` text; None if that changes nothing.
+def merged_encoded(
+    stored: str | None, incoming: EncodedEdge, stored_live: bool = False
+) -> EncodedEdge | None:
+    """``incoming`` merged into the ``stored`` text (and live flag); None if that changes nothing.
 
-    A new edge is taken as it is, and a text equal to the stored one is not decoded at all.
+    A new edge is taken as it is, and a text equal to the stored one is not decoded at all. The
+    result's ``live`` is the incoming one.
     """
     if stored is None:
         return incoming
     if stored == incoming.text:
-        return None
+        return None if stored_live == incoming.live else incoming
     merged = encode(merge_edges(decode_edge(stored), incoming.edge))
-    return None if merged.text == stored else merged
+    merged.live = incoming.live
+    return None if merged.text == stored and stored_live == incoming.live else merged
 
 
-def merged_text(stored: str | None, incoming: Edge) -> tuple[str, Edge] | None:
-    """The new stored text (and edge) for ``incoming`` merged into ``stored``; None if nothing changes."""
-    merged = merged_encoded(stored, encode(incoming))
-    return None if merged is None else (merged.text, merged.edge)
+def effective(edge: Edge, live: bool, heartbeat: float | None) -> Edge:
+    """The edge as read: a live edge was seen at least at its cluster's heartbeat."""
+    if live and heartbeat is not None and heartbeat > edge.last_seen:
+        return dataclasses.replace(edge, last_seen=round(heartbeat * 1_000_000) / 1_000_000)
+    return edge
 
 
 def filter_row(edge: Edge) -> tuple[str, str, str | None, str | None, str, float]:
@@ -435,136 +467,3 @@ def filter_fields(edge: Edge) -> dict[str, Any]:
 
 def sort_stored(edges: Iterable[StoredEdge]) -> list[StoredEdge]:
     return sorted(edges, key=lambda s: (s.cluster_id, edge_key_json(s.edge)))
-
-
-# --------------------------------------------------------------------------- documents
-
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-_METHOD_NAMES = {str(m): m for m in Method}
-_METHOD_TEXTS: dict[tuple[str, ...], tuple[str, str]] = {}
-_MICROSECOND = timedelta(microseconds=1)
-_NONE: list[Any] = []  # a default, never changed
-
-
-def _method_texts(names: object) -> tuple[str, str]:
-    """The compact and spaced JSON of a ``methods`` list of valid names (KeyError otherwise)."""
-    if type(names) is not list:
-        raise KeyError("methods")
-    found = _METHOD_TEXTS.get(tuple(names))
-    if found is None:
-        _, spaced, compact = _methods(frozenset([_METHOD_NAMES[name] for name in names]))
-        found = compact, spaced
-        if len(_METHOD_TEXTS) < 1024:
-            _METHOD_TEXTS[tuple(names)] = found
-    return found
-
-
-def _canonical_time(text: object) -> float:
-    """``parse_rfc3339`` of a time already in :func:`_time`'s form, from 1970 on, that
-    :func:`_time` writes back unchanged (KeyError otherwise)."""
-    if type(text) is not str or _TIME.fullmatch(text) is None or text < "1970":
-        raise KeyError(text)
-    micros = (datetime.fromisoformat(text) - _EPOCH) // _MICROSECOND
-    seconds = micros / 1_000_000
-    # Below 2**51 microseconds (2041) the float round trip is exact; later times are checked.
-    if text >= "2041" and round(seconds * 1_000_000) != micros:
-        raise KeyError(text)
-    return seconds
-
-
-def _check_time(text: object) -> None:
-    """:func:`_canonical_time`, for its checks only."""
-    if type(text) is not str or _TIME.fullmatch(text) is None or not "1970" <= text < "2041":
-        _canonical_time(text)
-    else:
-        datetime.fromisoformat(text)  # a valid date and time
-
-
-def _str_of(obj: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = obj.get(key, default)
-    if type(value) is not str:
-        raise KeyError(key)
-    return value
-
-
-def _strings_json(values: Iterable[str]) -> str:
-    """The compact JSON of sorted strings (as ``_compact(sorted(values))``)."""
-    return "[" + ",".join([_q(v) for v in sorted(values)]) + "]"
-
-
-def _named(items: object, name: str, values: str) -> str:
-    """The compact JSON of a list of ``{name: str, values: [str]}`` objects, as :func:`encode` writes
-    it (sorted, keys in order); KeyError unless plainly typed."""
-    if type(items) is not list:
-        raise KeyError(name)
-    if not items:
-        return "[]"
-    pairs = []
-    for item in items:
-        if type(item) is not dict:
-            raise KeyError(name)
-        label, listed = item.get(name), item.get(values, _NONE)
-        if type(label) is not str or type(listed) is not list or any(type(v) is not str for v in listed):
-            raise KeyError(name)
-        pairs.append((label, tuple(listed)))
-    pairs.sort()
-    qn, qv = _q(name), _q(values)
-    if values < name:
-        parts = [f"{{{qv}:{_strings_json(v)},{qn}:{_q(n)}}}" for n, v in pairs]
-    else:
-        parts = [f"{{{qn}:{_q(n)},{qv}:{_strings_json(v)}}}" for n, v in pairs]
-    return "[" + ",".join(parts) + "]"
-
-
-def encode_document(obj: object) -> EncodedEdge | None:
-    """:func:`encode` of ``edge_from_dict(obj)`` straight from a plainly typed (JSON-decoded) edge
-    document with a workload target and canonical times, without building an :class:`Edge`; None
-    when the document is anything else (or invalid): then parse it and :func:`encode` the edge."""
-    if type(obj) is not dict:
-        return None
-    try:
-        return _encode_plain(obj)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-
-
-def _encode_plain(obj: dict[str, Any]) -> EncodedEdge:
-    """:func:`encode_document` of a dict; KeyError (or TypeError, ValueError) when it cannot."""
-    client, target = obj["client"], obj["target"]
-    ambiguous, count = obj.get("ambiguous", False), obj.get("count", 1)
-    if type(client) is not dict or type(target) is not dict or type(ambiguous) is not bool:
-        raise KeyError(obj)
-    if type(count) is not int or target.get("type") != "workload":
-        raise KeyError(obj)
-    cns, cn, ck = client["namespace"], client["name"], client.get("kind", "")
-    tns, tn, tk = target["namespace"], target["name"], target.get("kind", "")
-    if type(cns) is not str or type(cn) is not str or type(ck) is not str:
-        raise KeyError(obj)
-    if type(tns) is not str or type(tn) is not str or type(tk) is not str:
-        raise KeyError(obj)
-    first, last = obj["firstSeen"], obj["lastSeen"]
-    _check_time(first)
-    last_seen = _canonical_time(last)
-    compact_methods, spaced_methods = _method_texts(obj.get("methods", _NONE))
-    http = _named(obj.get("http", _NONE), "path", "methods")
-    kafka = _named(obj.get("kafkaTopics", _NONE), "name", "operations")
-    actions = obj.get("awsActions", _NONE)
-    if type(actions) is not list or any(type(v) is not str for v in actions):
-        raise KeyError(obj)
-    service = _str_of(obj, "targetService", "")
-    qck, qcn, qcns, qtk, qtn, qtns = _q(ck), _q(cn), _q(cns), _q(tk), _q(tn), _q(tns)
-    key = (
-        f'{{"client": {{"kind": {qck}, "name": {qcn}, "namespace": {qcns}}},'
-        f' "target": {{"kind": {qtk}, "name": {qtn}, "namespace": {qtns}, "type": "workload"}}}}'
-    )
-    aws = _strings_json(actions) if actions else "[]"
-    text = (
-        f'{{"ambiguous":{"true" if ambiguous else "false"},"awsActions":{aws},'
-        f'"client":{{"kind":{qck},"name":{qcn},"namespace":{qcns}}},"count":{count},'
-        f'"firstSeen":"{first}","http":{http},"kafkaTopics":{kafka},'
-        f'"lastSeen":"{last}","methods":{compact_methods},'
-        f'"target":{{"kind":{qtk},"name":{qtn},"namespace":{qtns},"type":"workload"}},'
-        f'"targetService":{_q(service)}}}'
-    )
-    row = (cns, cn, tns, tn, spaced_methods, round(last_seen * 1_000_000) / 1_000_000)
-    return EncodedEdge(hashlib.sha256(key.encode()).hexdigest()[:32], text, None, row)

@@ -4,11 +4,11 @@ Key schema (``PK``, ``SK``: strings; ids never contain ``#``, see ``check_id``):
 
     PK                          SK                   attributes
     TENANT#<tenant>             META                 name, created_at
-    TENANT#<tenant>             CLUSTER#<cluster>    name, created_at
+    TENANT#<tenant>             CLUSTER#<cluster>    name, created_at, heartbeat (latest seen_at)
     TENANT#<tenant>             TOKENID#<token id>   token_hash, role, cluster, created_at
     TOKEN#<token hash>          TOKEN                tenant, token_id, role, cluster, created_at
     GRAPH#<tenant>#<cluster>    EDGE#<key hash>      edge (JSON), v (version), cns, cname, tns, tname,
-                                                     methods (string set), last_seen
+                                                     methods (string set), last_seen, live (BOOL)
     GRAPH#<tenant>#<cluster>    BATCH#<batch id>     received_at, expires_at (TTL)
     TELEMETRY                   <time>#<uuid>#<part> cluster_hash, content_type, received_at, parts,
                                                      body (bytes, one part), expires_at (TTL)
@@ -29,7 +29,8 @@ the edges that change, each conditioned on the version it read (``v``); a lost r
 re-merges that edge. The batch marker is written *last*, conditionally: if the process dies
 mid-batch the retried batch is not yet marked, so it is applied again, which is harmless because
 the merge is idempotent; only then is it marked. Two concurrent deliveries of one batch may both
-merge (harmlessly); the one that loses the marker race reports ``stored=False``.
+merge (harmlessly); the one that loses the marker race reports ``stored=False``. A heartbeat
+(``seen_at``) is one conditional update of the cluster item (``heartbeat < :h``), so it only rises.
 A telemetry payload (up to 1 MB; an item holds 400 KB) is split into parts of ``_PART_BYTES``
 written in one transaction. Batch markers and telemetry expire by TTL after ``RETENTION_SECONDS``
 (a batch retried later than that is merged again, harmlessly). So ``now`` must be the real
@@ -38,6 +39,7 @@ clock: DynamoDB (Local too) deletes items whose ``expires_at`` has passed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -60,10 +62,12 @@ from cloud_functions.store.base import (
     TokenRecord,
     check_id,
     check_telemetry,
-    coalesce,
+    coalesce_encodings,
     decode_edge,
+    effective,
+    encode,
     filter_fields,
-    merged_text,
+    merged_encoded,
     parse_role,
     sort_stored,
 )
@@ -223,7 +227,13 @@ class DynamoGraphStore:
 
     def clusters(self, tenant_id: str) -> list[Cluster]:
         return [
-            Cluster(tenant_id, _suffix(item), _text(item, "name"), _float(item, "created_at"))
+            Cluster(
+                tenant_id,
+                _suffix(item),
+                _text(item, "name"),
+                _float(item, "created_at"),
+                heartbeat=_float(item, "heartbeat") if "heartbeat" in item else None,
+            )
             for item in self._query(_tenant(tenant_id), "CLUSTER#")
         ]
 
@@ -274,22 +284,34 @@ class DynamoGraphStore:
 
     # ------------------------------------------------------------------ edges
 
-    def ingest_encoded(
-        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[EncodedEdge], now: float
-    ) -> IngestResult:
-        return self.ingest(tenant_id, cluster_id, batch_id, [encoded.edge for encoded in edges], now)
-
     def ingest(
         self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
     ) -> IngestResult:
+        return self.ingest_encoded(tenant_id, cluster_id, batch_id, [encode(e) for e in edges], now)
+
+    def ingest_encoded(
+        self,
+        tenant_id: str,
+        cluster_id: str,
+        batch_id: str,
+        edges: Sequence[EncodedEdge],
+        now: float,
+        *,
+        seen_at: float | None = None,
+    ) -> IngestResult:
         check_id(batch_id, "batch id")
         graph, marker, cluster = _graph(tenant_id, cluster_id), f"BATCH#{batch_id}", f"CLUSTER#{cluster_id}"
+        incoming = coalesce_encodings(edges)
         found = self._batch_get([_key(_tenant(tenant_id), cluster), _key(graph, marker)])
-        if marker in found:
-            return IngestResult(stored=False, edges_written=0)
         if cluster not in found:
             raise NotFound(f"no cluster {cluster_id!r} in tenant {tenant_id!r}")
-        incoming = coalesce(edges)
+        heartbeat_only = not incoming and seen_at is not None
+        if marker in found and not heartbeat_only:
+            return IngestResult(stored=False, edges_written=0)
+        if seen_at is not None:
+            self._raise_heartbeat(_key(_tenant(tenant_id), cluster), seen_at)
+        if heartbeat_only:
+            return IngestResult(stored=True, edges_written=0)
         stored = self._batch_get([_key(graph, f"EDGE#{key}") for key in incoming])
         jobs = [(key, edge, stored.get(f"EDGE#{key}")) for key, edge in incoming.items()]
         if len(jobs) > 1 and self._workers > 1:
@@ -307,17 +329,33 @@ class DynamoGraphStore:
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
         return self._get(_graph(tenant_id, cluster_id), f"BATCH#{batch_id}") is not None
 
-    def _merge_edge(self, graph: str, key: str, edge: Edge, stored: Item | None) -> int:
+    def _raise_heartbeat(self, key: Item, seen_at: float) -> None:
+        """Set the cluster item's heartbeat to ``seen_at`` unless it is that late already."""
+        rises = "attribute_exists(PK) AND (attribute_not_exists(heartbeat) OR heartbeat < :h)"
+        with contextlib.suppress(_ConditionFailed):  # as late already (or deleted): nothing written
+            self._call(
+                "update_item",
+                1,
+                Key=key,
+                UpdateExpression="SET heartbeat = :h",
+                ConditionExpression=rises,
+                ExpressionAttributeValues={":h": _n(seen_at)},
+            )
+
+    def _merge_edge(self, graph: str, key: str, edge: EncodedEdge, stored: Item | None) -> int:
         """Merge one edge into its stored item (version-checked); 1 if it was written, else 0."""
         sk = f"EDGE#{key}"
         for _ in range(_MERGE_ATTEMPTS):
-            merged = merged_text(_text(stored, "edge") if stored else None, edge)
+            merged = merged_encoded(
+                _text(stored, "edge") if stored else None, edge, _bool(stored, "live") if stored else False
+            )
             if merged is None:
                 return 0
-            text, new = merged
             version = int(stored["v"]["N"]) if stored else 0
             item = (
-                _key(graph, sk) | {"edge": _s(text), "v": {"N": str(version + 1)}} | _filter_attributes(new)
+                _key(graph, sk)
+                | {"edge": _s(merged.text), "v": {"N": str(version + 1)}, "live": {"BOOL": merged.live}}
+                | _filter_attributes(merged.edge)
             )
             condition: dict[str, Any] = {"ConditionExpression": _NEW}
             if stored:
@@ -343,14 +381,11 @@ class DynamoGraphStore:
         method: str | None = None,
         since: float | None = None,
     ) -> list[StoredEdge]:
-        ids = (
-            [c.id for c in self.clusters(tenant_id)]
-            if cluster_ids is None
-            else list(dict.fromkeys(cluster_ids))
-        )
+        known = {c.id: c.heartbeat for c in self.clusters(tenant_id)}
+        ids = list(known) if cluster_ids is None else list(dict.fromkeys(cluster_ids))
         if method == "":
             return []
-        names, where = {"#e": "edge"}, []
+        names, where = {"#e": "edge", "#live": "live"}, []
         values: dict[str, Item] = {}
         given = [
             (field, value) for field, value in (("ns", namespace), ("name", workload)) if value is not None
@@ -363,17 +398,27 @@ class DynamoGraphStore:
         if method is not None:
             names["#m"], values[":m"] = "methods", _s(method)
             where.append("contains(#m, :m)")
-        if since is not None:
-            names["#ls"], values[":since"] = "last_seen", _n(since)
-            where.append("#ls >= :since")
-        extra: dict[str, Any] = {"ProjectionExpression": "#e", "ExpressionAttributeNames": names}
-        if where:
-            extra |= {"FilterExpression": " AND ".join(where), "ExpressionAttributeValues": values}
         found = []
         for cluster in ids:
             check_id(cluster, "cluster id")
+            heartbeat = known.get(cluster)
+            conditions, cluster_values = list(where), dict(values)
+            if since is not None:
+                names["#ls"], cluster_values[":since"] = "last_seen", _n(since)
+                if heartbeat is not None and heartbeat >= since:  # live edges count as seen then
+                    conditions.append("(#ls >= :since OR #live = :live)")
+                    cluster_values[":live"] = {"BOOL": True}
+                else:
+                    conditions.append("#ls >= :since")
+            extra: dict[str, Any] = {"ProjectionExpression": "#e, #live", "ExpressionAttributeNames": names}
+            if conditions:
+                extra |= {
+                    "FilterExpression": " AND ".join(conditions),
+                    "ExpressionAttributeValues": cluster_values,
+                }
             for item in self._query(_graph(tenant_id, cluster), "EDGE#", **extra):
-                found.append(StoredEdge(cluster, decode_edge(_text(item, "edge"))))
+                edge = effective(decode_edge(_text(item, "edge")), _bool(item, "live"), heartbeat)
+                found.append(StoredEdge(cluster, edge))
         return sort_stored(found)
 
     def write_count(self) -> int:
@@ -436,6 +481,10 @@ def _text(item: Item, name: str) -> str:
 
 def _float(item: Item, name: str) -> float:
     return float(item[name]["N"])
+
+
+def _bool(item: Item, name: str) -> bool:
+    return bool(item.get(name, {}).get("BOOL", False))
 
 
 def _suffix(item: Item) -> str:

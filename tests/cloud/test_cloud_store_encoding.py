@@ -1,14 +1,17 @@
-"""encode_document: the same key hash, text and filter row as encoding the parsed edge."""
+"""encode_document and encode_struct (the typed decoding of a batch): the same key hash, text and
+filter row as encoding the parsed edge; anything else is left to the parser."""
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 from agent.exports.jsonexport import edge_from_dict
-from cloud_functions.store.base import encode, encode_document, filter_row
+from cloud_functions.store.base import encode, filter_row
+from cloud_functions.store.documents import EdgeDoc, decode_batch, encode_document, encode_struct
 
 
 def document(**changes: Any) -> dict[str, Any]:
@@ -49,6 +52,15 @@ def test_a_document_encodes_as_its_parsed_edge(doc: dict[str, Any]) -> None:
     assert direct.row == filter_row(edge)
     assert encode(direct.edge).text == direct.text
     assert doc == original
+    (typed,) = decode_batch(json.dumps({"batchId": "b", "edges": [doc]}))["edges"]
+    assert type(typed) is EdgeDoc
+    through_struct = encode_struct(typed)
+    assert through_struct is not None
+    assert (through_struct.key_hash, through_struct.text, through_struct.row) == (
+        direct.key_hash,
+        direct.text,
+        direct.row,
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,3 +86,16 @@ def test_a_document_encodes_as_its_parsed_edge(doc: dict[str, Any]) -> None:
 )
 def test_other_documents_are_left_to_the_parser(doc: Any) -> None:
     assert encode_document(doc) is None
+    body = {"batchId": "b", "edges": [doc]}
+    (decoded,) = decode_batch(json.dumps(body))["edges"]
+    if type(decoded) is EdgeDoc:
+        assert encode_struct(decoded) is None
+    else:
+        assert decoded == doc, "a batch the typed decoder refuses is decoded as plain JSON"
+
+
+def test_other_bodies_decode_as_plain_json() -> None:
+    for body in ({"name": "a tenant"}, {"batchId": "b", "edges": [], "extra": 1}, [1, 2], "text"):
+        assert decode_batch(json.dumps(body)) == body
+    with pytest.raises(json.JSONDecodeError):
+        decode_batch("{not json")

@@ -30,8 +30,8 @@ from cloud_functions.store.base import (
     NotFound,
     TokenRecord,
     encode,
-    encode_document,
 )
+from cloud_functions.store.documents import encode_document
 from cloud_functions.store.dynamodb import DynamoGraphStore
 from cloud_functions.store.sqlite import SqliteGraphStore
 
@@ -493,3 +493,49 @@ def test_sqlite_schema_1_is_migrated(tmp_path: Any) -> None:
         assert store.ingest("t1", "c1", "b1", [e], T0).edges_written == 0
     finally:
         store.close()
+
+
+def test_sqlite_schema_2_is_migrated(tmp_path: Any) -> None:
+    path = tmp_path / "v2.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);"
+        "CREATE TABLE clusters (tenant_id TEXT NOT NULL REFERENCES tenants(id), id TEXT NOT NULL,"
+        " name TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (tenant_id, id));"
+        "CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+        " token_id TEXT NOT NULL, role TEXT NOT NULL, cluster_id TEXT NOT NULL, created_at REAL NOT NULL,"
+        " UNIQUE (tenant_id, token_id));"
+        "CREATE TABLE batches (tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, batch_id TEXT NOT NULL,"
+        " received_at REAL NOT NULL, PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;"
+        "CREATE TABLE telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, cluster_hash TEXT NOT NULL,"
+        " content_type TEXT NOT NULL, received_at REAL NOT NULL, body BLOB NOT NULL);"
+        "CREATE TABLE edges (tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, key_hash TEXT NOT NULL,"
+        " edge TEXT NOT NULL, client_namespace TEXT NOT NULL, client_name TEXT NOT NULL,"
+        " target_namespace TEXT, target_name TEXT, methods TEXT NOT NULL, last_seen REAL NOT NULL,"
+        " UNIQUE (tenant_id, cluster_id, key_hash));"
+        "PRAGMA user_version=2;"
+    )
+    e = canonical(edge())
+    encoded = encode(e)
+    for tenant in ("t1", "t2"):
+        db.execute("INSERT INTO tenants VALUES (?, 't', 0)", (tenant,))
+        db.execute("INSERT INTO clusters VALUES (?, 'c1', 'c', 0)", (tenant,))
+        db.execute(
+            "INSERT INTO edges VALUES (?, 'c1', ?, ?, 'shop', 'frontend', 'shop', 'cartservice', ?, ?)",
+            (tenant, encoded.key_hash, encoded.text, '["tcp"]', e.last_seen),
+        )
+    db.execute("INSERT INTO batches VALUES ('t1', 'c1', 'old', 0)")
+    db.execute("INSERT INTO tokens VALUES ('h', 't1', 'k', 'ingest', 'c1', 0)")
+    db.commit()
+    db.close()
+    store = SqliteGraphStore(path)
+    try:
+        assert graph(store) == [("c1", e)] and graph(store, "t2") == [("c1", e)]
+        assert [c.heartbeat for c in store.clusters("t1")] == [None]
+        assert store.has_batch("t1", "c1", "old") and store.get_token("h") is not None
+        assert store.ingest("t1", "c1", "b1", [e], T0).edges_written == 0, "the same keys, found again"
+        store.add_cluster("t1", "c2", "new", T0)
+        assert [c.id for c in store.clusters("t1")] == ["c1", "c2"]
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)

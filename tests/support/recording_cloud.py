@@ -4,11 +4,15 @@ metrics endpoint telemetry pushes to.
 A real HTTP server (standard library, one thread per request) on 127.0.0.1 (port 0: a free one).
 
 * ``POST /v1/ingest`` with ``Authorization: Bearer <token>`` (401 otherwise) and
-  ``{"batchId": str, "anonymized": bool, "edges": [edge_dict, ...]}`` (≤ 500 edges; 400 when the
-  shape is wrong): a batch id seen before answers ``{"stored": false, "edgesWritten": 0}``; a new
-  one merges each edge into the graph by key (first_seen min, last_seen max, count MAX, methods,
-  HTTP resources, Kafka topics and AWS actions unioned, target_service the newest non-empty,
-  ambiguous AND) and answers ``{"stored": true, "edgesWritten": n}``. The merge is idempotent.
+  ``{"batchId": str, "anonymized": bool, "edges": [edge_dict + {"live": bool}, ...], "seenAt"?:
+  RFC 3339}`` (≤ 500 edges; 400 when the shape is wrong): a batch id seen before answers
+  ``{"stored": false, "edgesWritten": 0}``; a new one merges each edge into the graph by key
+  (first_seen min, last_seen max, count MAX, methods, HTTP resources, Kafka topics and AWS actions
+  unioned, target_service the newest non-empty, ambiguous AND; ``live``: the last one sent), raises
+  the heartbeat to ``seenAt`` if given, and answers ``{"stored": true, "edgesWritten": n}``. The
+  merge is idempotent. No edges and a ``seenAt``: a heartbeat only (no batch id kept), answered
+  ``{"stored": true, "edgesWritten": 0}``. Every answered request is logged in order
+  (:meth:`RecordingCloud.requests`).
 * ``POST /v1/metrics``: records the raw body and headers (OTLP protobuf), answers 200.
 
 It can be stopped and started again on the same port (a cloud outage), or told to answer every
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent.exports.jsonexport import DocumentError, edge_from_dict
+from agent.exports.jsonexport import DocumentError, edge_from_dict, parse_rfc3339
 from agent.model import Edge, HttpResource, KafkaTopic, Target, WorkloadIdentity
 
 MAX_EDGES = 500
@@ -36,6 +40,22 @@ MAX_EDGES = 500
 class MetricsRequest:
     body: bytes  # decompressed
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """One ingest answered 200, as received."""
+
+    batch_id: str
+    anonymized: bool
+    edges: tuple[Edge, ...]
+    live: tuple[bool, ...]  # per edge
+    seen_at: float | None
+    stored: bool
+
+    @property
+    def heartbeat(self) -> bool:
+        return not self.edges and self.seen_at is not None
 
 
 def _merge_named(a: tuple[Any, ...], b: tuple[Any, ...], cls: Any) -> tuple[Any, ...]:
@@ -106,11 +126,18 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(raw, list) or len(raw) > MAX_EDGES:
                 raise TypeError(f"edges must be a list of at most {MAX_EDGES}")
             edges = [edge_from_dict(e) for e in raw]
+            live = [e.get("live", False) for e in raw]
+            if not all(isinstance(flag, bool) for flag in live):
+                raise TypeError("live must be a boolean")
+            seen_text = request.get("seenAt")
+            if seen_text is not None and not isinstance(seen_text, str):
+                raise TypeError("seenAt must be an RFC 3339 string")
+            seen_at = None if seen_text is None else parse_rfc3339(seen_text)
         except (ValueError, KeyError, TypeError, DocumentError) as exc:
             cloud._count("bad_request")
             self._json(400, {"error": str(exc)})
             return
-        stored = cloud._ingest(batch_id, anonymized, edges)
+        stored = cloud._ingest(IngestRequest(batch_id, anonymized, tuple(edges), tuple(live), seen_at, True))
         self._json(200, {"stored": stored, "edgesWritten": len(edges) if stored else 0})
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
@@ -146,6 +173,9 @@ class RecordingCloud:
         self.fail_status: int | None = None
         self._lock = threading.Lock()
         self._graph: dict[tuple[WorkloadIdentity, Target], Edge] = {}
+        self._live: dict[tuple[WorkloadIdentity, Target], bool] = {}
+        self._heartbeat: float | None = None
+        self._requests: list[IngestRequest] = []
         self._stored_batches: list[str] = []
         self._stored_ids: set[str] = set()
         self._received_batches: list[tuple[str, bool, int]] = []  # (id, stored, edges)
@@ -191,18 +221,30 @@ class RecordingCloud:
 
     # ------------------------------------------------------------------ recording
 
-    def _ingest(self, batch_id: str, anonymized: bool, edges: list[Edge]) -> bool:
+    def _ingest(self, request: IngestRequest) -> bool:
         with self._lock:
+            if request.heartbeat:
+                self._requests.append(request)
+                self._raise_heartbeat(request.seen_at)
+                return True
+            batch_id = request.batch_id
             stored = batch_id not in self._stored_ids
-            self._received_batches.append((batch_id, stored, len(edges)))
+            self._requests.append(dataclasses.replace(request, stored=stored))
+            self._received_batches.append((batch_id, stored, len(request.edges)))
             if not stored:
                 return False
             self._stored_batches.append(batch_id)
             self._stored_ids.add(batch_id)
-            for edge in edges:
+            for edge, live in zip(request.edges, request.live, strict=True):
                 old = self._graph.get(edge.key)
                 self._graph[edge.key] = normalized(edge) if old is None else merge(old, edge)
+                self._live[edge.key] = live
+            self._raise_heartbeat(request.seen_at)
             return True
+
+    def _raise_heartbeat(self, seen_at: float | None) -> None:
+        if seen_at is not None and (self._heartbeat is None or seen_at > self._heartbeat):
+            self._heartbeat = seen_at
 
     def _record_metrics(self, request: MetricsRequest) -> None:
         with self._lock:
@@ -222,13 +264,45 @@ class RecordingCloud:
         with self._lock:
             return dict(self._graph)
 
+    def live(self) -> dict[tuple[WorkloadIdentity, Target], bool]:
+        """Edge key → the ``live`` flag last stored for it."""
+        with self._lock:
+            return dict(self._live)
+
+    def heartbeat(self) -> float | None:
+        """The latest ``seenAt`` received (None: none yet)."""
+        with self._lock:
+            return self._heartbeat
+
+    def effective_graph(self) -> dict[tuple[WorkloadIdentity, Target], Edge]:
+        """The graph as the cloud reads it: a live edge was last seen at least at the heartbeat."""
+        with self._lock:
+            beat = self._heartbeat
+            return {
+                key: dataclasses.replace(edge, last_seen=beat)
+                if self._live.get(key) and beat is not None and beat > edge.last_seen
+                else edge
+                for key, edge in self._graph.items()
+            }
+
+    def requests(self) -> list[IngestRequest]:
+        """Every ingest answered 200, heartbeats included, in the order received."""
+        with self._lock:
+            return list(self._requests)
+
+    def heartbeats(self) -> list[float]:
+        """The ``seenAt`` of every heartbeat-only request, in order."""
+        with self._lock:
+            return [r.seen_at for r in self._requests if r.seen_at is not None and r.heartbeat]
+
     def stored_batches(self) -> list[str]:
         """Ids of the batches stored, in order (each once)."""
         with self._lock:
             return list(self._stored_batches)
 
     def received_batches(self) -> list[tuple[str, bool, int]]:
-        """Every ingest answered 200: ``(batch id, stored, edges)``, duplicates included."""
+        """Every edge batch answered 200 (not heartbeats): ``(batch id, stored, edges)``,
+        duplicates included."""
         with self._lock:
             return list(self._received_batches)
 

@@ -1,7 +1,11 @@
-"""The uploader and the store's change tracking: what is selected (new, changed details,
-last_seen within / past the granularity), batch sizes, deterministic batch ids (a crash between
-send and mark re-sends the same id), retries within a cycle, the cursor across failures, the
-schema 1 → 2 migration. The cloud is a fake :class:`CloudClient` (no I/O)."""
+"""The uploader and the store's change tracking: what is selected (new, changed details, live
+or not now and when last sent), batch sizes, deterministic batch ids (a crash between send and
+mark re-sends the same id), retries within a cycle, the cursor across failures, the schema
+1 → 3 and 2 → 3 migrations. Liveness: hours of simulated traffic on an injected clock (a steady
+edge is sent once, then only heartbeats; an edge that goes quiet is sent once more, not live,
+with its true last_seen, before any heartbeat that could vouch for it; one that comes back is
+re-sent live), restarts, crashes between sending and marking, and a reset. The cloud is a fake
+:class:`CloudClient` (no I/O) that checks every heartbeat against the store."""
 
 from __future__ import annotations
 
@@ -11,14 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from agent.exports.jsonexport import edge_from_dict
+from agent.exports.jsonexport import edge_from_dict, parse_rfc3339
 from agent.mapper import store as store_module
 from agent.mapper.anonymize import Anonymizer
-from agent.mapper.store import SCHEMA_VERSION, EdgeStore
+from agent.mapper.store import SCHEMA_VERSION, EdgeStore, UploadKey
 from agent.mapper.uploader import (
     MAX_BATCH,
     CloudRejected,
@@ -45,26 +49,86 @@ def edge(client: WorkloadIdentity = FRONTEND, target: object = CART, at: float =
     return Edge(client, target, **fields)  # type: ignore[arg-type]
 
 
-class FakeCloud:
-    """Records batches; dedups by id like the cloud; can fail the next N calls."""
+class Call(NamedTuple):
+    batch_id: str
+    anonymized: bool
+    edges: list[dict[str, Any]]
+    seen_at: float | None
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bool, list[dict[str, Any]]]] = []
+
+class FakeCloud:
+    """Records requests; dedups batches by id like the cloud; can fail the next N calls.
+
+    With a ``store``, it also keeps each edge's ``live`` flag (the last one stored) and checks
+    every heartbeat against the store: each edge it holds live must have been seen within
+    ``granularity`` before ``seenAt`` (else the heartbeat raises, failing the cycle)."""
+
+    def __init__(self, store: EdgeStore | None = None, granularity: float = HOUR) -> None:
+        self.calls: list[Call] = []
         self.stored: set[str] = set()
         self.failures: list[Exception] = []
+        self.live: dict[UploadKey, bool] = {}
         self.lock = threading.Lock()
+        self.store, self.granularity = store, granularity
 
-    def ingest(self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]]) -> IngestResult:
+    def ingest(
+        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+    ) -> IngestResult:
         with self.lock:
-            self.calls.append((batch_id, anonymized, edges))
+            self.calls.append(Call(batch_id, anonymized, edges, seen_at))
             if self.failures:
                 raise self.failures.pop(0)
+            if seen_at is not None:
+                assert not edges and batch_id.startswith("heartbeat-")
+                self.check_heartbeat(seen_at)
+                return IngestResult(True, 0)
             stored = batch_id not in self.stored
             self.stored.add(batch_id)
+            if stored:
+                for doc in edges:
+                    self.live[edge_from_dict(doc).key] = doc["live"]
             return IngestResult(stored, len(edges) if stored else 0)
 
+    def check_heartbeat(self, seen_at: float) -> None:
+        if self.store is None:
+            return
+        truth = {e.key: e.last_seen for e in self.store.edges()}
+        stale = [
+            k
+            for k, live in self.live.items()
+            if live and (k not in truth or seen_at - truth[k] >= self.granularity)
+        ]
+        assert not stale, f"heartbeat {seen_at - T0} vouches for edges not seen within granularity: {stale}"
+
+    @property
+    def batches(self) -> list[Call]:
+        """The edge batches (not the heartbeats)."""
+        return [c for c in self.calls if c.seen_at is None]
+
+    @property
+    def heartbeats(self) -> list[float]:
+        return [c.seen_at for c in self.calls if c.seen_at is not None]
+
     def sent_keys(self, call: int = -1) -> set[tuple[object, object]]:
-        return {edge_from_dict(e).key for e in self.calls[call][2]}
+        return {edge_from_dict(e).key for e in self.batches[call].edges}
+
+    def sent(self) -> dict[UploadKey, list[tuple[float, bool]]]:
+        """Per edge key, every ``(lastSeen - T0, live)`` sent, in order."""
+        found: dict[UploadKey, list[tuple[float, bool]]] = {}
+        for call in self.batches:
+            for doc in call.edges:
+                found.setdefault(edge_from_dict(doc).key, []).append(
+                    (parse_rfc3339(doc["lastSeen"]) - T0, doc["live"])
+                )
+        return found
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -76,6 +140,7 @@ def store(tmp_path: Path) -> Iterator[EdgeStore]:
 def uploader(store: EdgeStore, cloud: FakeCloud, **kw: Any) -> Uploader:
     kw.setdefault("retry_initial", 0.001)
     kw.setdefault("retry_max", 0.002)
+    kw.setdefault("clock", lambda: T0)  # edges recorded at T0 are live
     return Uploader(store, cloud, **kw)
 
 
@@ -98,21 +163,50 @@ def test_marks_and_cursor_are_persisted_and_the_cursor_never_goes_back(tmp_path:
         s.record([edge(), edge(target=GOOGLE)])
         assert s.upload_cursor() == 0
         assert s.upload_marks([(FRONTEND, CART)]) == {}
-        s.mark_uploaded([((FRONTEND, CART), T0, "abc")], 2)
+        s.mark_uploaded([((FRONTEND, CART), T0, "abc", True), ((FRONTEND, GOOGLE), T0, "d", False)], 2)
         s.mark_uploaded([], 1)
+        s.mark_uploaded([((FRONTEND, GOOGLE), T0 + 1, "e", False)])  # no cursor: left as is
     with EdgeStore.in_dir(tmp_path) as s:
         assert s.upload_cursor() == 2
-        marks = s.upload_marks([(FRONTEND, CART), (FRONTEND, GOOGLE)])
-        assert marks == {(FRONTEND, CART): (T0, "abc")}
+        marks = s.upload_marks([(FRONTEND, CART), (FRONTEND, GOOGLE), (CART, REDIS)])
+        assert marks == {(FRONTEND, CART): (T0, "abc", True), (FRONTEND, GOOGLE): (T0 + 1, "e", False)}
+        assert s.has_live_uploads()
+
+
+def test_gone_quiet_finds_edges_sent_live_and_last_seen_at_or_before_the_cutoff(store: EdgeStore) -> None:
+    targets = [InternetTarget(f"h{i}.example.com", (), 443) for i in range(5)]
+    store.record([edge(target=t, at=T0 + i) for i, t in enumerate(targets)])
+    store.mark_uploaded([((FRONTEND, t), T0, "d", i != 1) for i, t in enumerate(targets)], 5)
+    store.record([edge(target=targets[0], at=T0 + 100)])  # seen again since it was sent
+    quiet = store.gone_quiet(T0 + 3, 10)
+    assert [e.target for e in quiet] == [targets[2], targets[3]]  # not 0 (seen), 1 (not live), 4
+    assert store.gone_quiet(T0 + 3, 1) == quiet[:1]
+    assert quiet[0] == edge(target=targets[2], at=T0 + 2)  # the edge as stored
+    store.mark_uploaded([((FRONTEND, targets[2]), T0 + 2, "d", False)])
+    assert store.gone_quiet(T0 + 3, 10) == quiet[1:]
 
 
 def test_reset_forgets_marks_but_seq_keeps_counting(store: EdgeStore) -> None:
     store.record([edge()])
-    store.mark_uploaded([((FRONTEND, CART), T0, "abc")], 1)
+    store.mark_uploaded([((FRONTEND, CART), T0, "abc", False)], 1)
     store.reset()
     store.record([edge()])
     assert [s for s, _ in store.changed_since(store.upload_cursor(), 10)] == [2]
     assert store.upload_marks([(FRONTEND, CART)]) == {}
+    assert not store.has_live_uploads()
+
+
+def test_reset_keeps_live_marks_until_they_are_sent_quiet_from_their_key(store: EdgeStore) -> None:
+    store.record([edge(target=GOOGLE, at=T0 + 50, target_service="x"), edge(target=S3)])
+    store.mark_uploaded([((FRONTEND, GOOGLE), T0, "abc", True), ((FRONTEND, S3), T0, "d", False)], 2)
+    store.reset()
+    assert store.edges() == [] and store.has_live_uploads()
+    assert store.upload_marks([(FRONTEND, S3)]) == {}
+    # Any cutoff: the edge is gone. Its key and latest last_seen, nothing else.
+    forgotten = Edge(FRONTEND, GOOGLE, T0 + 50, T0 + 50, frozenset(), ambiguous=True)
+    assert store.gone_quiet(T0 - HOUR, 10) == [forgotten]
+    store.mark_uploaded([((FRONTEND, GOOGLE), T0 + 50, digest(forgotten), False)])
+    assert store.gone_quiet(T0, 10) == [] and not store.has_live_uploads()
 
 
 def test_a_version_1_file_is_migrated_in_place_keeping_every_edge(tmp_path: Path) -> None:
@@ -132,7 +226,37 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_edge(tmp_path: Path
         s.record([edge(client=REDIS, target=GOOGLE)])
         assert [n for n, _ in s.changed_since(3, 10)] == [4]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    db.close()
+
+
+def test_a_version_2_file_is_migrated_and_its_marks_read_as_not_live(tmp_path: Path) -> None:
+    path = tmp_path / "edges.db"
+    sent, new = edge(target=S3), edge(target=GOOGLE)
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in (*store_module._SCHEMA, *store_module._MIGRATE_2):  # version 2 as it was
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    for seq, e in enumerate((sent, new), 1):
+        row = store_module._key_row(e) + store_module._Merged(e).row() + (seq,)
+        db.execute(f"INSERT INTO edges VALUES ({', '.join('?' * len(row))})", row)
+    key = store_module._key_row(sent)[0]
+    db.execute("INSERT INTO upload_state (key, last_seen, digest) VALUES (?, ?, ?)", (key, T0, digest(sent)))
+    db.execute("UPDATE meta SET value = 3 WHERE name = 'next_seq'")
+    db.execute("UPDATE meta SET value = 1 WHERE name = 'upload_cursor'")
+    db.close()
+    with EdgeStore(path) as s:
+        assert s.upload_marks([(FRONTEND, S3)]) == {(FRONTEND, S3): (T0, digest(sent), False)}
+        assert s.upload_cursor() == 1 and not s.has_live_uploads()
+        assert sorted(s.edges(), key=repr) == sorted([sent, new], key=repr)
+        cloud = FakeCloud(s)
+        uploader(s, cloud).upload_once()  # the new edge, as live (the cursor is past the old one)
+        assert cloud.sent() == {(FRONTEND, GOOGLE): [(0, True)]}
+        s.record([sent])  # the old edge seen again: live now, marked not live, so it goes once
+        uploader(s, cloud).upload_once()
+        assert cloud.sent()[(FRONTEND, S3)] == [(0, True)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()
 
 
@@ -147,7 +271,7 @@ def test_new_edges_are_sent_once(store: EdgeStore) -> None:
     assert (result.batches, result.edges, result.duplicates) == (1, 3, 0)
     assert cloud.sent_keys() == {(FRONTEND, CART), (FRONTEND, GOOGLE), (CART, REDIS)}
     assert up.upload_once().batches == 0
-    assert len(cloud.calls) == 1
+    assert len(cloud.batches) == 1 and cloud.heartbeats == [T0]  # the first cycle's
 
 
 def test_changed_details_are_re_sent_with_the_cumulative_state(store: EdgeStore) -> None:
@@ -159,45 +283,42 @@ def test_changed_details_are_re_sent_with_the_cumulative_state(store: EdgeStore)
         [edge(at=T0 + 1, methods=frozenset({Method.ISTIO}), http=(HttpResource("/cart", ("GET",)),))]
     )
     assert up.upload_once().batches == 1
-    sent = edge_from_dict(cloud.calls[-1][2][0])
+    sent = edge_from_dict(cloud.batches[-1].edges[0])
     assert sent.methods == {Method.TCP, Method.ISTIO}
     assert sent.http == (HttpResource("/cart", ("GET",)),)
     assert sent.count == 4 and sent.last_seen == T0 + 1
-
-
-def test_last_seen_within_the_granularity_is_not_re_sent_past_it_is(store: EdgeStore) -> None:
-    cloud = FakeCloud()
-    store.record([edge()])
-    up = uploader(store, cloud, granularity=HOUR)
-    up.upload_once()
-    for minutes in (1, 10, 59):
-        store.record([edge(at=T0 + minutes * 60)])
-        result = up.upload_once()
-        assert (result.batches, result.skipped) == (0, 1)
-    assert len(cloud.calls) == 1
-    store.record([edge(at=T0 + HOUR)])
-    assert up.upload_once().batches == 1
-    assert edge_from_dict(cloud.calls[-1][2][0]).last_seen == T0 + HOUR
-    store.record([edge(at=T0 + HOUR + 600)])  # measured from the last upload, not the first
-    assert up.upload_once().batches == 0
 
 
 def test_wanted_compares_the_digest_not_the_count_or_times() -> None:
     up = Uploader.__new__(Uploader)
     up.granularity = HOUR
     base = edge()
-    assert up.wanted(base, None)
-    assert not up.wanted(edge(at=T0 + 5, count=9), (T0, digest(base)))
-    assert up.wanted(edge(target_service="cart"), (T0, digest(base)))
-    assert up.wanted(edge(ambiguous=True), (T0, digest(base)))
-    assert up.wanted(edge(at=T0 + HOUR), (T0, digest(base)))
+    now = T0 + 10
+    assert up.wanted(base, None, now)
+    assert not up.wanted(edge(at=T0 + 5, count=9), (T0, digest(base), True), now)
+    assert up.wanted(edge(target_service="cart"), (T0, digest(base), True), now)
+    assert up.wanted(edge(ambiguous=True), (T0, digest(base), True), now)
+
+
+def test_wanted_by_liveness_now_and_when_last_sent() -> None:
+    up = Uploader.__new__(Uploader)
+    up.granularity = HOUR
+    d = digest(edge())
+    now = T0 + 3 * HOUR
+    live, quiet = edge(at=now - HOUR + 1), edge(at=now - HOUR)  # live: seen less than 1 h ago
+    assert up.is_live(live, now) and not up.is_live(quiet, now)
+    assert not up.wanted(live, (T0, d, True), now)  # the heartbeat keeps it current
+    assert up.wanted(live, (T0, d, False), now)  # it came back
+    assert up.wanted(quiet, (T0, d, True), now)  # it went quiet
+    assert up.wanted(quiet, (T0, d, False), now)  # seen since it was sent (quiet)
+    assert not up.wanted(quiet, (quiet.last_seen, d, False), now)  # nothing new
 
 
 def test_batches_hold_at_most_batch_size_edges(store: EdgeStore) -> None:
     cloud = FakeCloud()
     store.record([edge(target=InternetTarget(f"h{i}.example.com", (), 443)) for i in range(1200)])
     result = uploader(store, cloud).upload_once()
-    assert [len(c[2]) for c in cloud.calls] == [MAX_BATCH, MAX_BATCH, 200]
+    assert [len(c.edges) for c in cloud.batches] == [MAX_BATCH, MAX_BATCH, 200]
     assert (result.batches, result.edges) == (3, 1200)
     with pytest.raises(ValueError, match="batch_size"):
         Uploader(store, cloud, batch_size=501)
@@ -213,12 +334,13 @@ def test_batch_ids_are_deterministic_and_depend_on_content(tmp_path: Path) -> No
             s.record([edge(target=GOOGLE), edge()])  # another order, same content
             cloud = FakeCloud()
             uploader(s, cloud).upload_once()
-            ids.append(cloud.calls[0][0])
+            ids.append(cloud.batches[0].batch_id)
     assert ids[0] == ids[1]
     one = [{"x": 1}, {"y": 2}]
     assert batch_id(False, one) == batch_id(False, one[::-1])
     assert batch_id(False, one) != batch_id(True, one)
     assert batch_id(False, one) != batch_id(False, [{"x": 2}, {"y": 2}])
+    assert batch_id(False, [{"x": 1, "live": True}]) != batch_id(False, [{"x": 1, "live": False}])
 
 
 def test_a_crash_between_send_and_mark_re_sends_the_same_batch_id(
@@ -236,7 +358,7 @@ def test_a_crash_between_send_and_mark_re_sends_the_same_batch_id(
     monkeypatch.undo()
     result = uploader(store, cloud).upload_once()  # the restarted mapper
     assert (result.batches, result.duplicates) == (1, 1)
-    assert cloud.calls[0][0] == cloud.calls[1][0] and len(cloud.stored) == 1
+    assert cloud.batches[0].batch_id == cloud.batches[1].batch_id and len(cloud.stored) == 1
     assert uploader(store, cloud).upload_once().batches == 0
 
 
@@ -251,7 +373,8 @@ def test_retries_within_a_cycle_and_one_warning_per_outage(
     store.record([edge()])
     with caplog.at_level(logging.INFO, logger="agent.mapper.uploader"):
         result = uploader(store, cloud, retry_attempts=3).upload_once()
-    assert result.batches == 1 and len(cloud.calls) == 3
+    assert result.batches == 1 and len(cloud.batches) == 3
+    assert result.heartbeats == 1 and len(cloud.calls) == 4
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "refused" in warnings[0].getMessage()
     assert any("reachable again" in r.getMessage() for r in caplog.records)
@@ -285,8 +408,8 @@ def test_anonymized_batches_carry_no_names(store: EdgeStore) -> None:
     cloud = FakeCloud()
     store.record([edge(target_service="cartservice"), edge(target=S3), edge(target=GOOGLE)])
     uploader(store, cloud, anonymizer=Anonymizer(b"k" * 32)).upload_once()
-    _, anonymized, edges = cloud.calls[0]
-    assert anonymized
+    _, anonymized, edges, _ = cloud.calls[0]
+    assert anonymized and cloud.calls[1].anonymized  # the heartbeat too
     text = repr(edges)
     for name in ("shop", "frontend", "cartservice", "orders", "google"):
         assert name not in text
@@ -308,3 +431,235 @@ def test_the_thread_uploads_every_interval_and_stops(store: EdgeStore) -> None:
     finally:
         up.stop()
     assert up._thread is None
+
+
+# ------------------------------------------------------------------ liveness and heartbeats
+
+MINUTE = 60.0
+
+
+def crash(*_: object, **__: object) -> None:
+    raise KeyboardInterrupt  # the process dies
+
+
+def simulate(
+    store: EdgeStore, up: Uploader, clock: Clock, minutes: range, seen: dict[str, list[Edge]] | None = None
+) -> None:
+    """Each simulated minute: record what ``seen`` holds for it (by minute), then one cycle."""
+    for minute in minutes:
+        clock.now = T0 + minute * MINUTE
+        edges = (seen or {}).get(str(minute), [])
+        if edges:
+            store.record(edges)
+        up.upload_once()
+
+
+def steady(*targets: object, minutes: range) -> dict[str, list[Edge]]:
+    return {str(m): [edge(target=t, at=T0 + m * MINUTE) for t in targets] for m in minutes}
+
+
+def test_a_steady_edge_is_sent_once_then_only_heartbeats_keep_it_current(store: EdgeStore) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    up = uploader(store, cloud, clock=clock, granularity=HOUR)
+    simulate(store, up, clock, range(3 * 60 + 1), steady(CART, minutes=range(3 * 60 + 1)))
+    assert cloud.sent() == {(FRONTEND, CART): [(0, True)]}  # one edge write in three hours
+    assert [h - T0 for h in cloud.heartbeats] == [0, HOUR, 2 * HOUR, 3 * HOUR]
+    assert [c.batch_id for c in cloud.calls[1:]] == [
+        "heartbeat-2026-05-28T20:26:40.000000Z",
+        "heartbeat-2026-05-28T21:26:40.000000Z",
+        "heartbeat-2026-05-28T22:26:40.000000Z",
+        "heartbeat-2026-05-28T23:26:40.000000Z",
+    ]
+
+
+def test_an_edge_that_goes_quiet_is_sent_once_not_live_and_when_it_comes_back_live(
+    store: EdgeStore,
+) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    up = uploader(store, cloud, clock=clock, granularity=HOUR)
+    seen = steady(CART, minutes=range(11)) | steady(CART, minutes=range(180, 181))
+    results = []
+    for minute in range(241):
+        clock.now = T0 + minute * MINUTE
+        if str(minute) in seen:
+            store.record(seen[str(minute)])
+        results.append(up.upload_once())
+    # live at 0; quiet with its true last_seen (minute 10) an hour after it; back at 180; quiet at 240
+    assert cloud.sent() == {(FRONTEND, CART): [(0, True), (600, False), (10800, True), (10800, False)]}
+    assert [r.quiet for r in results].count(1) == 2 and results[70].quiet == 1
+    assert results[240].quiet == 1
+    # a heartbeat only while the cloud holds it live: 0, 60 (it was seen at 10), 180 (it came back)
+    assert [h - T0 for h in cloud.heartbeats] == [0, HOUR, 3 * HOUR]
+    assert cloud.live == {(FRONTEND, CART): False}
+
+
+def test_no_heartbeat_comes_before_the_idle_marking_it_would_contradict(store: EdgeStore) -> None:
+    """At minute 60 redis (seen at 0 only) goes quiet and a heartbeat is due: the quiet batch first."""
+    clock = Clock()
+    cloud = FakeCloud(store)  # raises on a heartbeat vouching for an edge it holds live wrongly
+    up = uploader(store, cloud, clock=clock, granularity=HOUR)
+    seen = steady(CART, minutes=range(61))
+    seen["0"].append(edge(target=REDIS))
+    simulate(store, up, clock, range(61), seen)
+    calls = [(c.seen_at is not None, c.seen_at or edge_from_dict(c.edges[0]).target) for c in cloud.calls]
+    assert calls == [(False, CART), (True, T0), (False, REDIS), (True, T0 + HOUR)]
+    assert cloud.sent()[(FRONTEND, REDIS)] == [(0, True), (0, False)]
+
+
+def test_hours_of_mixed_traffic_send_only_what_changed_and_keep_the_heartbeat_honest(
+    store: EdgeStore,
+) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    up = uploader(store, cloud, clock=clock, granularity=HOUR)
+    seen: dict[str, list[Edge]] = {}
+    for minute in range(301):
+        at = T0 + minute * MINUTE
+        now = [edge(target=CART, at=at)]  # steady
+        if minute <= 30:
+            now.append(edge(target=REDIS, at=at))  # stops after half an hour
+        if minute % 90 == 0:
+            now.append(edge(target=S3, at=at))  # every 90 minutes: longer than the granularity
+        if minute >= 120:  # appears at 2 h, with a new method from 2.5 h
+            methods = {Method.TCP, Method.ISTIO} if minute >= 150 else {Method.TCP}
+            now.append(edge(target=GOOGLE, at=at, methods=frozenset(methods)))
+        seen[str(minute)] = now
+    simulate(store, up, clock, range(301), seen)
+    assert cloud.sent() == {
+        (FRONTEND, CART): [(0, True)],
+        (FRONTEND, REDIS): [(0, True), (1800, False)],
+        (FRONTEND, S3): [
+            (0, True),
+            (0, False),
+            (5400, True),
+            (5400, False),
+            (10800, True),
+            (10800, False),
+            (16200, True),
+        ],
+        (FRONTEND, GOOGLE): [(7200, True), (9000, True)],
+    }
+    assert [h - T0 for h in cloud.heartbeats] == [0, HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 5 * HOUR]
+    # As the cloud reads it, every edge's last_seen is within the granularity of the truth.
+    heartbeat = cloud.heartbeats[-1]
+    for key, sent in cloud.sent().items():
+        last, live = T0 + sent[-1][0], sent[-1][1]
+        read = max(last, heartbeat) if live else last
+        truth = {e.key: e.last_seen for e in store.edges()}[key]
+        assert abs(read - truth) < HOUR, key
+
+
+def test_a_restart_keeps_the_marks_and_sends_a_heartbeat_right_away(tmp_path: Path) -> None:
+    clock = Clock()
+    with EdgeStore.in_dir(tmp_path) as store:
+        cloud = FakeCloud(store)
+        simulate(
+            store, uploader(store, cloud, clock=clock), clock, range(10), steady(CART, minutes=range(10))
+        )
+    with EdgeStore.in_dir(tmp_path) as store:
+        cloud.store = store
+        up = uploader(store, cloud, clock=clock)
+        simulate(store, up, clock, range(10, 71), steady(CART, minutes=range(10, 71)))
+        assert cloud.sent() == {(FRONTEND, CART): [(0, True)]}  # no re-send after the restart
+        assert [h - T0 for h in cloud.heartbeats] == [0, 10 * MINUTE, 10 * MINUTE + HOUR]
+
+
+def test_a_crash_after_sending_an_edge_quiet_then_its_return_re_sends_it_live(
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    store.record([edge()])
+    uploader(store, cloud, clock=clock).upload_once()
+    clock.now = T0 + HOUR
+    monkeypatch.setattr(store, "mark_uploaded", crash)  # after the cloud stored the quiet batch
+    with pytest.raises(KeyboardInterrupt):
+        uploader(store, cloud, clock=clock).upload_once()
+    monkeypatch.undo()
+    assert cloud.live == {(FRONTEND, CART): False}
+    assert store.upload_marks([(FRONTEND, CART)])[(FRONTEND, CART)][2] is False  # maybe live
+    clock.now = T0 + HOUR + MINUTE
+    store.record([edge(at=clock.now)])  # it came back while the mapper was down
+    result = uploader(store, cloud, clock=clock).upload_once()  # the restarted mapper
+    assert cloud.sent() == {(FRONTEND, CART): [(0, True), (0, False), (HOUR + MINUTE, True)]}
+    assert cloud.live == {(FRONTEND, CART): True} and result.heartbeats == 1
+
+
+def test_a_crash_after_sending_an_edge_quiet_re_sends_the_same_batch_if_still_quiet(
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    store.record([edge()])
+    uploader(store, cloud, clock=clock).upload_once()
+    clock.now = T0 + HOUR
+    monkeypatch.setattr(store, "mark_uploaded", crash)
+    with pytest.raises(KeyboardInterrupt):
+        uploader(store, cloud, clock=clock).upload_once()
+    monkeypatch.undo()
+    clock.now = T0 + 2 * HOUR
+    result = uploader(store, cloud, clock=clock).upload_once()
+    assert (result.batches, result.duplicates, result.quiet, result.heartbeats) == (1, 1, 1, 0)
+    assert cloud.batches[1].batch_id == cloud.batches[2].batch_id
+    assert not store.has_live_uploads() and store.gone_quiet(clock.now, 10) == []
+
+
+def test_a_reset_sends_the_forgotten_live_edges_quiet_before_any_heartbeat(store: EdgeStore) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)  # a heartbeat vouching for an edge not in the store fails
+    up = uploader(store, cloud, clock=clock)
+    store.record([edge(), edge(target=GOOGLE, target_service="www")])
+    up.upload_once()
+    clock.now = T0 + 5 * MINUTE
+    store.record([edge(at=clock.now)])
+    store.reset()
+    store.record([edge(target=REDIS, at=clock.now)])
+    result = up.upload_once()
+    assert (result.quiet, result.edges) == (2, 3)
+    sent = cloud.sent()
+    assert sent[(FRONTEND, CART)] == [(0, True), (5 * MINUTE, False)]  # its latest last_seen
+    assert sent[(FRONTEND, GOOGLE)] == [(0, True), (0, False)]
+    assert sent[(FRONTEND, REDIS)] == [(5 * MINUTE, True)]
+    forgotten = edge_from_dict(cloud.batches[1].edges[0])
+    assert (forgotten.methods, forgotten.count, forgotten.ambiguous) == (frozenset(), 1, True)
+    simulate(store, up, clock, range(6, 66), steady(REDIS, minutes=range(6, 66)))
+    assert [h - T0 for h in cloud.heartbeats] == [0, HOUR]
+
+
+def test_no_heartbeat_without_live_edges(store: EdgeStore) -> None:
+    cloud = FakeCloud(store)
+    store.record([edge(at=T0 - 2 * HOUR)])  # e.g. reported late, or after a long outage
+    result = uploader(store, cloud).upload_once()
+    assert cloud.sent() == {(FRONTEND, CART): [(-2 * HOUR, False)]}
+    assert (result.heartbeats, cloud.heartbeats) == (0, [])
+
+
+def test_a_failed_heartbeat_fails_the_cycle_and_goes_out_with_the_next(store: EdgeStore) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    up = uploader(store, cloud, clock=clock, retry_attempts=2)
+    simulate(store, up, clock, range(60), steady(CART, minutes=range(60)))
+    clock.now = T0 + HOUR
+    cloud.failures = [CloudUnavailable("down"), CloudUnavailable("down")]
+    with pytest.raises(CloudUnavailable):
+        up.upload_once()
+    assert cloud.heartbeats == [T0, T0 + HOUR, T0 + HOUR]  # two attempts
+    clock.now = T0 + HOUR + MINUTE
+    assert up.upload_once().heartbeats == 1
+    assert cloud.heartbeats[-1] == T0 + HOUR + MINUTE
+    assert up.upload_once().heartbeats == 0
+
+
+def test_the_idle_sweep_sends_at_most_batch_size_edges_per_batch(store: EdgeStore) -> None:
+    clock = Clock()
+    cloud = FakeCloud(store)
+    store.record([edge(target=InternetTarget(f"h{i}.example.com", (), 443)) for i in range(1200)])
+    up = uploader(store, cloud, clock=clock)
+    up.upload_once()
+    clock.now = T0 + HOUR
+    result = up.upload_once()
+    assert [len(c.edges) for c in cloud.batches] == [500, 500, 200, 500, 500, 200]
+    assert (result.batches, result.quiet, result.heartbeats) == (3, 1200, 0)
+    assert not any(d["live"] for c in cloud.batches[3:] for d in c.edges)
