@@ -1,25 +1,26 @@
-"""The embedded cloud store: one SQLite file (WAL), for local use and small deployments.
+"""The embedded cloud store: one SQLite file (WAL), for local use and single-machine deployments.
 
 One connection guarded by a lock (thread-safe); each ingest is one transaction, so a batch's
-marker and its edge upserts commit together or not at all. Checkpoints (copying the WAL back into
-the database file, with its fsyncs) run on a thread of their own (:class:`_Checkpointer`) after
-writes, not inside a writer's COMMIT: they were a third of an ingest's time. The schema is versioned with
+marker and its edges commit together or not at all. The schema is versioned with
 ``PRAGMA user_version``; a file of a newer version is refused.
 
-Edges are rows keyed by (cluster number, 16-byte key hash) holding the edge's canonical JSON, its
-``live`` flag, and a few columns beside it for filtering (client and workload-target
-namespace/name, methods, last seen). A cluster's number is its ``clusters.num`` (an explicit
-INTEGER PRIMARY KEY, so VACUUM keeps it); ``clusters.heartbeat`` is its latest ``seen_at``.
+Edges are rows (``id``: appended in order) holding the edge's canonical JSON, its ``live`` flag,
+its cluster number and 16-byte key hash, and a few columns for filtering (client and
+workload-target namespace/name, methods, last seen). A key is unique within its cluster by the
+in-memory :class:`~cloud_functions.store.keyindex.KeyIndex`, not by a UNIQUE index (whose random
+pages were most of each commit's writes), so new edges are plain appends. Checkpoints run on a
+thread of their own (:class:`~cloud_functions.store.checkpoints.Checkpointer`), not inside a
+writer's COMMIT. A cluster's number is its ``clusters.num`` (an explicit INTEGER PRIMARY KEY, so
+VACUUM keeps it); ``clusters.heartbeat`` is its latest ``seen_at``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,26 +46,27 @@ from cloud_functions.store.base import (
     parse_role,
     sort_stored,
 )
-
-log = logging.getLogger(__name__)
+from cloud_functions.store.checkpoints import Checkpointer
+from cloud_functions.store.keyindex import KeyIndex
 
 SCHEMA_VERSION = 3
+CHECKPOINT_EVERY = 1000
+"""Row writes between nudges of the checkpointer (a few MB of WAL)."""
 TELEMETRY_KEPT = 10_000
 """Telemetry rows kept; older ones are dropped as new ones arrive."""
 
 EDGES_TABLE = """
 CREATE TABLE {name} (
-    cluster INTEGER NOT NULL, key BLOB NOT NULL, edge TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, cluster INTEGER NOT NULL, key BLOB NOT NULL, edge TEXT NOT NULL,
     client_namespace TEXT NOT NULL, client_name TEXT NOT NULL, target_namespace TEXT, target_name TEXT,
-    methods TEXT NOT NULL, last_seen REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (cluster, key))
+    methods TEXT NOT NULL, last_seen REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0)
 """
+EDGES_INDEX = "CREATE INDEX {name}_cluster ON {name} (cluster)"
 # Version 1 kept edges in a WITHOUT ROWID table keyed by (tenant, cluster, key hash): its ~500-byte
 # rows sat in key-hash (random) order, so a batch's inserts rewrote a page per edge. Version 2
-# appends rows (rowid order) and keeps only the key in the unique index. Version 3 shrinks that
-# key from two ids and 32 hex characters to (cluster number, 16 bytes): the index entries a batch
-# dirties at random are what each commit (and checkpoint) writes, so smaller entries mean fewer
-# pages (-30% time per ingested edge, bench/bench_cloud_ingest.py); and adds liveness.
+# appended rows (rowid order) but kept a UNIQUE index on the random keys, whose scattered pages
+# were most of what each commit wrote. Version 3 keeps the keys' uniqueness in memory (KeyIndex),
+# indexes rows by cluster number only (entries appended too), and adds liveness.
 
 _CLUSTERS_TABLE = """
 CREATE TABLE {name} (
@@ -87,6 +89,8 @@ CREATE TABLE telemetry (
 """
     + EDGES_TABLE.format(name="edges")
     + ";"
+    + EDGES_INDEX.format(name="edges")
+    + ";"
     + _CLUSTERS_TABLE.format(name="clusters")
 )
 
@@ -103,29 +107,26 @@ _MIGRATE_FROM_2 = (
     "INSERT INTO clusters_3 (tenant_id, id, name, created_at)"
     " SELECT tenant_id, id, name, created_at FROM clusters ORDER BY tenant_id, id",
     EDGES_TABLE.format(name="edges_3"),
-    "INSERT INTO edges_3 SELECT c.num, nm_unhex(e.key_hash), e.edge, e.client_namespace, e.client_name,"
-    " e.target_namespace, e.target_name, e.methods, e.last_seen, 0"
+    "INSERT INTO edges_3 (cluster, key, edge, client_namespace, client_name, target_namespace, target_name,"
+    " methods, last_seen) SELECT c.num, nm_unhex(e.key_hash), e.edge, e.client_namespace, e.client_name,"
+    " e.target_namespace, e.target_name, e.methods, e.last_seen"
     " FROM edges e JOIN clusters_3 c ON c.tenant_id = e.tenant_id AND c.id = e.cluster_id",
     "DROP TABLE edges",
     "ALTER TABLE edges_3 RENAME TO edges",
+    EDGES_INDEX.format(name="edges"),
     "DROP TABLE clusters",
     "ALTER TABLE clusters_3 RENAME TO clusters",
 )
 
-_UPSERT_EDGE = """
-INSERT INTO edges (cluster, key, edge, client_namespace, client_name, target_namespace, target_name,
-                   methods, last_seen, live)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (cluster, key) DO UPDATE SET
-    edge = excluded.edge, methods = excluded.methods, last_seen = excluded.last_seen, live = excluded.live
-"""
+_INSERT_EDGE = "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPDATE_EDGE = "UPDATE edges SET edge = ?, methods = ?, last_seen = ?, live = ? WHERE id = ?"
 
 
 @functools.lru_cache(maxsize=64)
 def _select_stored(count: int) -> str:
-    """The stored (key, edge, live) of ``count`` keys of one cluster (bound as blobs)."""
+    """The stored (id, edge, live) of ``count`` row ids."""
     marks = ", ".join("?" * count)
-    return f"SELECT key, edge, live FROM edges WHERE cluster = ? AND key IN ({marks})"  # noqa: S608
+    return f"SELECT id, edge, live FROM edges WHERE id IN ({marks})"  # noqa: S608
 
 
 class SqliteGraphStore:
@@ -135,6 +136,9 @@ class SqliteGraphStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._writes = 0
+        self._checkpointed = 0  # self._writes at the last nudge of the checkpointer
+        self._keys = KeyIndex()
+        self._checkpointer = Checkpointer(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -170,8 +174,6 @@ class SqliteGraphStore:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("PRAGMA foreign_keys=ON")
 
-        self._checkpointer = _Checkpointer(self.path)
-
     def close(self) -> None:
         self._checkpointer.close()
         with self._lock:
@@ -190,13 +192,20 @@ class SqliteGraphStore:
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction under the lock; ``self._on_commit`` actions run after its COMMIT,
+        still under the lock (so no other writer sees the key index without them)."""
         with self._lock:
+            self._on_commit: list[Callable[[], None]] = []
             try:
                 with self._transaction() as db:
                     yield db
             except sqlite3.Error as error:
                 raise StoreError(f"sqlite store {self.path}: {error}") from error
-        self._checkpointer.nudge()
+            for action in self._on_commit:
+                action()
+            if self._writes - self._checkpointed >= CHECKPOINT_EVERY:
+                self._checkpointed = self._writes
+                self._checkpointer.nudge()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -331,20 +340,40 @@ class SqliteGraphStore:
                 self._writes += 1
             if not incoming:
                 return IngestResult(stored=True, edges_written=0)
-            keys = [bytes.fromhex(key) for key in incoming]
-            stored = {
-                key: (text, live)
-                for key, text, live in db.execute(_select_stored(len(keys)), (num, *keys)).fetchall()
-            }
-            rows = []
-            for key, encoded in zip(keys, incoming.values(), strict=True):
-                text, live = stored.get(key, (None, 0))
+            updated, added = self._write_edges(db, num, incoming)
+            self._writes += updated + len(added)
+            self._on_commit.append(lambda: self._keys.add(num, added))
+        return IngestResult(stored=True, edges_written=updated + len(added))
+
+    def _write_edges(
+        self, db: sqlite3.Connection, num: int, incoming: dict[str, EncodedEdge]
+    ) -> tuple[int, list[tuple[bytes, int]]]:
+        """Append the new edges, merge the known ones: (rows updated, [(key, id) appended])."""
+        self._keys.check(db)
+        known = self._keys.keys(db, num)
+        next_id = self._keys.next_id(db)
+        rows, added, existing = [], [], []
+        for hex_key, encoded in incoming.items():
+            key = bytes.fromhex(hex_key)
+            found = known.get(key)
+            if found is None:
+                rows.append((next_id, num, key, encoded.text, *encoded.row, encoded.live))
+                added.append((key, next_id))
+                next_id += 1
+            else:
+                existing.append((found, encoded))
+        db.executemany(_INSERT_EDGE, rows)
+        updates = []
+        if existing:
+            sql = _select_stored(len(existing))
+            stored = {i: (text, live) for i, text, live in db.execute(sql, [i for i, _ in existing])}
+            for row_id, encoded in existing:
+                text, live = stored[row_id]
                 merged = merged_encoded(text, encoded, bool(live))
                 if merged is not None:
-                    rows.append((num, key, merged.text, *merged.row, merged.live))
-            db.executemany(_UPSERT_EDGE, rows)
-            self._writes += len(rows)
-        return IngestResult(stored=True, edges_written=len(rows))
+                    updates.append((merged.text, merged.row[4], merged.row[5], merged.live, row_id))
+            db.executemany(_UPDATE_EDGE, updates)
+        return len(updates), added
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
         sql = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
@@ -411,55 +440,6 @@ class SqliteGraphStore:
             "SELECT cluster_hash, received_at, body FROM telemetry ORDER BY received_at DESC, id DESC LIMIT ?"
         )
         return [(h, t, bytes(b)) for h, t, b in self._rows(sql, (limit,))]
-
-
-class _Checkpointer:
-    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection and daemon thread whenever
-    nudged (nudges during a checkpoint coalesce into one more). A passive checkpoint never blocks
-    the writer; on two cores it runs beside it (sqlite3 releases the GIL while SQLite works)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._wake = threading.Event()
-        self._closing = False
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def nudge(self) -> None:
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None and not self._closing:
-                    self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-                    self._thread.start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        try:
-            db = sqlite3.connect(self._path, isolation_level=None)
-        except sqlite3.Error as error:
-            log.warning(
-                "sqlite store %s: no checkpoint thread (%s); the writer checkpoints", self._path, error
-            )
-            return
-        try:
-            db.execute("PRAGMA busy_timeout=5000")
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._closing:
-                    return
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as error:  # e.g. busy: the next nudge (or the writer) catches up
-                    log.warning("sqlite store %s: checkpoint failed: %s", self._path, error)
-        finally:
-            db.close()
-
-    def close(self, timeout: float = 10.0) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 _SELECT_TOKENS = "SELECT token_hash, tenant_id, token_id, role, cluster_id, created_at FROM tokens"
