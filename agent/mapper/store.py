@@ -7,17 +7,11 @@ through :meth:`EdgeStore.edges`: to the GraphQL queries (``serviceIntents``, ``i
 exporters (ClientIntents, NetworkPolicy, IAM) behind the CLI, and the cloud uploader.
 ``resetCapture`` is :meth:`EdgeStore.reset`.
 
-Storage: one row per edge key (client, target), in ``<data_dir>/edges.db``. The target union is
-flattened into a ``target_kind`` column (``workload`` | ``internet`` | ``aws``) plus that kind's
-fields; the row's primary key is the canonical JSON of the whole key. Set-like details (methods,
-HTTP resources, Kafka topics, AWS actions) are canonical (sorted) JSON columns.
-
-Merging (:meth:`EdgeStore.record`), per key: first_seen = min, last_seen = max, count = sum,
-methods and AWS actions = union, HTTP resources merged by path with methods unioned, Kafka topics
-merged by name with operations unioned (all come back sorted), target_service = the non-empty
-value seen with the newest ``last_seen`` (an empty one never erases a known service), and
-ambiguous = AND: one unambiguous sighting pins the edge to its client for good, since an
-ambiguous sighting of an already-proven edge adds no doubt about that edge.
+Storage: one row per edge key (client, target), in ``<data_dir>/edges.db``; how an edge is
+encoded in its row, and the merge rules :meth:`EdgeStore.record` applies per key, are in
+:mod:`agent.mapper.edgerows`; the tables and the migrations of older files in
+:mod:`agent.mapper.storeschema`. This module holds the connections, the transactions and the
+queries.
 
 Change tracking (for the cloud uploader, :mod:`agent.mapper.uploader`): every row written by
 ``record`` gets the next ``seq`` from a persistent counter (``meta.next_seq``, never reset, so a
@@ -39,8 +33,6 @@ a write is in progress.
 
 from __future__ import annotations
 
-import functools
-import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator
@@ -48,80 +40,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.mapper import uploads
+from agent.mapper import storeschema, uploads
+from agent.mapper.edgerows import IDENTITY_COLUMNS as _IDENTITY_COLUMNS
+from agent.mapper.edgerows import MERGED_COLUMNS as _MERGED_COLUMNS
+from agent.mapper.edgerows import Merged as _Merged
+from agent.mapper.edgerows import dumps as _dumps
+from agent.mapper.edgerows import edge_of as _edge
+from agent.mapper.edgerows import forgotten as _forgotten
+from agent.mapper.edgerows import key_columns as _key_columns
+from agent.mapper.edgerows import key_row as _key_row
+from agent.mapper.storeschema import SCHEMA_VERSION
 from agent.mapper.uploads import UploadMark
-from agent.model import (
-    AwsTarget,
-    Edge,
-    HttpResource,
-    InternetTarget,
-    KafkaTopic,
-    Method,
-    Target,
-    WorkloadIdentity,
-)
+from agent.model import Edge, Target, WorkloadIdentity
 
 FILENAME = "edges.db"
-SCHEMA_VERSION = 3
 _MAX_IDLE_READERS = 8
 _BUSY_TIMEOUT = 30.0
 
-_SCHEMA = (
-    """
-CREATE TABLE edges (
-    key TEXT PRIMARY KEY,
-    client_namespace TEXT NOT NULL,
-    client_name TEXT NOT NULL,
-    client_kind TEXT NOT NULL,
-    target_kind TEXT NOT NULL CHECK (target_kind IN ('workload', 'internet', 'aws')),
-    target_namespace TEXT NOT NULL,
-    target_name TEXT NOT NULL,
-    target_workload_kind TEXT NOT NULL,
-    target_dns_name TEXT NOT NULL,
-    target_ips TEXT NOT NULL,
-    target_port INTEGER NOT NULL,
-    target_arn TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    methods TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    http TEXT NOT NULL,
-    kafka_topics TEXT NOT NULL,
-    aws_actions TEXT NOT NULL,
-    target_service TEXT NOT NULL,
-    target_service_seen REAL NOT NULL,
-    ambiguous INTEGER NOT NULL
-) WITHOUT ROWID""",
-    "CREATE INDEX edges_client_namespace ON edges (client_namespace)",
-)
-# Version 1 → 2: change tracking. Also run, after _SCHEMA, to create a new file.
-_MIGRATE_2 = (
-    "ALTER TABLE edges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
-    "CREATE INDEX edges_seq ON edges (seq)",
-    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-    "INSERT INTO meta (name, value) VALUES ('next_seq', 1), ('upload_cursor', 0)",
-    """
-CREATE TABLE upload_state (
-    key TEXT PRIMARY KEY,
-    last_seen REAL NOT NULL,
-    digest TEXT NOT NULL
-) WITHOUT ROWID""",
-)
-# Version 2 → 3: the live flag last sent (agent.mapper.uploads); existing marks read as not live,
-# so the next upload re-sends a live edge once. Also run, after _MIGRATE_2, for the older files.
-_MIGRATE_3 = (
-    "ALTER TABLE upload_state ADD COLUMN live INTEGER NOT NULL DEFAULT 0",
-    "CREATE INDEX upload_state_live ON upload_state (key) WHERE live != 0",
-)
-_IDENTITY_COLUMNS = (
-    "key, client_namespace, client_name, client_kind, target_kind, target_namespace, target_name,"
-    " target_workload_kind, target_dns_name, target_ips, target_port, target_arn"
-)
-_MERGED_COLUMNS = (
-    "first_seen, last_seen, methods, count, http, kafka_topics, aws_actions,"
-    " target_service, target_service_seen, ambiguous"
-)
-# The statements below are assembled from the column-name constants above, never from input.
+# The statements below are assembled from edgerows' column-name constants, never from input.
 _VALUES = ", ".join("?" * 22)
 _SET = ", ".join(f"{c} = excluded.{c}" for c in _MERGED_COLUMNS.replace(" ", "").split(","))
 _UPSERT = f"INSERT INTO edges ({_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}, seq) VALUES ({_VALUES}, ?)"  # noqa: S608
@@ -143,156 +79,6 @@ UploadKey = tuple[WorkloadIdentity, Target]
 
 class StoreError(RuntimeError):
     """The edge store cannot be used: unreadable or foreign file, unknown schema, or closed."""
-
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
-_EMPTY = "[]"
-
-
-@functools.lru_cache(maxsize=256)
-def _methods_json(methods: frozenset[str]) -> str:
-    return _dumps(sorted(methods))
-
-
-@functools.lru_cache(maxsize=256)
-def _methods_of(column: str) -> frozenset[Method]:
-    return frozenset(Method(m) for m in json.loads(column))
-
-
-def _named_json(named: dict[str, set[str]]) -> str:
-    return _dumps([[k, sorted(v)] for k, v in sorted(named.items())]) if named else _EMPTY
-
-
-def _loads(column: str) -> Any:
-    return json.loads(column) if column != _EMPTY else ()
-
-
-def _key_row(edge: Edge) -> tuple[Any, ...]:
-    """The key and identity columns of an edge (the first 12 columns of a row)."""
-    return _key_columns(edge.client, edge.target)
-
-
-def _key_columns(c: WorkloadIdentity, t: Target) -> tuple[Any, ...]:
-    if isinstance(t, WorkloadIdentity):
-        target: tuple[Any, ...] = ("workload", t.namespace, t.name, t.kind, "", (), 0, "")
-    elif isinstance(t, InternetTarget):
-        target = ("internet", "", "", "", t.dns_name, t.ips, t.port, "")
-    elif isinstance(t, AwsTarget):
-        target = ("aws", "", "", "", "", (), 0, t.arn)
-    else:  # pragma: no cover - the Target union is closed
-        raise TypeError(f"unknown edge target {t!r}")
-    key = _dumps([c.namespace, c.name, c.kind, *target])
-    ips = _dumps(target[5]) if target[5] else _EMPTY
-    return (key, c.namespace, c.name, c.kind, *target[:5], ips, *target[6:])
-
-
-class _Merged:
-    """One key's merged values while a batch is applied: the stored row, then each new edge."""
-
-    __slots__ = (
-        "ambiguous",
-        "aws",
-        "count",
-        "first_seen",
-        "http",
-        "kafka",
-        "last_seen",
-        "methods",
-        "service",
-        "service_seen",
-    )
-
-    def __init__(self, edge: Edge) -> None:
-        self.first_seen, self.last_seen, self.count = edge.first_seen, edge.last_seen, edge.count
-        self.methods: set[str] = {str(m) for m in edge.methods}
-        self.http: dict[str, set[str]] = {}
-        self.kafka: dict[str, set[str]] = {}
-        self.aws: set[str] = set(edge.aws_actions)
-        self.service, self.service_seen = edge.target_service, edge.last_seen
-        self.ambiguous = edge.ambiguous
-        for r in edge.http:
-            self.http.setdefault(r.path, set()).update(r.methods)
-        for t in edge.kafka_topics:
-            self.kafka.setdefault(t.name, set()).update(t.operations)
-
-    def add(self, edge: Edge) -> None:
-        self.first_seen = min(self.first_seen, edge.first_seen)
-        self.last_seen = max(self.last_seen, edge.last_seen)
-        self.count += edge.count
-        self.methods.update(str(m) for m in edge.methods)
-        for r in edge.http:
-            self.http.setdefault(r.path, set()).update(r.methods)
-        for t in edge.kafka_topics:
-            self.kafka.setdefault(t.name, set()).update(t.operations)
-        self.aws.update(edge.aws_actions)
-        self._take_service(edge.target_service, edge.last_seen)
-        self.ambiguous = self.ambiguous and edge.ambiguous
-
-    def add_stored(self, row: tuple[Any, ...]) -> None:
-        """Merge a stored row (``_MERGED_COLUMNS`` order) into this batch's values."""
-        first, last, methods, count, http, kafka, aws, service, service_seen, ambiguous = row
-        self.first_seen, self.last_seen = min(self.first_seen, first), max(self.last_seen, last)
-        self.count += count
-        self.methods.update(_methods_of(methods))
-        for name, values in _loads(http):
-            self.http.setdefault(name, set()).update(values)
-        for name, values in _loads(kafka):
-            self.kafka.setdefault(name, set()).update(values)
-        self.aws.update(_loads(aws))
-        self._take_service(service, service_seen)
-        self.ambiguous = self.ambiguous and bool(ambiguous)
-
-    def _take_service(self, service: str, seen: float) -> None:
-        if service and (not self.service or seen >= self.service_seen):
-            self.service, self.service_seen = service, seen
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.first_seen,
-            self.last_seen,
-            _methods_json(frozenset(self.methods)),
-            self.count,
-            _named_json(self.http),
-            _named_json(self.kafka),
-            _dumps(sorted(self.aws)) if self.aws else _EMPTY,
-            self.service,
-            self.service_seen,
-            int(self.ambiguous),
-        )
-
-
-def _edge(row: tuple[Any, ...]) -> Edge:
-    """Rebuild an Edge from a ``_SELECT_EDGES`` row."""
-    (_, c_ns, c_name, c_kind, kind, t_ns, t_name, t_kind, dns, ips, port, arn) = row[:12]
-    first, last, methods, count, http, kafka, aws, service, _, ambiguous = row[12:]
-    target: WorkloadIdentity | InternetTarget | AwsTarget
-    if kind == "workload":
-        target = WorkloadIdentity(t_ns, t_name, t_kind)
-    elif kind == "internet":
-        target = InternetTarget(dns, tuple(_loads(ips)), port)
-    else:
-        target = AwsTarget(arn)
-    return Edge(
-        client=WorkloadIdentity(c_ns, c_name, c_kind),
-        target=target,
-        first_seen=first,
-        last_seen=last,
-        methods=_methods_of(methods),
-        count=count,
-        http=tuple(HttpResource(p, tuple(m)) for p, m in _loads(http)),
-        kafka_topics=tuple(KafkaTopic(n, tuple(o)) for n, o in _loads(kafka)),
-        aws_actions=tuple(_loads(aws)),
-        target_service=service,
-        ambiguous=bool(ambiguous),
-    )
-
-
-def _forgotten(key: str, last_seen: float) -> Edge:
-    """The edge of a key whose row is gone: its identity and ``last_seen``, nothing else."""
-    c_ns, c_name, c_kind, kind, t_ns, t_name, t_kind, dns, ips, port, arn = json.loads(key)
-    identity = (key, c_ns, c_name, c_kind, kind, t_ns, t_name, t_kind, dns, _dumps(ips), port, arn)
-    merged = (last_seen, last_seen, _EMPTY, 1, _EMPTY, _EMPTY, _EMPTY, "", last_seen, 1)
-    return _edge(identity + merged)
 
 
 class EdgeStore:
@@ -352,8 +138,8 @@ class EdgeStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
                 return
-            if version in (1, 2):
-                self._migrate(db, version)
+            if version in storeschema.MIGRATABLE:
+                storeschema.migrate(db, version)
                 return
             if version != 0:
                 raise StoreError(
@@ -365,23 +151,7 @@ class EdgeStore:
                     f"{self.path} is an SQLite database but not an edge store (no schema version);"
                     " it was left untouched"
                 )
-            for statement in (*_SCHEMA, *_MIGRATE_2, *_MIGRATE_3):  # not executescript(): it COMMITs
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection, version: int) -> None:
-        """Version 1 or 2 → 3 in place, in the caller's transaction. 1 → 2: add change tracking,
-        number the rows; 2 → 3: add the live flag."""
-        if version == 1:
-            for statement in _MIGRATE_2:
-                db.execute(statement)
-            keys = [k for (k,) in db.execute("SELECT key FROM edges ORDER BY key")]
-            db.executemany("UPDATE edges SET seq = ? WHERE key = ?", ((i + 1, k) for i, k in enumerate(keys)))
-            db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (len(keys) + 1,))
-        for statement in _MIGRATE_3:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            storeschema.create(db)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

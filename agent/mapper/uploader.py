@@ -61,12 +61,14 @@ from agent.exports.jsonexport import edge_dict, rfc3339
 from agent.mapper.anonymize import Anonymizer
 from agent.mapper.store import EdgeStore, UploadKey
 from agent.mapper.uploads import UploadMark
+from agent.mapperclient import post_json
 from agent.model import Edge
 
 log = logging.getLogger("agent.mapper.uploader")
 
 MAX_BATCH = 500
 _dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_NO_REPLY = "HTTP 200 without the ingest reply {stored, edgesWritten}"
 
 
 class CloudError(Exception):
@@ -115,28 +117,21 @@ class HttpCloudClient:
         body: dict[str, Any] = {"batchId": batch_id, "anonymized": anonymized, "edges": edges}
         if seen_at is not None:
             body["seenAt"] = rfc3339(seen_at)
+        reply = post_json(
+            self._session,
+            self.url,
+            _dumps(body).encode(),
+            self._headers,
+            self._timeout,
+            unavailable=CloudUnavailable,
+            rejected=CloudRejected,
+            ok=(200,),
+            not_json=_NO_REPLY,
+        )
         try:
-            response = self._session.post(
-                self.url,
-                data=_dumps(body).encode(),
-                headers=self._headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout as exc:
-            raise CloudUnavailable(f"no answer within {self._timeout}s") from exc
-        except requests.RequestException as exc:
-            raise CloudUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise CloudUnavailable(f"HTTP {status}")
-        if status != 200:
-            raise CloudRejected(status, response.text[:200].strip())
-        try:
-            reply = response.json()
             return IngestResult(bool(reply["stored"]), int(reply["edgesWritten"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise CloudUnavailable("HTTP 200 without the ingest reply {stored, edgesWritten}") from exc
+            raise CloudUnavailable(_NO_REPLY) from exc
 
     def close(self) -> None:
         self._session.close()

@@ -1,25 +1,14 @@
 """The AWS cloud store: one DynamoDB table (single-table design), through an injected boto3 client.
 
-Key schema (``PK``, ``SK``: strings; ids never contain ``#``, see ``check_id``)::
-
-    PK                          SK                   attributes
-    TENANT#<tenant>             META                 name, created_at
-    TENANT#<tenant>             CLUSTER#<cluster>    name, created_at, heartbeat (latest seen_at)
-    TENANT#<tenant>             TOKENID#<token id>   token_hash, role, cluster, created_at
-    TOKEN#<token hash>          TOKEN                tenant, token_id, role, cluster, created_at
-    GRAPH#<tenant>#<cluster>    EDGE#<key hash>      edge (JSON), v (version), cns, cname, tns, tname,
-                                                     methods (string set), last_seen, live (BOOL)
-    GRAPH#<tenant>#<cluster>    BATCH#<batch id>     received_at, expires_at (TTL)
-    TELEMETRY                   <time>#<uuid>#<part> cluster_hash, content_type, received_at, parts,
-                                                     body (bytes, one part), expires_at (TTL)
+Items and keys: :mod:`cloud_functions.store.dynamoitems` (the key schema, and the pure helpers
+that build and read items; the table is made by its :func:`create_table`).
 
 Every tenant-scoped key starts with the tenant id, so a tenant's requests cannot reach another's
 items; the one unscoped item, ``TOKEN#<hash>``, is how a request finds its tenant. Each cluster's
 graph is its own partition (writes of many clusters spread out); edges are read with a Query on
 ``PK = GRAPH#<tenant>#<cluster>`` and ``begins_with(SK, "EDGE#")``, following
-``LastEvaluatedKey`` (pages are at most 1 MB), filters applied server-side. The filter
-attributes hold ``"=" + value`` (client/target namespace and name), so they are never empty:
-DynamoDB Local, like AWS before 2020, refuses empty strings; other empty strings are left out.
+``LastEvaluatedKey`` (pages are at most 1 MB), filters applied server-side on the edge items'
+filter attributes.
 
 Writes: tenants, clusters, tokens and batch markers are created with ``attribute_not_exists``
 conditions (a token's two items and a cluster with its tenant check go in one transaction).
@@ -31,7 +20,7 @@ mid-batch the retried batch is not yet marked, so it is applied again, which is 
 the merge is idempotent; only then is it marked. Two concurrent deliveries of one batch may both
 merge (harmlessly); the one that loses the marker race reports ``stored=False``. A heartbeat
 (``seen_at``) is one conditional update of the cluster item (``heartbeat < :h``), so it only rises.
-A telemetry payload (up to 1 MB; an item holds 400 KB) is split into parts of ``_PART_BYTES``
+A telemetry payload (up to 1 MB; an item holds 400 KB) is split into items of ``_PART_BYTES``
 written in one transaction. Batch markers and telemetry expire by TTL after ``RETENTION_SECONDS``
 (a batch retried later than that is merged again, harmlessly). So ``now`` must be the real
 clock: DynamoDB (Local too) deletes items whose ``expires_at`` has passed.
@@ -66,18 +55,36 @@ from cloud_functions.store.base import (
     decode_edge,
     effective,
     encode,
-    filter_fields,
     merged_encoded,
-    parse_role,
     sort_stored,
 )
+from cloud_functions.store.dynamoitems import (
+    Item,
+    _bool,
+    _edge_filter,
+    _edge_item,
+    _exists,
+    _float,
+    _graph,
+    _key,
+    _n,
+    _s,
+    _strings,
+    _suffix,
+    _telemetry_items,
+    _tenant,
+    _text,
+    _token,
+    _token_items,
+    create_table,
+)
+
+__all__ = ["RETENTION_SECONDS", "DynamoGraphStore", "create_table"]
 
 RETENTION_SECONDS = 30 * 86400
 _MERGE_ATTEMPTS = 10
 _RETRY_DEADLINE = 30.0
-_PART_BYTES = 300_000
 _NEW = "attribute_not_exists(PK)"
-Item = dict[str, Any]
 
 
 class _ConditionFailed(StoreError):
@@ -86,23 +93,6 @@ class _ConditionFailed(StoreError):
     def __init__(self, message: str, reasons: list[str]) -> None:
         super().__init__(message)
         self.reasons = reasons
-
-
-def create_table(client: Any, table_name: str) -> None:
-    """Create the store's table (on-demand billing, ``expires_at`` TTL) and wait until it is active."""
-    client.create_table(
-        TableName=table_name,
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    client.update_time_to_live(
-        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
 
 
 class DynamoGraphStore:
@@ -243,12 +233,7 @@ class DynamoGraphStore:
         check_id(record.token_id, "token id")
         check_id(record.token_hash, "token hash")
         t = record.tenant_id
-        common = _strings(role=record.role, cluster=record.cluster_id) | {"created_at": _n(record.created_at)}
-        by_hash = _key(f"TOKEN#{record.token_hash}", "TOKEN") | common
-        by_hash |= {"tenant": _s(t), "token_id": _s(record.token_id)}
-        by_id = (
-            _key(_tenant(t), f"TOKENID#{record.token_id}") | common | {"token_hash": _s(record.token_hash)}
-        )
+        by_hash, by_id = _token_items(record)
         items = [_exists(_tenant(t), "META")]
         items += [{"Put": {"Item": item, "ConditionExpression": _NEW}} for item in (by_hash, by_id)]
         failures: list[StoreError | None] = [NotFound(f"no tenant {t!r}"), Conflict("token hash exists")]
@@ -352,11 +337,7 @@ class DynamoGraphStore:
             if merged is None:
                 return 0
             version = int(stored["v"]["N"]) if stored else 0
-            item = (
-                _key(graph, sk)
-                | {"edge": _s(merged.text), "v": {"N": str(version + 1)}, "live": {"BOOL": merged.live}}
-                | _filter_attributes(merged.edge)
-            )
+            item = _edge_item(graph, sk, merged, version + 1)
             condition: dict[str, Any] = {"ConditionExpression": _NEW}
             if stored:
                 condition = {
@@ -385,19 +366,7 @@ class DynamoGraphStore:
         ids = list(known) if cluster_ids is None else list(dict.fromkeys(cluster_ids))
         if method == "":
             return []
-        names, where = {"#e": "edge", "#live": "live"}, []
-        values: dict[str, Item] = {}
-        given = [
-            (field, value) for field, value in (("ns", namespace), ("name", workload)) if value is not None
-        ]
-        if given:  # the client side or the target side matches every given field
-            values |= {f":{field}": _s("=" + value) for field, value in given}
-            names |= {f"#{side}{field}": f"{side}{field}" for side in "ct" for field, _ in given}
-            sides = [" AND ".join(f"#{side}{field} = :{field}" for field, _ in given) for side in "ct"]
-            where.append("((" + ") OR (".join(sides) + "))")
-        if method is not None:
-            names["#m"], values[":m"] = "methods", _s(method)
-            where.append("contains(#m, :m)")
+        names, values, where = _edge_filter(namespace, workload, method)
         found = []
         for cluster in ids:
             check_id(cluster, "cluster id")
@@ -430,14 +399,9 @@ class DynamoGraphStore:
     def record_telemetry(self, cluster_hash: str, body: bytes, content_type: str, now: float) -> None:
         check_telemetry(body)
         record = f"{now:020.6f}#{uuid.uuid4().hex}"
-        chunks = [body[i : i + _PART_BYTES] for i in range(0, len(body), _PART_BYTES)] or [b""]
-        common = {"received_at": _n(now), "parts": {"N": str(len(chunks))}}
-        common |= {"expires_at": {"N": str(int(now) + RETENTION_SECONDS)}}
-        common |= _strings(cluster_hash=cluster_hash, content_type=content_type)
-        items = [
-            _key("TELEMETRY", f"{record}#{part:02d}") | common | ({"body": {"B": chunk}} if chunk else {})
-            for part, chunk in enumerate(chunks)
-        ]
+        items = _telemetry_items(
+            record, cluster_hash, body, content_type, now, expires_at=int(now) + RETENTION_SECONDS
+        )
         if len(items) == 1:
             self._call("put_item", 1, Item=items[0])
         else:
@@ -457,77 +421,3 @@ class DynamoGraphStore:
                     records.append((_text(item, "cluster_hash"), _float(item, "received_at"), body))
                 parts = []
         return records
-
-
-# --------------------------------------------------------------------------- item helpers
-
-
-def _s(value: str) -> Item:
-    return {"S": value}
-
-
-def _n(value: float) -> Item:
-    return {"N": repr(float(value))}
-
-
-def _strings(**values: str) -> Item:
-    """String attributes, empty ones left out (DynamoDB Local, like AWS before 2020, refuses "")."""
-    return {name: _s(value) for name, value in values.items() if value}
-
-
-def _text(item: Item, name: str) -> str:
-    return str(item.get(name, {}).get("S", ""))
-
-
-def _float(item: Item, name: str) -> float:
-    return float(item[name]["N"])
-
-
-def _bool(item: Item, name: str) -> bool:
-    return bool(item.get(name, {}).get("BOOL", False))
-
-
-def _suffix(item: Item) -> str:
-    """The id in a ``KIND#<id>`` sort key."""
-    return str(item["SK"]["S"]).partition("#")[2]
-
-
-def _tenant(tenant_id: str) -> str:
-    return f"TENANT#{tenant_id}"
-
-
-def _graph(tenant_id: str, cluster_id: str) -> str:
-    return f"GRAPH#{tenant_id}#{cluster_id}"
-
-
-def _key(pk: str, sk: str) -> Item:
-    return {"PK": _s(pk), "SK": _s(sk)}
-
-
-def _exists(pk: str, sk: str) -> Item:
-    return {"ConditionCheck": {"Key": _key(pk, sk), "ConditionExpression": "attribute_exists(PK)"}}
-
-
-def _filter_attributes(edge: Edge) -> Item:
-    f = filter_fields(edge)
-    attributes: Item = {
-        "cns": _s("=" + f["client_namespace"]),
-        "cname": _s("=" + f["client_name"]),
-        "last_seen": _n(f["last_seen"]),
-    }
-    if f["target_namespace"] is not None:
-        attributes |= {"tns": _s("=" + f["target_namespace"]), "tname": _s("=" + f["target_name"])}
-    if f["methods"]:
-        attributes["methods"] = {"SS": f["methods"]}
-    return attributes
-
-
-def _token(token_hash: str, tenant_id: str, token_id: str, item: Item) -> TokenRecord:
-    return TokenRecord(
-        token_hash,
-        tenant_id,
-        parse_role(_text(item, "role")),
-        token_id,
-        _float(item, "created_at"),
-        cluster_id=_text(item, "cluster"),
-    )

@@ -21,6 +21,7 @@ import pytest
 
 from agent.exports.jsonexport import edge_from_dict, parse_rfc3339
 from agent.mapper import store as store_module
+from agent.mapper import storeschema
 from agent.mapper.anonymize import Anonymizer
 from agent.mapper.store import SCHEMA_VERSION, EdgeStore, UploadKey
 from agent.mapper.uploader import (
@@ -213,7 +214,7 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_edge(tmp_path: Path
     path = tmp_path / "edges.db"
     old = [edge(), edge(target=S3, aws_actions=("s3:GetObject",)), edge(client=CART, target=REDIS)]
     db = sqlite3.connect(path, isolation_level=None)
-    for statement in store_module._SCHEMA:
+    for statement in storeschema.VERSION_1:
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     for e in old:
@@ -234,7 +235,7 @@ def test_a_version_2_file_is_migrated_and_its_marks_read_as_not_live(tmp_path: P
     path = tmp_path / "edges.db"
     sent, new = edge(target=S3), edge(target=GOOGLE)
     db = sqlite3.connect(path, isolation_level=None)
-    for statement in (*store_module._SCHEMA, *store_module._MIGRATE_2):  # version 2 as it was
+    for statement in (*storeschema.VERSION_1, *storeschema.TO_VERSION_2):  # version 2 as it was
         db.execute(statement)
     db.execute("PRAGMA user_version = 2")
     for seq, e in enumerate((sent, new), 1):
