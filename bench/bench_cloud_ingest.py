@@ -55,8 +55,9 @@ def settle() -> None:
     gc.freeze()
 
 
-def edge_dicts(batch: int) -> list[dict[str, Any]]:
-    """500 distinct edges per batch: 100,000 distinct client→target pairs overall."""
+def edge_dicts(batch: int, internet_every: int = 0) -> list[dict[str, Any]]:
+    """500 distinct edges per batch: 100,000 distinct client→target pairs overall (with
+    ``internet_every``: every n-th edge's target is an Internet name instead)."""
     out = []
     for i in range(BATCH):
         n = batch * BATCH + i
@@ -80,6 +81,13 @@ def edge_dicts(batch: int) -> list[dict[str, Any]]:
                 "ambiguous": False,
             }
         )
+        if internet_every and i % internet_every == 0:
+            out[-1]["target"] = {
+                "type": "internet",
+                "dnsName": f"api{n}.example.com",
+                "ips": ["198.51.100.10"],
+            }
+            out[-1]["targetService"] = ""
     return out
 
 
@@ -100,7 +108,9 @@ def event(token: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def through_handler(directory: Path, batches: list[list[dict[str, Any]]]) -> tuple[float, float, float, int]:
+def through_handler(
+    directory: Path, batches: list[list[dict[str, Any]]], mixed: list[list[dict[str, Any]]]
+) -> tuple[float, float, float, float, int]:
     store = SqliteGraphStore(directory / "cloud.db")
     store.create_tenant("t_bench", "bench", T0)
     store.add_cluster("t_bench", "c_bench", "bench", T0)
@@ -129,8 +139,9 @@ def through_handler(directory: Path, batches: list[list[dict[str, Any]]]) -> tup
     unchanged = run(renamed, True)
     assert store.write_count() - writes == len(batches), "re-sent edges must not be rewritten"
     assert len(store.edges("t_bench")) == BATCHES * BATCH
+    other = run([event(token, {"batchId": f"mixed{n}", "edges": b}) for n, b in enumerate(mixed)], True)
     store.close()
-    return first, duplicates, unchanged, writes
+    return first, duplicates, unchanged, other, writes
 
 
 def plain_insert(directory: Path, batches: list[list[dict[str, Any]]]) -> float:
@@ -230,11 +241,12 @@ def steady_cluster(
 def main() -> None:
     logging.disable(logging.INFO)
     batches = [edge_dicts(n) for n in range(BATCHES)]
+    mixed = [edge_dicts(n, internet_every=10) for n in range(BATCHES, BATCHES + 40)]
     total = BATCHES * BATCH
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         baseline = plain_insert(directory, batches)
-        first, duplicates, unchanged, writes = through_handler(directory, batches)
+        first, duplicates, unchanged, other, writes = through_handler(directory, batches, mixed)
         hourly = steady_cluster(directory)
     rate = total / first
     print(f"plain insert:          {total / baseline / 1000:8.1f}k edges/s ({baseline:.2f} s)")
@@ -242,6 +254,10 @@ def main() -> None:
     print(f"handler, dup batches:  {total / duplicates / 1000:8.1f}k edges/s ({duplicates:.2f} s, 0 writes)")
     print(
         f"handler, same edges:   {total / unchanged / 1000:8.1f}k edges/s ({unchanged:.2f} s, 0 edge writes)"
+    )
+    print(
+        f"handler, mixed:        {len(mixed) * BATCH / other / 1000:8.1f}k edges/s"
+        f" ({len(mixed) * BATCH} new edges, 1 in 10 to an Internet name)"
     )
     print(
         f"CPU time: handler {CPU['handler']:.2f} s ({total / CPU['handler'] / 1000:.1f}k edges/s),"

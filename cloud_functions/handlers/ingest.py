@@ -13,7 +13,6 @@ every live edge's last-seen time current without re-sending it. A body with no e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ from agent.model import (
 )
 from cloud_functions.auth import ApiError, require
 from cloud_functions.store.base import EncodedEdge, GraphStore, encode
-from cloud_functions.store.documents import EdgeDoc, encode_document, encode_struct
+from cloud_functions.store.documents import TypedEdge, encode_document, encode_struct
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -249,25 +248,21 @@ def _check_live(live: object) -> None:
         raise TypeError(f"live must be true or false, not {live!r}")
 
 
-def encode_structs(docs: Sequence[Any]) -> list[EncodedEdge] | None:
-    """The batch's edges from :class:`EdgeDoc` structs (:func:`decode_batch`), or None unless every
-    edge is one that :func:`encode_struct` encodes directly."""
-    edges = []
-    for doc in docs:
-        encoded = encode_struct(doc) if type(doc) is EdgeDoc else None
-        if encoded is None:
-            return None
-        encoded.live = doc.live
-        edges.append(encoded)
-    return edges
-
-
 def encode_edges(objects: Sequence[Any]) -> list[EncodedEdge]:
     """The batch's edges, encoded for the store; :class:`ApiError` 422 listing the malformed ones
-    (at most 20). Plain documents are encoded directly (:func:`encode_document`); the rest parsed."""
+    (at most 20). Typed edges (:class:`TypedEdge`) and plain documents are encoded directly
+    (:func:`encode_struct`, :func:`encode_document`); the rest parsed."""
     edges: list[EncodedEdge] = []
     details: list[dict[str, Any]] = []
-    for index, obj in enumerate(objects):
+    for index, item in enumerate(objects):
+        obj = item
+        if type(item) is TypedEdge:  # decoded typed (decode_batch): the fast path
+            typed = encode_struct(item.doc)
+            if typed is not None:
+                typed.live = item.doc.live
+                edges.append(typed)
+                continue
+            obj = item.plain()
         if type(obj) is not dict:
             if len(details) < 20:
                 details.append(
@@ -308,12 +303,7 @@ def ingest(body: IngestIn) -> IngestOut:
         return IngestOut(stored=False, edgesWritten=0)  # a re-send: skip parsing
     now = time.time()
     seen_at = None if body.seenAt is None else min(body.seenAt.timestamp(), now)
-    edges = encode_structs(body.edges)
-    if edges is None:  # not all plain: parse the documents from the text, the careful way
-        plain = body.edges
-        if any(type(doc) is EdgeDoc for doc in plain):
-            plain = json.loads(router.current_event.decoded_body or "{}")["edges"]
-        edges = encode_edges(plain)
+    edges = encode_edges(body.edges)
     result = store.ingest_encoded(
         token.tenant_id, token.cluster_id, body.batchId, edges, now, seen_at=seen_at
     )

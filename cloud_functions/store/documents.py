@@ -268,21 +268,43 @@ class _Batch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batchId: str
     anonymized: bool = False
     seenAt: str | None = None
-    edges: list[EdgeDoc]
+    edges: list[msgspec.Raw]
+
+
+class TypedEdge:
+    """An edge decoded as :class:`EdgeDoc`, with its JSON text for when it must be parsed the
+    careful way after all (another target kind, a time not in canonical form)."""
+
+    __slots__ = ("doc", "raw")
+
+    def __init__(self, doc: EdgeDoc, raw: msgspec.Raw) -> None:
+        self.doc, self.raw = doc, raw
+
+    def plain(self) -> Any:
+        """The document as ``json.loads`` gives it."""
+        return json.loads(bytes(self.raw))
 
 
 _batch_decoder = msgspec.json.Decoder(_Batch)
+_edge_decoder = msgspec.json.Decoder(EdgeDoc)
 
 
 def decode_batch(text: str | bytes) -> dict[str, Any]:
-    """A JSON body: an ingest batch whose edges are all plainly typed comes back as a dict with
-    :class:`EdgeDoc` edges (decoded and type-checked in C); any other JSON as ``json.loads`` gives
-    it (``json.JSONDecodeError`` if it is not JSON), so errors are reported the careful way."""
+    """A JSON body. An ingest batch comes back as a dict whose edges are :class:`TypedEdge` (decoded
+    and type-checked in C) or, each one that is not plainly typed, as ``json.loads`` gives it; any
+    other JSON as ``json.loads`` gives it (``json.JSONDecodeError`` if it is not JSON), so errors
+    are reported the careful way."""
     try:
         batch = _batch_decoder.decode(text)
     except msgspec.MsgspecError:
         return json.loads(text)  # type: ignore[no-any-return]
-    body: dict[str, Any] = {"batchId": batch.batchId, "anonymized": batch.anonymized, "edges": batch.edges}
+    edges: list[Any] = []
+    for raw in batch.edges:
+        try:
+            edges.append(TypedEdge(_edge_decoder.decode(raw), raw))
+        except msgspec.MsgspecError:
+            edges.append(json.loads(bytes(raw)))
+    body: dict[str, Any] = {"batchId": batch.batchId, "anonymized": batch.anonymized, "edges": edges}
     if batch.seenAt is not None:
         body["seenAt"] = batch.seenAt
     return body

@@ -11,7 +11,7 @@ import pytest
 
 from agent.exports.jsonexport import edge_from_dict
 from cloud_functions.store.base import encode, filter_row
-from cloud_functions.store.documents import EdgeDoc, decode_batch, encode_document, encode_struct
+from cloud_functions.store.documents import TypedEdge, decode_batch, encode_document, encode_struct
 
 
 def document(**changes: Any) -> dict[str, Any]:
@@ -53,8 +53,9 @@ def test_a_document_encodes_as_its_parsed_edge(doc: dict[str, Any]) -> None:
     assert encode(direct.edge).text == direct.text
     assert doc == original
     (typed,) = decode_batch(json.dumps({"batchId": "b", "edges": [doc]}))["edges"]
-    assert type(typed) is EdgeDoc
-    through_struct = encode_struct(typed)
+    assert type(typed) is TypedEdge
+    assert typed.plain() == doc
+    through_struct = encode_struct(typed.doc)
     assert through_struct is not None
     assert (through_struct.key_hash, through_struct.text, through_struct.row) == (
         direct.key_hash,
@@ -88,10 +89,11 @@ def test_other_documents_are_left_to_the_parser(doc: Any) -> None:
     assert encode_document(doc) is None
     body = {"batchId": "b", "edges": [doc]}
     (decoded,) = decode_batch(json.dumps(body))["edges"]
-    if type(decoded) is EdgeDoc:
-        assert encode_struct(decoded) is None
+    if type(decoded) is TypedEdge:
+        assert encode_struct(decoded.doc) is None
+        assert decoded.plain() == doc, "what the careful parser gets instead"
     else:
-        assert decoded == doc, "a batch the typed decoder refuses is decoded as plain JSON"
+        assert decoded == doc, "an edge the typed decoder refuses is decoded as plain JSON"
 
 
 def test_other_bodies_decode_as_plain_json() -> None:
