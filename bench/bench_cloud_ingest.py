@@ -38,8 +38,10 @@ from agent.mapper.uploader import CloudRejected, IngestResult, Uploader  # noqa:
 from agent.model import Edge, Method, WorkloadIdentity  # noqa: E402
 from cloud_functions.auth import hash_token, new_token  # noqa: E402
 from cloud_functions.handlers import CloudApp, CloudSettings  # noqa: E402
-from cloud_functions.store.base import TokenRecord, encode, filter_row  # noqa: E402
-from cloud_functions.store.sqlite import EDGES_INDEX, EDGES_TABLE, SqliteGraphStore  # noqa: E402
+from cloud_functions.store.base import TokenRecord  # noqa: E402
+from cloud_functions.store.encoding import encode, filter_row  # noqa: E402
+from cloud_functions.store.sqlite import SqliteGraphStore  # noqa: E402
+from cloud_functions.store.sqliteschema import EDGES_INDEX, EDGES_TABLE  # noqa: E402
 
 BATCHES, BATCH = 200, 500
 CPU: dict[str, float] = {}

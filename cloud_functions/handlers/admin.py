@@ -61,6 +61,9 @@ class ClusterOut(BaseModel):
     clusterId: str
     name: str
     createdAt: str
+    lastHeartbeat: str | None = Field(
+        default=None, description="The latest heartbeat (seenAt) the cluster's mapper sent; null: none yet."
+    )
 
 
 class ClusterList(BaseModel):
@@ -144,7 +147,12 @@ def list_clusters(tenantId: TenantId, store: Store, caller: Caller) -> ClusterLi
     _tenant(store, caller, tenantId)
     return ClusterList(
         clusters=[
-            ClusterOut(clusterId=c.id, name=c.name, createdAt=rfc3339(c.created_at))
+            ClusterOut(
+                clusterId=c.id,
+                name=c.name,
+                createdAt=rfc3339(c.created_at),
+                lastHeartbeat=None if c.heartbeat is None else rfc3339(c.heartbeat),
+            )
             for c in store.clusters(tenantId)
         ]
     )

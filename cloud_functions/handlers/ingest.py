@@ -33,8 +33,9 @@ from agent.model import (
     WorkloadIdentity,
 )
 from cloud_functions.auth import ApiError, require
-from cloud_functions.store.base import EncodedEdge, GraphStore, encode
+from cloud_functions.store.base import GraphStore
 from cloud_functions.store.documents import TypedEdge, encode_document, encode_struct
+from cloud_functions.store.encoding import EncodedEdge, encode
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 

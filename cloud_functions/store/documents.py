@@ -1,9 +1,9 @@
 """Edge documents as they arrive at ``POST /v1/ingest``, encoded for the store without detours.
 
 Data comes from the ingest handler (:mod:`cloud_functions.handlers.ingest`): either the body as
-decoded by :func:`decode_batch` (msgspec, typed, validated in C: :class:`EdgeDoc` structs) or plain
-JSON-decoded dicts. It goes to :class:`~cloud_functions.store.base.EncodedEdge`: the same key hash,
-stored text and filter row :func:`~cloud_functions.store.base.encode` gives the parsed
+decoded by :func:`decode_batch` (msgspec, typed, validated in C: a :class:`TypedEdge` per edge) or plain
+JSON-decoded dicts. It goes to :class:`~cloud_functions.store.encoding.EncodedEdge`: the same key hash,
+stored text and filter row :func:`~cloud_functions.store.encoding.encode` gives the parsed
 :class:`~agent.model.Edge`, without building one (tests/cloud/test_cloud_store_encoding.py holds
 the two paths equal). Anything unusual (another target kind, a non-canonical time) is not encoded
 here (``None``): the handler then parses it the careful way, which names what is wrong.
@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from agent.model import Method
-from cloud_functions.store.base import _EPOCH, EncodedEdge, _methods, _q
+from cloud_functions.store.encoding import _EPOCH, EncodedEdge, _methods, _q
 
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _METHOD_NAMES = {str(m): m for m in Method}

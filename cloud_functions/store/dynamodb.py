@@ -42,7 +42,6 @@ from agent.model import Edge
 from cloud_functions.store.base import (
     Cluster,
     Conflict,
-    EncodedEdge,
     IngestResult,
     NotFound,
     StoredEdge,
@@ -51,12 +50,6 @@ from cloud_functions.store.base import (
     TokenRecord,
     check_id,
     check_telemetry,
-    coalesce_encodings,
-    decode_edge,
-    effective,
-    encode,
-    merged_encoded,
-    sort_stored,
 )
 from cloud_functions.store.dynamoitems import (
     Item,
@@ -77,6 +70,15 @@ from cloud_functions.store.dynamoitems import (
     _token,
     _token_items,
     create_table,
+)
+from cloud_functions.store.encoding import (
+    EncodedEdge,
+    coalesce_encodings,
+    decode_edge,
+    effective,
+    encode,
+    merged_encoded,
+    sort_stored,
 )
 
 __all__ = ["RETENTION_SECONDS", "DynamoGraphStore", "create_table"]

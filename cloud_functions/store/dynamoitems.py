@@ -28,7 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent.model import Edge
-from cloud_functions.store.base import EncodedEdge, TokenRecord, filter_fields, parse_role
+from cloud_functions.store.base import TokenRecord, parse_role
+from cloud_functions.store.encoding import EncodedEdge, filter_fields
 
 Item = dict[str, Any]
 _PART_BYTES = 300_000  # of a telemetry payload per item (an item holds at most 400 KB)

@@ -10,7 +10,8 @@ from cloud_handler_support import Cloud, cloud_fixture, edge  # noqa: F401
 
 from agent.exports.jsonexport import parse_rfc3339, rfc3339
 from agent.model import Edge, Method, WorkloadIdentity
-from cloud_functions.store.base import EncodedEdge, GraphStore, encode
+from cloud_functions.store.base import GraphStore
+from cloud_functions.store.encoding import EncodedEdge, encode
 
 T0 = float(int(time.time())) - 7200
 """Two hours ago: heartbeats are capped at the handler's clock, and DynamoDB's TTL wants "now"."""
@@ -101,6 +102,8 @@ def test_heartbeats_over_http(cloud: Cloud) -> None:
     graph = cloud.request("GET", "/graph", token=cloud.a.read_token).json()
     seen = {e["client"]["name"]: parse_rfc3339(e["lastSeen"]) for e in graph["edges"]}
     assert seen == {"frontend": T0 + 3600, "cart": T0}
+    listed = cloud.request("GET", f"/v1/tenants/{cloud.a.id}/clusters", token=cloud.a.read_token).json()
+    assert [c["lastHeartbeat"] for c in listed["clusters"]] == [rfc3339(T0 + 3600)]
 
     future = {"batchId": "hb2", "edges": [], "seenAt": rfc3339(time.time() + 86400)}
     before = time.time()

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from agent.exports.jsonexport import edge_from_dict
-from cloud_functions.store.base import encode, filter_row
 from cloud_functions.store.documents import TypedEdge, decode_batch, encode_document, encode_struct
+from cloud_functions.store.encoding import encode, filter_row
 
 
 def document(**changes: Any) -> dict[str, Any]:

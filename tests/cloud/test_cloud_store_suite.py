@@ -29,10 +29,10 @@ from cloud_functions.store.base import (
     Invalid,
     NotFound,
     TokenRecord,
-    encode,
 )
 from cloud_functions.store.documents import encode_document
 from cloud_functions.store.dynamodb import DynamoGraphStore
+from cloud_functions.store.encoding import encode
 from cloud_functions.store.sqlite import SqliteGraphStore
 
 T0 = float(int(time.time()))

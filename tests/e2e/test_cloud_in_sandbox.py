@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from agent.cli.edges import EDGES_QUERY, edge_from_json
-from agent.exports.jsonexport import edge_from_dict
+from agent.exports.jsonexport import edge_from_dict, parse_rfc3339
 from agent.mapperclient import HttpMapperClient
 from agent.model import Edge
 from sandbox.state import StateFile
@@ -76,6 +76,24 @@ def test_curl_graph_returns_the_demo_map(sandbox: Sandbox) -> None:
         == 401
     )
     assert token
+
+
+def test_the_mappers_heartbeat_keeps_live_edges_current(sandbox: Sandbox) -> None:
+    """The uploader sends a heartbeat once live edges are uploaded; the cloud lists it and reads
+    the demo's steady edges as seen at it (not at their first upload)."""
+    base, tenant, token = cloud_access(sandbox.state_dir)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def heartbeat() -> str | None:
+        reply = requests.get(f"{base}/v1/tenants/{tenant}/clusters", headers=headers, timeout=10)
+        reply.raise_for_status()
+        beats = [c["lastHeartbeat"] for c in reply.json()["clusters"]]
+        return max((b for b in beats if b), default=None)
+
+    wait_until(lambda: heartbeat() is not None, "the mapper's first heartbeat", 150)
+    beat = parse_rfc3339(str(heartbeat()))
+    assert beat <= time.time() + 1
+    assert any(e.last_seen >= beat for e in cloud_edges(sandbox)), "live edges read at the heartbeat"
 
 
 def _uploaded_batches(sb: Sandbox) -> list[str]:
