@@ -34,7 +34,7 @@ from agent.model import (
 )
 from cloud_functions.auth import ApiError, require
 from cloud_functions.store.base import GraphStore
-from cloud_functions.store.documents import TypedEdge, encode_document, encode_struct
+from cloud_functions.store.documents import TypedEdge, encode_struct
 from cloud_functions.store.encoding import EncodedEdge, encode
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
@@ -193,7 +193,7 @@ def _fast_edge(obj: dict[str, Any]) -> Edge | None:
     """:func:`edge_from_dict` of a plainly typed (JSON-decoded) edge in range, else None.
 
     Accepts a subset of what ``edge_from_dict`` accepts and builds the same :class:`Edge`; on
-    anything unusual (or wrong) it gives up, and :func:`parse_edges` takes the careful path.
+    anything unusual (or wrong) it gives up, and :func:`encode_edges` takes the careful path.
     """
     try:
         client, target = obj["client"], obj["target"]
@@ -239,11 +239,6 @@ def _fast_edge(obj: dict[str, Any]) -> Edge | None:
     return edge if EPOCH <= first < YEAR_10000 and EPOCH <= last < YEAR_10000 else None
 
 
-def parse_edges(objects: Sequence[dict[str, Any]]) -> list[Edge]:
-    """The batch's edges; :class:`ApiError` 422 listing the malformed ones (at most 20)."""
-    return [encoded.edge for encoded in encode_edges(objects)]
-
-
 def _check_live(live: object) -> None:
     if type(live) is not bool:
         raise TypeError(f"live must be true or false, not {live!r}")
@@ -251,8 +246,8 @@ def _check_live(live: object) -> None:
 
 def encode_edges(objects: Sequence[Any]) -> list[EncodedEdge]:
     """The batch's edges, encoded for the store; :class:`ApiError` 422 listing the malformed ones
-    (at most 20). Typed edges (:class:`TypedEdge`) and plain documents are encoded directly
-    (:func:`encode_struct`, :func:`encode_document`); the rest parsed."""
+    (at most 20). Typed edges (:class:`TypedEdge`) are encoded directly (:func:`encode_struct`);
+    the rest parsed."""
     edges: list[EncodedEdge] = []
     details: list[dict[str, Any]] = []
     for index, item in enumerate(objects):
@@ -271,11 +266,6 @@ def encode_edges(objects: Sequence[Any]) -> list[EncodedEdge]:
                 )
             continue
         live = obj.get("live", False)
-        direct = encode_document(obj) if type(live) is bool else None
-        if direct is not None:
-            direct.live = live
-            edges.append(direct)
-            continue
         try:
             _check_live(live)
             fast = _fast_edge(obj)

@@ -174,7 +174,7 @@ class GraphStore(Protocol):
         seen_at: float | None = None,
     ) -> IngestResult:
         """:meth:`ingest` of edges already encoded (:func:`~cloud_functions.store.encoding.encode`,
-        :func:`~cloud_functions.store.documents.encode_document`), each
+        :func:`~cloud_functions.store.documents.encode_struct`), each
         with its ``live`` flag (stored as sent: the last one wins).
 
         ``seen_at`` raises the cluster's heartbeat to it (never lowers it; one write when it

@@ -1,12 +1,12 @@
 """Edge documents as they arrive at ``POST /v1/ingest``, encoded for the store without detours.
 
-Data comes from the ingest handler (:mod:`cloud_functions.handlers.ingest`): either the body as
-decoded by :func:`decode_batch` (msgspec, typed, validated in C: a :class:`TypedEdge` per edge) or plain
-JSON-decoded dicts. It goes to :class:`~cloud_functions.store.encoding.EncodedEdge`: the same key hash,
-stored text and filter row :func:`~cloud_functions.store.encoding.encode` gives the parsed
-:class:`~agent.model.Edge`, without building one (tests/cloud/test_cloud_store_encoding.py holds
-the two paths equal). Anything unusual (another target kind, a non-canonical time) is not encoded
-here (``None``): the handler then parses it the careful way, which names what is wrong.
+Data comes from the ingest handler (:mod:`cloud_functions.handlers.ingest`): the body as decoded
+by :func:`decode_batch` (msgspec, typed, validated in C: a :class:`TypedEdge` per edge). It goes
+to :class:`~cloud_functions.store.encoding.EncodedEdge`: the same key hash, stored text and filter
+row :func:`~cloud_functions.store.encoding.encode` gives the parsed :class:`~agent.model.Edge`,
+without building one (tests/cloud/test_cloud_store_encoding.py holds the two equal). Anything
+unusual (another target kind, a non-canonical time) is not encoded here (``None``): the handler
+then parses it the careful way, which names what is wrong.
 
 Why by hand: decoding and re-encoding each edge was half of an ingest's time
 (bench/bench_cloud_ingest.py); typed decoding skips the dicts and the type checks.
@@ -30,7 +30,6 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9
 _METHOD_NAMES = {str(m): m for m in Method}
 _METHOD_TEXTS: dict[tuple[str, ...], tuple[str, str]] = {}
 _MICROSECOND = timedelta(microseconds=1)
-_NONE: list[Any] = []  # a default, never changed
 
 
 def _method_texts(names: object) -> tuple[str, str]:
@@ -69,34 +68,9 @@ def _check_time(text: object) -> None:
         datetime.fromisoformat(text)  # a valid date and time
 
 
-def _str_of(obj: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = obj.get(key, default)
-    if type(value) is not str:
-        raise KeyError(key)
-    return value
-
-
 def _strings_json(values: Iterable[str]) -> str:
     """The compact JSON of sorted strings (as ``_compact(sorted(values))``)."""
     return "[" + ",".join([_q(v) for v in sorted(values)]) + "]"
-
-
-def _named(items: object, name: str, values: str) -> str:
-    """The compact JSON of a list of ``{name: str, values: [str]}`` objects, as :func:`encode` writes
-    it (sorted, keys in order); KeyError unless plainly typed."""
-    if type(items) is not list:
-        raise KeyError(name)
-    if not items:
-        return "[]"
-    pairs = []
-    for item in items:
-        if type(item) is not dict:
-            raise KeyError(name)
-        label, listed = item.get(name), item.get(values, _NONE)
-        if type(label) is not str or type(listed) is not list or any(type(v) is not str for v in listed):
-            raise KeyError(name)
-        pairs.append((label, tuple(listed)))
-    return _pairs_json(pairs, name, values)
 
 
 def _pairs_json(pairs: list[tuple[str, tuple[str, ...]]], name: str, values: str) -> str:
@@ -108,54 +82,6 @@ def _pairs_json(pairs: list[tuple[str, tuple[str, ...]]], name: str, values: str
     else:
         parts = [f"{{{qn}:{_q(n)},{qv}:{_strings_json(v)}}}" for n, v in pairs]
     return "[" + ",".join(parts) + "]"
-
-
-def encode_document(obj: object) -> EncodedEdge | None:
-    """:func:`encode` of ``edge_from_dict(obj)`` straight from a plainly typed (JSON-decoded) edge
-    document with a workload target and canonical times, without building an :class:`Edge`; None
-    when the document is anything else (or invalid): then parse it and :func:`encode` the edge."""
-    if type(obj) is not dict:
-        return None
-    try:
-        return _encode_plain(obj)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-
-
-def _encode_plain(obj: dict[str, Any]) -> EncodedEdge:  # flat type checks
-    """:func:`encode_document` of a dict; KeyError (or TypeError, ValueError) when it cannot."""
-    client, target = obj["client"], obj["target"]
-    ambiguous, count = obj.get("ambiguous", False), obj.get("count", 1)
-    if type(client) is not dict or type(target) is not dict or type(ambiguous) is not bool:
-        raise KeyError(obj)
-    if type(count) is not int or target.get("type") != "workload":
-        raise KeyError(obj)
-    cns, cn, ck = client["namespace"], client["name"], client.get("kind", "")
-    tns, tn, tk = target["namespace"], target["name"], target.get("kind", "")
-    if type(cns) is not str or type(cn) is not str or type(ck) is not str:
-        raise KeyError(obj)
-    if type(tns) is not str or type(tn) is not str or type(tk) is not str:
-        raise KeyError(obj)
-    first, last = obj["firstSeen"], obj["lastSeen"]
-    http = _named(obj.get("http", _NONE), "path", "methods")
-    kafka = _named(obj.get("kafkaTopics", _NONE), "name", "operations")
-    actions = obj.get("awsActions", _NONE)
-    if type(actions) is not list or any(type(v) is not str for v in actions):
-        raise KeyError(obj)
-    service = _str_of(obj, "targetService", "")
-    return _encode_fields(
-        (ck, cn, cns),
-        (tk, tn, tns),
-        first,
-        last,
-        obj.get("methods", _NONE),
-        http,
-        kafka,
-        actions,
-        service,
-        ambiguous,
-        count,
-    )
 
 
 _WORKLOADS: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -311,8 +237,9 @@ def decode_batch(text: str | bytes) -> dict[str, Any]:
 
 
 def encode_struct(doc: EdgeDoc) -> EncodedEdge | None:
-    """:func:`encode_document` of a decoded :class:`EdgeDoc`; None when it is not a workload-target
-    edge with canonical times and known methods (then parse the document the careful way)."""
+    """:func:`~cloud_functions.store.encoding.encode` of the edge a decoded :class:`EdgeDoc`
+    describes, without building it; None when it is not a workload-target edge with canonical
+    times and known methods (then parse the document the careful way)."""
     target = doc.target
     if target.type != "workload" or target.name is None or target.namespace is None:
         return None

@@ -66,7 +66,7 @@ def _key_parts(edge: Edge) -> tuple[dict[str, str], dict[str, Any]]:
 class EncodedEdge:
     """An edge with its key hash and stored text, each computed once (:func:`encode`).
 
-    Built from a document (:func:`encode_document`) it holds no :class:`Edge` until one is asked
+    Built from a document (``documents.encode_struct``) it holds no :class:`Edge` until one is asked
     for (decoded from the text then): a brand-new edge is stored without ever building one.
     """
 
@@ -97,7 +97,7 @@ class EncodedEdge:
 
 
 def encode(edge: Edge) -> EncodedEdge:
-    """The key hash (of :func:`edge_key_json`) and :func:`encode_edge` text of an edge, in one pass.
+    """The key hash (of :func:`edge_key_json`) and stored text (canonical JSON) of an edge, in one pass.
 
     Writes the JSON of :func:`edge_dict` (sorted keys) directly, each string quoted by the json
     module's own C quoting: byte-equal to ``json.dumps(edge_dict(edge), sort_keys=True, ...)``.
@@ -159,22 +159,8 @@ def edge_key_json(edge: Edge) -> str:
     return '{"client": ' + _spaced(client) + ', "target": ' + _spaced(target) + "}"
 
 
-def edge_key_hash(edge: Edge) -> str:
-    return hashlib.sha256(edge_key_json(edge).encode()).hexdigest()[:32]
-
-
-def encode_edge(edge: Edge) -> str:
-    """The stored form: canonical JSON (equal edges give equal text)."""
-    return encode(edge).text
-
-
 def decode_edge(text: str) -> Edge:
     return edge_from_dict(json.loads(text))
-
-
-def coalesce_encoded(edges: Iterable[Edge]) -> dict[str, EncodedEdge]:
-    """A batch's edges by key hash, encoded once; edges with equal keys merged (and re-encoded)."""
-    return coalesce_encodings(encode(edge) for edge in edges)
 
 
 def coalesce_encodings(encodings: Iterable[EncodedEdge]) -> dict[str, EncodedEdge]:
@@ -192,11 +178,6 @@ def coalesce_encodings(encodings: Iterable[EncodedEdge]) -> dict[str, EncodedEdg
         else:
             merged[encoded.key_hash] = encoded
     return merged
-
-
-def coalesce(edges: Iterable[Edge]) -> dict[str, Edge]:
-    """A batch's edges by key hash, edges with equal keys merged."""
-    return {key: encoded.edge for key, encoded in coalesce_encoded(edges).items()}
 
 
 def merged_encoded(

@@ -1,4 +1,4 @@
-"""encode_document and encode_struct (the typed decoding of a batch): the same key hash, text and
+"""encode_struct (of the typed decoding of a batch): the same key hash, text and
 filter row as encoding the parsed edge; anything else is left to the parser."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent.exports.jsonexport import edge_from_dict
-from cloud_functions.store.documents import TypedEdge, decode_batch, encode_document, encode_struct
+from cloud_functions.store.documents import TypedEdge, decode_batch, encode_struct
 from cloud_functions.store.encoding import encode, filter_row
 
 
@@ -45,23 +45,16 @@ def document(**changes: Any) -> dict[str, Any]:
 )
 def test_a_document_encodes_as_its_parsed_edge(doc: dict[str, Any]) -> None:
     original = copy.deepcopy(doc)
-    direct = encode_document(doc)
+    (typed,) = decode_batch(json.dumps({"batchId": "b", "edges": [doc]}))["edges"]
+    assert type(typed) is TypedEdge
+    assert typed.plain() == doc
+    direct = encode_struct(typed.doc)
     assert direct is not None
     edge = edge_from_dict(doc)
     assert (direct.key_hash, direct.text) == (encode(edge).key_hash, encode(edge).text)
     assert direct.row == filter_row(edge)
     assert encode(direct.edge).text == direct.text
     assert doc == original
-    (typed,) = decode_batch(json.dumps({"batchId": "b", "edges": [doc]}))["edges"]
-    assert type(typed) is TypedEdge
-    assert typed.plain() == doc
-    through_struct = encode_struct(typed.doc)
-    assert through_struct is not None
-    assert (through_struct.key_hash, through_struct.text, through_struct.row) == (
-        direct.key_hash,
-        direct.text,
-        direct.row,
-    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +79,6 @@ def test_a_document_encodes_as_its_parsed_edge(doc: dict[str, Any]) -> None:
     ],
 )
 def test_other_documents_are_left_to_the_parser(doc: Any) -> None:
-    assert encode_document(doc) is None
     body = {"batchId": "b", "edges": [doc]}
     (decoded,) = decode_batch(json.dumps(body))["edges"]
     if type(decoded) is TypedEdge:

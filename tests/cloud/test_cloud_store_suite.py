@@ -30,7 +30,7 @@ from cloud_functions.store.base import (
     NotFound,
     TokenRecord,
 )
-from cloud_functions.store.documents import encode_document
+from cloud_functions.store.documents import TypedEdge, decode_batch, encode_struct
 from cloud_functions.store.dynamodb import DynamoGraphStore
 from cloud_functions.store.encoding import encode
 from cloud_functions.store.sqlite import SqliteGraphStore
@@ -169,7 +169,8 @@ def test_ingest_encoded_documents_stores_what_ingest_of_the_edges_does(store: Gr
     ]
     store.ingest("t1", "c1", "b0", [old], T0)
     store.ingest("t1", "c2", "b0", [old], T0)
-    documents = [encode_document(edge_dict(e)) for e in batch]
+    decoded = decode_batch(json.dumps({"batchId": "b1", "edges": [edge_dict(e) for e in batch]}))["edges"]
+    documents = [encode_struct(d.doc) if type(d) is TypedEdge else None for d in decoded]
     assert all(d is not None for d in documents)
     direct = store.ingest_encoded("t1", "c1", "b1", [d for d in documents if d is not None], T0)
     parsed = store.ingest("t1", "c2", "b1", batch, T0)
