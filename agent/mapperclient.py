@@ -1,9 +1,13 @@
-"""The one client every producer and the CLI use to reach the mapper's GraphQL API.
+"""The one client every producer and the CLI use to reach the mapper's GraphQL API, and the
+HTTP transport seam it (and the mapper's cloud uploader) sends through.
 
 Requests go to the mapper's ``/query`` endpoint (the sniffer's reports, the watchers'
 reports, the CLI's queries); answers come back as the GraphQL ``data`` or as one of the
-errors below. :class:`MapperClient` is the seam: tests pass a real HTTP stand-in server's URL
-to :class:`HttpMapperClient`, or any object with ``execute``.
+errors below. :class:`MapperClient` is the seam at the GraphQL level (any object with
+``execute``); :data:`Transport` is the seam at the HTTP level, in the spirit of httpx's
+``MockTransport``: a plain callable :class:`Request` → :class:`Response`. Production uses
+:class:`RequestsTransport` (``requests``, no redirects followed); tests pass one that calls an
+app in the same process (``tests/support/transports.py``).
 
 Errors::
 
@@ -12,6 +16,9 @@ Errors::
     ├── GraphQLErrors       the mapper answered with GraphQL ``errors`` (retry)
     └── MapperRejected      HTTP 4xx other than 429: bad token, invalid request (don't)
 
+    TransportError          a transport got no answer (connection refused or reset, ...)
+    └── TransportTimeout    ... within the request's timeout
+
 :func:`post_json` is the one mapping of HTTP outcomes to such errors; the mapper's cloud uploader
 (:class:`agent.mapper.uploader.HttpCloudClient`) uses it too, with its own error classes.
 """
@@ -19,7 +26,8 @@ Errors::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
@@ -45,11 +53,77 @@ class MapperRejected(MapperError):
         self.status = status
 
 
+# --------------------------------------------------------------------------- the transport
+
+
+class TransportError(Exception):
+    """The request got no answer: connection refused or reset, a name that does not resolve ..."""
+
+
+class TransportTimeout(TransportError):
+    """No answer within the request's ``timeout``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request. ``timeout``: seconds to wait for the answer (None: no limit)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One HTTP answer; header names are lower case."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+Transport = Callable[[Request], Response]
+"""Sends a request and returns its answer (any status), or raises :class:`TransportError`."""
+
+
+class RequestsTransport:
+    """The default :data:`Transport`: ``requests`` with a pooled session; redirects are not followed."""
+
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self._session = session or requests.Session()
+
+    def __call__(self, request: Request) -> Response:
+        try:
+            answer = self._session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=dict(request.headers),
+                timeout=request.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise TransportTimeout(f"no answer within {request.timeout}s") from exc
+        except requests.RequestException as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        headers = {name.lower(): value for name, value in answer.headers.items()}
+        return Response(answer.status_code, headers, answer.content)
+
+    def close(self) -> None:
+        self._session.close()
+
+
 def post_json(
-    session: requests.Session,
+    transport: Transport,
     url: str,
     body: bytes,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     timeout: float,
     *,
     unavailable: Callable[[str], Exception],
@@ -57,29 +131,30 @@ def post_json(
     ok: Container[int] = range(100, 300),
     not_json: str | None = None,
 ) -> Any:
-    """POST ``body`` (no redirects) and return the answer's decoded JSON, or raise:
+    """POST ``body`` through ``transport`` and return the answer's decoded JSON, or raise:
 
-    * ``unavailable(message)``: connection error, timeout, HTTP 429 or 5xx, or a body that is not
-      JSON (``not_json``, by default ``"HTTP <status> with a body that is not JSON"``);
+    * ``unavailable(message)``: no answer (:class:`TransportError`), HTTP 429 or 5xx, or a body
+      that is not JSON (``not_json``, by default ``"HTTP <status> with a body that is not JSON"``);
     * ``rejected(status, detail)``: any other status not in ``ok`` (``detail``: the body's start).
 
     Whether the JSON is the expected reply is the caller's to check.
     """
     try:
-        response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    except requests.Timeout as exc:
-        raise unavailable(f"no answer within {timeout}s") from exc
-    except requests.RequestException as exc:
-        raise unavailable(f"{type(exc).__name__}: {exc}") from exc
-    status = response.status_code
+        response = transport(Request("POST", url, headers, body, timeout))
+    except TransportError as exc:
+        raise unavailable(str(exc)) from exc
+    status = response.status
     if status == 429 or status >= 500:
         raise unavailable(f"HTTP {status}")
     if status not in ok:
         raise rejected(status, response.text[:200].strip())
     try:
-        return response.json()
-    except ValueError as exc:
+        return json.loads(response.body)
+    except ValueError as exc:  # includes UnicodeDecodeError
         raise unavailable(not_json or f"HTTP {status} with a body that is not JSON") from exc
+
+
+# --------------------------------------------------------------------------- the GraphQL client
 
 
 class MapperClient(Protocol):
@@ -89,25 +164,29 @@ class MapperClient(Protocol):
 
 
 class HttpMapperClient:
-    """GraphQL over HTTP POST with ``requests``, sending ``Authorization: Bearer <token>``."""
+    """GraphQL over HTTP POST through ``transport`` (by default a :class:`RequestsTransport`,
+    closed by :meth:`close`), sending ``Authorization: Bearer <token>``."""
 
-    def __init__(self, url: str, token: str, timeout: float, session: requests.Session | None = None) -> None:
+    def __init__(self, url: str, token: str, timeout: float, transport: Transport | None = None) -> None:
         self.url = url
         self._timeout = timeout
-        self._session = session or requests.Session()
+        self._owned: RequestsTransport | None = None
+        if transport is None:
+            transport = self._owned = RequestsTransport()
+        self._transport = transport
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
 
     def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        # The bytes requests' ``json=`` sent; NaN or infinity, which it refused with an
-        # InvalidJSONError (a RequestException), stay "unavailable".
+        # Strict JSON: NaN or infinity (which requests' ``json=`` refused with an InvalidJSONError)
+        # stay "unavailable", as they always were.
         try:
             request = json.dumps({"query": query, "variables": variables}, allow_nan=False).encode()
         except ValueError as exc:
             raise MapperUnavailable(f"InvalidJSONError: {exc}") from exc
         body = post_json(
-            self._session,
+            self._transport,
             self.url,
             request,
             self._headers,
@@ -126,4 +205,6 @@ class HttpMapperClient:
         return data
 
     def close(self) -> None:
-        self._session.close()
+        """Close the default transport (a transport passed in is its owner's to close)."""
+        if self._owned is not None:
+            self._owned.close()

@@ -14,7 +14,7 @@ from libpcap, and a float is ~10x cheaper to make than a ``datetime`` on the hot
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 Timestamp = float
 """Seconds since the Unix epoch, UTC."""
@@ -187,11 +187,43 @@ class Edge:
     aws_actions: tuple[str, ...] = ()
     target_service: str = ""  # the Kubernetes Service the client reached the target through, if any
     ambiguous: bool = False  # the client could not be pinned to one pod (e.g. a hostNetwork IP)
+    # When target_service was last seen, if before last_seen (0: at last_seen): a later sighting
+    # without a Service must not make an older Service look newer than one seen after it.
+    target_service_seen: Timestamp = 0.0
 
     @property
     def key(self) -> tuple[WorkloadIdentity, Target]:
         """What makes two edges the same edge: the store merges edges with equal keys."""
         return (self.client, self.target)
+
+
+_EDGE_SLOTS = [getattr(Edge, f.name).__set__ for f in fields(Edge)]
+_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11 = _EDGE_SLOTS  # as many as Edge has fields
+_alloc = object.__new__
+
+
+def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
+    client: WorkloadIdentity,
+    target: Target,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    methods: frozenset[Method],
+    count: int,
+    http: tuple[HttpResource, ...],
+    kafka_topics: tuple[KafkaTopic, ...],
+    aws_actions: tuple[str, ...],
+    target_service: str,
+    ambiguous: bool,
+    target_service_seen: Timestamp = 0.0,
+) -> Edge:
+    """``Edge(...)`` with every field given, for the hot paths (the resolver, the codec's bulk
+    reads): it writes the slots directly instead of through the frozen ``__setattr__`` per field,
+    which halves the cost. Equal to the plain constructor (tests/unit/agent/test_model_merge.py)."""
+    edge: Edge = _alloc(Edge)
+    _s0(edge, client), _s1(edge, target), _s2(edge, first_seen), _s3(edge, last_seen), _s4(edge, methods)
+    _s5(edge, count), _s6(edge, http), _s7(edge, kafka_topics), _s8(edge, aws_actions)
+    _s9(edge, target_service), _s10(edge, ambiguous), _s11(edge, target_service_seen)
+    return edge
 
 
 def _merge_named(
@@ -203,38 +235,58 @@ def _merge_named(
     return tuple((name, tuple(sorted(values))) for name, values in sorted(merged.items()))
 
 
-def merge_edges(a: Edge, b: Edge) -> Edge:
-    """The cloud's idempotent merge of two observations of the same edge (``a.key == b.key``).
+def _merged_http(a: tuple[HttpResource, ...], b: tuple[HttpResource, ...]) -> tuple[HttpResource, ...]:
+    named = _merge_named(tuple((r.path, r.methods) for r in a), tuple((r.path, r.methods) for r in b))
+    return tuple(HttpResource(path, methods) for path, methods in named)
+
+
+def _merged_kafka(a: tuple[KafkaTopic, ...], b: tuple[KafkaTopic, ...]) -> tuple[KafkaTopic, ...]:
+    named = _merge_named(tuple((t.name, t.operations) for t in a), tuple((t.name, t.operations) for t in b))
+    return tuple(KafkaTopic(name, ops) for name, ops in named)
+
+
+def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
+    """The one merge of two sightings of the same edge (``a.key == b.key``), used by every store.
 
     ``first_seen`` is the earliest, ``last_seen`` the latest; methods, AWS actions, HTTP methods
-    per path and Kafka operations per topic are unions; ``count`` is the *maximum*, because
-    uploaders send their cumulative count (so a retried or re-sent batch changes nothing);
-    ``target_service`` is the newer edge's (by ``last_seen``; on a tie the greater name) unless
-    that is empty; ``ambiguous`` holds only while both are ambiguous. The merge is commutative,
-    and merging either input into ``merge_edges(a, b)`` again gives the same edge. The result
-    is canonical: sorted tuples.
-    (The mapper's own store sums counts instead: it merges disjoint observation deltas.)
+    per path and Kafka operations per topic are unions; ``target_service`` is the non-empty one
+    seen last (by ``target_service_seen``; on a tie the greater name: an empty one never erases a
+    known service, and a later sighting without one keeps when the known one was seen);
+    ``ambiguous`` holds only while both are ambiguous (one unambiguous sighting pins the edge to
+    its client for good). The result is canonical: sorted tuples.
+
+    ``count``: with ``cumulative`` (the cloud, whose uploaders send their cumulative count) the
+    *maximum*, so a retried or re-sent batch changes nothing: the merge is then idempotent and
+    commutative, and merging either input into the result again gives the result. Without it (the
+    mapper's store, which merges disjoint deltas of observations) the *sum*.
     """
     if a.key != b.key:
         raise ValueError(f"cannot merge edges with different keys: {a.key} and {b.key}")
-    http = _merge_named(
-        tuple((r.path, r.methods) for r in a.http), tuple((r.path, r.methods) for r in b.http)
-    )
-    kafka = _merge_named(
-        tuple((t.name, t.operations) for t in a.kafka_topics),
-        tuple((t.name, t.operations) for t in b.kafka_topics),
-    )
-    newer, older = (b, a) if (b.last_seen, b.target_service) >= (a.last_seen, a.target_service) else (a, b)
+    # Most edges have no details: skip the set work for them.
+    http = _merged_http(a.http, b.http) if a.http or b.http else ()
+    kafka = _merged_kafka(a.kafka_topics, b.kafka_topics) if a.kafka_topics or b.kafka_topics else ()
+    aws = tuple(sorted({*a.aws_actions, *b.aws_actions})) if a.aws_actions or b.aws_actions else ()
+    service, service_seen = _newer_service(a, b)
+    last_seen = max(a.last_seen, b.last_seen)
     return Edge(
         client=a.client,
         target=a.target,
         first_seen=min(a.first_seen, b.first_seen),
-        last_seen=max(a.last_seen, b.last_seen),
-        methods=a.methods | b.methods,
-        count=max(a.count, b.count),
-        http=tuple(HttpResource(path, methods) for path, methods in http),
-        kafka_topics=tuple(KafkaTopic(name, ops) for name, ops in kafka),
-        aws_actions=tuple(sorted(set(a.aws_actions) | set(b.aws_actions))),
-        target_service=newer.target_service or older.target_service,
+        last_seen=last_seen,
+        methods=a.methods if a.methods == b.methods else a.methods | b.methods,
+        count=max(a.count, b.count) if cumulative else a.count + b.count,
+        http=http,
+        kafka_topics=kafka,
+        aws_actions=aws,
+        target_service=service,
         ambiguous=a.ambiguous and b.ambiguous,
+        target_service_seen=service_seen if service and service_seen != last_seen else 0.0,
     )
+
+
+def _newer_service(a: Edge, b: Edge) -> tuple[str, float]:
+    """The non-empty ``target_service`` seen last, and when (on a tie, the greater name)."""
+    seen_a = (a.target_service_seen or a.last_seen) if a.target_service else -1.0
+    seen_b = (b.target_service_seen or b.last_seen) if b.target_service else -1.0
+    seen, service = max((seen_a, a.target_service), (seen_b, b.target_service))
+    return service, seen

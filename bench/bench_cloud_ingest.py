@@ -1,12 +1,13 @@
 """Cloud ingest: 100,000 edges (200 batches of 500) through the Lambda handler into SQLite.
 
 Each batch is an API Gateway HTTP API v2 event (JSON body, ingest token), handled in process
-by ``cloud_functions.handlers.CloudApp`` over ``SqliteGraphStore``: authentication, request
-validation, typed decoding and encoding of each edge (``cloud_functions.store.documents``), the
-store's idempotent merge, the response. The baseline, measured in the same run, is a plain
-``sqlite3`` ``executemany`` of the same rows (already encoded) into the store's own edges table
-and index (``EDGES_TABLE``, ``EDGES_INDEX``, same pragmas) in a fresh file, one transaction per
-batch: what SQLite alone costs. A second pass re-sends every batch (duplicates: nothing
+by ``cloud_functions.handlers.CloudApp`` over ``SqliteGraphStore``: authentication, the body
+decoded in one pass by the edge codec (``agent.wire``), the ingest service
+(``cloud_functions.store.ingestion``: canonical documents, keys, texts, the idempotent merge), the
+response. The baseline, measured in the same run, is a plain ``sqlite3`` ``executemany`` of the
+same rows (already encoded: ``sqliteedges.edge_row``) into the store's own edges table and index
+(``EDGES_TABLE``, ``EDGES_INDEX``, same pragmas) in a fresh file, one transaction per batch: what
+SQLite alone costs. A second pass re-sends every batch (duplicates: nothing
 written) and a third re-sends the edges under new batch ids (merges that change nothing: no edge writes).
 
 Last line: ``cloud_ingest: <N>k edges/s through the handler (<ratio>x plain insert)``
@@ -32,16 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
-from agent.exports.jsonexport import edge_from_dict, rfc3339  # noqa: E402
+from agent import wire  # noqa: E402
 from agent.mapper.store import EdgeStore  # noqa: E402
-from agent.mapper.uploader import CloudRejected, IngestResult, Uploader  # noqa: E402
+from agent.mapper.uploader import HttpCloudClient, IngestResult, Uploader  # noqa: E402
 from agent.model import Edge, Method, WorkloadIdentity  # noqa: E402
 from cloud_functions.auth import hash_token, new_token  # noqa: E402
 from cloud_functions.handlers import CloudApp, CloudSettings  # noqa: E402
 from cloud_functions.store.base import TokenRecord  # noqa: E402
-from cloud_functions.store.encoding import encode, filter_row  # noqa: E402
+from cloud_functions.store.ingestion import coalesce  # noqa: E402
 from cloud_functions.store.sqlite import SqliteGraphStore  # noqa: E402
+from cloud_functions.store.sqliteedges import INSERT_EDGE, edge_row  # noqa: E402
 from cloud_functions.store.sqliteschema import EDGES_INDEX, EDGES_TABLE  # noqa: E402
+from tests.support.transports import CloudTransport  # noqa: E402
 
 BATCHES, BATCH = 200, 500
 CPU: dict[str, float] = {}
@@ -73,8 +76,8 @@ def edge_dicts(batch: int, internet_every: int = 0) -> list[dict[str, Any]]:
                     "kind": "Deployment",
                 },
                 "methods": ["dns", "tcp"],
-                "firstSeen": rfc3339(T0 + i),
-                "lastSeen": rfc3339(T0 + i + 60),
+                "firstSeen": wire.format_time(T0 + i),
+                "lastSeen": wire.format_time(T0 + i + 60),
                 "count": 3,
                 "http": [{"path": "/api", "methods": ["GET"]}] if i % 5 == 0 else [],
                 "kafkaTopics": [],
@@ -120,7 +123,8 @@ def through_handler(
     store.put_token(TokenRecord(hash_token(token), "t_bench", "ingest", "k_bench", T0, cluster_id="c_bench"))
     app = CloudApp(store, CloudSettings(store=f"sqlite:{directory / 'cloud.db'}"))
     events = [
-        event(token, {"batchId": f"b{n}", "anonymized": False, "edges": b}) for n, b in enumerate(batches)
+        event(token, {"version": wire.FORMAT_VERSION, "batchId": f"b{n}", "anonymized": False, "edges": b})
+        for n, b in enumerate(batches)
     ]
 
     def run(evs: list[dict[str, Any]], stored: bool) -> float:
@@ -150,13 +154,8 @@ def plain_insert(directory: Path, batches: list[list[dict[str, Any]]]) -> float:
     """The same rows, encoded beforehand, into the store's own edges table and settings."""
     rows, row_id = [], 0
     for batch in batches:
-        encoded = [encode(edge_from_dict(obj)) for obj in batch]
-        rows.append(
-            [
-                (row_id := row_id + 1, 1, bytes.fromhex(e.key_hash), e.text, *filter_row(e.edge), False)
-                for e in encoded
-            ]
-        )
+        records = coalesce(wire.decode_ingest(json.dumps({"batchId": "b", "edges": batch})).edges).values()
+        rows.append([edge_row(row_id := row_id + 1, 1, record) for record in records])
     db = sqlite3.connect(directory / "plain.db", isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536", "wal_autocheckpoint=10000"):
         db.execute(f"PRAGMA {pragma}")
@@ -166,7 +165,7 @@ def plain_insert(directory: Path, batches: list[list[dict[str, Any]]]) -> float:
     started, cpu = time.perf_counter(), time.process_time()
     for batch_rows in rows:
         db.execute("BEGIN")
-        db.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch_rows)
+        db.executemany(INSERT_EDGE, batch_rows)
         db.execute("COMMIT")
     elapsed = time.perf_counter() - started
     CPU["plain"] = time.process_time() - cpu
@@ -174,25 +173,20 @@ def plain_insert(directory: Path, batches: list[list[dict[str, Any]]]) -> float:
     return elapsed
 
 
-class HandlerClient:
-    """The uploader's :class:`CloudClient`: API Gateway v2 events into the Lambda handler, in process."""
+class CountingClient:
+    """The uploader's own HTTP client (into the Lambda handler in process, through the tests'
+    :class:`CloudTransport`), counting the edge writes the cloud reports."""
 
     def __init__(self, app: CloudApp, token: str) -> None:
-        self.app, self.token = app, token
-        self.edge_writes = 0  # as the cloud reported them
+        self.client = HttpCloudClient("http://cloud.bench", token, 10.0, transport=CloudTransport(app))
+        self.edge_writes = 0
 
     def ingest(
-        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+        self, batch_id: str, anonymized: bool, edges: list[wire.EdgeDoc], seen_at: float | None = None
     ) -> IngestResult:
-        body: dict[str, Any] = {"batchId": batch_id, "anonymized": anonymized, "edges": edges}
-        if seen_at is not None:
-            body["seenAt"] = rfc3339(seen_at)
-        response = self.app(event(self.token, body), None)
-        if response["statusCode"] != 200:
-            raise CloudRejected(response["statusCode"], response["body"])
-        reply = json.loads(response["body"])
-        self.edge_writes += reply["edgesWritten"]
-        return IngestResult(reply["stored"], reply["edgesWritten"])
+        result = self.client.ingest(batch_id, anonymized, edges, seen_at)
+        self.edge_writes += result.edges_written
+        return result
 
 
 def steady_cluster(
@@ -210,7 +204,7 @@ def steady_cluster(
     app = CloudApp(store, CloudSettings(store=f"sqlite:{directory / 'steady.db'}"))
     now = [T0]
     edge_store = EdgeStore(directory / "edges.db")
-    client = HandlerClient(app, token)
+    client = CountingClient(app, token)
     uploader = Uploader(edge_store, client, clock=lambda: now[0])
     pairs = [
         (WorkloadIdentity("shop", f"svc-{i}", "Deployment"), f"svc-{(i * 7 + 1) % edges}")

@@ -139,11 +139,11 @@ def serve(data_dir: Path, port_file: Path) -> None:
     import uvicorn
 
     from agent.mapper.api import create_app
-    from agent.settings import MapperSettings
+    from agent.settings import ApiSettings
 
     state = cluster()
     store = EdgeStore(data_dir / "edges.db")
-    settings = MapperSettings(token=TOKEN, max_body_bytes=64 << 20)
+    settings = ApiSettings(token=TOKEN, max_body_bytes=64 << 20)
     app = create_app(settings, store, Resolver(state, "cluster.local"), state)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

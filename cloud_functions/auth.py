@@ -4,13 +4,17 @@ Tokens are ``nm_`` + 64 hex digits (256 random bits from :mod:`secrets`). The st
 their SHA-256 (``hash_token``); a request's bearer token is hashed and looked up, and the
 record found is checked against the hash again in constant time. Tokens never reach logs.
 
-Roles:
+Roles (:data:`GRANTS` says which role stands in for which):
 
 * ``admin`` — the platform operator: creates tenants (and may manage any tenant's clusters
   and tokens, but reads no tenant's graph). Bootstrapped by ``cloud_functions.local`` on an
   empty store, or given to the Lambda as ``NM_ADMIN_TOKEN_SHA256`` (the hash, never the token);
-* ``read`` — a tenant's user: reads its tenant's graph and exports, creates clusters (and so
-  ingest tokens) and read tokens for its tenant, lists and revokes them;
+* ``owner`` — a tenant's administrator: adds clusters (and so ingest tokens), mints owner and
+  read tokens, lists and revokes them; and does everything a ``read`` token does. Creating a
+  tenant returns its first owner token;
+* ``read`` — a tenant's viewer: reads its tenant's graph and exports and lists its clusters,
+  nothing else (403 on adding clusters and on every token route). It is the token a console
+  URL may carry, so it must never be an admin key;
 * ``ingest`` — one cluster's uploader: posts edges for that cluster only.
 
 A token reaches its own tenant only: any other tenant's route answers 403.
@@ -21,16 +25,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 from aws_lambda_powertools.event_handler.request import Request
 
-from cloud_functions.store.base import GraphStore, TokenRecord
+from cloud_functions.store.base import GraphStore, Role, TokenRecord
 
-Role = Literal["admin", "read", "ingest"]
 TOKEN_PREFIX = "nm_"  # noqa: S105 - a prefix, not a secret
 PLATFORM_TENANT = "platform"
 """The tenant id admin tokens are filed under (never a real tenant's id: those start ``t_``)."""
+GRANTS: Mapping[Role, frozenset[Role]] = {
+    "admin": frozenset({"admin"}),
+    "owner": frozenset({"owner", "read"}),
+    "read": frozenset({"read"}),
+    "ingest": frozenset({"ingest"}),
+}
+"""The roles a token of each role counts as: an owner passes wherever a read token would, so
+routes name the least role they need (a graph route says ``read``) and owners are never left out.
+An admin does not count as ``read``: it administers tenants but reads no tenant's graph."""
 
 
 class ApiError(Exception):
@@ -91,10 +104,11 @@ def authenticate(store: GraphStore, authorization: str | None, admin_token_sha25
 
 
 def require(caller: TokenRecord | None, *roles: Role, tenant_id: str | None = None) -> TokenRecord:
-    """``caller`` if it has one of ``roles`` (for ``tenant_id``, unless it is admin); else 401/403."""
+    """``caller`` if its role counts as one of ``roles`` (:data:`GRANTS`), for ``tenant_id`` unless
+    it is admin; else 401/403."""
     if caller is None:
         raise ApiError(401, "unauthorized", "missing or malformed bearer token")
-    if caller.role not in roles:
+    if GRANTS[caller.role].isdisjoint(roles):
         raise ApiError(403, "forbidden", f"this route needs a token of role {' or '.join(roles)}")
     if (
         tenant_id is not None
@@ -121,6 +135,7 @@ def current_caller(request: Request) -> TokenRecord | None:
 
 
 __all__ = [
+    "GRANTS",
     "PLATFORM_TENANT",
     "ApiError",
     "Role",

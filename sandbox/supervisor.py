@@ -53,6 +53,27 @@ from sandbox.topology import (
 log = logging.getLogger(__name__)
 
 
+def create_demo_tenant(base: str, admin_token: str) -> tuple[str, str, str]:
+    """Through the cloud's API at ``base``: a tenant ``sandbox`` with one cluster; returns
+    (tenant id, the cluster's ingest token, a read token).
+
+    The tenant's owner token adds the cluster and mints the read token, which is what the demo
+    prints (and a console URL may carry): it reads the graph and exports only. The owner token
+    is dropped here, never saved or shown.
+    """
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    tenant = requests.post(f"{base}/v1/tenants", json={"name": "sandbox"}, headers=admin, timeout=10)
+    tenant.raise_for_status()
+    tenant_id = str(tenant.json()["tenantId"])
+    owner = {"Authorization": f"Bearer {tenant.json()['ownerToken']}"}
+    tenant_url = f"{base}/v1/tenants/{tenant_id}"
+    cluster = requests.post(f"{tenant_url}/clusters", json={"name": "sandbox"}, headers=owner, timeout=10)
+    cluster.raise_for_status()
+    reader = requests.post(f"{tenant_url}/tokens", json={"role": "read"}, headers=owner, timeout=10)
+    reader.raise_for_status()
+    return tenant_id, str(cluster.json()["ingestToken"]), str(reader.json()["token"])
+
+
 def kubeconfig_paths(state_dir: Path) -> tuple[Path, Path]:
     """(the user's kubeconfig on 127.0.0.1, the pods' kubeconfig on the ``kubernetes`` ClusterIP)."""
     return state_dir / "kubeconfig", state_dir / "kubeconfig-incluster"
@@ -255,20 +276,8 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise RuntimeError("the local cloud did not start within 60 s; see its log")
             time.sleep(0.2)
-        admin = {"Authorization": f"Bearer {admin_file.read_text().strip()}"}
-        tenant = requests.post(f"{base}/v1/tenants", json={"name": "sandbox"}, headers=admin, timeout=10)
-        tenant.raise_for_status()
-        self.state.cloud_tenant = tenant.json()["tenantId"]
-        self.state.cloud_read_token = tenant.json()["readToken"]
-        reader = {"Authorization": f"Bearer {self.state.cloud_read_token}"}
-        cluster = requests.post(
-            f"{base}/v1/tenants/{self.state.cloud_tenant}/clusters",
-            json={"name": "sandbox"},
-            headers=reader,
-            timeout=10,
-        )
-        cluster.raise_for_status()
-        self.state.cloud_ingest_token = cluster.json()["ingestToken"]
+        tenant = create_demo_tenant(base, admin_file.read_text().strip())
+        self.state.cloud_tenant, self.state.cloud_ingest_token, self.state.cloud_read_token = tenant
         self._save()
 
     def _control(self, namespace: str, prefix: str, action: str) -> bool:

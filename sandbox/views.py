@@ -62,7 +62,7 @@ def mapper_url(state_dir: Path) -> str:
 
 def demo_map(url: str) -> dict[str, frozenset[str]]:
     """The mapper's current map of the demo namespace, as {client: servers} names."""
-    from agent.cli.edges import EDGES_QUERY, edge_from_json
+    from agent.cli.queries import EDGES_QUERY, edge_from_json
     from agent.mapperclient import HttpMapperClient
     from agent.model import WorkloadIdentity
     from sandbox.topology import DEMO_NS
@@ -105,7 +105,8 @@ def wait_for_demo_map(url: str, timeout: float) -> tuple[bool, float]:
 
 
 def cloud_access(state_dir: Path) -> tuple[str, str, str]:
-    """(base URL on 127.0.0.1, tenant id, read token) of the sandbox's local cloud."""
+    """(base URL on 127.0.0.1, tenant id, read token) of the sandbox's local cloud. The token only
+    reads (the graph, exports, the cluster list): it is what the demo prints, not an admin key."""
     from sandbox.state import StateFile
 
     state = StateFile(state_dir).load()
@@ -116,8 +117,8 @@ def cloud_demo_map(state_dir: Path) -> dict[str, frozenset[str]]:
     """The cloud's graph of the demo namespace, as {client: servers} names (what `curl …/graph` shows)."""
     import requests
 
-    from agent.exports.jsonexport import edge_from_dict
     from agent.model import WorkloadIdentity
+    from agent.wire import edge_from_plain
     from sandbox.topology import DEMO_NS
 
     base, _, token = cloud_access(state_dir)
@@ -125,7 +126,7 @@ def cloud_demo_map(state_dir: Path) -> dict[str, frozenset[str]]:
     reply.raise_for_status()
     found: dict[str, set[str]] = {}
     for raw in reply.json()["edges"]:
-        edge = edge_from_dict(raw)
+        edge = edge_from_plain(raw)
         if edge.client.namespace == DEMO_NS and isinstance(edge.target, WorkloadIdentity):
             found.setdefault(edge.client.name, set()).add(edge.target.name)
     return {k: frozenset(v) for k, v in found.items()}

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from agent.cli import edges as queries
+from agent.cli import queries
 from agent.cli.render import NO_EDGES, dot, listing
 from agent.exports import clientintents, iam_policies, jsonexport, networkpolicy, yaml_documents
 from agent.mapperclient import HttpMapperClient, MapperError, MapperRejected, MapperUnavailable
@@ -197,7 +197,7 @@ def visualize(edges: list[Edge], args: argparse.Namespace) -> str:
 
 def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
     """Writes the de-anonymized export where asked; returns what to print."""
-    from agent.mapper.anonymize import AnonymizationKeyError, Deanonymizer, load_key
+    from agent.anonymize import AnonymizationKeyError, Deanonymizer, load_key
 
     try:
         key = load_key(args.key_file)

@@ -3,13 +3,13 @@
 Wiring, in the order data flows: the Kubernetes API → :mod:`.kube` (list+watch) →
 :mod:`.cluster` (time-indexed state) → :mod:`.resolver` (observations → edges, fed by the
 API's ingest workers) → :mod:`.store` (SQLite in ``--data-dir``) → :mod:`.api` (GraphQL at
-``--listen-address``). Settings: :class:`agent.settings.MapperSettings`.
+``--listen-address``), and :mod:`.uploader` / :mod:`.telemetry` to the cloud. Settings:
+:class:`agent.settings.MapperSettings`, checked when loaded; each part gets its own group.
 """
 
 from __future__ import annotations
 
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -21,7 +21,7 @@ import uvicorn
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
-from agent.mapper.anonymize import AnonymizationKeyError, Anonymizer, load_key
+from agent.anonymize import AnonymizationKeyError, Anonymizer, load_key
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.kube import ClusterWatcher
@@ -29,12 +29,19 @@ from agent.mapper.resolver import Resolver
 from agent.mapper.store import EdgeStore, StoreError
 from agent.mapper.telemetry import StoreCounts, Telemetry, metrics_route
 from agent.mapper.uploader import HttpCloudClient, Uploader
-from agent.settings import MapperSettings, SettingsError, load, parse_address
+from agent.settings import (
+    AnonymizationSettings,
+    ClusterSettings,
+    MapperSettings,
+    SettingsError,
+    UploadSettings,
+    load,
+)
 
 log = logging.getLogger("agent.mapper")
 
 
-def _api_client(settings: MapperSettings) -> object:
+def _api_client(settings: ClusterSettings) -> object:
     if settings.kubeconfig:
         return k8s_config.new_client_from_config(config_file=settings.kubeconfig)
     k8s_config.load_incluster_config()
@@ -43,45 +50,26 @@ def _api_client(settings: MapperSettings) -> object:
     return client.ApiClient()
 
 
-def _internal_cidrs(settings: MapperSettings) -> list[str]:
-    """The pod and service CIDRs from the settings (comma-separated); ValueError names a bad one."""
-    cidrs = [c.strip() for c in f"{settings.pod_cidrs},{settings.service_cidrs}".split(",") if c.strip()]
-    for cidr in cidrs:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ValueError(f"not a CIDR in --pod-cidrs/--service-cidrs: {cidr!r}") from None
-    return cidrs
-
-
-def _telemetry_interval(settings: MapperSettings) -> float:
-    """Seconds between telemetry exports; ValueError unless more than 0."""
-    if not settings.telemetry_interval > 0:
-        raise ValueError(f"--telemetry-interval must be more than 0, not {settings.telemetry_interval}")
-    return settings.telemetry_interval
-
-
-def _anonymizer(settings: MapperSettings) -> Anonymizer | None:
+def _anonymizer(settings: AnonymizationSettings) -> Anonymizer | None:
     """The uploads' anonymizer when ``--anonymize``; AnonymizationKeyError without a usable key."""
-    if not settings.anonymize:
-        return None
-    if not settings.anonymize_key_file:
-        raise AnonymizationKeyError("--anonymize needs --anonymize-key-file (a Secret mounted as a file)")
-    return Anonymizer(load_key(settings.anonymize_key_file))
+    return Anonymizer(load_key(settings.key_file)) if settings.enabled else None
 
 
-def _uploader(settings: MapperSettings, store: EdgeStore, anonymizer: Anonymizer | None) -> Uploader | None:
+def _uploader(settings: UploadSettings, store: EdgeStore, anonymizer: Anonymizer | None) -> Uploader | None:
     """The cloud uploader, started, when ``--cloud-url`` is set."""
     if not settings.cloud_url:
         return None
-    client = HttpCloudClient(settings.cloud_url, settings.cloud_token, timeout=30.0)
+    client = HttpCloudClient(settings.cloud_url, settings.cloud_token, timeout=settings.request_timeout)
     log.info("uploading edges to %s (anonymized=%s)", settings.cloud_url, anonymizer is not None)
     return Uploader(
         store,
         client,
-        interval=settings.upload_interval,
-        granularity=settings.upload_granularity,
+        interval=settings.interval,
+        granularity=settings.granularity,
         anonymizer=anonymizer,
+        retry_attempts=settings.retry_attempts,
+        retry_initial=settings.retry_initial,
+        retry_max=settings.retry_max,
     ).start()
 
 
@@ -95,24 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load(MapperSettings, argv, os.environ, prog="network-mapper-mapper")
-        host, port = parse_address(settings.listen_address)
-        internal_cidrs = _internal_cidrs(settings)
-        telemetry_interval = _telemetry_interval(settings)
-    except (SettingsError, ValueError) as exc:
+        anonymizer = _anonymizer(settings.anonymization)
+    except (SettingsError, AnonymizationKeyError) as exc:
         print(f"network-mapper-mapper: {exc}", file=sys.stderr)
         return 2
     try:
-        anonymizer = _anonymizer(settings)
-    except AnonymizationKeyError as exc:
-        print(f"network-mapper-mapper: {exc}", file=sys.stderr)
-        return 2
-    try:
-        store = EdgeStore.in_dir(settings.data_dir)
+        store = EdgeStore.in_dir(settings.store.data_dir)
     except StoreError as exc:
         print(f"network-mapper-mapper: {exc}", file=sys.stderr)
         return 1
     try:
-        api_client = _api_client(settings)
+        api_client = _api_client(settings.cluster)
     except (ConfigException, OSError) as exc:
         print(f"network-mapper-mapper: no Kubernetes API ({exc}); set --kubeconfig", file=sys.stderr)
         return 1
@@ -125,29 +106,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # services, their dicts and indexes, imported modules); freezing them keeps every later full
     # GC collection from re-traversing them while the resolver allocates edges at ~100k/s.
     gc.freeze()
-    resolver = Resolver(state, settings.cluster_domain, internal_cidrs)
-    app = create_app(settings, store, resolver, state)
+    resolver = Resolver(state, settings.cluster.domain, settings.cluster.internal_cidrs)
+    app = create_app(settings.api, store, resolver, state)
     # Users' own collectors scrape the service graph here (names stay in-cluster).
     app.router.routes.append(metrics_route(store.edges))
     log.info(
         "mapper serving address=%s data_dir=%s edges=%d",
-        settings.listen_address,
-        settings.data_dir,
+        settings.api.listen_address,
+        settings.store.data_dir,
         store.count(),
     )
-    telemetry = Telemetry.from_settings(
-        settings, state.namespace_uid("kube-system"), export_interval=telemetry_interval
-    )
+    telemetry = Telemetry.from_settings(settings, state.namespace_uid("kube-system"))
     counts = StoreCounts(store.edges)
     telemetry.observe(counts.workloads, counts.edges_by_method)
     telemetry.component_started("mapper")
-    uploader = _uploader(settings, store, anonymizer)
+    uploader = _uploader(settings.upload, store, anonymizer)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found; the default one would kill the process before the cleanup below (the uploader's
     # stop, telemetry's last export, the store's close) and exit 143. Shutdown is under way then.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _already_stopping)
     try:
+        host, port = settings.api.address
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         if uploader is not None:

@@ -2,13 +2,15 @@
 
 Data comes in from `agent.mapper.kube` (list + watch) as the API's JSON dicts through
 `ClusterState.apply` (one watch event) and `ClusterState.replace_all` (a (re)list), read by
-`agent.mapper.objects`; it goes out to `agent.mapper.resolver` (`pod_at`, `service_at_ip`,
-`service_named`, `service_targets` ...) and to the API (`labels_of`). Pure: no I/O and no
-`kubernetes` client types, so tests feed hand-written dicts. Thread-safe for one writer and many
-readers: writes hold `_lock`; the hot readers (lookups by IP or name, ~200k/s from the resolver)
-take no lock and rely on single dict reads being atomic under the GIL plus copy-on-write IP
-histories (`agent.mapper.history`); `generation` counts writes so readers can cache answers.
-Readers that iterate mutable collections take the lock.
+`agent.mapper.kuberecords`; pods are kept here, Services and their endpoints by
+`agent.mapper.servicestate`, owners by `agent.mapper.owners`. It goes out to
+`agent.mapper.resolver` (`pod_at`, `service_at_ip`, `service_named`, `service_targets` ...) and
+to the API (`labels_of`). Pure: no I/O and no `kubernetes` client types, so tests feed
+hand-written dicts. Thread-safe for one writer and many readers: writes hold `_lock`; the hot
+readers (lookups by IP or name, ~200k/s from the resolver) take no lock and rely on single dict
+reads being atomic under the GIL plus copy-on-write IP histories (`agent.mapper.history`);
+`generation` counts writes so readers can cache answers. Readers that iterate mutable
+collections take the lock.
 
 IP reuse is the reason for the *history*: each IP maps to non-overlapping spans of the objects that
 held it. A pod's span starts at `status.startTime` (when the kubelet took the pod, just before its
@@ -30,24 +32,21 @@ from dataclasses import replace
 from typing import ClassVar
 
 from agent.mapper.history import INF, History, Span
-from agent.mapper.objects import (
+from agent.mapper.kuberecords import (
     OWNER_KINDS,
     Change,
-    EndpointRef,
     Obj,
     OwnerRef,
     PodInfo,
     ServiceInfo,
     change,
-    endpoint_refs,
     node_addresses,
     object_key,
     read_pod,
-    read_service,
-    slice_refs,
     workload_name,
 )
 from agent.mapper.owners import OwnerTree
+from agent.mapper.servicestate import ServiceSpan, ServiceState
 from agent.model import WorkloadIdentity
 
 __all__ = ["RETENTION_SECONDS", "ClusterState", "PodInfo", "ServiceInfo"]
@@ -77,14 +76,7 @@ class ClusterState:
         self._kind_by_name: dict[tuple[str, str], str] = {}
         self._labels_by_identity: dict[WorkloadIdentity, Mapping[str, str]] = {}
         self._interned: dict[tuple[str, str, str], WorkloadIdentity] = {}
-        self._services: dict[str, ServiceInfo] = {}
-        self._service_live: dict[tuple[str, str], str] = {}
-        self._cluster_ip_history: dict[str, History] = {}
-        self._service_name_history: dict[tuple[str, str], History] = {}
-        self._endpoints: dict[tuple[str, str], tuple[EndpointRef, ...]] = {}
-        self._slices: dict[tuple[str, str], tuple[str, tuple[EndpointRef, ...]]] = {}
-        self._targets: dict[str, tuple[WorkloadIdentity, ...]] = {}  # service uid → memo
-        self._last_targets: dict[str, tuple[WorkloadIdentity, ...]] = {}
+        self._services = ServiceState()
         self._namespaces: dict[str, str] = {}
         self._known: dict[str, dict[str, Obj]] = {}  # kind → key → minimal object, for replace_all
 
@@ -130,8 +122,14 @@ class ClusterState:
         elif kind in self._HANDLERS:
             self._HANDLERS[kind](self, c)
 
+    def _apply_service(self, c: Change) -> None:
+        self._services.apply_service(c)
+
     def _apply_endpoints(self, c: Change) -> None:
-        self._set_endpoints((c.ns, c.name), () if c.deleted else endpoint_refs(c.obj, c.ns))
+        self._services.apply_endpoints(c)
+
+    def _apply_slice(self, c: Change) -> None:
+        self._services.apply_slice(c)
 
     def _apply_namespace(self, c: Change) -> None:
         if c.deleted:
@@ -153,7 +151,7 @@ class ClusterState:
                 self._end_pod(old, at)
                 self._forget_live(old)
                 self._pods[uid] = replace(old, deleted_at=at)
-                self._targets.clear()
+                self._services.forget_targets()
             return
         read = read_pod(c, old)
         self._owners.set_pod(uid, read.ref)
@@ -163,7 +161,7 @@ class ClusterState:
             if old is not None:
                 self._forget_live(old)
             self._live_by_identity.setdefault(pod.identity, set()).add(uid)
-            self._targets.clear()
+            self._services.forget_targets()
         self._pod_by_name[(c.ns, c.name)] = uid
         self._kind_by_name[(pod.identity.namespace, pod.identity.name)] = pod.identity.kind
         self._labels_by_identity[pod.identity] = pod.labels
@@ -221,61 +219,13 @@ class ClusterState:
                 self._pods[uid] = replace(pod, identity=identity)
                 self._kind_by_name[(identity.namespace, identity.name)] = identity.kind
                 self._labels_by_identity[identity] = pod.labels
-                self._targets.clear()
+                self._services.forget_targets()
 
-    # -- services and endpoints --------------------------------------------------------------
-
-    def _apply_service(self, c: Change) -> None:
-        ns, name, uid, at = c.ns, c.name, c.uid, c.at
-        old = self._services.get(uid)
-        if c.deleted:
-            if old is not None and old.deleted_at is None:
-                for ip in old.cluster_ips:
-                    self._cluster_ip_history[ip].end(uid, at)
-                self._service_name_history[(ns, name)].end(uid, at)
-                self._services[uid] = replace(old, deleted_at=at)
-                if self._service_live.get((ns, name)) == uid:
-                    del self._service_live[(ns, name)]
-            return
-        service = read_service(c, old)
-        self._services[uid] = service
-        self._service_live[(ns, name)] = uid
-        self._targets.pop(uid, None)
-        if old is None or old.deleted_at is not None:
-            for ip in service.cluster_ips:  # ClusterIPs are immutable: index once per service
-                self._cluster_ip_history.setdefault(ip, History()).add(service.created_at, uid)
-            self._service_name_history.setdefault((ns, name), History()).add(service.created_at, uid)
-
-    def _apply_slice(self, c: Change) -> None:
-        old = self._slices.pop((c.ns, c.name), None)
-        if old is not None:
-            self._invalidate_service(c.ns, old[0])
-        if c.deleted:
-            return
-        service, refs = slice_refs(c)
-        self._slices[(c.ns, c.name)] = (service, refs)
-        self._invalidate_service(c.ns, service)
-
-    def _set_endpoints(self, key: tuple[str, str], refs: tuple[EndpointRef, ...]) -> None:
-        if refs:
-            self._endpoints[key] = refs
-        else:
-            self._endpoints.pop(key, None)
-        self._invalidate_service(*key)
-
-    def _invalidate_service(self, ns: str, name: str) -> None:
-        uid = self._service_live.get((ns, name))
-        if uid is not None:
-            self._targets.pop(uid, None)
+    # -- the pods behind a service ------------------------------------------------------------
 
     def _compute_targets(self, service: ServiceInfo) -> tuple[WorkloadIdentity, ...]:
-        ns, name = service.namespace, service.name
-        refs = list(self._endpoints.get((ns, name), ()))
-        for svc, listed in self._slices.values():
-            if svc == name and listed and listed[0][1] == ns:
-                refs.extend(listed)
         found: dict[WorkloadIdentity, None] = {}
-        for uid, ref_ns, ref_name, ip in refs:
+        for uid, ref_ns, ref_name, ip in self._services.endpoint_refs(service):
             pod_uid = uid if uid in self._pods else self._pod_by_name.get((ref_ns, ref_name))
             pod = self._pods.get(pod_uid) if pod_uid else self.pod_at(ip, self._now)
             if pod is not None:
@@ -285,12 +235,9 @@ class ClusterState:
             selector = service.selector.items()
             for uid in self._pod_by_name.values():
                 pod = self._pods[uid]
-                if pod.namespace == ns and selector <= pod.labels.items():
+                if pod.namespace == service.namespace and selector <= pod.labels.items():
                     found[pod.identity] = None
-        targets = tuple(sorted(found))
-        if targets:
-            self._last_targets[service.uid] = targets
-        return targets or self._last_targets.get(service.uid, ())
+        return self._services.remember_targets(service, tuple(sorted(found)))
 
     # -- readers ---------------------------------------------------------------------------
     # The hot ones (pod/service lookups by IP or name, memo hits) take no lock: they do single
@@ -341,22 +288,15 @@ class ClusterState:
 
     def is_known_ip(self, ip: str) -> bool:
         """True if `ip` is or was (within retention) a pod IP, a ClusterIP or a node IP."""
-        return ip in self._ip_history or ip in self._cluster_ip_history or ip in self._node_ips
+        return ip in self._ip_history or self._services.has_cluster_ip(ip) or ip in self._node_ips
 
-    def service_span_at_ip(self, ip: str, t: float) -> tuple[float, float, ServiceInfo] | None:
+    def service_span_at_ip(self, ip: str, t: float) -> ServiceSpan | None:
         """(start, end, service) whose ClusterIP `ip` was at `t`."""
-        return self._service_span(self._cluster_ip_history.get(ip), t)
+        return self._services.span_at_ip(ip, t)
 
-    def service_span_named(
-        self, namespace: str, name: str, t: float
-    ) -> tuple[float, float, ServiceInfo] | None:
+    def service_span_named(self, namespace: str, name: str, t: float) -> ServiceSpan | None:
         """(start, end, service) named `namespace`/`name` at `t` (names are reused too)."""
-        return self._service_span(self._service_name_history.get((namespace, name)), t)
-
-    def _service_span(self, history: History | None, t: float) -> tuple[float, float, ServiceInfo] | None:
-        span = history.span_at(t) if history is not None else None
-        service = self._services.get(span.key) if span is not None else None
-        return (span.start, span.end, service) if service is not None and span is not None else None
+        return self._services.span_named(namespace, name, t)
 
     def service_at_ip(self, ip: str, t: float) -> ServiceInfo | None:
         found = self.service_span_at_ip(ip, t)
@@ -373,10 +313,10 @@ class ClusterState:
         non-empty answer (a Service briefly without endpoints, or deleted, still had targets).
         Memoised per service; endpoint, pod and owner changes invalidate.
         """
-        targets = self._targets.get(service.uid)
+        targets = self._services.memoised_targets(service)
         if targets is None:
             with self._lock:
-                targets = self._targets[service.uid] = self._compute_targets(service)
+                targets = self._compute_targets(service)
         return targets
 
     def labels_of(self, identity: WorkloadIdentity) -> dict[str, str]:
@@ -399,7 +339,7 @@ class ClusterState:
             return {
                 "pods": len(self._pod_by_name),
                 "pods_retained": len(self._pods),
-                "services": len(self._service_live),
+                "services": len(self._services),
                 "pod_ips": len(self._ip_history),
                 "owners": len(self._owners),
             }
@@ -422,18 +362,12 @@ class ClusterState:
     def _prune(self, now: float) -> None:
         self._last_prune = now
         cutoff = now - self.retention
-        for table in (self._ip_history, self._cluster_ip_history, self._service_name_history):
-            for key in [k for k, history in table.items() if history.prune(cutoff)]:
-                del table[key]  # type: ignore[arg-type]
+        for ip in [ip for ip, history in self._ip_history.items() if history.prune(cutoff)]:
+            del self._ip_history[ip]
         for node_ip, spans in list(self._node_spans.items()):
             self._node_spans[node_ip] = [s for s in spans if s.end >= cutoff]
         for uid in [u for u, p in self._pods.items() if p.deleted_at is not None and p.deleted_at < cutoff]:
             del self._pods[uid]
             self._pod_ip.pop(uid, None)
             self._owners.forget_pod(uid)
-        for uid in [
-            u for u, s in self._services.items() if s.deleted_at is not None and s.deleted_at < cutoff
-        ]:
-            del self._services[uid]
-            self._last_targets.pop(uid, None)
-            self._targets.pop(uid, None)
+        self._services.prune(cutoff)

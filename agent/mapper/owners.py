@@ -2,7 +2,7 @@
 
 Owner events (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob) and pods' controller
 references come in from `agent.mapper.cluster.ClusterState`'s writer (already read by
-`agent.mapper.objects`); out go a pod's root owner (`root`, for its workload identity), the pods
+`agent.mapper.kuberecords`); out go a pod's root owner (`root`, for its workload identity), the pods
 below an owner that changed (`pods_below`, to re-resolve them), and the kind of a root owner by
 name (`root_kind`). Pure, and written only under the state's lock; `root_kind` is a single dict
 read and safe without it.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from agent.mapper.objects import Change, OwnerRef, controller
+from agent.mapper.kuberecords import Change, OwnerRef, controller
 
 MAX_DEPTH = 10  # ownership chains are 2-3 deep; this only guards against cycles
 

@@ -3,78 +3,58 @@ restart loses nothing.
 
 Edges come from the resolver, through the API's report workers: each worker turns a batch of
 observations into edges and hands them to :meth:`EdgeStore.record` in one call. They go out
-through :meth:`EdgeStore.edges`: to the GraphQL queries (``serviceIntents``, ``intents``), the
-exporters (ClientIntents, NetworkPolicy, IAM) behind the CLI, and the cloud uploader.
-``resetCapture`` is :meth:`EdgeStore.reset`.
+through :meth:`EdgeStore.edges`: to the GraphQL queries (``serviceIntents``, ``intents``,
+``edges``), the exporters behind the CLI, and through :meth:`EdgeStore.changed_since` to the
+cloud uploader. ``resetCapture`` is :meth:`EdgeStore.reset`.
 
-Storage: one row per edge key (client, target), in ``<data_dir>/edges.db``; how an edge is
-encoded in its row, and the merge rules :meth:`EdgeStore.record` applies per key, are in
-:mod:`agent.mapper.edgerows`; the tables and the migrations of older files in
-:mod:`agent.mapper.storeschema`. This module holds the connections, the transactions and the
-queries.
+Storage: one row per edge key in ``<data_dir>/edges.db``: the key (:func:`agent.wire.key_for`),
+the client's namespace (for the namespace filter), ``last_seen`` and the edge document itself
+(:mod:`agent.wire`: the one codec), plus ``seq``, the change counter. Edges with equal keys are
+merged by :func:`agent.model.merge_edges` (the one merge; counts summed, since the resolver hands
+over disjoint deltas). The tables and the migrations of older files: :mod:`agent.mapper.storeschema`.
 
-Change tracking (for the cloud uploader, :mod:`agent.mapper.uploader`): every row written by
-``record`` gets the next ``seq`` from a persistent counter (``meta.next_seq``, never reset, so a
-``reset`` never moves it backwards); :meth:`EdgeStore.changed_since` pages through rows by
-``seq``. ``upload_state`` holds, per edge key, the ``last_seen``, content digest and ``live`` flag
-last uploaded; ``meta.upload_cursor`` is the ``seq`` the uploader has handled up to (their SQL:
-:mod:`agent.mapper.uploads`). Edges that stop being seen change no row: :meth:`EdgeStore.gone_quiet`
-finds those the cloud still holds live. Older files are migrated in place: version 1 (columns and
-tables added, existing rows numbered in key order) and version 2 (``upload_state.live`` added,
-existing marks reading as not live); nothing is dropped.
+Change tracking: every row written by ``record`` gets the next ``seq`` from a persistent counter
+(``meta.next_seq``, never reset); :meth:`EdgeStore.changed_since` pages through rows by ``seq``.
+What was uploaded of them is not this module's business: the cloud uploader's ledger
+(:class:`agent.mapper.uploads.UploadLedger`) keeps it in the same file, inside this store's
+transactions (:meth:`EdgeStore.writing`, :meth:`EdgeStore.reading`, :meth:`EdgeStore.on_reset`).
 
 Concurrency: one writer connection behind a lock, one ``BEGIN IMMEDIATE`` transaction per
-``record`` call (the merge is a read-modify-write of the batch's rows inside it, so a batch
-is all-or-nothing; merging in SQL instead, an UPSERT calling Python set-union functions, measured
-no faster, and this keeps the merge rules in one place); readers take a pooled connection of
-their own, and each query is a single SELECT, which WAL serves from one consistent snapshot while
-a write is in progress.
+``record`` call (the merge is a read-modify-write of the batch's rows inside it, so a batch is
+all-or-nothing); readers take a pooled connection of their own, and each query is a single
+SELECT, which WAL serves from one consistent snapshot while a write is in progress.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from agent.mapper import storeschema, uploads
-from agent.mapper.edgerows import IDENTITY_COLUMNS as _IDENTITY_COLUMNS
-from agent.mapper.edgerows import MERGED_COLUMNS as _MERGED_COLUMNS
-from agent.mapper.edgerows import Merged as _Merged
-from agent.mapper.edgerows import dumps as _dumps
-from agent.mapper.edgerows import edge_of as _edge
-from agent.mapper.edgerows import forgotten as _forgotten
-from agent.mapper.edgerows import key_columns as _key_columns
-from agent.mapper.edgerows import key_row as _key_row
-from agent.mapper.storeschema import SCHEMA_VERSION
-from agent.mapper.uploads import UploadMark
-from agent.model import Edge, Target, WorkloadIdentity
+import msgspec
+
+from agent import wire
+from agent.mapper import storeschema
+from agent.model import Edge, merge_edges
 
 FILENAME = "edges.db"
+SCHEMA_VERSION = storeschema.SCHEMA_VERSION
 _MAX_IDLE_READERS = 8
 _BUSY_TIMEOUT = 30.0
 
-# The statements below are assembled from edgerows' column-name constants, never from input.
-_VALUES = ", ".join("?" * 22)
-_SET = ", ".join(f"{c} = excluded.{c}" for c in _MERGED_COLUMNS.replace(" ", "").split(","))
-_UPSERT = f"INSERT INTO edges ({_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}, seq) VALUES ({_VALUES}, ?)"  # noqa: S608
-_UPSERT += f" ON CONFLICT (key) DO UPDATE SET {_SET}, seq = excluded.seq"
-_SELECT_MERGED = f"SELECT key, {_MERGED_COLUMNS} FROM edges WHERE key IN "  # noqa: S608
-_SELECT_MERGED += "(SELECT value FROM json_each(?))"
-_SELECT_EDGES = f"SELECT {_IDENTITY_COLUMNS}, {_MERGED_COLUMNS} FROM edges"  # noqa: S608
-_ORDER = " ORDER BY client_namespace, client_name, key"
-_SELECT_CHANGED = f"SELECT {_IDENTITY_COLUMNS}, {_MERGED_COLUMNS}, seq FROM edges"  # noqa: S608
-_SELECT_CHANGED += " WHERE seq > ? ORDER BY seq LIMIT ?"
-_E_COLUMNS = ", ".join(f"e.{c.strip()}" for c in f"{_IDENTITY_COLUMNS},{_MERGED_COLUMNS}".split(","))
-_SELECT_QUIET = f"SELECT u.key, u.last_seen, {_E_COLUMNS} FROM upload_state u"  # noqa: S608
-_SELECT_QUIET += " LEFT JOIN edges e ON e.key = u.key WHERE u.live != 0"
-_SELECT_QUIET += " AND (e.key IS NULL OR e.last_seen <= ?) ORDER BY u.key LIMIT ?"
+_UPSERT = (
+    "INSERT INTO edges (key, client_namespace, last_seen, doc, seq) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen, doc = excluded.doc, seq = excluded.seq"
+)
+_SELECT_STORED = "SELECT key, doc FROM edges WHERE key IN (SELECT value FROM json_each(?))"
+_SELECT_IN_NAMESPACES = (
+    "SELECT doc FROM edges WHERE client_namespace IN (SELECT value FROM json_each(?)) ORDER BY key"
+)
+_keys_json = msgspec.json.Encoder().encode
 
-UploadKey = tuple[WorkloadIdentity, Target]
-"""An edge's key (``Edge.key``), as the upload bookkeeping takes it."""
+ResetHook = Callable[[sqlite3.Connection], None]
 
 
 class StoreError(RuntimeError):
@@ -95,6 +75,7 @@ class EdgeStore:
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
+        self._reset_hooks: list[ResetHook] = []
         self._writer = self._connect()
         try:
             self._open()
@@ -110,7 +91,7 @@ class EdgeStore:
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> EdgeStore:
-        """The store of a data directory (``MapperSettings.data_dir``): ``<data_dir>/edges.db``."""
+        """The store of a data directory (``MapperSettings.store.data_dir``): ``<data_dir>/edges.db``."""
         return cls(data_dir / FILENAME)
 
     def _connect(self) -> sqlite3.Connection:
@@ -136,7 +117,7 @@ class EdgeStore:
         db.execute("PRAGMA synchronous=NORMAL")
         with self._transaction():  # IMMEDIATE: two processes opening a new file create it once
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA_VERSION:
+            if version == storeschema.SCHEMA_VERSION:
                 return
             if version in storeschema.MIGRATABLE:
                 storeschema.migrate(db, version)
@@ -144,7 +125,8 @@ class EdgeStore:
             if version != 0:
                 raise StoreError(
                     f"{self.path} has edge-store schema version {version}, this mapper reads version"
-                    f" {SCHEMA_VERSION}; it was left untouched (run a matching mapper, or move it aside)"
+                    f" {storeschema.SCHEMA_VERSION}; it was left untouched (run a matching mapper, or move"
+                    " it aside)"
                 )
             if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise StoreError(
@@ -166,124 +148,85 @@ class EdgeStore:
             raise
         db.execute("COMMIT")
 
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, all or nothing, for this file's other tables (the upload ledger)."""
+        with self._write_lock:
+            self._check_open()
+            with self._transaction() as db:
+                yield db
+
+    def on_reset(self, hook: ResetHook) -> None:
+        """Run ``hook(db)`` inside every :meth:`reset`'s transaction, before the edges go."""
+        self._reset_hooks.append(hook)
+
     # ------------------------------------------------------------------ writes
 
     def record(self, edges: Iterable[Edge]) -> int:
         """Merge ``edges`` into the store in one transaction; returns how many edges were given."""
-        batch: dict[str, tuple[tuple[Any, ...], _Merged]] = {}
+        batch: dict[bytes, Edge] = {}
         given = 0
         for edge in edges:
             given += 1
-            ident = _key_row(edge)
-            found = batch.get(ident[0])
-            if found is None:
-                batch[ident[0]] = (ident, _Merged(edge))
-            else:
-                found[1].add(edge)
+            key = wire.key_for(edge.client, edge.target)
+            found = batch.get(key)
+            batch[key] = edge if found is None else merge_edges(found, edge, cumulative=False)
         if not batch:
             return given
-        with self._write_lock:
-            self._check_open()
-            with self._transaction() as db:
-                for key, *stored in db.execute(_SELECT_MERGED, (_dumps(list(batch)),)):
-                    batch[key][1].add_stored(tuple(stored))
-                first = db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()[0]
-                db.executemany(
-                    _UPSERT,
-                    (ident + merged.row() + (first + i,) for i, (ident, merged) in enumerate(batch.values())),
-                )
-                db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (first + len(batch),))
+        with self.writing() as db:
+            for key, doc in db.execute(_SELECT_STORED, (_keys_json([k.decode() for k in batch]),)):
+                raw = key.encode()
+                batch[raw] = merge_edges(wire.unpack_edge(doc), batch[raw], cumulative=False)
+            first = db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()[0]
+            db.executemany(
+                _UPSERT,
+                (
+                    (key.decode(), e.client.namespace, e.last_seen, wire.pack_edge(e), first + i)
+                    for i, (key, e) in enumerate(batch.items())
+                ),
+            )
+            db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (first + len(batch),))
         return given
 
     def reset(self) -> None:
-        """Forget every edge (``resetCapture``) and what was uploaded of them; ``seq`` and the
-        upload cursor keep counting up, so edges seen after the reset are uploaded as new. The
-        marks of edges the cloud holds live stay until :meth:`gone_quiet` has had them sent."""
-        with self._write_lock:
-            self._check_open()
-            with self._transaction() as db:
-                uploads.forget(db)
-                db.execute("DELETE FROM edges")
-
-    def mark_uploaded(
-        self, entries: Iterable[tuple[UploadKey, float, str, bool]], cursor: int | None = None
-    ) -> None:
-        """Record, in one transaction, that each ``(key, last_seen, digest, live)`` was uploaded
-        and that the uploader has handled every row up to ``seq`` ``cursor`` (``None``: leave the
-        cursor). The cursor never moves backwards.
-        """
-        rows = [(_key_columns(*key)[0], seen, digest, live) for key, seen, digest, live in entries]
-        with self._write_lock:
-            self._check_open()
-            with self._transaction() as db:
-                uploads.mark(db, rows, cursor)
-
-    def mark_demoting(self, keys: Iterable[UploadKey]) -> None:
-        """Before sending ``keys`` with ``live=false``: their live marks become "maybe live"
-        (:data:`~agent.mapper.uploads.DEMOTING`) until :meth:`mark_uploaded`, so a crash in
-        between leaves them to :meth:`gone_quiet` (and to a re-send if they come back)."""
-        texts = [_key_columns(*key)[0] for key in keys]
-        if texts:
-            with self._write_lock:
-                self._check_open()
-                with self._transaction() as db:
-                    uploads.demoting(db, texts)
+        """Forget every edge (``resetCapture``); ``seq`` keeps counting up, so edges seen after the
+        reset are new changes. The :meth:`on_reset` hooks run first, in the same transaction."""
+        with self.writing() as db:
+            for hook in self._reset_hooks:
+                hook(db)
+            db.execute("DELETE FROM edges")
 
     # ------------------------------------------------------------------ reads
 
     def edges(self, namespaces: Collection[str] | None = None) -> list[Edge]:
         """Every edge, or those whose client is in ``namespaces`` (an empty collection: none).
 
-        One consistent snapshot, ordered by client namespace and name.
+        One consistent snapshot, ordered by key (client namespace, name, kind, then target).
         """
-        with self._reader() as db:
+        with self.reading() as db:
             if namespaces is None:
-                rows = db.execute(_SELECT_EDGES + _ORDER).fetchall()
+                rows = db.execute("SELECT doc FROM edges ORDER BY key").fetchall()
             else:
-                where = " WHERE client_namespace IN (SELECT value FROM json_each(?))"
-                rows = db.execute(_SELECT_EDGES + where + _ORDER, (_dumps(list(namespaces)),)).fetchall()
-        return [_edge(row) for row in rows]
+                rows = db.execute(_SELECT_IN_NAMESPACES, (_keys_json(list(namespaces)),)).fetchall()
+        return wire.unpack_edges([doc for (doc,) in rows])
 
     def changed_since(self, seq: int, limit: int) -> list[tuple[int, Edge]]:
         """Up to ``limit`` edges whose row changed after ``seq``, as ``(seq, edge)`` by ``seq``."""
-        with self._reader() as db:
-            rows = db.execute(_SELECT_CHANGED, (int(seq), int(limit))).fetchall()
-        return [(row[-1], _edge(row[:-1])) for row in rows]
-
-    def upload_marks(self, keys: Iterable[UploadKey]) -> dict[UploadKey, UploadMark]:
-        """For each key that was uploaded: ``(uploaded last_seen, uploaded digest, sent live)``."""
-        by_text = {_key_columns(*key)[0]: key for key in keys}
-        if not by_text:
-            return {}
-        with self._reader() as db:
-            found = uploads.marks(db, list(by_text))
-        return {by_text[key]: mark for key, mark in found.items()}
-
-    def gone_quiet(self, cutoff: float, limit: int) -> list[Edge]:
-        """Up to ``limit`` edges (by key) the cloud may hold live that were last seen at or before
-        ``cutoff``. An edge forgotten by :meth:`reset` comes back from its key alone: its last known
-        ``last_seen``, no details, ``count`` 1 and ``ambiguous`` (a no-op in the cloud's merge)."""
-        with self._reader() as db:
-            rows = db.execute(_SELECT_QUIET, (float(cutoff), int(limit))).fetchall()
-        return [_edge(row[2:]) if row[2] is not None else _forgotten(row[0], row[1]) for row in rows]
-
-    def has_live_uploads(self) -> bool:
-        """Whether the cloud may hold any of this store's edges live."""
-        with self._reader() as db:
-            return uploads.any_live(db)
-
-    def upload_cursor(self) -> int:
-        """The ``seq`` up to which the uploader has handled every change (0: none yet)."""
-        with self._reader() as db:
-            return uploads.cursor(db)
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT seq, doc FROM edges WHERE seq > ? ORDER BY seq LIMIT ?", (int(seq), int(limit))
+            ).fetchall()
+        edges = wire.unpack_edges([doc for _, doc in rows])
+        return [(seq, edge) for (seq, _), edge in zip(rows, edges, strict=True)]
 
     def count(self) -> int:
         """How many distinct edges (keys) are stored."""
-        with self._reader() as db:
+        with self.reading() as db:
             return int(db.execute("SELECT count(*) FROM edges").fetchone()[0])
 
     @contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A pooled read-only connection (each SELECT on it reads one consistent snapshot)."""
         with self._pool_lock:
             self._check_open()
             db = self._idle.pop() if self._idle else None

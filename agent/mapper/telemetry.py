@@ -1,8 +1,9 @@
 """Anonymous usage counts (OpenTelemetry metrics over OTLP/HTTP), and the service-graph metric.
 
-Telemetry: :meth:`Telemetry.from_settings` builds, when ``telemetry_enabled``, a ``MeterProvider``
-whose ``PeriodicExportingMetricReader`` pushes to ``{telemetry_url or cloud_url}/v1/metrics``
-(the cloud's telemetry handler). It carries counts, never names:
+Telemetry: :meth:`Telemetry.from_settings` builds, when ``settings.telemetry.enabled``, a
+``MeterProvider`` whose ``PeriodicExportingMetricReader`` pushes to
+``{telemetry.url or upload.cloud_url}/v1/metrics`` (the cloud's telemetry handler) every
+``telemetry.interval`` seconds. It carries counts, never names:
 
 * resource: ``service.name=network-mapper``, ``cluster.id`` = sha256 of the ``kube-system``
   namespace's UID (never the UID itself);
@@ -50,7 +51,6 @@ COMPONENTS = frozenset(
 FORMATS = frozenset({"yaml", "json", "networkpolicy", "clientintents", "iam", "v2beta1", "v1alpha3"})
 METHODS = frozenset(str(m) for m in Method)
 OTHER = "other"
-DEFAULT_EXPORT_INTERVAL = 300.0
 
 ExporterFactory = Callable[[str], "MetricExporter"]
 
@@ -132,17 +132,19 @@ class Telemetry:
         settings: MapperSettings,
         cluster_uid: str,
         exporter_factory: ExporterFactory | None = None,
-        export_interval: float = DEFAULT_EXPORT_INTERVAL,
+        export_interval: float | None = None,
     ) -> Telemetry | NoTelemetry:
-        """Telemetry as configured; :class:`NoTelemetry` (no exporter built) when disabled or
-        when there is nowhere to send (neither ``telemetry_url`` nor ``cloud_url``)."""
-        base = (settings.telemetry_url or settings.cloud_url).rstrip("/")
-        if not settings.telemetry_enabled or not base:
+        """Telemetry as configured (``export_interval``, when given, overrides the settings' for
+        tests); :class:`NoTelemetry` (no exporter built) when disabled or when there is nowhere to
+        send (neither ``telemetry.url`` nor ``upload.cloud_url``)."""
+        base = (settings.telemetry.url or settings.upload.cloud_url).rstrip("/")
+        if not settings.telemetry.enabled or not base:
             return NoTelemetry()
         endpoint = f"{base}/v1/metrics"
         exporter = (exporter_factory or otlp_exporter)(endpoint)
         log.info("telemetry on (counts only, never names): %s", endpoint)
-        return cls(endpoint, cluster_uid, exporter, export_interval)
+        interval = settings.telemetry.interval if export_interval is None else export_interval
+        return cls(endpoint, cluster_uid, exporter, interval)
 
     def component_started(self, component: str) -> None:
         self._started.add(1, {"component": _closed(component, COMPONENTS)})

@@ -1,9 +1,10 @@
 """The mapper's uploader: ships the edge store's changes to the cloud, idempotently.
 
 Data comes from the store's change tracking (:meth:`EdgeStore.changed_since`, by ``seq`` from the
-persisted upload cursor) and goes to the cloud's ``POST /v1/ingest`` through a
+upload cursor that its :class:`~agent.mapper.uploads.UploadLedger` keeps) and goes, as the wire's
+edge documents (:mod:`agent.wire`), to the cloud's ``POST /v1/ingest`` through a
 :class:`CloudClient` (the seam: :class:`HttpCloudClient` in production, any object with
-``ingest`` in tests), optionally through an :class:`~agent.mapper.anonymize.Anonymizer`.
+``ingest`` in tests), optionally through an :class:`~agent.anonymize.Anonymizer`.
 
 Liveness, so that steady traffic costs the cloud nothing: each edge document carries ``live``,
 true when the edge was seen within the last ``granularity`` seconds at upload time, and the
@@ -21,7 +22,7 @@ What is sent, per changed edge, compared with what was last uploaded of it (``up
 * an edge neither live now nor when last sent that was seen since (e.g. after a long outage).
 
 A live edge last sent live is skipped (the heartbeat keeps it current). An edge that stops being
-seen changes no row, so each cycle starts with the idle sweep (:meth:`EdgeStore.gone_quiet`): the
+seen changes no row, so each cycle starts with the idle sweep (:meth:`UploadLedger.gone_quiet`): the
 edges last sent live but last seen ``granularity`` or more ago are sent ``live=false`` with their
 true ``last_seen``. Then the changed edges, then the heartbeat: every cycle uses one ``now``, so
 no heartbeat ever vouches for an edge that was not seen within ``granularity`` before it. The cost
@@ -33,9 +34,9 @@ Each edge is sent with its CUMULATIVE state; the cloud's merge is idempotent (mi
 count = MAX; ``live``: the last one sent). Batches hold at most ``batch_size`` (≤ 500) edges, and
 their id is a sha256 of their content (the sorted edge documents, ``live`` included, and the
 ``anonymized`` flag): a mapper that crashes after the cloud stored a batch but before
-:meth:`EdgeStore.mark_uploaded` re-sends the same content under the same id after its restart,
+:meth:`UploadLedger.mark_uploaded` re-sends the same content under the same id after its restart,
 and the cloud stores it once. Before a batch takes ``live`` away from edges sent live, their marks
-say so (:meth:`EdgeStore.mark_demoting`), so that such a crash cannot leave the mapper believing
+say so (:meth:`UploadLedger.mark_demoting`), so that such a crash cannot leave the mapper believing
 the cloud holds them live when it does not, or the reverse. The cursor only moves (in the same
 transaction as the marks) after a 200, past what was sent or skipped, so an outage of any length
 or a restart loses nothing. Within a cycle, failures (heartbeats' included) are retried with
@@ -46,28 +47,27 @@ next one.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import requests
+import msgspec
 import tenacity
 
-from agent.exports.jsonexport import edge_dict, rfc3339
-from agent.mapper.anonymize import Anonymizer
-from agent.mapper.store import EdgeStore, UploadKey
-from agent.mapper.uploads import UploadMark
-from agent.mapperclient import post_json
+from agent import wire
+from agent.anonymize import Anonymizer
+from agent.mapper.store import EdgeStore
+from agent.mapper.uploads import UploadKey, UploadLedger, UploadMark
+from agent.mapperclient import RequestsTransport, Transport, post_json
 from agent.model import Edge
 
 log = logging.getLogger("agent.mapper.uploader")
 
 MAX_BATCH = 500
-_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_NO_TIME = wire.moment(0.0)
 _NO_REPLY = "HTTP 200 without the ingest reply {stored, edgesWritten}"
 
 
@@ -95,7 +95,7 @@ class IngestResult:
 
 class CloudClient(Protocol):
     def ingest(
-        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+        self, batch_id: str, anonymized: bool, edges: list[wire.EdgeDoc], seen_at: float | None = None
     ) -> IngestResult:
         """``POST /v1/ingest`` one batch (with ``seenAt`` when ``seen_at`` is given: a heartbeat);
         raise a :class:`CloudError` unless the cloud answered 200."""
@@ -103,24 +103,33 @@ class CloudClient(Protocol):
 
 
 class HttpCloudClient:
-    """The cloud's ingest API over HTTP with ``requests`` and ``Authorization: Bearer <token>``."""
+    """The cloud's ingest API over HTTP through ``transport`` (by default a
+    :class:`~agent.mapperclient.RequestsTransport`, closed by :meth:`close`), sending
+    ``Authorization: Bearer <token>``."""
 
-    def __init__(self, url: str, token: str, timeout: float, session: requests.Session | None = None) -> None:
+    def __init__(self, url: str, token: str, timeout: float, transport: Transport | None = None) -> None:
         self.url = url.rstrip("/") + "/v1/ingest"
         self._timeout = timeout
-        self._session = session or requests.Session()
+        self._owned: RequestsTransport | None = None
+        if transport is None:
+            transport = self._owned = RequestsTransport()
+        self._transport = transport
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
     def ingest(
-        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+        self, batch_id: str, anonymized: bool, edges: list[wire.EdgeDoc], seen_at: float | None = None
     ) -> IngestResult:
-        body: dict[str, Any] = {"batchId": batch_id, "anonymized": anonymized, "edges": edges}
-        if seen_at is not None:
-            body["seenAt"] = rfc3339(seen_at)
+        body = wire.IngestBody(
+            version=wire.FORMAT_VERSION,
+            batchId=batch_id,
+            anonymized=anonymized,
+            seenAt=None if seen_at is None else wire.moment(seen_at),
+            edges=tuple(edges),
+        )
         reply = post_json(
-            self._session,
+            self._transport,
             self.url,
-            _dumps(body).encode(),
+            wire.encode(body),
             self._headers,
             self._timeout,
             unavailable=CloudUnavailable,
@@ -134,21 +143,23 @@ class HttpCloudClient:
             raise CloudUnavailable(_NO_REPLY) from exc
 
     def close(self) -> None:
-        self._session.close()
+        """Close the default transport (a transport passed in is its owner's to close)."""
+        if self._owned is not None:
+            self._owned.close()
 
 
 def digest(edge: Edge) -> str:
     """The content that re-sends an edge when it changes: all but times and count (16 hex)."""
-    content = edge_dict(edge)
-    for volatile in ("firstSeen", "lastSeen", "count"):
-        del content[volatile]
-    return hashlib.sha256(_dumps(content).encode()).hexdigest()[:16]
+    content = msgspec.structs.replace(wire.to_doc(edge), firstSeen=_NO_TIME, lastSeen=_NO_TIME, count=0)
+    return hashlib.sha256(wire.encode(content)).hexdigest()[:16]
 
 
-def batch_id(anonymized: bool, edges: list[dict[str, Any]]) -> str:
+def batch_id(anonymized: bool, edges: list[wire.EdgeDoc]) -> str:
     """A batch's id: sha256 of its content, so re-sending the same content reuses it."""
-    items = sorted(_dumps(e) for e in edges)
-    return hashlib.sha256(_dumps({"anonymized": anonymized, "edges": items}).encode()).hexdigest()
+    content = hashlib.sha256(b"anonymized" if anonymized else b"plain")
+    for text in sorted(wire.encode(e) for e in edges):
+        content.update(b"\n" + text)
+    return content.hexdigest()
 
 
 @dataclass
@@ -188,6 +199,7 @@ class Uploader:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
         self.store, self.client = store, client
+        self.ledger = UploadLedger(store)
         self.interval, self.granularity, self.batch_size = interval, granularity, batch_size
         self.anonymizer = anonymizer
         self._clock = clock
@@ -226,9 +238,9 @@ class Uploader:
         the module doc); raises :class:`CloudError` (after the retries) or ``StoreError``, leaving
         the marks and the cursor after the last batch that made it."""
         now = self._clock()
-        result = CycleResult(cursor=self.store.upload_cursor())
+        result = CycleResult(cursor=self.ledger.upload_cursor())
         while not self._stopping.is_set():  # the idle sweep
-            quiet = self.store.gone_quiet(now - self.granularity, self.batch_size)
+            quiet = self.ledger.gone_quiet(now - self.granularity, self.batch_size)
             if not quiet:
                 break
             self._ship([(e, False) for e in quiet], [e.key for e in quiet], None, result)
@@ -237,7 +249,7 @@ class Uploader:
             rows = self.store.changed_since(result.cursor, self.batch_size)
             if not rows:
                 break
-            marks = self.store.upload_marks([edge.key for _, edge in rows])
+            marks = self.ledger.upload_marks([edge.key for _, edge in rows])
             chosen = [edge for _, edge in rows if self.wanted(edge, marks.get(edge.key), now)]
             result.skipped += len(rows) - len(chosen)
             flagged = [(e, self.is_live(e, now)) for e in chosen]
@@ -257,36 +269,33 @@ class Uploader:
     ) -> None:
         """Send ``(edge, live)`` (if any), then mark them and move the cursor to ``cursor``."""
         if edges:
-            self.store.mark_demoting(demoted)
+            self.ledger.mark_demoting(demoted)
             reply = self._send(edges)
             result.batches += 1
             result.edges += len(edges)
             result.duplicates += not reply.stored
-        self.store.mark_uploaded([(e.key, e.last_seen, digest(e), live) for e, live in edges], cursor)
+        self.ledger.mark_uploaded([(e.key, e.last_seen, digest(e), live) for e, live in edges], cursor)
 
     def _heartbeat(self, now: float, result: CycleResult) -> None:
         """Send ``seenAt = now`` when the cloud may hold an edge live and none went out within
         ``granularity`` (an edge marked live at this cycle's ``now`` was seen within it)."""
         if self._last_heartbeat is not None and now - self._last_heartbeat < self.granularity:
             return
-        if not self.store.has_live_uploads():
+        if not self.ledger.has_live_uploads():
             return
-        seen_at = rfc3339(now)
+        seen_at = wire.format_time(now)
         self._deliver(f"heartbeat-{seen_at}", [], now, f"heartbeat seenAt={seen_at}")
         self._last_heartbeat = now
         result.heartbeats += 1
 
     def _send(self, edges: list[tuple[Edge, bool]]) -> IngestResult:
-        sent = []
-        for edge, live in edges:
-            document = edge_dict(self.anonymizer.anonymize(edge) if self.anonymizer else edge)
-            document["live"] = live
-            sent.append(document)
+        anonymize = self.anonymizer.anonymize if self.anonymizer else None
+        sent = [wire.to_doc(anonymize(edge) if anonymize else edge, live) for edge, live in edges]
         ident = batch_id(self.anonymizer is not None, sent)
         return self._deliver(ident, sent, None, f"batch id={ident[:12]} edges={len(sent)}")
 
     def _deliver(
-        self, ident: str, documents: list[dict[str, Any]], seen_at: float | None, what: str
+        self, ident: str, documents: list[wire.EdgeDoc], seen_at: float | None, what: str
     ) -> IngestResult:
         """One ingest request, retried while the cloud is unavailable."""
         anonymized = self.anonymizer is not None

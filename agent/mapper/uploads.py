@@ -1,79 +1,139 @@
-"""The cloud uploader's bookkeeping inside the edge store's file: the SQL behind
-:class:`~agent.mapper.store.EdgeStore`'s upload methods, kept apart from the edge merging.
+"""The upload ledger: what the cloud has of the mapper's edges, kept in the edge store's file.
 
-The store owns the connections, the locks and the transactions and passes a connection in; keys
-are the store's canonical key text. The tables are created by the store's migrations:
+The uploader (:mod:`agent.mapper.uploader`) asks it what was last sent of each changed edge and
+tells it what it sent; it reads and writes inside the edge store's transactions
+(:meth:`~agent.mapper.store.EdgeStore.writing`, :meth:`~agent.mapper.store.EdgeStore.reading`),
+so the store itself knows nothing of uploads. The tables (created by the store's schema,
+:mod:`agent.mapper.storeschema`):
 
-* ``upload_state``, per edge key: the ``last_seen`` and content ``digest`` last uploaded, and
-  ``live``, the flag last sent: :data:`NOT_LIVE`, :data:`LIVE`, or :data:`DEMOTING` (a
-  ``live=false`` upload of an edge the cloud held live is in flight: the cloud may hold either
-  flag until it is marked, so it counts as live for the idle sweep and as not live for the
-  selection, which re-sends it whichever way it turned out);
+* ``upload_state``, per edge key (:func:`agent.wire.key_for`): the ``last_seen`` and content
+  ``digest`` last uploaded, and ``live``, the flag last sent: :data:`NOT_LIVE`, :data:`LIVE`, or
+  :data:`DEMOTING` (a ``live=false`` upload of an edge the cloud held live is in flight: the cloud
+  may hold either flag until it is marked, so it counts as live for the idle sweep and as not
+  live for the selection, which re-sends it whichever way it turned out);
 * ``meta.upload_cursor``: the ``seq`` up to which the uploader has handled every change.
+
+A ``resetCapture`` (:meth:`~agent.mapper.store.EdgeStore.reset`) drops the marks of edges the cloud
+holds not live and keeps the live ones, for the idle sweep to send them ``live=false`` from their
+key alone (:meth:`UploadLedger.gone_quiet`).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 
+import msgspec
+
+from agent import wire
+from agent.mapper.store import EdgeStore
+from agent.model import Edge, Target, WorkloadIdentity
+
 NOT_LIVE, LIVE, DEMOTING = 0, 1, 2
 
+UploadKey = tuple[WorkloadIdentity, Target]
+"""An edge's key (``Edge.key``), as the ledger takes it."""
 UploadMark = tuple[float, str, bool]
 """What was last uploaded of an edge: ``(last_seen, digest, live)``."""
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
+_keys_json = msgspec.json.Encoder().encode
 _UPSERT = (
     "INSERT INTO upload_state (key, last_seen, digest, live) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen, digest = excluded.digest,"
     " live = excluded.live"
 )
+_SELECT_QUIET = (
+    "SELECT u.key, u.last_seen, e.doc FROM upload_state u LEFT JOIN edges e ON e.key = u.key"
+    " WHERE u.live != 0 AND (e.key IS NULL OR e.last_seen <= ?) ORDER BY u.key LIMIT ?"
+)
 
 
-def mark(db: sqlite3.Connection, rows: Iterable[tuple[str, float, str, bool]], cursor: int | None) -> None:
-    """Record each ``(key, last_seen, digest, live)`` as uploaded; move the cursor up to ``cursor``
-    (never back; ``None``: leave it)."""
-    db.executemany(_UPSERT, ((key, seen, dig, LIVE if live else NOT_LIVE) for key, seen, dig, live in rows))
-    if cursor is not None:
-        db.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'upload_cursor'", (int(cursor),))
+def _text(key: UploadKey) -> str:
+    return wire.key_for(*key).decode()
 
 
-def demoting(db: sqlite3.Connection, keys: list[str]) -> None:
-    """Flag the live marks among ``keys`` :data:`DEMOTING` (before sending them ``live=false``)."""
-    db.execute(
-        f"UPDATE upload_state SET live = {DEMOTING}"  # noqa: S608 - a constant, not input
-        f" WHERE live = {LIVE} AND key IN (SELECT value FROM json_each(?))",
-        (_dumps(keys),),
-    )
+class UploadLedger:
+    """What was uploaded of a store's edges (see the module docstring)."""
+
+    def __init__(self, store: EdgeStore) -> None:
+        self.store = store
+        store.on_reset(self._forget)
+
+    def mark_uploaded(
+        self, entries: Iterable[tuple[UploadKey, float, str, bool]], cursor: int | None = None
+    ) -> None:
+        """Record, in one transaction, that each ``(key, last_seen, digest, live)`` was uploaded
+        and that the uploader has handled every row up to ``seq`` ``cursor`` (``None``: leave the
+        cursor). The cursor never moves backwards."""
+        rows = [(_text(key), seen, digest, LIVE if live else NOT_LIVE) for key, seen, digest, live in entries]
+        with self.store.writing() as db:
+            db.executemany(_UPSERT, rows)
+            if cursor is not None:
+                db.execute(
+                    "UPDATE meta SET value = max(value, ?) WHERE name = 'upload_cursor'", (int(cursor),)
+                )
+
+    def mark_demoting(self, keys: Iterable[UploadKey]) -> None:
+        """Before sending ``keys`` with ``live=false``: their live marks become :data:`DEMOTING`
+        until :meth:`mark_uploaded`, so a crash in between leaves them to :meth:`gone_quiet` (and to
+        a re-send if they come back)."""
+        texts = [_text(key) for key in keys]
+        if texts:
+            with self.store.writing() as db:
+                db.execute(
+                    f"UPDATE upload_state SET live = {DEMOTING}"  # noqa: S608 - constants, not input
+                    f" WHERE live = {LIVE} AND key IN (SELECT value FROM json_each(?))",
+                    (_keys_json(texts),),
+                )
+
+    def upload_marks(self, keys: Iterable[UploadKey]) -> dict[UploadKey, UploadMark]:
+        """For each key that was uploaded: ``(uploaded last_seen, uploaded digest, sent live)``;
+        only :data:`LIVE` reads as live."""
+        by_text = {_text(key): key for key in keys}
+        if not by_text:
+            return {}
+        with self.store.reading() as db:
+            rows = db.execute(
+                "SELECT key, last_seen, digest, live FROM upload_state"
+                " WHERE key IN (SELECT value FROM json_each(?))",
+                (_keys_json(list(by_text)),),
+            ).fetchall()
+        return {by_text[key]: (seen, digest, live == LIVE) for key, seen, digest, live in rows}
+
+    def gone_quiet(self, cutoff: float, limit: int) -> list[Edge]:
+        """Up to ``limit`` edges (by key) the cloud may hold live that were last seen at or before
+        ``cutoff``. An edge forgotten by a reset comes back from its key alone: its last known
+        ``last_seen``, no details, ``count`` 1 and ``ambiguous`` (a no-op in the cloud's merge)."""
+        with self.store.reading() as db:
+            rows = db.execute(_SELECT_QUIET, (float(cutoff), int(limit))).fetchall()
+        return [
+            wire.unpack_edge(doc) if doc is not None else _forgotten(key, seen) for key, seen, doc in rows
+        ]
+
+    def has_live_uploads(self) -> bool:
+        """Whether the cloud may hold any of this store's edges live (a heartbeat is worth sending)."""
+        with self.store.reading() as db:
+            found = db.execute("SELECT EXISTS (SELECT 1 FROM upload_state WHERE live != 0)").fetchone()
+        return bool(found[0])
+
+    def upload_cursor(self) -> int:
+        """The ``seq`` up to which the uploader has handled every change (0: none yet)."""
+        with self.store.reading() as db:
+            return int(db.execute("SELECT value FROM meta WHERE name = 'upload_cursor'").fetchone()[0])
+
+    @staticmethod
+    def _forget(db: sqlite3.Connection) -> None:
+        """For a reset, before the edges are deleted: drop the marks of edges the cloud holds not
+        live; keep the others, with the edge's latest ``last_seen``."""
+        db.execute("DELETE FROM upload_state WHERE live = 0")
+        db.execute(
+            "UPDATE upload_state SET last_seen = max(last_seen,"
+            " (SELECT e.last_seen FROM edges e WHERE e.key = upload_state.key))"
+            " WHERE key IN (SELECT key FROM edges)"
+        )
 
 
-def marks(db: sqlite3.Connection, keys: list[str]) -> dict[str, UploadMark]:
-    """The marks of those ``keys`` that have one; only :data:`LIVE` reads as live."""
-    rows = db.execute(
-        "SELECT key, last_seen, digest, live FROM upload_state WHERE key IN (SELECT value FROM json_each(?))",
-        (_dumps(keys),),
-    )
-    return {key: (seen, dig, live == LIVE) for key, seen, dig, live in rows}
-
-
-def cursor(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT value FROM meta WHERE name = 'upload_cursor'").fetchone()[0])
-
-
-def any_live(db: sqlite3.Connection) -> bool:
-    """Whether the cloud may hold any edge of this store live (a heartbeat is worth sending)."""
-    return bool(db.execute("SELECT EXISTS (SELECT 1 FROM upload_state WHERE live != 0)").fetchone()[0])
-
-
-def forget(db: sqlite3.Connection) -> None:
-    """For a reset, before the edges are deleted: drop the marks of edges the cloud holds not live;
-    keep the others, with the edge's latest ``last_seen``, for the idle sweep to send them
-    ``live=false`` from their key alone (see :meth:`~agent.mapper.store.EdgeStore.gone_quiet`)."""
-    db.execute("DELETE FROM upload_state WHERE live = 0")
-    db.execute(
-        "UPDATE upload_state SET last_seen = max(last_seen,"
-        " (SELECT e.last_seen FROM edges e WHERE e.key = upload_state.key))"
-        " WHERE key IN (SELECT key FROM edges)"
-    )
+def _forgotten(key: str, last_seen: float) -> Edge:
+    """The edge of a key whose row is gone: its identity and ``last_seen``, nothing else."""
+    client, target = wire.key_of(key)
+    return Edge(client, target, last_seen, last_seen, frozenset(), 1, ambiguous=True)

@@ -1,8 +1,8 @@
 """``network-mapper-sniffer``: the node agent.
 
 Wires the parts, each running in its own thread: libpcap capture (:mod:`.capture`) and the
-``/proc`` socket scan (:mod:`.sockets`) add observations to the collector; the reporter
-(:mod:`.reporter`) sends them to the mapper; :mod:`.health` serves ``/healthz`` and
+``/proc`` socket scan (:mod:`.sockets`) add observations to the collector (:mod:`.pairs`); the
+reporter (:mod:`.reporter`) sends them to the mapper; :mod:`.health` serves ``/healthz`` and
 ``/metrics``. Settings come from flags over environment (:class:`agent.settings.SnifferSettings`).
 """
 
@@ -21,7 +21,8 @@ from agent.settings import SettingsError, SnifferSettings, load
 from agent.sniffer.capture import LibpcapSource, PacketCapture
 from agent.sniffer.health import HealthServer
 from agent.sniffer.metrics import SnifferMetrics
-from agent.sniffer.reporter import PairCollector, reporter_from_settings
+from agent.sniffer.pairs import PairCollector
+from agent.sniffer.reporter import reporter_from_settings
 from agent.sniffer.sockets import SocketScanner
 
 log = logging.getLogger("agent.sniffer")

@@ -1,10 +1,11 @@
 """DNS messages → :class:`~agent.model.DnsAnswer` observations.
 
 ``frames.py`` decodes each captured frame (link, IP, UDP/TCP) and hands the DNS payload of
-a response from port 53 here; the answers go to the reporter (``reporter.py``), which
-batches them to the mapper, where the resolver turns "client IP asked for name N and got
-IPs X" into edges. This module is pure: no I/O, no scapy, no global state, so it can be fed
-recorded packets in tests and run on every DNS response a node sees.
+a response from port 53 here; the answers go to the collector (``pairs.py``), whose
+reports (``reports.py``, ``reporter.py``) carry them to the mapper, where the resolver turns
+"client IP asked for name N and got IPs X" into edges. This module is pure: no I/O, no scapy,
+no global state, so it can be fed recorded packets in tests and run on every DNS response a
+node sees.
 
 Speed matters here (every DNS response on the node passes through), so it is hand-written
 with ``struct`` and slicing instead of a dissection library, which is ~50x slower.

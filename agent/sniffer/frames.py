@@ -1,8 +1,8 @@
 """Captured frames → :class:`~agent.model.DnsAnswer` and :class:`~agent.model.TcpConnection`.
 
 Bytes come from the sniffer's libpcap handle (``capture.py``): one captured frame plus the
-handle's link type and the frame's timestamp. Observations go to the reporter
-(``reporter.py``), which batches them to the mapper. The capture's one BPF filter passes DNS
+handle's link type and the frame's timestamp. Observations go to the collector
+(``pairs.py``), whose reports carry them to the mapper. The capture's one BPF filter passes DNS
 over UDP and TCP, IPv4 TCP segments with SYN set and ACK clear, and every IPv6 TCP segment
 (BPF cannot read TCP flags behind an IPv6 header); :func:`parse_frame` sorts them out in one
 pass over each frame:

@@ -3,7 +3,7 @@
 Data comes from the host's ``/proc`` (the sniffer runs with ``hostPID``, so every pod's
 processes are visible there): ``/proc/<pid>/ns/net`` names each process's network namespace
 and ``/proc/<pid>/net/tcp`` and ``tcp6`` list that namespace's sockets. The observations go
-to the reporter (``reporter.py``), which batches them to the mapper's
+to the collector (``pairs.py``), whose reports carry them to the mapper's
 ``reportSocketScanResults``. This catches long-lived connections that were opened before
 the sniffer started, which the SYN capture can never see.
 

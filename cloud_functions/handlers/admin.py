@@ -1,23 +1,26 @@
 """Tenant, cluster and token administration.
 
-``POST /v1/tenants`` (admin) creates a tenant and its first read token; a tenant's read token
-(or an admin) adds clusters — each with its ingest token — and read tokens, lists them and
-revokes them. Tokens are returned once, at creation; the store keeps their hash only, and
-listings show ids and roles.
+``POST /v1/tenants`` (admin) creates a tenant and its first owner token. A tenant's owner token
+(or an admin) adds clusters — each with its ingest token — and mints owner or read tokens
+(``{"role": ...}``, read when the body is empty), lists and revokes them. A read token may only
+list the clusters here (and read graphs and exports elsewhere): every token route and adding
+a cluster answer it 403. Tokens are returned once, at creation; the store keeps their hash
+only, and listings show ids and roles. Requests come through :mod:`cloud_functions.handlers.app`;
+what is created goes to the store (:class:`~cloud_functions.store.base.GraphStore`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.exports.jsonexport import rfc3339
+from agent.wire import format_time
 from cloud_functions.auth import (
     PLATFORM_TENANT,
     ApiError,
@@ -28,7 +31,7 @@ from cloud_functions.auth import (
     new_token,
     require,
 )
-from cloud_functions.store.base import GraphStore, TokenRecord
+from cloud_functions.store.base import GraphStore, Role, TokenRecord
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -48,7 +51,10 @@ class NameIn(BaseModel):
 class TenantCreated(BaseModel):
     tenantId: str
     tokenId: str
-    readToken: str = Field(description="A read token of the new tenant; shown only now.")
+    ownerToken: str = Field(
+        description="The new tenant's first owner token (administers the tenant and reads its graph); "
+        "shown only now."
+    )
 
 
 class ClusterCreated(BaseModel):
@@ -70,14 +76,32 @@ class ClusterList(BaseModel):
     clusters: list[ClusterOut]
 
 
+MintedRole = Literal["read", "owner"]
+"""The roles a token route mints (ingest tokens come with their cluster, admin tokens with the platform)."""
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: MintedRole = Field(
+        default="read",
+        description="``read``: reads the tenant's graph and exports only; ``owner``: also administers "
+        "the tenant (clusters, tokens).",
+    )
+
+
+READ_TOKEN_REQUEST = TokenIn()
+"""An empty body asks for a read token: the least a token may do is the default."""
+
+
 class TokenCreated(BaseModel):
     tokenId: str
-    token: str = Field(description="A new read token of the tenant; shown only now.")
+    role: MintedRole
+    token: str = Field(description="The new token of the tenant; shown only now.")
 
 
 class TokenOut(BaseModel):
     tokenId: str
-    role: str
+    role: Role
     clusterId: str
     createdAt: str
 
@@ -90,25 +114,26 @@ class TokenList(BaseModel):
 
 
 def issue_token(
-    store: GraphStore, tenant_id: str, role: str, now: float, cluster_id: str = ""
-) -> TokenCreated:
-    """A new token of ``role`` for the tenant: stored by hash; the token itself is returned once."""
+    store: GraphStore, tenant_id: str, role: Role, now: float, cluster_id: str = ""
+) -> tuple[str, str]:
+    """A new token of ``role`` for the tenant, stored by hash: ``(token id, token)``; the token
+    itself is returned only this once."""
     token, token_id = new_token(), new_id("k")
     record = TokenRecord(
         token_hash=hash_token(token),
         tenant_id=tenant_id,
-        role=role,  # type: ignore[arg-type]  # one of the literal roles, chosen by the callers below
+        role=role,
         token_id=token_id,
         created_at=now,
         cluster_id=cluster_id,
     )
     store.put_token(record)
-    return TokenCreated(tokenId=token_id, token=token)
+    return token_id, token
 
 
-def _tenant(store: GraphStore, caller: TokenRecord | None, tenant_id: str) -> None:
-    """Admin or the tenant's read token, for an existing (non-platform) tenant."""
-    require(caller, "admin", "read", tenant_id=tenant_id)
+def _tenant(store: GraphStore, caller: TokenRecord | None, tenant_id: str, role: Role) -> None:
+    """Admin or the tenant's token counting as ``role``, for an existing (non-platform) tenant."""
+    require(caller, "admin", role, tenant_id=tenant_id)
     if tenant_id == PLATFORM_TENANT or store.get_tenant(tenant_id) is None:
         raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
 
@@ -123,8 +148,8 @@ def create_tenant(body: NameIn, store: Store, caller: Caller) -> TenantCreated:
     require(caller, "admin")
     now, tenant_id = time.time(), new_id("t")
     store.create_tenant(tenant_id, body.name, now)
-    first = issue_token(store, tenant_id, "read", now)
-    return TenantCreated(tenantId=tenant_id, tokenId=first.tokenId, readToken=first.token)
+    token_id, token = issue_token(store, tenant_id, "owner", now)
+    return TenantCreated(tenantId=tenant_id, tokenId=token_id, ownerToken=token)
 
 
 @router.post(
@@ -132,26 +157,31 @@ def create_tenant(body: NameIn, store: Store, caller: Caller) -> TenantCreated:
     status_code=201,
     security=SECURITY,
     tags=["admin"],
-    summary="Add a cluster and get its ingest token",
+    summary="Add a cluster and get its ingest token (owner)",
 )
 def add_cluster(tenantId: TenantId, body: NameIn, store: Store, caller: Caller) -> ClusterCreated:
-    _tenant(store, caller, tenantId)
+    _tenant(store, caller, tenantId, "owner")
     now, cluster_id = time.time(), new_id("c")
     store.add_cluster(tenantId, cluster_id, body.name, now)
-    token = issue_token(store, tenantId, "ingest", now, cluster_id=cluster_id)
-    return ClusterCreated(clusterId=cluster_id, tokenId=token.tokenId, ingestToken=token.token)
+    token_id, token = issue_token(store, tenantId, "ingest", now, cluster_id=cluster_id)
+    return ClusterCreated(clusterId=cluster_id, tokenId=token_id, ingestToken=token)
 
 
-@router.get("/v1/tenants/<tenantId>/clusters", security=SECURITY, tags=["admin"], summary="List clusters")
+@router.get(
+    "/v1/tenants/<tenantId>/clusters",
+    security=SECURITY,
+    tags=["admin"],
+    summary="List clusters (read or owner)",
+)
 def list_clusters(tenantId: TenantId, store: Store, caller: Caller) -> ClusterList:
-    _tenant(store, caller, tenantId)
+    _tenant(store, caller, tenantId, "read")
     return ClusterList(
         clusters=[
             ClusterOut(
                 clusterId=c.id,
                 name=c.name,
-                createdAt=rfc3339(c.created_at),
-                lastHeartbeat=None if c.heartbeat is None else rfc3339(c.heartbeat),
+                createdAt=format_time(c.created_at),
+                lastHeartbeat=None if c.heartbeat is None else format_time(c.heartbeat),
             )
             for c in store.clusters(tenantId)
         ]
@@ -163,19 +193,31 @@ def list_clusters(tenantId: TenantId, store: Store, caller: Caller) -> ClusterLi
     status_code=201,
     security=SECURITY,
     tags=["admin"],
-    summary="Create a read token",
+    summary="Mint a read token (empty body) or an owner token (owner)",
 )
-def create_token(tenantId: TenantId, store: Store, caller: Caller) -> TokenCreated:
-    _tenant(store, caller, tenantId)
-    return issue_token(store, tenantId, "read", time.time())
+def create_token(
+    tenantId: TenantId,
+    store: Store,
+    caller: Caller,
+    body: Annotated[TokenIn, Body(description="The new token's role; read when the body is empty.")] = (
+        READ_TOKEN_REQUEST
+    ),
+) -> TokenCreated:
+    _tenant(store, caller, tenantId, "owner")
+    token_id, token = issue_token(store, tenantId, body.role, time.time())
+    return TokenCreated(tokenId=token_id, role=body.role, token=token)
 
 
-@router.get("/v1/tenants/<tenantId>/tokens", security=SECURITY, tags=["admin"], summary="List token ids")
+@router.get(
+    "/v1/tenants/<tenantId>/tokens", security=SECURITY, tags=["admin"], summary="List token ids (owner)"
+)
 def list_tokens(tenantId: TenantId, store: Store, caller: Caller) -> TokenList:
-    _tenant(store, caller, tenantId)
+    _tenant(store, caller, tenantId, "owner")
     return TokenList(
         tokens=[
-            TokenOut(tokenId=t.token_id, role=t.role, clusterId=t.cluster_id, createdAt=rfc3339(t.created_at))
+            TokenOut(
+                tokenId=t.token_id, role=t.role, clusterId=t.cluster_id, createdAt=format_time(t.created_at)
+            )
             for t in store.tokens(tenantId)
         ]
     )
@@ -186,9 +228,9 @@ def list_tokens(tenantId: TenantId, store: Store, caller: Caller) -> TokenList:
     status_code=204,
     security=SECURITY,
     tags=["admin"],
-    summary="Revoke a token",
+    summary="Revoke a token (owner)",
 )
 def delete_token(tenantId: TenantId, tokenId: TokenId, store: Store, caller: Caller) -> Response[None]:
-    _tenant(store, caller, tenantId)
+    _tenant(store, caller, tenantId, "owner")
     store.delete_token(tenantId, tokenId)
     return Response(status_code=204)

@@ -1,5 +1,6 @@
 """``GET /v1/tenants/{tenantId}/export``: the tenant's graph as ClientIntents, NetworkPolicies
-(YAML), IAM policies or the JSON export — from :mod:`agent.exports`, the CLI's own exporters.
+(YAML), IAM policies — from :mod:`agent.exports`, the CLI's own exporters — or the JSON export
+(the codec's :class:`agent.wire.EdgesDocument`).
 
 Edges of equal key from several clusters are merged first (``agent.model.merge_edges``);
 ``cluster`` narrows the export to some clusters (comma-separated ids).
@@ -15,7 +16,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from agent.exports import client_intents, edges_document, network_policies, yaml_documents
+from agent import wire
+from agent.exports import client_intents, network_policies, yaml_documents
 from agent.exports.iam import iam_policies
 from agent.model import Edge
 from cloud_functions.handlers.admin import TenantId
@@ -54,7 +56,7 @@ def export(edges: Sequence[Edge], fmt: Format, version: Version) -> Response[str
         return Response(200, YAML, yaml_documents(network_policies(edges)))
     if fmt is Format.IAM:
         return json_response(iam_policies(edges))
-    return json_response(edges_document(edges))
+    return json_response(wire.export_document(edges))
 
 
 @router.get(
@@ -78,5 +80,5 @@ def export_graph(  # noqa: PLR0917 - the route's parameters are the query's
     cluster: ClusterFilter = None,
 ) -> Response[str]:
     tenant = reader(caller, tenantId)
-    edges = [edge for edge, _ in merged(read_edges(store, tenant, cluster=cluster))]
+    edges = [edge for edge, _, _ in merged(read_edges(store, tenant, cluster=cluster))]
     return export(edges, format, version)

@@ -3,28 +3,31 @@ caller's own tenant (``curl -H 'Authorization: Bearer …' …/graph``).
 
 Filters: ``cluster`` (ids, comma-separated), ``namespace``, ``workload`` (client or workload
 target), ``protocol`` (how the edge was seen: one of the edge methods), ``since`` (RFC 3339 or
-epoch seconds: edges last seen then or later). Edges come per cluster, each with its
-``clusterId``; ``merge=true`` merges edges of equal key across clusters with
-:func:`agent.model.merge_edges` into one edge with ``clusterIds``.
+epoch seconds: edges last seen then or later). Edges come from the store
+(:meth:`~cloud_functions.store.base.GraphStore.edges`, liveness applied) per cluster, each the
+codec's edge document (:class:`agent.wire.EdgeDoc`) with its ``clusterId``, in key order;
+``merge=true`` merges edges of equal key across clusters with :func:`agent.model.merge_edges`
+into one edge with ``clusterIds``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from typing import Annotated, Any
 
+import msgspec
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 
-from agent.exports.jsonexport import edge_dict, edges_document, parse_rfc3339
+from agent import wire
 from agent.model import Edge, Method, merge_edges
 from cloud_functions.auth import ApiError, current_caller, current_store, require
 from cloud_functions.handlers.admin import TenantId
+from cloud_functions.handlers.schemas import edge_schema
 from cloud_functions.store.base import GraphStore, StoredEdge, TokenRecord
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
@@ -42,9 +45,19 @@ Store = Annotated[GraphStore, Depends(current_store)]
 Caller = Annotated[TokenRecord | None, Depends(current_caller)]
 
 
+def graph_edge_schema() -> dict[str, Any]:
+    """An edge of the graph: the codec's edge document with its cluster (or, merged, clusters)."""
+    schema = edge_schema()
+    schema["properties"] |= {
+        "clusterId": {"type": "string"},
+        "clusterIds": {"type": "array", "items": {"type": "string"}},
+    }
+    return schema
+
+
 class GraphOut(BaseModel):
     tenantId: str
-    edges: list[dict[str, Any]]
+    edges: Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array", "items": graph_edge_schema()})]
 
 
 GRAPH_RESPONSES: dict[int, Any] = {
@@ -64,8 +77,8 @@ def parse_since(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         try:
-            return parse_rfc3339(text)
-        except (ValueError, OverflowError) as error:
+            return wire.parse_time(text)
+        except wire.WireError as error:
             raise ApiError(
                 422, "validation_error", f"since: not an RFC 3339 time or epoch seconds: {error}"
             ) from None
@@ -81,40 +94,33 @@ def cluster_ids(text: str | None) -> list[str] | None:
     return ids or None
 
 
-def merged(stored: Iterable[StoredEdge]) -> list[tuple[Edge, list[str]]]:
-    """Edges of equal key merged across clusters, each with the sorted ids of its clusters."""
-    by_key: dict[Any, tuple[Edge, set[str]]] = {}
+def merged(stored: Iterable[StoredEdge]) -> list[tuple[Edge, list[str], bool]]:
+    """Edges of equal key merged across clusters, each with the sorted ids of its clusters and
+    whether it is live in any of them."""
+    by_key: dict[Any, tuple[Edge, set[str], bool]] = {}
     for row in stored:
         found = by_key.get(row.edge.key)
         if found is None:
-            by_key[row.edge.key] = (row.edge, {row.cluster_id})
+            by_key[row.edge.key] = (row.edge, {row.cluster_id}, row.live)
         else:
-            by_key[row.edge.key] = (merge_edges(found[0], row.edge), found[1] | {row.cluster_id})
-    return [(edge, sorted(clusters)) for edge, clusters in by_key.values()]
-
-
-def _key_of(document_edge: dict[str, Any]) -> str:
-    return json.dumps([document_edge["client"], document_edge["target"]], sort_keys=True)
+            edge, clusters, live = found
+            by_key[row.edge.key] = (
+                merge_edges(edge, row.edge),
+                clusters | {row.cluster_id},
+                live or row.live,
+            )
+    return [(edge, sorted(clusters), live) for edge, clusters, live in by_key.values()]
 
 
 def graph_document(tenant_id: str, stored: list[StoredEdge], merge: bool) -> dict[str, Any]:
-    """The graph response: edge dicts (JSON export form) in export order, with their cluster(s)."""
+    """The graph response: edge documents with their cluster(s), by cluster (unless merged) and key."""
+    rows: list[tuple[wire.EdgeDoc, dict[str, Any]]]
     if merge:
-        rows = merged(stored)
-        clusters = {_key_of(edge_dict(edge)): ids for edge, ids in rows}
-        edges = edges_document(edge for edge, _ in rows)["edges"]
-        return {"tenantId": tenant_id, "edges": [e | {"clusterIds": clusters[_key_of(e)]} for e in edges]}
-    by_cluster: dict[str, list[Edge]] = {}
-    for row in stored:
-        by_cluster.setdefault(row.cluster_id, []).append(row.edge)
-    return {
-        "tenantId": tenant_id,
-        "edges": [
-            e | {"clusterId": cluster}
-            for cluster in sorted(by_cluster)
-            for e in edges_document(by_cluster[cluster])["edges"]
-        ],
-    }
+        rows = [(wire.to_doc(e, live), {"clusterIds": ids}) for e, ids, live in merged(stored)]
+        rows.sort(key=lambda row: wire.key_bytes(row[0]))
+    else:  # the store's order: by cluster and key
+        rows = [(wire.to_doc(s.edge, s.live), {"clusterId": s.cluster_id}) for s in stored]
+    return {"tenantId": tenant_id, "edges": [msgspec.structs.asdict(doc) | extra for doc, extra in rows]}
 
 
 def read_edges(
@@ -144,7 +150,8 @@ def reader(caller: TokenRecord | None, tenant_id: str | None) -> str:
 
 
 def json_response(document: Any, status: int = 200) -> Response[str]:
-    return Response(status, "application/json", json.dumps(document, separators=(",", ":")))
+    """JSON of plain values and the codec's documents (:func:`agent.wire.encode`)."""
+    return Response(status, "application/json", wire.encode(document).decode())
 
 
 # --------------------------------------------------------------------------- routes

@@ -1,9 +1,16 @@
-"""``POST /v1/ingest``: a cluster's uploader sends a batch of edges (its JSON export form).
+"""``POST /v1/ingest``: a cluster's uploader sends a batch of edges (the codec's edge documents).
 
-The cluster comes from the ingest token, never from the body. A batch is stored once per
-``batchId``: a retried batch answers ``stored: false`` with 200, so uploaders may retry freely.
-Edges are parsed with :func:`agent.exports.jsonexport.edge_from_dict` (the exporters' own
-inverse); a malformed edge answers 422 naming it.
+The raw body (``router.current_event``) is decoded and checked in one pass by the codec
+(:func:`agent.wire.decode_ingest`: typed, a tagged union of target kinds; version 1 bodies, without
+``version``, are read too); the edges go to the store's ingest (the one ingest service,
+:mod:`cloud_functions.store.ingestion`). The cluster comes from the ingest token, never from the
+body. A batch is stored once per ``batchId``: a retried batch answers ``stored: false`` with 200,
+so uploaders may retry freely.
+
+A malformed body answers 422 ``validation_error`` whose ``details`` locate what is wrong as the
+codec reports it (``loc``: ``["body", "edges", 3, "firstSeen"]``): when it is an edge, every
+malformed edge is listed (the body is then decoded again, edge by edge, to find them all). Times
+must lie in [1970, 10000).
 
 Liveness (see :mod:`cloud_functions.store.base`): each edge may say ``"live": true`` (seen within
 the uploader's granularity), and a body may carry ``seenAt``, the cluster's heartbeat, which keeps
@@ -13,132 +20,42 @@ every live edge's last-seen time current without re-sending it. A body with no e
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
+import msgspec
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, Field
 
-from agent.exports.jsonexport import edge_from_dict
-from agent.model import (
-    AwsTarget,
-    Edge,
-    HttpResource,
-    InternetTarget,
-    KafkaTopic,
-    Method,
-    Target,
-    WorkloadIdentity,
-)
+from agent import wire
+from agent.wire import IngestBody, WireError
 from cloud_functions.auth import ApiError, require
+from cloud_functions.handlers.schemas import ingest_schema
 from cloud_functions.store.base import GraphStore
-from cloud_functions.store.documents import TypedEdge, encode_struct
-from cloud_functions.store.encoding import EncodedEdge, encode
+from cloud_functions.store.ingestion import InvalidEdges
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
 MAX_BATCH = 500
-EPOCH, YEAR_10000 = 0.0, 253402300800.0
-"""Edge times must lie in [1970, 10000): the export writes four-digit years."""
-
-_WORKLOAD: dict[str, Any] = {
-    "type": "object",
-    "required": ["name", "namespace"],
-    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "kind": {"type": "string"}},
-}
-_STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
-EDGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "One edge, as in the JSON export (network-mapper/v1).",
-    "required": ["client", "target", "firstSeen", "lastSeen"],
-    "properties": {
-        "client": _WORKLOAD,
-        "target": {
-            "oneOf": [
-                {
-                    "type": "object",
-                    "required": ["type", "name", "namespace"],
-                    "properties": {"type": {"const": "workload"}} | _WORKLOAD["properties"],
-                },
-                {
-                    "type": "object",
-                    "required": ["type"],
-                    "properties": {
-                        "type": {"const": "internet"},
-                        "dnsName": {"type": "string"},
-                        "ips": _STRINGS,
-                        "port": {"type": "integer", "minimum": 0, "maximum": 65535},
-                    },
-                },
-                {
-                    "type": "object",
-                    "required": ["type", "arn"],
-                    "properties": {"type": {"const": "aws"}, "arn": {"type": "string"}},
-                },
-            ]
-        },
-        "methods": {"type": "array", "items": {"enum": [str(m) for m in Method]}},
-        "firstSeen": {"type": "string", "format": "date-time"},
-        "lastSeen": {"type": "string", "format": "date-time"},
-        "count": {"type": "integer", "minimum": 0},
-        "http": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["path"],
-                "properties": {"path": {"type": "string"}, "methods": _STRINGS},
-            },
-        },
-        "kafkaTopics": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name"],
-                "properties": {"name": {"type": "string"}, "operations": _STRINGS},
-            },
-        },
-        "awsActions": _STRINGS,
-        "targetService": {"type": "string"},
-        "ambiguous": {"type": "boolean"},
-        "live": {
-            "type": "boolean",
-            "description": "Seen within the uploader's granularity: last seen at least at the"
-            " cluster's heartbeat (seenAt).",
-        },
-    },
-}
+MAX_DETAILS = 20
+BATCH_ID = r"^[^\x00-\x1f\x7f#]+$"
+"""A batch id: no control characters, no ``#`` (it becomes part of a key), at most 128 of them."""
+_BATCH_ID = re.compile(BATCH_ID)
 
 
-class IngestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    batchId: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[^\x00-\x1f\x7f#]+$",
-        description="Idempotency key of the batch (no control characters, no '#').",
-    )
-    anonymized: bool = Field(default=False, description="Names are keyed hashes (cloud.anonymize).")
-    seenAt: AwareDatetime | None = Field(
-        default=None,
-        description="The cluster's heartbeat: every edge last sent with live=true was seen within the"
-        " uploader's granularity before this time.",
-    )
-    # Items arrive as EdgeDoc structs (decode_batch: typed and checked while decoding) or, when the
-    # batch is anything else, as JSON values parsed by encode_edges; the schema documents them.
-    edges: Annotated[
-        list[Any],
-        WithJsonSchema({"type": "array", "maxItems": MAX_BATCH, "items": EDGE_SCHEMA}),
-    ] = Field(max_length=MAX_BATCH)
-
-    def __repr__(self) -> str:
-        # powertools formats the route's arguments into a debug message on every request, logged
-        # or not: pydantic's repr of 500 edges cost more than parsing them.
-        return (
-            f"IngestIn(batchId={self.batchId!r}, anonymized={self.anonymized}, seenAt={self.seenAt},"
-            f" edges=<{len(self.edges)}>)"
-        )
+def request_schema() -> dict[str, Any]:
+    """The OpenAPI request body: the codec's upload body, with this route's limits."""
+    schema = ingest_schema()
+    properties = schema["properties"]
+    properties["batchId"] |= {
+        "minLength": 1,
+        "maxLength": 128,
+        "pattern": BATCH_ID,
+        "description": "Idempotency key of the batch (no control characters, no '#').",
+    }
+    properties["edges"]["maxItems"] = MAX_BATCH
+    return schema
 
 
 class IngestOut(BaseModel):
@@ -146,156 +63,91 @@ class IngestOut(BaseModel):
     edgesWritten: int
 
 
-def _in_range(edge: Edge) -> Edge:
-    if not (EPOCH <= edge.first_seen < YEAR_10000 and EPOCH <= edge.last_seen < YEAR_10000):
-        raise ValueError("firstSeen and lastSeen must be between 1970 and 9999")
-    return edge
+# --------------------------------------------------------------------------- errors
 
 
-_METHODS = {str(m): m for m in Method}
-_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_EMPTY: list[Any] = []  # a default, never changed
+_AT = re.compile(r"(?s)(.*) - at `\$(.*)`")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_TYPES = (
+    ("JSON is malformed", "json_invalid"),
+    ("Input data was truncated", "json_invalid"),
+    ("Object missing required field", "missing"),
+    ("Object contains unknown field", "extra_forbidden"),
+)
 
 
-def _seconds(text: object) -> float:
-    """``parse_rfc3339`` of an exact ``str`` (KeyError otherwise: the careful path decides)."""
-    if type(text) is not str:
-        raise KeyError(text)
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise KeyError(text)
-    return ((moment - _UTC_EPOCH) // _MICROSECOND) / 1_000_000
+def detail(error: WireError, loc: list[Any]) -> dict[str, Any]:
+    """A 422 detail of a codec error: its message, and its location (``$.edges[3].firstSeen``)
+    appended to ``loc``."""
+    message = str(error)
+    found = _AT.fullmatch(message)
+    if found is not None:
+        message = found[1]
+        loc = loc + [name or int(index) for name, index in _STEP.findall(found[2])]
+    kind = next((t for prefix, t in _TYPES if message.startswith(prefix)), "value_error")
+    return {"loc": loc, "type": kind, "msg": message}
 
 
-def _text(obj: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = obj.get(key, default)
-    if type(value) is not str:
-        raise KeyError(key)
-    return value
+def invalid(details: list[dict[str, Any]]) -> ApiError:
+    return ApiError(422, "validation_error", "the request is invalid", details[:MAX_DETAILS])
 
 
-def _texts(obj: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = obj.get(key, _EMPTY)
-    if type(value) is not list or any(type(v) is not str for v in value):
-        raise KeyError(key)
-    return tuple(value)
-
-
-def _objects(obj: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    value = obj.get(key, _EMPTY)
-    if type(value) is not list or any(type(v) is not dict for v in value):
-        raise KeyError(key)
-    return value
-
-
-def _fast_edge(obj: dict[str, Any]) -> Edge | None:
-    """:func:`edge_from_dict` of a plainly typed (JSON-decoded) edge in range, else None.
-
-    Accepts a subset of what ``edge_from_dict`` accepts and builds the same :class:`Edge`; on
-    anything unusual (or wrong) it gives up, and :func:`encode_edges` takes the careful path.
-    """
+def edge_details(text: str) -> list[dict[str, Any]]:
+    """Every malformed edge of a body that did not decode, each decoded on its own (none when the
+    body is not an object with a list of edges)."""
     try:
-        client, target = obj["client"], obj["target"]
-        ambiguous, count = obj.get("ambiguous", False), obj.get("count", 1)
-        if type(client) is not dict or type(target) is not dict or type(ambiguous) is not bool:
-            return None
-        if type(count) is not int:
-            return None
-        kind = target["type"]
-        parsed: Target
-        if kind == "workload":
-            parsed = WorkloadIdentity(
-                _text(target, "namespace"), _text(target, "name"), _text(target, "kind", "")
-            )
-        elif kind == "internet" and type(target.get("port", 0)) is int:
-            parsed = InternetTarget(
-                _text(target, "dnsName", ""), _texts(target, "ips"), target.get("port", 0)
-            )
-        elif kind == "aws":
-            parsed = AwsTarget(_text(target, "arn"))
-        else:
-            return None
-        edge = Edge(
-            client=WorkloadIdentity(
-                _text(client, "namespace"), _text(client, "name"), _text(client, "kind", "")
-            ),
-            target=parsed,
-            first_seen=_seconds(obj["firstSeen"]),
-            last_seen=_seconds(obj["lastSeen"]),
-            methods=frozenset([_METHODS[m] for m in _texts(obj, "methods")]),
-            count=count,
-            http=tuple([HttpResource(_text(r, "path"), _texts(r, "methods")) for r in _objects(obj, "http")]),
-            kafka_topics=tuple(
-                [KafkaTopic(_text(t, "name"), _texts(t, "operations")) for t in _objects(obj, "kafkaTopics")]
-            ),
-            aws_actions=_texts(obj, "awsActions"),
-            target_service=_text(obj, "targetService", ""),
-            ambiguous=ambiguous,
-        )
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-        return None
-    first, last = edge.first_seen, edge.last_seen
-    return edge if EPOCH <= first < YEAR_10000 and EPOCH <= last < YEAR_10000 else None
-
-
-def _check_live(live: object) -> None:
-    if type(live) is not bool:
-        raise TypeError(f"live must be true or false, not {live!r}")
-
-
-def encode_edges(objects: Sequence[Any]) -> list[EncodedEdge]:
-    """The batch's edges, encoded for the store; :class:`ApiError` 422 listing the malformed ones
-    (at most 20). Typed edges (:class:`TypedEdge`) are encoded directly (:func:`encode_struct`);
-    the rest parsed."""
-    edges: list[EncodedEdge] = []
-    details: list[dict[str, Any]] = []
-    for index, item in enumerate(objects):
-        obj = item
-        if type(item) is TypedEdge:  # decoded typed (decode_batch): the fast path
-            typed = encode_struct(item.doc)
-            if typed is not None:
-                typed.live = item.doc.live
-                edges.append(typed)
-                continue
-            obj = item.plain()
-        if type(obj) is not dict:
-            if len(details) < 20:
-                details.append(
-                    {"loc": ["body", "edges", index], "type": "edge_invalid", "msg": "not an object"}
-                )
-            continue
-        live = obj.get("live", False)
+        plain = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return []
+    edges = plain.get("edges") if isinstance(plain, dict) else None
+    details = []
+    for index, value in enumerate(edges if isinstance(edges, list) else ()):
         try:
-            _check_live(live)
-            fast = _fast_edge(obj)
-            encoded = encode(fast if fast is not None else _in_range(edge_from_dict(obj)))
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
-            if len(details) < 20:
-                details.append({"loc": ["body", "edges", index], "type": "edge_invalid", "msg": str(error)})
-            continue
-        encoded.live = live
-        edges.append(encoded)
-    if details:
-        raise ApiError(422, "validation_error", "malformed edges", details)
-    return edges
+            wire.edge_from_plain(value)
+        except WireError as error:
+            details.append(detail(error, ["body", "edges", index]))
+    return details
+
+
+def decode_body(text: str) -> IngestBody:
+    """The upload body, checked; :class:`ApiError` 422 with the details of what is wrong."""
+    try:
+        body = wire.decode_ingest(text)
+    except WireError as error:
+        first = detail(error, ["body"])
+        is_edge = first["loc"][:2] == ["body", "edges"] and len(first["loc"]) > 2
+        raise invalid((edge_details(text) if is_edge else []) or [first]) from None
+    if len(body.batchId) > 128 or _BATCH_ID.match(body.batchId) is None:
+        msg = "1 to 128 characters, no control characters and no '#'"
+        raise invalid([{"loc": ["body", "batchId"], "type": "value_error", "msg": msg}])
+    if len(body.edges) > MAX_BATCH:
+        msg = f"at most {MAX_BATCH} edges a batch"
+        raise invalid([{"loc": ["body", "edges"], "type": "too_long", "msg": msg}])
+    if body.seenAt is not None and not wire.EARLIEST <= body.seenAt.timestamp() < wire.END:
+        msg = "must lie in [1970, 10000)"
+        raise invalid([{"loc": ["body", "seenAt"], "type": "value_error", "msg": msg}])
+    return body
+
+
+# --------------------------------------------------------------------------- the route
 
 
 @router.post("/v1/ingest", security=[{"bearerAuth": []}], tags=["ingest"], summary="Upload a batch of edges")
-def ingest(body: IngestIn) -> IngestOut:
+def ingest() -> IngestOut:
     # The store and caller straight from the context, not through Depends like other routes:
     # resolving dependencies costs powertools a get_type_hints per request, on the hot path.
     store: GraphStore = router.context["store"]
     token = require(router.context.get("caller"), "ingest")
     if not token.cluster_id:
         raise ApiError(403, "forbidden", "the ingest token is bound to no cluster")
-    heartbeat_only = not body.edges and body.seenAt is not None
-    if not heartbeat_only and store.has_batch(token.tenant_id, token.cluster_id, body.batchId):
-        return IngestOut(stored=False, edgesWritten=0)  # a re-send: skip parsing
+    body = decode_body(router.current_event.decoded_body or "")
     now = time.time()
     seen_at = None if body.seenAt is None else min(body.seenAt.timestamp(), now)
-    edges = encode_edges(body.edges)
-    result = store.ingest_encoded(
-        token.tenant_id, token.cluster_id, body.batchId, edges, now, seen_at=seen_at
-    )
+    try:
+        result = store.ingest(
+            token.tenant_id, token.cluster_id, body.batchId, body.edges, now, seen_at=seen_at
+        )
+    except InvalidEdges as error:
+        edges = [{"loc": ["body", "edges", i], "type": "value_error", "msg": m} for i, m in error.problems]
+        raise invalid(edges) from None
     return IngestOut(stored=result.stored, edgesWritten=result.edges_written)

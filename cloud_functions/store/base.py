@@ -11,14 +11,20 @@ method lists across tenants. Tokens are stored by hash (the handlers hash them);
 lookup not scoped by tenant is :meth:`GraphStore.get_token`, which is how a request finds its
 tenant in the first place. Telemetry is anonymous (keyed by a hashed cluster id), not per tenant.
 
-Edges are merged with :func:`agent.model.merge_edges` (idempotent: a re-sent edge or a retried
-batch changes nothing) and kept as their JSON export form (:func:`agent.exports.jsonexport.edge_dict`):
-the stored form, key hash, filter columns and merge are :mod:`cloud_functions.store.encoding`.
+Versions: each store records the version of what it keeps (a row in SQLite, an item in DynamoDB)
+and, when opened, migrates older data eagerly (before its first request: e.g. a store written
+before the ``owner`` role has its ``read`` tokens made ``owner``) and refuses newer data. The
+versioned steps are ``sqliteschema.MIGRATIONS`` and ``dynamodb.MIGRATIONS``.
+
+Edges arrive as :mod:`agent.wire` edge documents and are ingested by the one ingest service,
+:mod:`cloud_functions.store.ingestion` (both stores are its storage port): merged with
+:func:`agent.model.merge_edges` (idempotent: a re-sent edge or a retried batch changes nothing)
+and kept as the codec's canonical text under a 16-byte key (:mod:`cloud_functions.store.storedform`).
 
 Liveness, so that steady traffic costs no writes: the uploader marks an edge ``live`` when it was
 seen within its granularity, and sends the cluster's heartbeat (``seen_at``) once per granularity
 instead of re-sending steady edges. A live edge is read as last seen at ``max(last_seen,
-heartbeat)`` (:func:`~cloud_functions.store.encoding.effective`); the uploader sends ``live=False``
+heartbeat)`` (:func:`~cloud_functions.store.storedform.effective`); the uploader sends ``live=False``
 with the true ``last_seen`` when an edge goes quiet, before any later heartbeat. ``live`` is the
 last value sent.
 
@@ -35,14 +41,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, cast, get_args
+from typing import Literal, Protocol, cast, get_args
 
 from agent.model import Edge
+from agent.wire import EdgeDoc
 
-if TYPE_CHECKING:  # encoding imports this module (StoredEdge); the Protocol only names the type
-    from cloud_functions.store.encoding import EncodedEdge
-
-Role = Literal["admin", "read", "ingest"]
+Role = Literal["admin", "owner", "read", "ingest"]
+"""What a token may do (:mod:`cloud_functions.auth` enforces it): ``admin`` runs the platform,
+``owner`` administers one tenant and reads its graph, ``read`` only reads it, ``ingest`` uploads
+one cluster's edges. Stores written before ``owner`` existed held tenant tokens as ``read``;
+opening one migrates them to ``owner`` (what they could do then)."""
 ROLES: tuple[str, ...] = get_args(Role)
 
 MAX_TELEMETRY_BYTES = 1024 * 1024
@@ -89,8 +97,8 @@ class Cluster:
 class TokenRecord:
     """A stored token: its hash (never the token), whose it is and what it may do.
 
-    An ``ingest`` token is bound to one cluster (``cluster_id``); ``admin`` and ``read`` tokens
-    usually to none (``""``). ``cluster_id`` is keyword-only.
+    An ``ingest`` token is bound to one cluster (``cluster_id``); ``admin``, ``owner`` and ``read``
+    tokens usually to none (``""``). ``cluster_id`` is keyword-only.
     """
 
     token_hash: str
@@ -107,8 +115,11 @@ class TokenRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoredEdge:
+    """An edge as read from a cluster's graph; ``live``: the last ``live`` flag sent for it."""
+
     cluster_id: str
     edge: Edge
+    live: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,40 +163,32 @@ class GraphStore(Protocol):
         ...
 
     def ingest(
-        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
-    ) -> IngestResult:
-        """Merge a batch of edges into a cluster's graph, once per ``batch_id``.
-
-        A batch id seen before for the cluster returns ``stored=False`` and writes nothing.
-        Otherwise each edge is merged (by :attr:`Edge.key`) with :func:`merge_edges` and only
-        edges whose merged value differs from the stored one are written. :class:`NotFound`
-        if the cluster (or tenant) does not exist.
-        """
-        ...
-
-    def ingest_encoded(
         self,
         tenant_id: str,
         cluster_id: str,
         batch_id: str,
-        edges: Sequence[EncodedEdge],
+        docs: Sequence[EdgeDoc],
         now: float,
         *,
         seen_at: float | None = None,
     ) -> IngestResult:
-        """:meth:`ingest` of edges already encoded (:func:`~cloud_functions.store.encoding.encode`,
-        :func:`~cloud_functions.store.documents.encode_struct`), each
-        with its ``live`` flag (stored as sent: the last one wins).
+        """Merge a batch of edge documents into a cluster's graph, once per ``batch_id``
+        (:func:`cloud_functions.store.ingestion.ingest_batch`, which says how).
 
-        ``seen_at`` raises the cluster's heartbeat to it (never lowers it; one write when it
-        rises). A batch with no edges and a ``seen_at`` is a heartbeat only: no batch marker is
-        kept for it. A batch id seen before ignores its ``seen_at`` with the rest of it.
+        A batch id seen before for the cluster returns ``stored=False`` and writes nothing.
+        Otherwise each edge is merged (by key) with :func:`~agent.model.merge_edges`, and only
+        edges whose merged document differs from the stored one (``live`` flag included: the
+        last one sent wins) are written. ``seen_at`` raises the cluster's heartbeat to it (never
+        lowers it; one write when it rises). A batch with no edges and a ``seen_at`` is a
+        heartbeat only: no batch marker is kept for it. A batch id seen before ignores its
+        ``seen_at`` with the rest of it. :class:`NotFound` if the cluster (or tenant) does not
+        exist; :class:`~cloud_functions.store.ingestion.InvalidEdges` (an :class:`Invalid`) for
+        edges with times outside [1970, 10000).
         """
         ...
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
-        """Whether :meth:`ingest` stored that batch id for the cluster already (a cheap read, so a
-        caller can skip parsing a re-sent batch; :meth:`ingest` still decides)."""
+        """Whether :meth:`ingest` stored that batch id for the cluster already."""
         ...
 
     def edges(
@@ -199,14 +202,15 @@ class GraphStore(Protocol):
         since: float | None = None,
     ) -> list[StoredEdge]:
         """The tenant's edges, ordered by cluster and key, each with its
-        :func:`~cloud_functions.store.encoding.effective` ``last_seen``. ``namespace``/``workload``
+        :func:`~cloud_functions.store.storedform.effective` ``last_seen``. ``namespace``/``workload``
         match the client or a workload target (both given: the same side matches both); ``method``
         must be one of the edge's methods; ``since`` keeps edges (effectively) last seen at or
         after it."""
         ...
 
     def write_count(self) -> int:
-        """Item/row writes since the store was opened (for benchmarks)."""
+        """Item/row writes since the store was opened (for benchmarks; a migration run while
+        opening is not counted)."""
         ...
 
     def record_telemetry(self, cluster_hash: str, body: bytes, content_type: str, now: float) -> None:

@@ -12,10 +12,12 @@ filter attributes.
 
 Writes: tenants, clusters, tokens and batch markers are created with ``attribute_not_exists``
 conditions (a token's two items and a cluster with its tenant check go in one transaction).
-An ingest first reads the cluster and the batch marker (a seen batch writes nothing), then reads
-the stored edges (consistent reads), merges with :func:`agent.model.merge_edges` and writes only
-the edges that change, each conditioned on the version it read (``v``); a lost race re-reads and
-re-merges that edge. The batch marker is written *last*, conditionally: if the process dies
+An ingest is the ingest service's (:mod:`cloud_functions.store.ingestion`), over this store's
+port (:meth:`DynamoGraphStore.open_batch`): it reads the cluster and the batch marker in one
+batch read (a seen batch writes nothing), then the stored edges (consistent batch reads), merges
+with :func:`agent.model.merge_edges` and puts only the edges that change, by ``workers`` threads,
+each conditioned on the version it read (``v``); a lost race re-reads and re-merges that edge.
+The batch marker is written *last*, conditionally: if the process dies
 mid-batch the retried batch is not yet marked, so it is applied again, which is harmless because
 the merge is idempotent; only then is it marked. Two concurrent deliveries of one batch may both
 merge (harmlessly); the one that loses the marker race reports ``stored=False``. A heartbeat
@@ -24,6 +26,16 @@ A telemetry payload (up to 1 MB; an item holds 400 KB) is split into items of ``
 written in one transaction. Batch markers and telemetry expire by TTL after ``RETENTION_SECONDS``
 (a batch retried later than that is merged again, harmlessly). So ``now`` must be the real
 clock: DynamoDB (Local too) deletes items whose ``expires_at`` has passed.
+
+Versions: the ``SCHEMA``/``VERSION`` item records the version of the table's items (no item:
+version 1, the items before versions were recorded). Opening the store migrates eagerly, before
+it serves anything: each step of :data:`MIGRATIONS` newer than the recorded version runs, and its
+version is recorded after it, so a migration cut short resumes at its first unrecorded step; a
+newer table is refused. Several Lambda containers may open an old table at once, so every step
+must be idempotent and safe to run concurrently (conditional writes of the new form). A step that
+must find items it has no key for (the tokens of every tenant) scans the table, once.
+To add one: a method taking the table from the previous version, appended to :data:`MIGRATIONS`;
+:data:`SCHEMA_VERSION` is the last step's version.
 """
 
 from __future__ import annotations
@@ -32,17 +44,19 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from agent.model import Edge
+from agent import wire
+from agent.wire import canonical
 from cloud_functions.store.base import (
     Cluster,
     Conflict,
-    IngestResult,
     NotFound,
     StoredEdge,
     StoreError,
@@ -52,10 +66,10 @@ from cloud_functions.store.base import (
     check_telemetry,
 )
 from cloud_functions.store.dynamoitems import (
+    EDGE_PREFIX,
+    VERSION_KEY,
     Item,
     _bool,
-    _edge_filter,
-    _edge_item,
     _exists,
     _float,
     _graph,
@@ -70,21 +84,25 @@ from cloud_functions.store.dynamoitems import (
     _token,
     _token_items,
     create_table,
+    edge_filter,
+    edge_item,
+    edge_sk,
+    item_version,
+    version_item,
 )
-from cloud_functions.store.encoding import (
-    EncodedEdge,
-    coalesce_encodings,
-    decode_edge,
-    effective,
-    encode,
-    merged_encoded,
-    sort_stored,
+from cloud_functions.store.ingestion import (
+    MERGE_ATTEMPTS,
+    EdgeWrite,
+    StoredText,
+    coalesce,
+    ingest_batch,
+    merge_stored,
 )
+from cloud_functions.store.storedform import edge_key, read_back
 
-__all__ = ["RETENTION_SECONDS", "DynamoGraphStore", "create_table"]
+__all__ = ["MIGRATIONS", "RETENTION_SECONDS", "SCHEMA_VERSION", "DynamoGraphStore", "create_table"]
 
 RETENTION_SECONDS = 30 * 86400
-_MERGE_ATTEMPTS = 10
 _RETRY_DEADLINE = 30.0
 _NEW = "attribute_not_exists(PK)"
 
@@ -98,9 +116,11 @@ class _ConditionFailed(StoreError):
 
 
 class DynamoGraphStore:
-    """:class:`~cloud_functions.store.base.GraphStore` in one DynamoDB table.
+    """:class:`~cloud_functions.store.base.GraphStore` in one DynamoDB table; its ingest is the
+    service's (:mod:`cloud_functions.store.ingestion`), over :meth:`open_batch`.
 
     ``workers`` threads write an ingest's changed edges; ``page_size`` limits query pages (tests).
+    Opening it migrates an older table (see the module's docstring).
     """
 
     def __init__(
@@ -110,6 +130,7 @@ class DynamoGraphStore:
         self._workers, self._page_size = workers, page_size
         self._writes = 0
         self._count_lock = threading.Lock()
+        self._migrate()
 
     # ------------------------------------------------------------------ low-level
 
@@ -194,6 +215,65 @@ class DynamoGraphStore:
                     pause = min(pause * 2, 1.0)
         return found
 
+    # ------------------------------------------------------------------ schema version
+
+    def _migrate(self) -> None:
+        """Run each step of ``MIGRATIONS`` newer than the table's version, recording each after it."""
+        version = item_version(self._call("get_item", Key=VERSION_KEY, ConsistentRead=True).get("Item"))
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"dynamodb {self.table} has schema version {version}, newer than {SCHEMA_VERSION}"
+            )
+        for step in MIGRATIONS:
+            if step.version > version:
+                step.run(self)
+                self._record_version(step.version)
+
+    def _record_version(self, version: int) -> None:
+        rises = "attribute_not_exists(PK) OR version < :v"
+        with contextlib.suppress(_ConditionFailed):  # another container recorded it already
+            self._call(
+                "put_item",
+                Item=version_item(version),
+                ConditionExpression=rises,
+                ExpressionAttributeValues={":v": {"N": str(version)}},
+            )
+
+    def _scan(self, **request: Any) -> Iterator[Item]:
+        """Every item of the table (that ``request``'s filter keeps), page after page."""
+        request["ConsistentRead"] = True
+        if self._page_size:
+            request["Limit"] = self._page_size
+        while True:
+            page = self._call("scan", **request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _owner_tokens(self) -> None:
+        """Version 2: tenant tokens were all ``read`` and administered their tenant; they become
+        ``owner`` (both items of each token: ``TOKEN#<hash>`` and ``TOKENID#<id>``)."""
+        names, read = {"#role": "role"}, {":read": _s("read")}
+        found = self._scan(
+            ProjectionExpression="PK, SK",
+            FilterExpression="#role = :read",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=read,
+        )
+        for item in found:
+            # The condition keeps a token revoked meanwhile revoked (no half item is created), and
+            # makes a second container's pass over the same token a no-op.
+            with contextlib.suppress(_ConditionFailed):
+                self._call(
+                    "update_item",
+                    Key=_key(item["PK"]["S"], item["SK"]["S"]),
+                    UpdateExpression="SET #role = :owner",
+                    ConditionExpression="#role = :read",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=read | {":owner": _s("owner")},
+                )
+
     # ------------------------------------------------------------------ tenants and clusters
 
     def create_tenant(self, tenant_id: str, name: str, now: float) -> Tenant:
@@ -271,47 +351,18 @@ class DynamoGraphStore:
 
     # ------------------------------------------------------------------ edges
 
-    def ingest(
-        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
-    ) -> IngestResult:
-        return self.ingest_encoded(tenant_id, cluster_id, batch_id, [encode(e) for e in edges], now)
+    ingest = ingest_batch  # the one ingest service, over open_batch
 
-    def ingest_encoded(
-        self,
-        tenant_id: str,
-        cluster_id: str,
-        batch_id: str,
-        edges: Sequence[EncodedEdge],
-        now: float,
-        *,
-        seen_at: float | None = None,
-    ) -> IngestResult:
-        check_id(batch_id, "batch id")
-        graph, marker, cluster = _graph(tenant_id, cluster_id), f"BATCH#{batch_id}", f"CLUSTER#{cluster_id}"
-        incoming = coalesce_encodings(edges)
-        found = self._batch_get([_key(_tenant(tenant_id), cluster), _key(graph, marker)])
-        if cluster not in found:
+    @contextlib.contextmanager
+    def open_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> Iterator[_EdgeBatch]:
+        """The cluster's edges for one ingest (the ingest service's port), after one read of the
+        cluster item and the batch marker; every write goes to the table at once."""
+        graph, cluster = _graph(tenant_id, cluster_id), _key(_tenant(tenant_id), f"CLUSTER#{cluster_id}")
+        marker = _key(graph, f"BATCH#{batch_id}")
+        found = self._batch_get([cluster, marker])
+        if cluster["SK"]["S"] not in found:
             raise NotFound(f"no cluster {cluster_id!r} in tenant {tenant_id!r}")
-        heartbeat_only = not incoming and seen_at is not None
-        if marker in found and not heartbeat_only:
-            return IngestResult(stored=False, edges_written=0)
-        if seen_at is not None:
-            self._raise_heartbeat(_key(_tenant(tenant_id), cluster), seen_at)
-        if heartbeat_only:
-            return IngestResult(stored=True, edges_written=0)
-        stored = self._batch_get([_key(graph, f"EDGE#{key}") for key in incoming])
-        jobs = [(key, edge, stored.get(f"EDGE#{key}")) for key, edge in incoming.items()]
-        if len(jobs) > 1 and self._workers > 1:
-            with ThreadPoolExecutor(max_workers=self._workers) as pool:
-                written = sum(pool.map(lambda job: self._merge_edge(graph, *job), jobs))
-        else:
-            written = sum(self._merge_edge(graph, *job) for job in jobs)
-        expires = {"N": str(int(now) + RETENTION_SECONDS)}
-        try:
-            self._create(_key(graph, marker) | {"received_at": _n(now), "expires_at": expires}, "")
-        except Conflict:  # delivered concurrently: the other delivery marked it
-            return IngestResult(stored=False, edges_written=written)
-        return IngestResult(stored=True, edges_written=written)
+        yield _EdgeBatch(self, graph, cluster, marker, seen_before=marker["SK"]["S"] in found)
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
         return self._get(_graph(tenant_id, cluster_id), f"BATCH#{batch_id}") is not None
@@ -329,30 +380,19 @@ class DynamoGraphStore:
                 ExpressionAttributeValues={":h": _n(seen_at)},
             )
 
-    def _merge_edge(self, graph: str, key: str, edge: EncodedEdge, stored: Item | None) -> int:
-        """Merge one edge into its stored item (version-checked); 1 if it was written, else 0."""
-        sk = f"EDGE#{key}"
-        for _ in range(_MERGE_ATTEMPTS):
-            merged = merged_encoded(
-                _text(stored, "edge") if stored else None, edge, _bool(stored, "live") if stored else False
-            )
-            if merged is None:
-                return 0
-            version = int(stored["v"]["N"]) if stored else 0
-            item = _edge_item(graph, sk, merged, version + 1)
-            condition: dict[str, Any] = {"ConditionExpression": _NEW}
-            if stored:
-                condition = {
-                    "ConditionExpression": "v = :v",
-                    "ExpressionAttributeValues": {":v": stored["v"]},
-                }
-            try:
-                self._call("put_item", 1, Item=item, **condition)
-            except _ConditionFailed:
-                stored = self._get(graph, sk)  # lost a race with another writer: merge again
-                continue
-            return 1
-        raise StoreError(f"dynamodb {self.table}: edge {key} kept changing under {_MERGE_ATTEMPTS} merges")
+    def _put_edge(self, graph: str, write: EdgeWrite, counted: int) -> bool:
+        """Put one edge item, conditional on the version it replaces (none: a new item); False
+        when that version is gone (another writer won a race)."""
+        condition: dict[str, Any] = {"ConditionExpression": _NEW}
+        if write.version is not None:
+            version = {":v": {"N": str(write.version)}}
+            condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": version}
+        item = edge_item(graph, write.record, (write.version or 0) + 1)
+        try:
+            self._call("put_item", counted, Item=item, **condition)
+        except _ConditionFailed:
+            return False
+        return True
 
     def edges(
         self,
@@ -368,7 +408,7 @@ class DynamoGraphStore:
         ids = list(known) if cluster_ids is None else list(dict.fromkeys(cluster_ids))
         if method == "":
             return []
-        names, values, where = _edge_filter(namespace, workload, method)
+        names, values, where = edge_filter(namespace, workload, method)
         found = []
         for cluster in ids:
             check_id(cluster, "cluster id")
@@ -387,10 +427,50 @@ class DynamoGraphStore:
                     "FilterExpression": " AND ".join(conditions),
                     "ExpressionAttributeValues": cluster_values,
                 }
-            for item in self._query(_graph(tenant_id, cluster), "EDGE#", **extra):
-                edge = effective(decode_edge(_text(item, "edge")), _bool(item, "live"), heartbeat)
-                found.append(StoredEdge(cluster, edge))
-        return sort_stored(found)
+            for item in self._query(_graph(tenant_id, cluster), EDGE_PREFIX, **extra):
+                found.append((cluster, _text(item, "edge").encode(), heartbeat))
+        return read_back(found)
+
+    def _rekey_edges(self) -> None:
+        """Version 3: edge items written before the edge codec (their text the old JSON export
+        form, without ``live``; their key a SHA-256 of another JSON) are merged into items under
+        their codec key, with the codec's text, and deleted. Idempotent and safe to run
+        concurrently: the merge is (conditional puts), and an old item that changed meanwhile is
+        merged again before it goes."""
+        graphs: dict[str, list[Item]] = {}
+        edges = {"ExpressionAttributeValues": {":edge": _s(EDGE_PREFIX)}}
+        for item in self._scan(FilterExpression="begins_with(SK, :edge)", **edges):
+            graphs.setdefault(item["PK"]["S"], []).append(item)
+        for graph, items in graphs.items():
+            pending = items
+            for _ in range(MERGE_ATTEMPTS):
+                docs = wire.decode_docs([_text(item, "edge").encode() for item in pending])
+                docs = [
+                    canonical(msgspec.structs.replace(doc, live=_bool(item, "live")))
+                    for item, doc in zip(pending, docs, strict=True)
+                ]
+                old = [
+                    (i, d) for i, d in zip(pending, docs, strict=True) if i["SK"]["S"] != edge_sk(edge_key(d))
+                ]
+                merge_stored(_EdgeItems(self, graph, counted=0), coalesce([doc for _, doc in old]))
+                pending = [again for item, _ in old if (again := self._delete_edge(item)) is not None]
+                if not pending:
+                    break
+            else:
+                raise StoreError(f"dynamodb {self.table}: edges of {graph} kept changing while re-keyed")
+
+    def _delete_edge(self, item: Item) -> Item | None:
+        """Delete an edge item of the version read; the item as it is now if it changed meanwhile."""
+        try:
+            self._call(
+                "delete_item",
+                Key=_key(item["PK"]["S"], item["SK"]["S"]),
+                ConditionExpression="attribute_not_exists(PK) OR v = :v",
+                ExpressionAttributeValues={":v": item["v"]},
+            )
+        except _ConditionFailed:
+            return self._get(item["PK"]["S"], item["SK"]["S"])
+        return None
 
     def write_count(self) -> int:
         with self._count_lock:
@@ -423,3 +503,74 @@ class DynamoGraphStore:
                     records.append((_text(item, "cluster_hash"), _float(item, "received_at"), body))
                 parts = []
         return records
+
+
+class _EdgeItems:
+    """:class:`~cloud_functions.store.ingestion.StoredEdges` of one graph partition: batch reads,
+    and version-checked puts by ``workers`` threads (each write counted as ``counted``)."""
+
+    def __init__(self, store: DynamoGraphStore, graph: str, *, counted: int = 1) -> None:
+        self._store, self._graph, self._counted = store, graph, counted
+
+    def stored(self, keys: Collection[bytes]) -> dict[bytes, StoredText]:
+        items = self._store._batch_get([_key(self._graph, edge_sk(key)) for key in keys])
+        return {
+            key: StoredText(_text(item, "edge").encode(), int(item["v"]["N"]))
+            for key in keys
+            if (item := items.get(edge_sk(key))) is not None
+        }
+
+    def put(self, writes: Sequence[EdgeWrite]) -> set[bytes]:
+        store = self._store
+
+        def put(write: EdgeWrite) -> bool:
+            return store._put_edge(self._graph, write, self._counted)
+
+        if len(writes) > 1 and store._workers > 1:
+            with ThreadPoolExecutor(max_workers=store._workers) as pool:
+                done = list(pool.map(put, writes))
+        else:
+            done = [put(write) for write in writes]
+        return {write.record.key for write, ok in zip(writes, done, strict=True) if not ok}
+
+
+class _EdgeBatch(_EdgeItems):
+    """:class:`~cloud_functions.store.ingestion.EdgeBatch` of one ingest (opened by
+    :meth:`DynamoGraphStore.open_batch`)."""
+
+    def __init__(
+        self, store: DynamoGraphStore, graph: str, cluster: Item, marker: Item, *, seen_before: bool
+    ) -> None:
+        super().__init__(store, graph)
+        self._cluster, self._marker, self.seen_before = cluster, marker, seen_before
+
+    def raise_heartbeat(self, seen_at: float) -> None:
+        self._store._raise_heartbeat(self._cluster, seen_at)
+
+    def mark(self, now: float) -> bool:
+        expires = {"N": str(int(now) + RETENTION_SECONDS)}
+        try:
+            self._store._create(self._marker | {"received_at": _n(now), "expires_at": expires}, "")
+        except Conflict:  # delivered concurrently: the other delivery marked it
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- versions
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One migration: ``run`` takes the table from version ``version - 1`` to ``version``."""
+
+    version: int
+    run: Callable[[DynamoGraphStore], None]
+    what: str
+
+
+MIGRATIONS: tuple[Step, ...] = (
+    Step(2, DynamoGraphStore._owner_tokens, "read tokens become owner tokens"),
+    Step(3, DynamoGraphStore._rekey_edges, "edges: the edge codec's canonical text (with live) and key"),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+"""The version this code reads and writes: the last migration's."""

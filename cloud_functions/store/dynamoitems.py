@@ -9,11 +9,13 @@ see ``check_id``)::
     TENANT#<tenant>             CLUSTER#<cluster>    name, created_at, heartbeat (latest seen_at)
     TENANT#<tenant>             TOKENID#<token id>   token_hash, role, cluster, created_at
     TOKEN#<token hash>          TOKEN                tenant, token_id, role, cluster, created_at
-    GRAPH#<tenant>#<cluster>    EDGE#<key hash>      edge (JSON), v (version), cns, cname, tns, tname,
-                                                     methods (string set), last_seen, live (BOOL)
+    GRAPH#<tenant>#<cluster>    EDGE#<key, in hex>   edge (the codec's text), v (version), cns, cname,
+                                                     tns, tname, methods (string set), last_seen,
+                                                     live (BOOL)
     GRAPH#<tenant>#<cluster>    BATCH#<batch id>     received_at, expires_at (TTL)
     TELEMETRY                   <time>#<uuid>#<part> cluster_hash, content_type, received_at, parts,
                                                      body (bytes, one part), expires_at (TTL)
+    SCHEMA                      VERSION              version (of the table's items; no item: 1)
 
 The filter attributes (``cns``, ``cname``, ``tns``, ``tname``) hold ``"=" + value``, so they are
 never empty: DynamoDB Local, like AWS before 2020, refuses empty strings; other empty strings are
@@ -27,9 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.model import Edge
 from cloud_functions.store.base import TokenRecord, parse_role
-from cloud_functions.store.encoding import EncodedEdge, filter_fields
+from cloud_functions.store.storedform import EdgeRecord, filter_fields
 
 Item = dict[str, Any]
 _PART_BYTES = 300_000  # of a telemetry payload per item (an item holds at most 400 KB)
@@ -98,30 +99,33 @@ def _exists(pk: str, sk: str) -> Item:
     return {"ConditionCheck": {"Key": _key(pk, sk), "ConditionExpression": "attribute_exists(PK)"}}
 
 
-def _edge_item(graph: str, sk: str, merged: EncodedEdge, version: int) -> Item:
-    """An edge's item: its JSON, version ``v``, ``live`` and its filter attributes."""
-    return (
-        _key(graph, sk)
-        | {"edge": _s(merged.text), "v": {"N": str(version)}, "live": {"BOOL": merged.live}}
-        | _filter_attributes(merged.edge)
-    )
+EDGE_PREFIX = "EDGE#"
 
 
-def _filter_attributes(edge: Edge) -> Item:
-    f = filter_fields(edge)
-    attributes: Item = {
-        "cns": _s("=" + f["client_namespace"]),
-        "cname": _s("=" + f["client_name"]),
-        "last_seen": _n(f["last_seen"]),
+def edge_sk(key: bytes) -> str:
+    """The sort key of the edge item of a 16-byte edge key."""
+    return EDGE_PREFIX + key.hex()
+
+
+def edge_item(graph: str, edge: EdgeRecord, version: int) -> Item:
+    """An edge's item: its text, version ``v``, ``live`` and its filter attributes."""
+    f = filter_fields(edge.doc)
+    item: Item = _key(graph, edge_sk(edge.key)) | {
+        "edge": _s(edge.text.decode()),
+        "v": {"N": str(version)},
+        "live": {"BOOL": edge.doc.live},
+        "cns": _s("=" + f.client_namespace),
+        "cname": _s("=" + f.client_name),
+        "last_seen": _n(f.last_seen),
     }
-    if f["target_namespace"] is not None:
-        attributes |= {"tns": _s("=" + f["target_namespace"]), "tname": _s("=" + f["target_name"])}
-    if f["methods"]:
-        attributes["methods"] = {"SS": f["methods"]}
-    return attributes
+    if f.target_namespace is not None and f.target_name is not None:
+        item |= {"tns": _s("=" + f.target_namespace), "tname": _s("=" + f.target_name)}
+    if f.methods:
+        item["methods"] = {"SS": list(f.methods)}
+    return item
 
 
-def _edge_filter(
+def edge_filter(
     namespace: str | None, workload: str | None, method: str | None
 ) -> tuple[dict[str, str], dict[str, Item], list[str]]:
     """The attribute names, values and conditions (ANDed) that select edges of a workload (either
@@ -163,6 +167,21 @@ def _telemetry_items(
         _key("TELEMETRY", f"{record}#{part:02d}") | common | ({"body": {"B": chunk}} if chunk else {})
         for part, chunk in enumerate(chunks)
     ]
+
+
+VERSION_KEY = {"PK": {"S": "SCHEMA"}, "SK": {"S": "VERSION"}}
+"""The key of the item recording the table's schema version."""
+UNVERSIONED = 1
+"""The version of a table without a version item: written before versions were recorded (or new)."""
+
+
+def version_item(version: int) -> Item:
+    return VERSION_KEY | {"version": {"N": str(version)}}
+
+
+def item_version(item: Item | None) -> int:
+    """The version a version item (or its absence) records."""
+    return UNVERSIONED if item is None else int(item["version"]["N"])
 
 
 def _token(token_hash: str, tenant_id: str, token_id: str, item: Item) -> TokenRecord:

@@ -1,15 +1,18 @@
 """The embedded cloud store: one SQLite file (WAL), for local use and single-machine deployments.
 
 One connection guarded by a lock (thread-safe); each ingest is one transaction, so a batch's
-marker and its edges commit together or not at all. The schema is versioned with
-``PRAGMA user_version``; a file of a newer version is refused (the tables and the migrations:
-:mod:`cloud_functions.store.sqliteschema`).
+marker and its edges commit together or not at all. The schema is versioned (a row of the
+``schema_version`` table); opening an older file migrates it, in one transaction, before the store
+serves anything, and a file of a newer version is refused (the tables, the version and the
+migrations: :mod:`cloud_functions.store.sqliteschema`).
 
-Edges are rows (``id``: appended in order) holding the edge's canonical JSON, its ``live`` flag,
-its cluster number and 16-byte key hash, and a few columns for filtering (client and
-workload-target namespace/name, methods, last seen). A key is unique within its cluster by the
-in-memory :class:`~cloud_functions.store.keyindex.KeyIndex`, not by a UNIQUE index (whose random
-pages were most of each commit's writes), so new edges are plain appends. Checkpoints run on a
+Edges are ingested by the ingest service (:mod:`cloud_functions.store.ingestion`), for which
+this store opens one write transaction per batch (:meth:`SqliteGraphStore.open_batch`). They are
+rows (``id``: appended in order; :mod:`cloud_functions.store.sqliteedges`) holding the edge's
+canonical text (the codec's), its ``live`` flag, its cluster number and 16-byte key, and a few
+columns for filtering. A key is unique within its cluster by the in-memory
+:class:`~cloud_functions.store.keyindex.KeyIndex`, not by a UNIQUE index (whose random pages were
+most of each commit's writes), so new edges are plain appends. Checkpoints run on a
 thread of their own (:class:`~cloud_functions.store.checkpoints.Checkpointer`), not inside a
 writer's COMMIT. A cluster's number is its ``clusters.num`` (an explicit INTEGER PRIMARY KEY, so
 VACUUM keeps it); ``clusters.heartbeat`` is its latest ``seen_at``.
@@ -17,8 +20,6 @@ VACUUM keeps it); ``clusters.heartbeat`` is its latest ``seen_at``.
 
 from __future__ import annotations
 
-import functools
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,11 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.model import Edge
 from cloud_functions.store.base import (
     Cluster,
     Conflict,
-    IngestResult,
     NotFound,
     StoredEdge,
     StoreError,
@@ -41,36 +40,27 @@ from cloud_functions.store.base import (
     parse_role,
 )
 from cloud_functions.store.checkpoints import Checkpointer
-from cloud_functions.store.encoding import (
-    EncodedEdge,
-    coalesce_encodings,
-    decode_edge,
-    effective,
-    encode,
-    merged_encoded,
-    sort_stored,
-)
+from cloud_functions.store.ingestion import ingest_batch
 from cloud_functions.store.keyindex import KeyIndex
-from cloud_functions.store.sqliteschema import _MIGRATE_FROM_1, _MIGRATE_FROM_2, _SCHEMA, SCHEMA_VERSION
+from cloud_functions.store.sqliteedges import SqliteEdgeBatch, edges_query
+from cloud_functions.store.sqliteschema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    create_schema,
+    record_version,
+    recorded_version,
+)
+from cloud_functions.store.storedform import read_back
 
 CHECKPOINT_EVERY = 1000
 """Row writes between nudges of the checkpointer (a few MB of WAL)."""
 TELEMETRY_KEPT = 10_000
 """Telemetry rows kept; older ones are dropped as new ones arrive."""
 
-_INSERT_EDGE = "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_UPDATE_EDGE = "UPDATE edges SET edge = ?, methods = ?, last_seen = ?, live = ? WHERE id = ?"
-
-
-@functools.lru_cache(maxsize=64)
-def _select_stored(count: int) -> str:
-    """The stored (id, edge, live) of ``count`` row ids."""
-    marks = ", ".join("?" * count)
-    return f"SELECT id, edge, live FROM edges WHERE id IN ({marks})"  # noqa: S608
-
 
 class SqliteGraphStore:
-    """:class:`~cloud_functions.store.base.GraphStore` in a SQLite file."""
+    """:class:`~cloud_functions.store.base.GraphStore` in a SQLite file; its ingest is the
+    service's (:mod:`cloud_functions.store.ingestion`), over :meth:`open_batch`."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -94,25 +84,35 @@ class SqliteGraphStore:
             raise
 
     def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {version}, newer than {SCHEMA_VERSION}")
-        if version < SCHEMA_VERSION:
-            # Rebuilding tables: checked by foreign_key_check below instead, as SQLite advises.
-            self._db.execute("PRAGMA foreign_keys=OFF")
-            self._db.create_function("nm_unhex", 1, bytes.fromhex, deterministic=True)
-            with self._transaction() as db:
-                if version == 0:
-                    statements: tuple[str, ...] = tuple(_SCHEMA.split(";"))
-                else:
-                    statements = (_MIGRATE_FROM_1 if version == 1 else ()) + _MIGRATE_FROM_2
-                for statement in statements:
-                    if statement.strip():
-                        db.execute(statement)
+        """Bring the file to ``SCHEMA_VERSION``: create a new one, or run each newer step of
+        ``MIGRATIONS`` on an older one, all in one write transaction (a failed step leaves the
+        file as it was); refuse a newer file."""
+        if self._checked_version(recorded_version(self._db)) == SCHEMA_VERSION:
+            return
+        # Rebuilding tables: checked by foreign_key_check below instead, as SQLite advises.
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        with self._transaction() as db:
+            # Read again under the write lock: another process may have migrated the file meanwhile.
+            version = self._checked_version(recorded_version(db))
+            if version == 0:
+                create_schema(db)
+            for step in MIGRATIONS if version else ():
+                if step.version > version:
+                    try:
+                        step.run(db)
+                    except sqlite3.Error as error:
+                        failed = f"migration to version {step.version} ({step.what}) failed"
+                        raise StoreError(f"{self.path}: {failed}: {error}") from error
+            if version < SCHEMA_VERSION:
                 if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
                     raise StoreError(f"{self.path}: migration to version {SCHEMA_VERSION} broke a reference")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.execute("PRAGMA foreign_keys=ON")
+                record_version(db, SCHEMA_VERSION)
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _checked_version(self, version: int) -> int:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than {SCHEMA_VERSION}")
+        return version
 
     def close(self) -> None:
         self._checkpointer.close()
@@ -248,72 +248,17 @@ class SqliteGraphStore:
 
     # ------------------------------------------------------------------ edges
 
-    def ingest(
-        self, tenant_id: str, cluster_id: str, batch_id: str, edges: Sequence[Edge], now: float
-    ) -> IngestResult:
-        return self.ingest_encoded(tenant_id, cluster_id, batch_id, [encode(e) for e in edges], now)
+    ingest = ingest_batch  # the one ingest service, over open_batch
 
-    def ingest_encoded(
-        self,
-        tenant_id: str,
-        cluster_id: str,
-        batch_id: str,
-        edges: Sequence[EncodedEdge],
-        now: float,
-        *,
-        seen_at: float | None = None,
-    ) -> IngestResult:
-        check_id(batch_id, "batch id")
-        incoming = coalesce_encodings(edges)
+    @contextmanager
+    def open_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> Iterator[SqliteEdgeBatch]:
+        """The cluster's edges in one write transaction (the ingest service's port)."""
         with self._writing() as db:
-            num, heartbeat = self._require_cluster(db, tenant_id, cluster_id)
-            if incoming or seen_at is None:
-                marked = db.execute(
-                    "INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?)",
-                    (tenant_id, cluster_id, batch_id, now),
-                ).rowcount
-                if not marked:
-                    return IngestResult(stored=False, edges_written=0)
-                self._writes += 1
-            if seen_at is not None and (heartbeat is None or seen_at > heartbeat):
-                db.execute("UPDATE clusters SET heartbeat = ? WHERE num = ?", (seen_at, num))
-                self._writes += 1
-            if not incoming:
-                return IngestResult(stored=True, edges_written=0)
-            updated, added = self._write_edges(db, num, incoming)
-            self._writes += updated + len(added)
-            self._on_commit.append(lambda: self._keys.add(num, added))
-        return IngestResult(stored=True, edges_written=updated + len(added))
-
-    def _write_edges(
-        self, db: sqlite3.Connection, num: int, incoming: dict[str, EncodedEdge]
-    ) -> tuple[int, list[tuple[bytes, int]]]:
-        """Append the new edges, merge the known ones: (rows updated, [(key, id) appended])."""
-        self._keys.check(db)
-        known = self._keys.keys(db, num)
-        next_id = self._keys.next_id(db)
-        rows, added, existing = [], [], []
-        for hex_key, encoded in incoming.items():
-            key = bytes.fromhex(hex_key)
-            found = known.get(key)
-            if found is None:
-                rows.append((next_id, num, key, encoded.text, *encoded.row, encoded.live))
-                added.append((key, next_id))
-                next_id += 1
-            else:
-                existing.append((found, encoded))
-        db.executemany(_INSERT_EDGE, rows)
-        updates = []
-        if existing:
-            sql = _select_stored(len(existing))
-            stored = {i: (text, live) for i, text, live in db.execute(sql, [i for i, _ in existing])}
-            for row_id, encoded in existing:
-                text, live = stored[row_id]
-                merged = merged_encoded(text, encoded, bool(live))
-                if merged is not None:
-                    updates.append((merged.text, merged.row[4], merged.row[5], merged.live, row_id))
-            db.executemany(_UPDATE_EDGE, updates)
-        return len(updates), added
+            num, _ = self._require_cluster(db, tenant_id, cluster_id)
+            batch = SqliteEdgeBatch(db, self._keys, num, (tenant_id, cluster_id, batch_id))
+            yield batch
+            self._writes += batch.writes
+            self._on_commit.append(lambda: self._keys.add(num, batch.added))
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
         sql = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
@@ -329,35 +274,15 @@ class SqliteGraphStore:
         method: str | None = None,
         since: float | None = None,
     ) -> list[StoredEdge]:
-        where, params = ["c.tenant_id = ?"], list[Any]([tenant_id])
-        if cluster_ids is not None:
-            where.append("c.id IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(cluster_ids)))
-        if namespace is not None or workload is not None:
-            sides = []
-            for side in ("client", "target"):
-                conditions = [
-                    f"{side}_{col} = ?"
-                    for col, v in (("namespace", namespace), ("name", workload))
-                    if v is not None
-                ]
-                sides.append("(" + " AND ".join(conditions) + ")")
-                params.extend(v for v in (namespace, workload) if v is not None)
-            where.append("(" + " OR ".join(sides) + ")")
-        if method is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(methods) WHERE value = ?)")
-            params.append(method)
-        if since is not None:
-            where.append("(last_seen >= ? OR (live AND c.heartbeat >= ?))")
-            params.extend((since, since))
-        sql = (
-            "SELECT c.id, edge, live, c.heartbeat FROM edges JOIN clusters c ON c.num = edges.cluster WHERE "
+        sql, params = edges_query(
+            tenant_id,
+            cluster_ids=cluster_ids,
+            namespace=namespace,
+            workload=workload,
+            method=method,
+            since=since,
         )
-        rows = self._rows(sql + " AND ".join(where), params)
-        return sort_stored(
-            StoredEdge(cluster, effective(decode_edge(text), bool(live), heartbeat))
-            for cluster, text, live, heartbeat in rows
-        )
+        return read_back(self._rows(sql, params))
 
     def write_count(self) -> int:
         return self._writes

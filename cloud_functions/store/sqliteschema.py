@@ -1,18 +1,30 @@
 """The embedded cloud store's SQLite schema: its tables at the current version, and the
 migrations from older files.
 
-Nothing flows in at run time: these are the statements. They go to
-:class:`~cloud_functions.store.sqlite.SqliteGraphStore`, which reads the file's
-``PRAGMA user_version`` and, in one write transaction, runs :data:`_SCHEMA` on a new file or
-:data:`_MIGRATE_FROM_1` / :data:`_MIGRATE_FROM_2` on an older one (it refuses a newer one), then
-sets the version to :data:`SCHEMA_VERSION`. :data:`EDGES_TABLE` and :data:`EDGES_INDEX` (``{name}``:
-the table's name) also go to ``bench/bench_cloud_ingest.py``, which builds the same edges table
-for its baseline. What the rows hold: :mod:`cloud_functions.store.sqlite`.
+Nothing flows in at run time but the connection: these are the statements, and the functions
+that run them on the connection :class:`~cloud_functions.store.sqlite.SqliteGraphStore` passes in
+(inside its one migration transaction). A file records its version in the one row of the
+``schema_version`` table (:func:`recorded_version`; files before version 4 have no such table and
+recorded it as ``PRAGMA user_version``, which is still kept equal to the row so that code older
+than the row refuses newer files too). The store runs :func:`create_schema` on a new file, or
+every step of :data:`MIGRATIONS` newer than the file's version on an older one (it refuses a
+newer one), then :func:`record_version` with :data:`SCHEMA_VERSION`.
+
+To change the schema: change the tables below (what a new file gets) and append a step to
+:data:`MIGRATIONS` that takes a file of the previous version to the same tables;
+:data:`SCHEMA_VERSION` is the last step's version. :data:`EDGES_TABLE` and :data:`EDGES_INDEX`
+(``{name}``: the table's name) also go to ``bench/bench_cloud_ingest.py``, which builds the same
+edges table for its baseline. What the rows hold: :mod:`cloud_functions.store.sqlite`.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cloud_functions.store.base import StoreError
+from cloud_functions.store.sqliteedges import rekey_edges
 
 EDGES_TABLE = """
 CREATE TABLE {name} (
@@ -76,3 +88,76 @@ _MIGRATE_FROM_2 = (
     "DROP TABLE clusters",
     "ALTER TABLE clusters_3 RENAME TO clusters",
 )
+
+
+# --------------------------------------------------------------------------- versions and migrations
+
+_VERSION_TABLE = (
+    "CREATE TABLE schema_version (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One migration: ``run`` takes a file of version ``version - 1`` to ``version``. It runs inside
+    the store's migration transaction with foreign keys off (they are checked after the last step)."""
+
+    version: int
+    run: Callable[[sqlite3.Connection], None]
+    what: str
+
+
+def _statements(*statements: str) -> Callable[[sqlite3.Connection], None]:
+    def run(db: sqlite3.Connection) -> None:
+        for statement in statements:
+            db.execute(statement)
+
+    return run
+
+
+def _to_3(db: sqlite3.Connection) -> None:
+    db.create_function("nm_unhex", 1, bytes.fromhex, deterministic=True)  # hex key hash → 16-byte key
+    _statements(*_MIGRATE_FROM_2)(db)
+
+
+def _to_4(db: sqlite3.Connection) -> None:
+    # Before version 4 a tenant's tokens were all "read", and a read token administered its tenant:
+    # they keep what they could do. "read" now only reads.
+    db.execute("UPDATE tokens SET role = 'owner' WHERE role = 'read'")
+    db.execute(_VERSION_TABLE)
+
+
+MIGRATIONS: tuple[Step, ...] = (
+    Step(2, _statements(*_MIGRATE_FROM_1), "edges: a rowid table instead of WITHOUT ROWID"),
+    Step(3, _to_3, "clusters numbered; edges keyed by cluster number and 16-byte key; liveness"),
+    Step(4, _to_4, "read tokens become owner tokens; the version is recorded in schema_version"),
+    Step(5, rekey_edges, "edges: the edge codec's canonical text (with live) and key"),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+"""The version this code reads and writes: the last migration's."""
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """The tables of :data:`SCHEMA_VERSION`, in a new (empty) file."""
+    for statement in (*_SCHEMA.split(";"), _VERSION_TABLE):
+        if statement.strip():
+            db.execute(statement)
+
+
+def recorded_version(db: sqlite3.Connection) -> int:
+    """The file's schema version: its ``schema_version`` row, or (before version 4, when the
+    table did not exist) its ``PRAGMA user_version``; 0 for a new file."""
+    table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    if db.execute(table).fetchone() is None:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    if row is None:
+        raise StoreError("the schema_version table is empty: the file was not written by this store")
+    return int(row[0])
+
+
+def record_version(db: sqlite3.Connection, version: int) -> None:
+    """Record ``version`` in the ``schema_version`` row, and as ``PRAGMA user_version`` (which is
+    all that code before version 4 reads: so it refuses this file as newer)."""
+    db.execute("INSERT OR REPLACE INTO schema_version (one, version) VALUES (1, ?)", (version,))
+    db.execute(f"PRAGMA user_version = {int(version)}")

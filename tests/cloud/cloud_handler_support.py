@@ -1,4 +1,5 @@
-"""Shared helpers of the cloud handler tests: a store with an admin and two tenants, event
+"""Shared helpers of the cloud handler tests: a store with an admin and two tenants (each with an
+owner token, a read token minted with it, and one cluster), event
 builders (the local server's own ``http_event``, so events look like API Gateway's v2), and
 the recorded event fixtures in ``tests/data/cloud`` with their token placeholders filled in."""
 
@@ -44,7 +45,8 @@ class Reply:
 @dataclass
 class Tenant:
     id: str
-    read_token: str
+    owner_token: str  # administers the tenant (and reads)
+    read_token: str  # reads only
     clusters: dict[str, str] = field(default_factory=dict)  # cluster id → ingest token
 
 
@@ -80,11 +82,14 @@ class Cloud:
     def new_tenant(self, name: str) -> Tenant:
         reply = self.request("POST", "/v1/tenants", token=self.admin_token, body={"name": name})
         assert reply.status == 201, reply
-        return Tenant(reply.json()["tenantId"], reply.json()["readToken"])
+        tenant_id, owner = reply.json()["tenantId"], reply.json()["ownerToken"]
+        read = self.request("POST", f"/v1/tenants/{tenant_id}/tokens", token=owner, body={"role": "read"})
+        assert read.status == 201 and read.json()["role"] == "read", read
+        return Tenant(tenant_id, owner, read.json()["token"])
 
     def new_cluster(self, tenant: Tenant, name: str) -> str:
         reply = self.request(
-            "POST", f"/v1/tenants/{tenant.id}/clusters", token=tenant.read_token, body={"name": name}
+            "POST", f"/v1/tenants/{tenant.id}/clusters", token=tenant.owner_token, body={"name": name}
         )
         assert reply.status == 201, reply
         cluster = reply.json()
@@ -161,7 +166,7 @@ def cloud_fixture(tmp_path: Path) -> Iterator[Cloud]:
     admin = ensure_admin_token(store, tmp_path / "admin.token")
     assert admin is not None
     app = CloudApp(store, CloudSettings(store=f"sqlite:{tmp_path / 'cloud.db'}", max_body_bytes=2_000_000))
-    c = Cloud(app, store, admin, Tenant("", ""), Tenant("", ""))
+    c = Cloud(app, store, admin, Tenant("", "", ""), Tenant("", "", ""))
     c.a, c.b = c.new_tenant("alpha"), c.new_tenant("bravo")
     c.new_cluster(c.a, "prod")
     c.new_cluster(c.b, "prod")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from cloud_handler_support import Cloud, cloud_fixture, edge, recorded  # noqa: F401
 
-from agent.exports.jsonexport import edge_from_dict
+from agent.wire import EdgeDoc, edge_from_plain
 
 
 @pytest.fixture
@@ -57,8 +57,9 @@ def test_separate_by_default_each_edge_with_its_cluster(two_clusters: tuple[Clou
     assert len(edges) == 5
     assert [e["clusterId"] for e in edges] == sorted(e["clusterId"] for e in edges)
     assert {e["clusterId"] for e in edges if e["client"]["name"] == "frontend"} == {first, second}
-    for e in edges:  # the JSON export's edge form, plus the cluster
-        edge_from_dict({k: v for k, v in e.items() if k != "clusterId"})
+    for e in edges:  # the codec's edge document, plus the cluster
+        edge_from_plain({k: v for k, v in e.items() if k != "clusterId"})
+        assert set(e) == {*EdgeDoc.__struct_fields__, "clusterId"}
 
 
 def test_merge_true_merges_equal_edges_across_clusters(two_clusters: tuple[Cloud, str, str]) -> None:

@@ -101,7 +101,22 @@ def test_malformed_edges_name_their_index(cloud: Cloud) -> None:
     ]
     reply = cloud.request("POST", "/v1/ingest", token=token, body={"batchId": "x", "edges": broken})
     assert reply.status == 422 and reply.error_code == "validation_error"
-    assert [d["loc"] for d in reply.json()["error"]["details"]] == [["body", "edges", i] for i in range(1, 9)]
+    details = reply.json()["error"]["details"]
+    assert [d["loc"][:3] for d in details] == [["body", "edges", i] for i in range(1, 9)]
+    assert [d["loc"][3:] for d in details[:6]] == [
+        ["firstSeen"],
+        ["methods", 0],
+        ["target", "type"],
+        ["client"],
+        ["count"],
+        ["client"],  # the first thing missing: the client's name
+    ]
+    assert "out of range" in details[6]["msg"] and "out of range" in details[7]["msg"]
+    # every edge decodes but for its times: the whole batch is decoded once, and refused as one
+    late = {"batchId": "x", "edges": [broken[0], broken[7], broken[0], broken[8]]}
+    reply = cloud.request("POST", "/v1/ingest", token=token, body=late)
+    locations = [d["loc"] for d in reply.json()["error"]["details"]]
+    assert locations == [["body", "edges", 1], ["body", "edges", 3]]
     assert cloud.store.edges(cloud.a.id) == [], "a batch with a bad edge stores nothing"
     ok = cloud.request("POST", "/v1/ingest", token=token, body={"batchId": "x", "edges": broken[:1]})
     assert ok.json() == {"stored": True, "edgesWritten": 1}, "the refused batch id was not burnt"
@@ -128,13 +143,13 @@ def test_undecodable_and_oversized_bodies(cloud: Cloud) -> None:
 
 def test_revoked_ingest_token_is_refused(cloud: Cloud) -> None:
     (token,) = cloud.a.clusters.values()
-    tokens = cloud.request("GET", f"/v1/tenants/{cloud.a.id}/tokens", token=cloud.a.read_token).json()[
+    tokens = cloud.request("GET", f"/v1/tenants/{cloud.a.id}/tokens", token=cloud.a.owner_token).json()[
         "tokens"
     ]
     ingest_id = next(t["tokenId"] for t in tokens if t["role"] == "ingest")
     assert (
         cloud.request(
-            "DELETE", f"/v1/tenants/{cloud.a.id}/tokens/{ingest_id}", token=cloud.a.read_token
+            "DELETE", f"/v1/tenants/{cloud.a.id}/tokens/{ingest_id}", token=cloud.a.owner_token
         ).status
         == 204
     )

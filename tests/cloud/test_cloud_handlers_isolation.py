@@ -1,5 +1,6 @@
-"""Tenant isolation, route by route: tenant B's tokens (read and ingest) get 403 on every route
-of tenant A, a missing or unknown token gets 401, and unknown routes answer a JSON 404."""
+"""Tenant isolation, route by route: tenant B's tokens (owner, read and ingest) get 403 on every
+route of tenant A, A's read token gets 403 on A's own owner routes, a missing or unknown token gets
+401, and unknown routes answer a JSON 404."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ TENANT_ROUTES = [
     ("GET", "/v1/tenants/{tenant}/graph", None),
     ("GET", "/v1/tenants/{tenant}/export", None),
 ]
+READ_ROUTES = frozenset(
+    {
+        ("GET", "/v1/tenants/{tenant}/clusters"),
+        ("GET", "/v1/tenants/{tenant}/graph"),
+        ("GET", "/v1/tenants/{tenant}/export"),
+    }
+)
+"""The tenant routes a read token may use; the others need an owner (or the admin)."""
+OWNER_ROUTES = [(m, p, b) for m, p, b in TENANT_ROUTES if (m, p) not in READ_ROUTES]
 PROTECTED = TENANT_ROUTES + [
     ("POST", "/v1/tenants", {"name": "x"}),
     ("POST", "/v1/ingest", {"batchId": "x", "edges": []}),
@@ -38,10 +48,11 @@ def test_the_route_list_covers_the_openapi_document() -> None:
 
 
 def a_token_id(cloud: Cloud) -> str:
-    tokens = cloud.request("GET", f"/v1/tenants/{cloud.a.id}/tokens", token=cloud.a.read_token).json()[
+    """The id of A's ingest token (revoking it leaves A's owner and read tokens working)."""
+    tokens = cloud.request("GET", f"/v1/tenants/{cloud.a.id}/tokens", token=cloud.a.owner_token).json()[
         "tokens"
     ]
-    return str(tokens[0]["tokenId"])
+    return str(next(t["tokenId"] for t in tokens if t["role"] == "ingest"))
 
 
 @pytest.mark.parametrize(("method", "path", "body"), TENANT_ROUTES)
@@ -53,7 +64,7 @@ def test_tenant_b_gets_403_on_every_route_of_tenant_a(
     before = cloud.store.tokens(cloud.a.id), cloud.store.clusters(cloud.a.id), cloud.store.edges(cloud.a.id)
     url = path.format(tenant=cloud.a.id, token_id=a_token_id(cloud))
     (b_ingest,) = cloud.b.clusters.values()
-    for token in (cloud.b.read_token, b_ingest):
+    for token in (cloud.b.owner_token, cloud.b.read_token, b_ingest):
         reply = cloud.request(method, url, token=token, body=body)
         assert reply.status == 403, (token == b_ingest, reply)
         assert reply.error_code == "forbidden"
@@ -61,7 +72,18 @@ def test_tenant_b_gets_403_on_every_route_of_tenant_a(
     after = cloud.store.tokens(cloud.a.id), cloud.store.clusters(cloud.a.id), cloud.store.edges(cloud.a.id)
     assert after == before
     # and A itself may (read routes answer 200, writes 201/204)
-    assert cloud.request(method, url, token=cloud.a.read_token, body=body).status in (200, 201, 204)
+    assert cloud.request(method, url, token=cloud.a.owner_token, body=body).status in (200, 201, 204)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OWNER_ROUTES)
+def test_a_read_token_gets_403_on_its_own_tenants_owner_routes(
+    cloud: Cloud, method: str, path: str, body: object
+) -> None:
+    url = path.format(tenant=cloud.a.id, token_id=a_token_id(cloud))
+    before = cloud.store.tokens(cloud.a.id), cloud.store.clusters(cloud.a.id)
+    reply = cloud.request(method, url, token=cloud.a.read_token, body=body)
+    assert reply.status == 403 and reply.error_code == "forbidden", reply
+    assert (cloud.store.tokens(cloud.a.id), cloud.store.clusters(cloud.a.id)) == before
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
@@ -94,10 +116,10 @@ def test_b_sees_only_its_own_graph_and_writes_only_its_own_cluster(cloud: Cloud)
 
 
 def test_b_cannot_delete_a_token_of_a_through_its_own_tenant(cloud: Cloud) -> None:
-    reply = cloud.request(
-        "DELETE", f"/v1/tenants/{cloud.b.id}/tokens/{a_token_id(cloud)}", token=cloud.b.read_token
-    )
+    a_token = a_token_id(cloud)
+    reply = cloud.request("DELETE", f"/v1/tenants/{cloud.b.id}/tokens/{a_token}", token=cloud.b.owner_token)
     assert reply.status == 404
+    assert a_token in {t.token_id for t in cloud.store.tokens(cloud.a.id)}
     assert cloud.request("GET", "/graph", token=cloud.a.read_token).status == 200
 
 

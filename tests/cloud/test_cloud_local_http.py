@@ -44,11 +44,17 @@ def test_end_to_end_over_http(server: tuple[str, str]) -> None:
     url, admin = server
     with requests.Session() as http:
         tenant = http.post(f"{url}/v1/tenants", json={"name": "acme"}, headers=auth(admin), timeout=10).json()
-        read = auth(tenant["readToken"])
+        owner = auth(tenant["ownerToken"])
         cluster = http.post(
-            f"{url}/v1/tenants/{tenant['tenantId']}/clusters", json={"name": "prod"}, headers=read, timeout=10
+            f"{url}/v1/tenants/{tenant['tenantId']}/clusters",
+            json={"name": "prod"},
+            headers=owner,
+            timeout=10,
         )
         assert cluster.status_code == 201
+        minted = http.post(f"{url}/v1/tenants/{tenant['tenantId']}/tokens", headers=owner, timeout=10)
+        assert minted.status_code == 201 and minted.json()["role"] == "read"
+        read = auth(minted.json()["token"])
         ingest = auth(cluster.json()["ingestToken"])
         batch = {"batchId": "b-1", "anonymized": False, "edges": demo_edges()}
         first = http.post(f"{url}/v1/ingest", json=batch, headers=ingest, timeout=10)
@@ -82,7 +88,7 @@ def test_end_to_end_over_http(server: tuple[str, str]) -> None:
         )
         assert bad.status_code == 422
         deleted = http.delete(
-            f"{url}/v1/tenants/{tenant['tenantId']}/tokens/k_0000000000000000", headers=read, timeout=10
+            f"{url}/v1/tenants/{tenant['tenantId']}/tokens/k_0000000000000000", headers=owner, timeout=10
         )
         assert deleted.status_code == 404
 

@@ -1,6 +1,6 @@
 """schemathesis over the whole OpenAPI document, against the real local server over HTTP:
 zero server errors. Each operation gets the token that reaches the most code (admin for
-tenant creation, the ingest token for ingest, a read token elsewhere) and, for every other
+tenant creation, the ingest token for ingest, the tenant's owner token elsewhere) and, for every other
 example, the token's own tenant id in place of the generated one; the rest stay random
 (and are refused with 403). Bounded examples keep the run well under a minute."""
 
@@ -36,11 +36,11 @@ class Server:
         tenant = self.http.post(
             f"{self.url}/v1/tenants", json={"name": "fuzz"}, headers=self.auth(self.admin), timeout=10
         ).json()
-        self.tenant, self.read = tenant["tenantId"], tenant["readToken"]
+        self.tenant, self.owner = tenant["tenantId"], tenant["ownerToken"]
         cluster = self.http.post(
             f"{self.url}/v1/tenants/{self.tenant}/clusters",
             json={"name": "c"},
-            headers=self.auth(self.read),
+            headers=self.auth(self.owner),
             timeout=10,
         ).json()
         self.ingest = cluster["ingestToken"]
@@ -72,7 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 )
 def test_no_server_errors(case: schemathesis.Case, server: Server) -> None:
     path = case.operation.path
-    token = server.read
+    token = server.owner
     if path == "/v1/tenants":
         token = server.admin
     elif path == "/v1/ingest":

@@ -11,19 +11,22 @@ from pathlib import Path
 import pytest
 
 from agent.model import Edge, Method, WorkloadIdentity
+from agent.wire import EdgeDoc, to_doc
 from cloud_functions.store.base import StoreError
 from cloud_functions.store.sqlite import SqliteGraphStore
 
 T0 = float(int(time.time()))
 
 
-def edge(client: str, target: str, last: float = T0 + 10) -> Edge:
-    return Edge(
-        WorkloadIdentity("shop", client, "Deployment"),
-        WorkloadIdentity("shop", target, "Deployment"),
-        T0,
-        last,
-        frozenset({Method.TCP}),
+def edge(client: str, target: str, last: float = T0 + 10) -> EdgeDoc:
+    return to_doc(
+        Edge(
+            WorkloadIdentity("shop", client, "Deployment"),
+            WorkloadIdentity("shop", target, "Deployment"),
+            T0,
+            last,
+            frozenset({Method.TCP}),
+        )
     )
 
 

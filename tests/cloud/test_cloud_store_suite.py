@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
+from datetime import timedelta, timezone
 from typing import Any
 
+import msgspec
 import pytest
+from old_edge_form import old_form
 
-from agent.exports.jsonexport import edge_dict
+from agent import wire
 from agent.model import (
     AwsTarget,
     Edge,
@@ -26,14 +28,14 @@ from cloud_functions.store.base import (
     MAX_TELEMETRY_BYTES,
     Conflict,
     GraphStore,
+    IngestResult,
     Invalid,
     NotFound,
     TokenRecord,
 )
-from cloud_functions.store.documents import TypedEdge, decode_batch, encode_struct
 from cloud_functions.store.dynamodb import DynamoGraphStore
-from cloud_functions.store.encoding import encode
 from cloud_functions.store.sqlite import SqliteGraphStore
+from cloud_functions.store.sqliteschema import SCHEMA_VERSION
 
 T0 = float(int(time.time()))
 """Now: DynamoDB's TTL (batch markers, telemetry: 30 days) would soon delete items stamped years ago."""
@@ -65,6 +67,13 @@ def edge(
 
 def canonical(e: Edge) -> Edge:
     return merge_edges(e, e)
+
+
+def ingest(
+    store: GraphStore, tenant: str, cluster: str, batch_id: str, edges: Sequence[Edge], now: float
+) -> IngestResult:
+    """:meth:`GraphStore.ingest` of the edges' documents."""
+    return store.ingest(tenant, cluster, batch_id, [wire.to_doc(e) for e in edges], now)
 
 
 def graph(store: GraphStore, tenant: str = "t1", **filters: Any) -> list[tuple[str, Edge]]:
@@ -148,52 +157,59 @@ def test_tokens(store: GraphStore) -> None:
 def test_same_batch_twice_writes_nothing_the_second_time(store: GraphStore) -> None:
     setup(store)
     batch = [edge(), edge("frontend", "adservice"), edge("checkout", "payment")]
-    first = store.ingest("t1", "c1", "b1", batch, T0)
+    first = ingest(store, "t1", "c1", "b1", batch, T0)
     assert (first.stored, first.edges_written) == (True, 3)
     before, writes = graph(store), store.write_count()
     changed = [edge(count=99, last=T0 + 500)]  # even different content under the same batch id
-    again = store.ingest("t1", "c1", "b1", changed, T0 + 1)
+    again = ingest(store, "t1", "c1", "b1", changed, T0 + 1)
     assert (again.stored, again.edges_written) == (False, 0)
     assert store.write_count() == writes
     assert graph(store) == before
     assert sorted(edge_dict_key(e) for _, e in before) == sorted(edge_dict_key(e) for e in batch)
 
 
-def test_ingest_encoded_documents_stores_what_ingest_of_the_edges_does(store: GraphStore) -> None:
+def test_documents_as_senders_write_them_store_as_their_canonical_form(store: GraphStore) -> None:
     setup(store, "t1", ("c1", "c2"))
-    old = edge("checkout", "payment", count=2)
-    batch = [
-        edge(),
-        edge("frontend", "adservice", methods=(Method.DNS,)),
-        edge("checkout", "payment"),
-    ]
-    store.ingest("t1", "c1", "b0", [old], T0)
-    store.ingest("t1", "c2", "b0", [old], T0)
-    decoded = decode_batch(json.dumps({"batchId": "b1", "edges": [edge_dict(e) for e in batch]}))["edges"]
-    documents = [encode_struct(d.doc) if type(d) is TypedEdge else None for d in decoded]
-    assert all(d is not None for d in documents)
-    direct = store.ingest_encoded("t1", "c1", "b1", [d for d in documents if d is not None], T0)
-    parsed = store.ingest("t1", "c2", "b1", batch, T0)
-    assert direct.stored and (direct.stored, direct.edges_written) == (parsed.stored, parsed.edges_written)
-    assert direct.edges_written >= 2
-    assert graph(store, cluster_ids=["c1"]) == [("c1", e) for _, e in graph(store, cluster_ids=["c2"])]
-    again = store.ingest_encoded("t1", "c1", "b2", [encode(e) for e in batch], T0)
-    assert (again.stored, again.edges_written) == (True, 0)
-    assert not store.ingest_encoded("t1", "c1", "b2", [], T0).stored
+    e = edge(
+        methods=(Method.TCP, Method.DNS),
+        http=(HttpResource("/b", ("PUT", "GET")), HttpResource("/a")),
+        aws_actions=("s3:Put", "s3:Get"),
+    )
+    canonical_doc = wire.to_doc(e)
+    minus_five = timezone(timedelta(hours=-5))  # the same times, written with another offset
+    sent = wire.decode_doc(
+        wire.encode(
+            msgspec.structs.replace(
+                canonical_doc,
+                firstSeen=canonical_doc.firstSeen.astimezone(minus_five),
+                lastSeen=canonical_doc.lastSeen.astimezone(minus_five),
+            )
+        )
+        .replace(b'["dns","tcp"]', b'["tcp","dns"]')  # and lists unsorted, with repeats
+        .replace(b'["GET","PUT"]', b'["PUT","GET","PUT"]')
+        .replace(b'["s3:Get","s3:Put"]', b'["s3:Put","s3:Get"]')
+    )
+    assert sent != canonical_doc and wire.from_doc(sent) != e
+    assert store.ingest("t1", "c1", "b1", [sent], T0).edges_written == 1
+    assert store.ingest("t1", "c2", "b1", [canonical_doc], T0).edges_written == 1
+    assert graph(store, cluster_ids=["c1"]) == [("c1", canonical(e))]
+    assert graph(store, cluster_ids=["c2"]) == [("c2", canonical(e))]
+    again = store.ingest("t1", "c1", "b2", [canonical_doc, sent], T0)
+    assert (again.stored, again.edges_written) == (True, 0), "the same text: nothing to write"
 
 
 def test_ingest_needs_an_existing_cluster_of_the_tenant(store: GraphStore) -> None:
     setup(store, "t1", ("c1",))
     setup(store, "t2", ())
     with pytest.raises(NotFound):
-        store.ingest("t2", "c1", "b1", [edge()], T0)  # t1's cluster id, t2's tenant
+        ingest(store, "t2", "c1", "b1", [edge()], T0)  # t1's cluster id, t2's tenant
     with pytest.raises(NotFound):
-        store.ingest("nope", "c1", "b1", [edge()], T0)
+        ingest(store, "nope", "c1", "b1", [edge()], T0)
     assert graph(store, "t1") == []
-    assert store.ingest("t1", "c1", "b1", [], T0).stored  # an empty batch is a batch
-    assert not store.ingest("t1", "c1", "b1", [], T0).stored
+    assert ingest(store, "t1", "c1", "b1", [], T0).stored  # an empty batch is a batch
+    assert not ingest(store, "t1", "c1", "b1", [], T0).stored
     with pytest.raises(Invalid):
-        store.ingest("t1", "c1", "bad\x1a", [], T0)
+        ingest(store, "t1", "c1", "bad\x1a", [], T0)
 
 
 def test_merge_semantics(store: GraphStore) -> None:
@@ -220,8 +236,8 @@ def test_merge_semantics(store: GraphStore) -> None:
         target_service="cart",
         ambiguous=False,
     )
-    store.ingest("t1", "c1", "b1", [a], T0)
-    assert store.ingest("t1", "c1", "b2", [b], T0).edges_written == 1
+    ingest(store, "t1", "c1", "b1", [a], T0)
+    assert ingest(store, "t1", "c1", "b2", [b], T0).edges_written == 1
     [(cluster, merged)] = graph(store)
     assert cluster == "c1"
     assert (merged.first_seen, merged.last_seen, merged.count) == (T0, T0 + 20, 7)
@@ -231,13 +247,13 @@ def test_merge_semantics(store: GraphStore) -> None:
     assert merged.aws_actions == ("s3:GetObject", "s3:PutObject")
     assert (merged.target_service, merged.ambiguous) == ("cart", False)
     older = edge(last=T0 + 15, target_service="")  # an older or empty service does not replace
-    store.ingest("t1", "c1", "b3", [older, edge(last=T0 + 1, target_service="stale")], T0)
+    ingest(store, "t1", "c1", "b3", [older, edge(last=T0 + 1, target_service="stale")], T0)
     assert graph(store)[0][1].target_service == "cart"
 
 
 def test_edges_with_equal_keys_in_one_batch_are_merged(store: GraphStore) -> None:
     setup(store)
-    result = store.ingest("t1", "c1", "b1", [edge(count=2), edge(count=5, methods=(Method.DNS,))], T0)
+    result = ingest(store, "t1", "c1", "b1", [edge(count=2), edge(count=5, methods=(Method.DNS,))], T0)
     assert result.edges_written == 1
     [(_, merged)] = graph(store)
     assert merged.count == 5 and merged.methods == {Method.TCP, Method.DNS}
@@ -246,15 +262,15 @@ def test_edges_with_equal_keys_in_one_batch_are_merged(store: GraphStore) -> Non
 def test_unchanged_resend_in_a_new_batch_writes_no_edges(store: GraphStore) -> None:
     setup(store)
     batch = [edge(count=4, http=(HttpResource("/a", ("GET", "PUT")),)), edge("a", "b")]
-    assert store.ingest("t1", "c1", "b1", batch, T0).edges_written == 2
+    assert ingest(store, "t1", "c1", "b1", batch, T0).edges_written == 2
     before = graph(store)
-    assert store.ingest("t1", "c1", "b2", batch, T0).edges_written == 0
+    assert ingest(store, "t1", "c1", "b2", batch, T0).edges_written == 0
     # Nothing new either: a lower cumulative count, times inside the known window, known methods.
     subset = [edge(count=1, first=T0 + 1, last=T0 + 2, http=(HttpResource("/a", ("GET",)),))]
-    result = store.ingest("t1", "c1", "b3", subset, T0)
+    result = ingest(store, "t1", "c1", "b3", subset, T0)
     assert (result.stored, result.edges_written) == (True, 0)
     assert graph(store) == before
-    assert store.ingest("t1", "c1", "b4", batch + [edge("a", "b", count=9)], T0).edges_written == 1
+    assert ingest(store, "t1", "c1", "b4", batch + [edge("a", "b", count=9)], T0).edges_written == 1
 
 
 def test_every_target_kind_round_trips(store: GraphStore) -> None:
@@ -267,13 +283,13 @@ def test_every_target_kind_round_trips(store: GraphStore) -> None:
         edge(target=WorkloadIdentity("", "no-namespace", "")),
         edge(first=T0 + 0.123456, last=T0 + 0.654321, target="precise"),
     ]
-    store.ingest("t1", "c1", "b1", batch, T0)
+    ingest(store, "t1", "c1", "b1", batch, T0)
     stored = [e for _, e in graph(store)]
     assert sorted(map(edge_dict_key, stored)) == sorted(edge_dict_key(canonical(e)) for e in batch)
 
 
-def edge_dict_key(e: Edge) -> str:
-    return json.dumps(edge_dict(e), sort_keys=True)
+def edge_dict_key(e: Edge) -> bytes:
+    return wire.encode(wire.to_doc(e))
 
 
 # --------------------------------------------------------------------------- reading
@@ -285,8 +301,8 @@ def test_filters(store: GraphStore) -> None:
     cart_redis = edge("cartservice", "redis", ns="data", methods=(Method.SOCKET_SCAN,), last=T0 + 50)
     cross = edge("frontend", wl("cartservice", "data"), methods=(Method.ISTIO,), last=T0 + 10)
     internet = edge("frontend", InternetTarget("data", (), 443), methods=(Method.DNS,), last=T0 + 200)
-    store.ingest("t1", "c1", "b1", [fe_cart, cart_redis, internet], T0)
-    store.ingest("t1", "c2", "b1", [cross], T0)
+    ingest(store, "t1", "c1", "b1", [fe_cart, cart_redis, internet], T0)
+    ingest(store, "t1", "c2", "b1", [cross], T0)
 
     def keys(**filters: Any) -> set[tuple[str, str, str]]:
         return {(c, str(e.client), str(e.target)) for c, e in graph(store, **filters)}
@@ -324,8 +340,8 @@ def test_filters(store: GraphStore) -> None:
 
 def test_edges_come_back_in_a_stable_order(store: GraphStore) -> None:
     setup(store, "t1", ("c2", "c1"))
-    store.ingest("t1", "c2", "b", [edge("b", "x"), edge("a", "y")], T0)
-    store.ingest("t1", "c1", "b", [edge("z", "x")], T0)
+    ingest(store, "t1", "c2", "b", [edge("b", "x"), edge("a", "y")], T0)
+    ingest(store, "t1", "c1", "b", [edge("z", "x")], T0)
     order = [(c, e.client.name) for c, e in graph(store)]
     assert order[0] == ("c1", "z") and sorted(order[1:]) == order[1:]
 
@@ -334,7 +350,7 @@ def test_tenant_isolation(store: GraphStore) -> None:
     setup(store, "t1", ("c1",))
     setup(store, "t2", ("c2",))
     store.put_token(token("t1", "k1", "ingest", "c1"))
-    store.ingest("t1", "c1", "b1", [edge()], T0)
+    ingest(store, "t1", "c1", "b1", [edge()], T0)
     assert graph(store, "t2") == []
     assert graph(store, "t2", cluster_ids=["c1"]) == []  # naming t1's cluster does not reach it
     assert graph(store, "t2", namespace="shop") == []
@@ -344,7 +360,7 @@ def test_tenant_isolation(store: GraphStore) -> None:
         store.delete_token("t2", "k1")
     assert store.get_token("hash-t1-k1") is not None
     with pytest.raises(NotFound):
-        store.ingest("t2", "c1", "b2", [edge()], T0)
+        ingest(store, "t2", "c1", "b2", [edge()], T0)
     assert len(graph(store, "t1")) == 1
     assert graph(store, "nobody") == []
 
@@ -355,7 +371,7 @@ def test_concurrent_batches_on_one_edge_lose_nothing(store: GraphStore) -> None:
 
     def send(i: int) -> None:
         try:
-            store.ingest("t1", "c1", f"b{i}", [edge(count=i, http=(HttpResource(f"/p{i}", ("GET",)),))], T0)
+            ingest(store, "t1", "c1", f"b{i}", [edge(count=i, http=(HttpResource(f"/p{i}", ("GET",)),))], T0)
         except BaseException as error:
             errors.append(error)
 
@@ -403,14 +419,14 @@ def fat_edge(i: int) -> Edge:
 def test_a_500_edge_batch_of_more_than_a_megabyte(store: GraphStore) -> None:
     setup(store)
     batch = [fat_edge(i) for i in range(500)]
-    assert sum(len(json.dumps(edge_dict(e))) for e in batch) > 1_100_000  # > one DynamoDB query page
-    assert store.ingest("t1", "c1", "b1", batch, T0).edges_written == 500
+    assert sum(len(edge_dict_key(e)) for e in batch) > 1_100_000  # > one DynamoDB query page
+    assert ingest(store, "t1", "c1", "b1", batch, T0).edges_written == 500
     stored = graph(store)
     assert len(stored) == 500  # every page followed
     assert {edge_dict_key(e) for _, e in stored} == {edge_dict_key(canonical(e)) for e in batch}
     assert len(graph(store, workload="client-3")) == 10  # filtered pages are followed too
     writes = store.write_count()
-    assert store.ingest("t1", "c1", "b2", batch, T0).edges_written == 0
+    assert ingest(store, "t1", "c1", "b2", batch, T0).edges_written == 0
     assert store.write_count() == writes + 1  # the batch marker only
 
 
@@ -418,7 +434,8 @@ def test_dynamodb_follows_small_pages(dynamodb_client: Any, dynamodb_table: str)
     store = DynamoGraphStore(dynamodb_client, dynamodb_table, page_size=3, workers=1)
     setup(store, "t1", tuple(f"c{i}" for i in range(5)))
     assert len(store.clusters("t1")) == 5
-    store.ingest(
+    ingest(
+        store,
         "t1",
         "c1",
         "b1",
@@ -432,35 +449,11 @@ def test_dynamodb_follows_small_pages(dynamodb_client: Any, dynamodb_table: str)
 def test_has_batch(store: GraphStore) -> None:
     setup(store, "t1", ("c1", "c2"))
     assert not store.has_batch("t1", "c1", "b1")
-    store.ingest("t1", "c1", "b1", [edge()], T0)
+    ingest(store, "t1", "c1", "b1", [edge()], T0)
     assert store.has_batch("t1", "c1", "b1")
     assert not store.has_batch("t1", "c2", "b1")  # per cluster
     assert not store.has_batch("t2", "c1", "b1")  # per tenant
     assert not store.has_batch("t1", "c1", "b2")
-
-
-def test_encoded_edges_match_the_canonical_json() -> None:
-    targets: list[WorkloadIdentity | InternetTarget | AwsTarget] = [
-        wl("cart"),
-        InternetTarget('a"b.com', ("1.2.3.4", "::1"), 443),
-        AwsTarget("arn:aws:s3:::é"),
-    ]
-    for target in targets:
-        e = edge(
-            "fé\u2028",
-            target,
-            methods=(Method.TCP, Method.DNS),
-            http=(HttpResource("/b", ("PUT", "GET")), HttpResource("/a")),
-            kafka_topics=(KafkaTopic("t", ("write", "read")),),
-            aws_actions=("s3:Put", "s3:Get"),
-            target_service="svc",
-            ambiguous=True,
-        )
-        whole = edge_dict(e)
-        key = json.dumps({"client": whole["client"], "target": whole["target"]}, sort_keys=True)
-        encoded = encode(e)
-        assert encoded.text == json.dumps(whole, sort_keys=True, separators=(",", ":"))
-        assert encoded.key_hash == hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def test_sqlite_schema_1_is_migrated(tmp_path: Any) -> None:
@@ -476,22 +469,27 @@ def test_sqlite_schema_1_is_migrated(tmp_path: Any) -> None:
         " name TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (tenant_id, id));"
         "CREATE TABLE batches (tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, batch_id TEXT NOT NULL,"
         " received_at REAL NOT NULL, PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;"
+        "CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+        " token_id TEXT NOT NULL, role TEXT NOT NULL, cluster_id TEXT NOT NULL, created_at REAL NOT NULL,"
+        " UNIQUE (tenant_id, token_id));"
+        "CREATE TABLE telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, cluster_hash TEXT NOT NULL,"
+        " content_type TEXT NOT NULL, received_at REAL NOT NULL, body BLOB NOT NULL);"
         "PRAGMA user_version=1;"
     )
     e = canonical(edge())
-    encoded = encode(e)
+    old_text, old_key = old_form(e)
     db.execute("INSERT INTO tenants VALUES ('t1', 't', 0)")
     db.execute("INSERT INTO clusters VALUES ('t1', 'c1', 'c', 0)")
     db.execute(
         "INSERT INTO edges VALUES ('t1', 'c1', ?, ?, 'shop', 'frontend', 'shop', 'cartservice', ?, ?)",
-        (encoded.key_hash, encoded.text, '["tcp"]', e.last_seen),
+        (old_key, old_text, '["tcp"]', e.last_seen),
     )
     db.commit()
     db.close()
     store = SqliteGraphStore(path)
     try:
         assert graph(store) == [("c1", e)]
-        assert store.ingest("t1", "c1", "b1", [e], T0).edges_written == 0
+        assert ingest(store, "t1", "c1", "b1", [e], T0).edges_written == 0
     finally:
         store.close()
 
@@ -517,13 +515,13 @@ def test_sqlite_schema_2_is_migrated(tmp_path: Any) -> None:
         "PRAGMA user_version=2;"
     )
     e = canonical(edge())
-    encoded = encode(e)
+    old_text, old_key = old_form(e)
     for tenant in ("t1", "t2"):
         db.execute("INSERT INTO tenants VALUES (?, 't', 0)", (tenant,))
         db.execute("INSERT INTO clusters VALUES (?, 'c1', 'c', 0)", (tenant,))
         db.execute(
             "INSERT INTO edges VALUES (?, 'c1', ?, ?, 'shop', 'frontend', 'shop', 'cartservice', ?, ?)",
-            (tenant, encoded.key_hash, encoded.text, '["tcp"]', e.last_seen),
+            (tenant, old_key, old_text, '["tcp"]', e.last_seen),
         )
     db.execute("INSERT INTO batches VALUES ('t1', 'c1', 'old', 0)")
     db.execute("INSERT INTO tokens VALUES ('h', 't1', 'k', 'ingest', 'c1', 0)")
@@ -534,9 +532,9 @@ def test_sqlite_schema_2_is_migrated(tmp_path: Any) -> None:
         assert graph(store) == [("c1", e)] and graph(store, "t2") == [("c1", e)]
         assert [c.heartbeat for c in store.clusters("t1")] == [None]
         assert store.has_batch("t1", "c1", "old") and store.get_token("h") is not None
-        assert store.ingest("t1", "c1", "b1", [e], T0).edges_written == 0, "the same keys, found again"
+        assert ingest(store, "t1", "c1", "b1", [e], T0).edges_written == 0, "the same keys, found again"
         store.add_cluster("t1", "c2", "new", T0)
         assert [c.id for c in store.clusters("t1")] == ["c1", "c2"]
     finally:
         store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from agent.cli.edges import EDGES_QUERY, edge_from_json
+from agent.cli.queries import EDGES_QUERY, edge_from_json
 from agent.exports.jsonexport import edge_from_dict, parse_rfc3339
 from agent.mapperclient import HttpMapperClient
 from agent.model import Edge

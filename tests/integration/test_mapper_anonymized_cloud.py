@@ -24,7 +24,7 @@ import pytest
 import requests
 import yaml
 
-from agent.mapper.anonymize import TOKEN, generate_key
+from agent.anonymize import TOKEN, generate_key
 from agent.model import InternetTarget, WorkloadIdentity
 from tests.support.mapper_process import (
     CART,
@@ -115,10 +115,11 @@ def test_anonymized_uploads_hold_no_names_and_deanonymize_to_the_plain_export(
     cluster: Cluster, cloud: Cloud, tmp_path: Path
 ) -> None:
     tenant = cloud.post("/v1/tenants", cloud.admin_token, {"name": "acme"})
-    tenant_id, read_token = tenant["tenantId"], tenant["readToken"]
-    ingest_token = cloud.post(f"/v1/tenants/{tenant_id}/clusters", read_token, {"name": "prod"})[
+    tenant_id, owner_token = tenant["tenantId"], tenant["ownerToken"]
+    ingest_token = cloud.post(f"/v1/tenants/{tenant_id}/clusters", owner_token, {"name": "prod"})[
         "ingestToken"
     ]
+    read_token = cloud.post(f"/v1/tenants/{tenant_id}/tokens", owner_token, {"role": "read"})["token"]
     key_file = tmp_path / "anonymization.key"
     key_file.write_bytes(generate_key().hex().encode())  # a Secret's value: text
     key_file.chmod(0o600)

@@ -22,7 +22,7 @@ from agent.mapper.cluster import ClusterState
 from agent.mapper.resolver import Resolver
 from agent.mapper.store import EdgeStore
 from agent.model import Edge, Observation
-from agent.settings import MapperSettings
+from agent.settings import ApiSettings
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -200,7 +200,7 @@ def serve(store: EdgeStore) -> Iterator[Callable[..., Server]]:
 
     def start(resolver: Any = None, **settings: Any) -> Server:
         state = cluster()
-        config = MapperSettings(token=TOKEN, **settings)
+        config = ApiSettings(token=TOKEN, **settings)
         app = create_app(config, store, resolver or Resolver(state, "cluster.local"), state)
         servers.append(Server(app))
         return servers[-1]
@@ -611,7 +611,7 @@ class BrokenStore:
 
 def test_a_failing_store_gives_graphql_errors(store: EdgeStore, caplog: pytest.LogCaptureFixture) -> None:
     state = cluster()
-    app = create_app(MapperSettings(token=TOKEN), BrokenStore(store), Resolver(state), state)
+    app = create_app(ApiSettings(token=TOKEN), BrokenStore(store), Resolver(state), state)
     server = Server(app)
     try:
         r = server.post(SERVICE_INTENTS)

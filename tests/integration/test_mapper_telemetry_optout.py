@@ -1,18 +1,23 @@
 """Telemetry opt-outs, with the real mapper process (issue 6).
 
-One counting server (tests/support/recording_cloud.py) is both the cloud the mapper uploads
-edges to and the telemetry endpoint (``/v1/metrics``, the default: the cloud URL). The mapper
-runs against the sandbox API server with ``--upload-interval 1 --telemetry-interval 1``, is
-reported edges, uploads them, and is stopped with SIGTERM (shutdown flushes telemetry).
+The real cloud (tests/support/local_cloud.py: CloudApp over SQLite, served on 127.0.0.1, with a
+tenant and a cluster whose ingest token the mapper uploads with) is both where the mapper uploads
+edges and the telemetry endpoint (``/v1/metrics``, the default: the cloud URL); every request it
+answers is recorded. The mapper runs against the sandbox API server with ``--upload-interval 1
+--telemetry-interval 1``, is reported edges, uploads them, stays up for at least one and a half
+telemetry intervals (the window in which an opted-in mapper exports), and is stopped with SIGTERM
+(shutdown flushes telemetry).
 
 * ``--telemetry-enabled=false`` and ``OTTERIZE_TELEMETRY_ENABLED=false``: not one metrics
-  request, while the uploads arrive (the server was reachable all along).
+  request (every request the cloud got was an ingest, and it kept no telemetry), while the
+  uploads arrive (the cloud was reachable all along).
 * helm ``--set global.telemetry.enabled=false``: the chart (helm/network-mapper) is rendered
   offline with that value, and the mapper runs with the plain ``value`` variables of the rendered
-  Deployment's mapper container (Secret references are the test's own token): not one metrics
-  request either.
-* telemetry on: metrics arrive, as OTLP protobuf, with the counters and the hashed cluster id,
-  and not one workload, pod, Service or namespace name, nor the raw ``kube-system`` UID.
+  Deployment's mapper container (Secret references are the cloud's ingest token): not one
+  metrics request either.
+* telemetry on: metrics arrive, as OTLP protobuf, with the counters and the hashed cluster id
+  (which the cloud files them under), and not one workload, pod, Service or namespace name, nor
+  the raw ``kube-system`` UID.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import yaml
 from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from tests.support.local_cloud import LocalCloud
 from tests.support.mapper_process import (
     CART,
     FRONTEND,
@@ -38,9 +44,7 @@ from tests.support.mapper_process import (
     running_cluster,
     wait_until,
 )
-from tests.support.recording_cloud import RecordingCloud
 
-INGEST_TOKEN = "ingest-token-for-tests"
 CHART = Path(__file__).resolve().parents[2] / "helm" / "network-mapper"
 CONNECTIONS = [(FRONTEND, CART, 7070), (CART, REDIS, 6379)]
 
@@ -52,8 +56,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def cloud() -> Iterator[RecordingCloud]:
-    with RecordingCloud(token=INGEST_TOKEN) as server:
+def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
+    with LocalCloud(tmp_path / "cloud") as server:
         yield server
 
 
@@ -89,14 +93,14 @@ def resource_attributes(request: ExportMetricsServiceRequest) -> dict[str, str]:
 
 
 def run_mapper(
-    cluster: Cluster, cloud: RecordingCloud, directory: Path, args: list[str], env: dict[str, str]
+    cluster: Cluster, cloud: LocalCloud, directory: Path, args: list[str], env: dict[str, str]
 ) -> MapperProcess:
     """Run the mapper until its edges reached the cloud, then SIGTERM it; returns it stopped."""
     mapper = MapperProcess(
         cluster,
         directory,
         ["--cloud-url", cloud.url, "--upload-interval", "1", "--telemetry-interval", "1", *args],
-        env={"NETWORK_MAPPER_CLOUD_TOKEN": INGEST_TOKEN, **env},
+        env={"NETWORK_MAPPER_CLOUD_TOKEN": cloud.token, **env},
     )
     with mapper:
         started = time.monotonic()
@@ -104,13 +108,22 @@ def run_mapper(
         expected = {(src, dst) for src, dst, _ in CONNECTIONS}
         mapper.wait_for_edges(expected)
         wait_until(
-            lambda: expected <= set(cloud.graph()), 15, f"the upload to reach the cloud:\n{mapper.log()}"
+            lambda: expected <= set(cloud.edges()), 15, f"the upload to reach the cloud:\n{mapper.log()}"
         )
-        # At least one telemetry interval (and a half) with the mapper up, before shutdown.
+        # The observation window: at least one telemetry interval (and a half) with the mapper up,
+        # in which an opted-in mapper exports (test_telemetry_on_...), before shutdown.
         time.sleep(max(0.0, 1.5 - (time.monotonic() - started)))
         status = mapper.stop()
     assert status == 0, f"the mapper exited with {status} on SIGTERM:\n{mapper.log()}"
     return mapper
+
+
+def assert_uploads_only(cloud: LocalCloud) -> None:
+    """Not one telemetry request reached the cloud, which was reachable: the uploads did."""
+    assert cloud.metrics_requests() == []
+    assert cloud.telemetry() == []  # and the cloud kept none
+    assert cloud.batches(), "no upload arrived"
+    assert {(e.method, e.path) for e in cloud.exchanges()} == {("POST", "/v1/ingest")}  # ingests only
 
 
 @pytest.mark.parametrize(
@@ -121,12 +134,10 @@ def run_mapper(
     ],
 )
 def test_opted_out_not_one_telemetry_request_leaves(
-    cluster: Cluster, cloud: RecordingCloud, tmp_path: Path, args: list[str], env: dict[str, str]
+    cluster: Cluster, cloud: LocalCloud, tmp_path: Path, args: list[str], env: dict[str, str]
 ) -> None:
     mapper = run_mapper(cluster, cloud, tmp_path, args, env)
-    assert cloud.metrics_requests() == []
-    assert cloud.received_batches(), "no upload arrived"
-    assert cloud.count("requests") == len(cloud.requests()) + cloud.count("unauthorized")  # ingests only
+    assert_uploads_only(cloud)
     assert "telemetry on" not in mapper.log()
 
 
@@ -140,30 +151,29 @@ def helm_mapper_env(values: dict[str, Any]) -> dict[str, str]:
 
 
 def test_helm_set_telemetry_disabled_not_one_telemetry_request_leaves(
-    cluster: Cluster, cloud: RecordingCloud, tmp_path: Path
+    cluster: Cluster, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    values = {"global": {"telemetry": {"enabled": False}}, "cloud": {"url": cloud.url, "token": INGEST_TOKEN}}
+    values = {"global": {"telemetry": {"enabled": False}}, "cloud": {"url": cloud.url, "token": cloud.token}}
     env = helm_mapper_env(values)
     assert env["OTTERIZE_TELEMETRY_ENABLED"] == "false", env
     assert env["NETWORK_MAPPER_CLOUD_URL"] == cloud.url, env
     # The chart's default (telemetry on) differs only in that variable: the opt-out is the chart's.
-    default = helm_mapper_env({"cloud": {"url": cloud.url, "token": INGEST_TOKEN}})
+    default = helm_mapper_env({"cloud": {"url": cloud.url, "token": cloud.token}})
     assert default == {**env, "OTTERIZE_TELEMETRY_ENABLED": "true"}, default
 
     mapper = run_mapper(cluster, cloud, tmp_path, [], env)
-    assert cloud.metrics_requests() == []
-    assert cloud.received_batches(), "no upload arrived"
-    assert cloud.count("requests") == len(cloud.requests()) + cloud.count("unauthorized")  # ingests only
+    assert_uploads_only(cloud)
     assert "telemetry on" not in mapper.log()
 
 
 def test_telemetry_on_carries_counts_and_never_names(
-    cluster: Cluster, cloud: RecordingCloud, tmp_path: Path
+    cluster: Cluster, cloud: LocalCloud, tmp_path: Path
 ) -> None:
     mapper = run_mapper(cluster, cloud, tmp_path, [], {})
     requests = cloud.metrics_requests()
     assert requests, f"no telemetry arrived:\n{mapper.log()}"
-    assert cloud.received_batches(), "no upload arrived"
+    assert all(request.status == 200 for request in requests)
+    assert cloud.batches(), "no upload arrived"
     decoded = []
     for request in requests:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -174,6 +184,8 @@ def test_telemetry_on_carries_counts_and_never_names(
     names = set().union(*(metric_names(m) for m in decoded))
     assert {"components_started", "workloads_seen", "edges"} <= names, names
     hashed = hashlib.sha256(cluster.kube_system_uid.encode()).hexdigest()
+    kept = cloud.telemetry()  # the cloud read the hashed id from each payload and filed it under it
+    assert len(kept) == len(requests) and {cluster_hash for cluster_hash, _, _ in kept} == {hashed}
     for message in decoded:
         assert resource_attributes(message).get("cluster.id") == hashed
         assert resource_attributes(message).get("service.name") == "network-mapper"

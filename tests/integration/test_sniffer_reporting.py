@@ -1,6 +1,7 @@
-"""The sniffer's reporter against a real HTTP GraphQL endpoint (the recording mapper), and its
-health/metrics endpoint over HTTP: delivery with the token, a rejected token, a mapper outage
-with nothing lost, injected 5xx and GraphQL errors."""
+"""The sniffer's reporter against the real mapper API app: in process through its ASGI app
+(delivery with the token and every field the sniffer parsed, a rejected token, injected 5xx, a
+busy mapper, the flush at stop), and over real HTTP under uvicorn where the test is about HTTP
+(a mapper outage with nothing lost); and the sniffer's health/metrics endpoint over HTTP."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from agent.mapperclient import HttpMapperClient
-from agent.model import DnsAnswer, SocketConnection, TcpConnection
+from agent.mapperclient import HttpMapperClient, Transport
+from agent.model import DnsAnswer, Observation, SocketConnection, TcpConnection
 from agent.sniffer.health import HealthServer
 from agent.sniffer.metrics import CONTENT_TYPE, SnifferMetrics
-from agent.sniffer.reporter import PairCollector, Reporter
-from tests.support.recording_mapper import Pair, RecordingMapper
+from agent.sniffer.pairs import PairCollector
+from agent.sniffer.reporter import Reporter
+from agent.wire import format_time, parse_time
+from tests.support.mapper_app import InProcessMapper, MapperServer, ObservationLog, mapper_app
 
 TOKEN = "agent-token-0f3c9a"
-Observation = DnsAnswer | TcpConnection | SocketConnection
+Sniffed = DnsAnswer | TcpConnection | SocketConnection
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 8.0) -> None:
@@ -32,25 +35,19 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 8.0) -
         time.sleep(0.01)
 
 
-def expected_pair(observation: Observation) -> tuple[str, Pair]:
-    if isinstance(observation, DnsAnswer):
-        return "reportCaptureResults", (observation.client_ip, observation.qname, None)
-    field = "reportTCPCaptureResults" if isinstance(observation, TcpConnection) else "reportSocketScanResults"
-    return field, (observation.client_ip, observation.server_ip, observation.server_port)
+def on_the_wire(observation: Sniffed) -> Sniffed:
+    """What the mapper makes of a sniffed observation: the same, its time to the microsecond."""
+    return dataclasses.replace(observation, seen_at=parse_time(format_time(observation.seen_at)))
 
 
-def expected(observations: list[Observation]) -> dict[str, set[Pair]]:
-    result: dict[str, set[Pair]] = {}
-    for observation in observations:
-        field, pair = expected_pair(observation)
-        result.setdefault(field, set()).add(pair)
-    return result
+def untimed(observations: list[Observation]) -> set[Observation]:
+    return {dataclasses.replace(o, seen_at=0.0) for o in observations}  # type: ignore[type-var]
 
 
-def observations(round_: int, count: int) -> list[Observation]:
+def observations(round_: int, count: int) -> list[Sniffed]:
     """``count`` distinct observations of all three kinds for one round of adding."""
     now = time.time()
-    made: list[Observation] = []
+    made: list[Sniffed] = []
     for i in range(count):
         client = f"10.244.{round_}.{i + 1}"
         kind = i % 3
@@ -58,12 +55,13 @@ def observations(round_: int, count: int) -> list[Observation]:
             made.append(
                 DnsAnswer(
                     client,
-                    5353,
+                    33000 + i,
                     "10.96.0.10",
-                    f"svc{i}.r{round_}.svc.cluster.local",
-                    ("10.96.1.1",),
+                    f"svc{i}.r{round_}.example.com",
+                    ("93.184.216.34", "2606:2800:220:1::1") if i % 2 else ("10.96.1.1",),
                     now,
-                    ttl=5,
+                    (f"edge{i}.cdn.example.net",) if i % 2 else (),
+                    ttl=5 + i,
                 )
             )
         elif kind == 1:
@@ -78,9 +76,9 @@ def more_failed_cycles(reporter: Reporter, before: int) -> Callable[[], bool]:
 
 
 @pytest.fixture
-def mapper() -> Iterator[RecordingMapper]:
-    with RecordingMapper(token=TOKEN) as recording:
-        yield recording
+def mapper() -> Iterator[InProcessMapper]:
+    with InProcessMapper(TOKEN) as running:
+        yield running
 
 
 @pytest.fixture
@@ -94,9 +92,13 @@ def collector(metrics: SnifferMetrics) -> PairCollector:
 
 
 def make_reporter(
-    mapper: RecordingMapper, collector: PairCollector, metrics: SnifferMetrics, token: str = TOKEN
+    url: str,
+    collector: PairCollector,
+    metrics: SnifferMetrics,
+    transport: Transport | None = None,
+    token: str = TOKEN,
 ) -> Reporter:
-    client = HttpMapperClient(mapper.url, token, timeout=2.0)
+    client = HttpMapperClient(url, token, timeout=2.0, transport=transport)
     return Reporter(
         collector, client, 0.05, metrics=metrics, attempts=2, backoff_initial=0.01, backoff_max=0.2
     )
@@ -104,16 +106,16 @@ def make_reporter(
 
 @pytest.fixture
 def reporter(
-    mapper: RecordingMapper, collector: PairCollector, metrics: SnifferMetrics
+    mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics
 ) -> Iterator[Reporter]:
-    running = make_reporter(mapper, collector, metrics)
+    running = make_reporter(mapper.url, collector, metrics, mapper.transport)
     running.start()
     yield running
     running.stop(timeout=5)
 
 
-def test_pairs_arrive_with_the_token(
-    mapper: RecordingMapper,
+def test_what_the_sniffer_parsed_arrives_with_the_token(
+    mapper: InProcessMapper,
     collector: PairCollector,
     reporter: Reporter,
     metrics: SnifferMetrics,
@@ -123,115 +125,143 @@ def test_pairs_arrive_with_the_token(
     added = observations(1, 9)
     for observation in added:
         collector.add(observation)
-    wait_until(lambda: mapper.pairs_by_mutation() == expected(added), "all pairs at the mapper")
-    dns_calls = [c for c in mapper.recorded() if c.field == "reportCaptureResults"]
-    destination = dns_calls[0].variables["results"]["results"][0]["destinations"][0]
-    assert destination["destinationIP"] == "10.96.1.1" and destination["TTL"] == 5
+    expected = {on_the_wire(o) for o in added}
+    wait_until(lambda: set(mapper.observations()) == expected, "every observation at the mapper")
+    assert len(mapper.observations()) == len(expected)  # each once
     wait_until(lambda: metrics.reports_sent.value >= 3, "three mutations counted")  # counted after the reply
+    assert sorted(mapper.transport.operations()) == [
+        "reportCaptureResults",
+        "reportSocketScanResults",
+        "reportTCPCaptureResults",
+    ]
+    assert all(e.request.headers["Authorization"] == f"Bearer {TOKEN}" for e in mapper.transport.exchanges())
     assert metrics.report_failures.value == 0
     assert TOKEN not in caplog.text
 
 
 def test_a_rejected_token_is_logged_each_time_not_retried_and_the_pairs_are_kept(
-    mapper: RecordingMapper,
+    mapper: InProcessMapper,
     collector: PairCollector,
     metrics: SnifferMetrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-token-77e1"
-    reporter = make_reporter(mapper, collector, metrics, token=wrong)
+    reporter = make_reporter(mapper.url, collector, metrics, mapper.transport, token=wrong)
     reporter.start()
     try:
         added = observations(2, 3)
         for observation in added:
             collector.add(observation)
-        wait_until(lambda: mapper.count("unauthorized") >= 3, "three rejected reports")
-        assert mapper.recorded() == []
+        wait_until(lambda: mapper.transport.count(401) >= 3, "three rejected reports")
+        assert mapper.observations() == []
         assert reporter.is_alive()
-        # The token is rotated on the mapper's side: the kept pairs arrive after all.
-        mapper.token = wrong
-        wait_until(lambda: mapper.pairs_by_mutation() == expected(added), "the kept pairs at the mapper")
+        # The secret is rotated on the mapper's side: the kept pairs arrive after all.
+        mapper.restart(token=wrong)
+        expected = {on_the_wire(o) for o in added}
+        wait_until(lambda: set(mapper.observations()) == expected, "the kept observations at the mapper")
     finally:
         reporter.stop(timeout=5)
     rejected = [r for r in caplog.records if r.levelno == logging.ERROR and "report rejected" in r.message]
-    assert len(rejected) == mapper.count("unauthorized")  # one line per 401: never retried in a cycle
+    assert len(rejected) == mapper.transport.count(401)  # one line per 401: never retried in a cycle
     assert "HTTP 401" in rejected[0].message
-    assert metrics.report_failures.value == mapper.count("unauthorized")
+    assert metrics.report_failures.value == mapper.transport.count(401)
     assert wrong not in caplog.text and TOKEN not in caplog.text
 
 
-def test_outage_loses_nothing(
-    mapper: RecordingMapper,
-    collector: PairCollector,
-    reporter: Reporter,
-    metrics: SnifferMetrics,
-    caplog: pytest.LogCaptureFixture,
+def test_outage_over_http_loses_nothing(
+    collector: PairCollector, metrics: SnifferMetrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    added = observations(10, 6)
-    for observation in added:
-        collector.add(observation)
-    wait_until(lambda: mapper.pairs_by_mutation() == expected(added), "the first pairs")
+    log = ObservationLog()
+    with MapperServer(mapper_app(TOKEN, log)) as server:
+        reporter = make_reporter(server.url, collector, metrics)
+        reporter.start()
+        try:
+            added = observations(10, 6)
+            for observation in added:
+                collector.add(observation)
+            wait_until(lambda: untimed(log.observations()) == untimed(added), "the first observations")
 
-    port = mapper.port
-    mapper.stop()
-    for round_ in range(11, 16):  # keep adding while the reporter keeps failing
-        failed_cycles = reporter.failed_cycles
-        batch = observations(round_, 6)
-        for observation in batch:
-            collector.add(observation)
-        for observation in added[:3]:  # and newer sightings of pairs already delivered
-            collector.add(dataclasses.replace(observation, seen_at=time.time()))
-        added += batch
-        wait_until(more_failed_cycles(reporter, failed_cycles), f"a failed report cycle in round {round_}")
-        assert reporter.is_alive()
-    assert reporter.failed_cycles >= 5
-    assert metrics.report_failures.value >= 10  # two attempts per cycle
-    assert len(collector) > 0  # kept for the mapper
+            port = server.port
+            server.stop()
+            for round_ in range(11, 16):  # keep adding while the reporter keeps failing
+                failed_cycles = reporter.failed_cycles
+                batch = observations(round_, 6)
+                for observation in batch:
+                    collector.add(observation)
+                for observation in added[:3]:  # and newer sightings of pairs already delivered
+                    collector.add(dataclasses.replace(observation, seen_at=time.time()))
+                added += batch
+                wait_until(
+                    more_failed_cycles(reporter, failed_cycles), f"a failed report cycle in round {round_}"
+                )
+                assert reporter.is_alive()
+            assert reporter.failed_cycles >= 5
+            assert metrics.report_failures.value >= 10  # two attempts per cycle
+            assert len(collector) > 0  # kept for the mapper
 
-    mapper.start()
-    assert mapper.port == port
-    late = observations(20, 6)
-    for observation in late:
-        collector.add(observation)
-    added += late
-    wait_until(lambda: mapper.pairs_by_mutation() == expected(added), "every pair after the outage")
-    assert mapper.pairs_by_mutation() == expected(added)
-    assert collector.dropped == 0 and metrics.pairs_dropped.value == 0
+            server.start()
+            assert server.port == port
+            late = observations(20, 6)
+            for observation in late:
+                collector.add(observation)
+            added += late
+            wait_until(lambda: untimed(log.observations()) == untimed(added), "everything after the outage")
+            assert collector.dropped == 0 and metrics.pairs_dropped.value == 0
+            wait_until(lambda: reporter.failed_cycles == 0, "the reporter to see the mapper back")
+        finally:
+            reporter.stop(timeout=5)
+    # The newer sightings made during the outage arrived too, with their own times.
+    arrived = log.observations()
+    for first in map(on_the_wire, added[:3]):
+        later = [o for o in arrived if dataclasses.replace(o, seen_at=first.seen_at) == first]
+        assert max(o.seen_at for o in later) > first.seen_at, first
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "report failed" in r.message]
     assert len(warnings) == 1  # one WARNING when the outage starts, not one per attempt
-    wait_until(lambda: reporter.failed_cycles == 0, "the reporter to see the mapper back")
     assert any("accepts reports again" in r.message for r in caplog.records)
 
 
-@pytest.mark.parametrize("failure", ["http-500", "graphql-errors"])
-def test_transient_failures_are_retried(
-    mapper: RecordingMapper,
-    collector: PairCollector,
-    reporter: Reporter,
-    metrics: SnifferMetrics,
-    failure: str,
+def test_http_errors_from_in_front_of_the_mapper_are_retried(
+    mapper: InProcessMapper, collector: PairCollector, reporter: Reporter, metrics: SnifferMetrics
 ) -> None:
-    if failure == "http-500":
-        mapper.fail_with(500)
-    else:
-        mapper.graphql_errors = True
+    mapper.transport.fail_with(502)  # a proxy between the sniffer and the mapper
     added = observations(30, 3)
     for observation in added:
         collector.add(observation)
-    counter = "failed" if failure == "http-500" else "graphql_errors"
-    wait_until(lambda: mapper.count(counter) >= 3, "three failed attempts")
-    mapper.fail_with(None)
-    mapper.graphql_errors = False
-    wait_until(lambda: mapper.pairs_by_mutation() == expected(added), "the pairs after the failures")
+    wait_until(lambda: mapper.transport.count(502) >= 3, "three failed attempts")
+    mapper.transport.fail_with(None)
+    expected = {on_the_wire(o) for o in added}
+    wait_until(lambda: set(mapper.observations()) == expected, "the observations after the failures")
     assert metrics.report_failures.value >= 3
 
 
-def test_stop_flushes_what_is_pending(
-    mapper: RecordingMapper, collector: PairCollector, metrics: SnifferMetrics
+def test_a_busy_mapper_is_retried_until_it_has_room(
+    collector: PairCollector, metrics: SnifferMetrics
 ) -> None:
-    client = HttpMapperClient(mapper.url, TOKEN, timeout=2.0)
+    with InProcessMapper(TOKEN, queue_batches=1) as mapper:
+        mapper.log.gate.clear()  # the mapper's one worker blocks on the first batch; one more fits
+        reporter = make_reporter(mapper.url, collector, metrics, mapper.transport)
+        reporter.start()
+        try:
+            added = observations(31, 3)  # three mutations: the third finds the queue full
+            for observation in added:
+                collector.add(observation)
+            stats = mapper.app.state.ingest.stats
+            wait_until(lambda: stats.batches_refused >= 3, "three 'mapper busy' answers")
+            assert mapper.observations() == []
+            mapper.log.gate.set()
+            expected = {on_the_wire(o) for o in added}
+            wait_until(lambda: set(mapper.observations()) == expected, "every observation once there is room")
+        finally:
+            reporter.stop(timeout=5)
+    assert metrics.report_failures.value >= stats.batches_refused >= 3
+
+
+def test_stop_flushes_what_is_pending(
+    mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics
+) -> None:
+    client = HttpMapperClient(mapper.url, TOKEN, timeout=2.0, transport=mapper.transport)
     reporter = Reporter(collector, client, 60.0, metrics=metrics)  # would not report for a minute
     reporter.start()
     added = observations(40, 3)
@@ -239,7 +269,9 @@ def test_stop_flushes_what_is_pending(
         collector.add(observation)
     reporter.stop(timeout=5)
     assert not reporter.is_alive()
-    assert mapper.pairs_by_mutation() == expected(added)
+    assert len(collector) == 0
+    expected = {on_the_wire(o) for o in added}
+    wait_until(lambda: set(mapper.observations()) == expected, "the flushed observations resolved")
 
 
 def _metric(text: str, name: str) -> float:
@@ -249,9 +281,9 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_healthz_and_metrics_over_http(
-    mapper: RecordingMapper, collector: PairCollector, metrics: SnifferMetrics
+    mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics
 ) -> None:
-    reporter = make_reporter(mapper, collector, metrics)
+    reporter = make_reporter(mapper.url, collector, metrics, mapper.transport)
     reporter.start()
     with HealthServer("127.0.0.1:0", metrics, reporter.is_alive) as health:
         health_url = health.url
@@ -263,7 +295,8 @@ def test_healthz_and_metrics_over_http(
         added = observations(50, 3)
         for observation in added:
             collector.add(observation)
-        wait_until(lambda: mapper.pairs_by_mutation() == expected(added), "the pairs at the mapper")
+        expected = {on_the_wire(o) for o in added}
+        wait_until(lambda: set(mapper.observations()) == expected, "the observations at the mapper")
         wait_until(lambda: metrics.reports_sent.value >= 3, "three mutations counted")
 
         response = requests.get(f"{health_url}/metrics", timeout=5)

@@ -22,16 +22,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
 from kubernetes import client, config
 
-from agent.cli.edges import EDGES_QUERY, edge_from_json
+from agent.cli.queries import EDGES_QUERY, edge_from_json
 from agent.mapperclient import HttpMapperClient
 from agent.model import Edge, Target, WorkloadIdentity
+from agent.wire import format_time
 from sandbox.apiserver import ApiServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(time.time())
 
 
 # --------------------------------------------------------------------------- the cluster

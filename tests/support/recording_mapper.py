@@ -2,8 +2,9 @@
 
 A real HTTP server (standard library, one thread per request) on 127.0.0.1. It accepts
 ``POST /query`` with a GraphQL JSON body, requires ``Authorization: Bearer <token>`` (401
-otherwise), checks the report mutations' variables against the shape of Otterize's schema
-(422 with GraphQL ``errors`` when they do not match, as gqlgen answers), records the mutation
+otherwise), checks the report mutations' variables against the shape of the mapper's schema
+(Otterize's, with its additive ``Destination`` fields; 422 with GraphQL ``errors`` when they do not
+match, as gqlgen answers), records the mutation
 name and variables, and answers ``{"data": {<field>: true}}``. It can be stopped and started
 again on the same port (a mapper outage), told to answer with an HTTP status (e.g. 500), or
 with GraphQL ``errors``.
@@ -23,6 +24,10 @@ _FIELD = re.compile(r"\{\s*([A-Za-z_]\w*)")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 Pair = tuple[str, str, int | None]
+DESTINATION_FIELDS = frozenset(
+    {"destination", "destinationIP", "destinationPort", "TTL", "lastSeen"}  # Otterize's
+    | {"srcPort", "dnsServerIP", "cnames"}  # the schema's additive extension fields
+)
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,24 @@ def schema_problems(variables: dict[str, Any]) -> list[str]:
             problems.append(f"results[{i}]: srcIp and srcHostname are required strings")
         for j, dest in enumerate(src.get("destinations") or []):
             where = f"results[{i}].destinations[{j}]"
-            unknown = set(dest) - {"destination", "destinationIP", "destinationPort", "TTL", "lastSeen"}
+            unknown = set(dest) - DESTINATION_FIELDS
             if unknown:
                 problems.append(f"{where}: unknown fields {sorted(unknown)}")
             if not isinstance(dest.get("destination"), str):
                 problems.append(f"{where}: destination is a required string")
             if not isinstance(dest.get("lastSeen"), str) or not _TIME.match(dest["lastSeen"]):
                 problems.append(f"{where}: lastSeen must be an RFC 3339 time")
-            for name in ("destinationPort", "TTL"):
+            for name in ("destinationPort", "TTL", "srcPort"):
                 if name in dest and dest[name] is not None and not isinstance(dest[name], int):
                     problems.append(f"{where}: {name} must be an Int")
+            for name in ("destinationIP", "dnsServerIP"):
+                if name in dest and dest[name] is not None and not isinstance(dest[name], str):
+                    problems.append(f"{where}: {name} must be a String")
+            cnames = dest.get("cnames")
+            if cnames is not None and not (
+                isinstance(cnames, list) and all(isinstance(c, str) for c in cnames)
+            ):
+                problems.append(f"{where}: cnames must be a list of strings")
         if not isinstance(src.get("destinations"), list):
             problems.append(f"results[{i}]: destinations is a required list")
     return problems

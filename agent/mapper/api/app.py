@@ -41,11 +41,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.mapper.api.ingest import Busy, Ingest
 from agent.mapper.api.limits import MAX_QUERY_CHARS, MAX_TOKENS, DocumentTooComplex, check_document
 from agent.mapper.api.protocols import EdgeStoreLike, LabelSource, NoLabels, ObservationResolver
+from agent.mapper.api.reportqueue import Busy, ReportQueue
 from agent.mapper.api.schema import ApiState, RequestContext, build_schema
-from agent.settings import MapperSettings
+from agent.settings import ApiSettings
 
 log = logging.getLogger("agent.mapper.api")
 _quiet = logging.getLogger("agent.mapper.api.graphql")  # ariadne's own error log: we log ourselves
@@ -98,7 +98,7 @@ def _error_formatter(error: GraphQLError, debug: bool = False) -> dict[str, Any]
 class GraphQLEndpoint:
     """``/query``: checks (see the module docstring), then ariadne's ``graphql_sync``."""
 
-    def __init__(self, settings: MapperSettings, state: ApiState, schema: GraphQLSchema) -> None:
+    def __init__(self, settings: ApiSettings, state: ApiState, schema: GraphQLSchema) -> None:
         self._token = settings.token.encode()
         self._open_queries = settings.open_queries
         self._limit = settings.max_body_bytes
@@ -202,21 +202,21 @@ class GraphQLEndpoint:
 
 
 def create_app(
-    settings: MapperSettings,
+    settings: ApiSettings,
     store: EdgeStoreLike,
     resolver: ObservationResolver,
     labels: LabelSource | None = None,
     *,
     workers: int = 1,
-    ingest: Ingest | None = None,
+    ingest: ReportQueue | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Starlette:
     """The API app. Report batches are resolved by ``workers`` threads (started now; drained and
     stopped at the app's shutdown) and recorded in ``store``; queries read ``store`` and
-    ``labels``. ``app.state.ingest`` is the :class:`Ingest` (``drain()`` for tests). The
+    ``labels``. ``app.state.ingest`` is the :class:`ReportQueue` (``drain()`` for tests). The
     resolver is called from the worker threads only: ``workers > 1`` needs a resolver that is
     safe to share (``agent.mapper.resolver.Resolver`` keeps unlocked stats, so keep 1)."""
-    ingest = ingest or Ingest(resolver, store, max_batches=settings.queue_batches, workers=workers)
+    ingest = ingest or ReportQueue(resolver, store, max_batches=settings.queue_batches, workers=workers)
     state = ApiState(store, ingest, labels or NoLabels())
     if clock is not None:
         state.clock = clock

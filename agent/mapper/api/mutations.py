@@ -1,8 +1,13 @@
 """Report mutations' inputs → ``agent.model`` observations (pure; no I/O).
 
 The inputs come from producers over HTTP, already coerced by graphql-core (dicts keyed by the
-schema's field names, ``Time`` already epoch seconds); the observations go onto the ingest
-queue, then through the resolver into the store.
+schema's field names, ``Time`` already epoch seconds); the observations go onto the report
+queue (:mod:`.reportqueue`), then through the resolver into the store.
+
+The sniffer's three mutations carry the schema's additive ``Destination`` fields when the
+producer knows them (``srcPort``; for DNS ``dnsServerIP`` and ``cnames``): they fill the
+observations' client port, DNS server and CNAME chain. Otterize's producers never send them,
+and then those are 0, ``""`` and ``()``, as before.
 
 Entries that parse as GraphQL but cannot be an observation (a source that is not an IP, a
 port outside 0-65535) are skipped and counted in :class:`Converted` so the API logs them: a
@@ -61,7 +66,7 @@ def _is_ip(text: str) -> bool:
 
 
 def _port(value: Any) -> int | None:
-    """A destination port (absent or null: 0), or None when out of range."""
+    """A port (absent or null: 0), or None when out of range."""
     port = int(value or 0)
     return port if 0 <= port <= 65535 else None
 
@@ -79,11 +84,14 @@ def _sources(results: Input, converted: Converted) -> Iterable[tuple[str, Input]
 
 def capture_results(results: Input) -> Converted:
     """``reportCaptureResults`` (DNS answers seen by the sniffer) → one :class:`DnsAnswer` per
-    (source, queried name), the IPs of its entries merged in order, the newest ``lastSeen`` and
-    the largest TTL. ``destination`` is the name; ``destinationIP`` one of its addresses."""
+    (source, queried name): the IPs of its entries merged in order, the largest TTL, and the
+    newest entry's ``lastSeen`` and extension fields (``srcPort``, ``dnsServerIP``, ``cnames``;
+    absent: 0, ``""``, ``()``). ``destination`` is the name; ``destinationIP`` one of its addresses."""
     out = Converted()
     for src, source in _sources(results, out):
-        names: dict[str, tuple[dict[str, None], float, int]] = {}
+        # name → [ips (ordered set), newest lastSeen, largest TTL, and the newest entry's srcPort,
+        # dnsServerIP, cnames]: a list updated in place (this loop sees every DNS entry reported).
+        names: dict[str, list[Any]] = {}
         for dest in source["destinations"]:
             name = dest["destination"]
             if not name:
@@ -93,16 +101,35 @@ def capture_results(results: Input) -> Converted:
             if ip and not _is_ip(ip):
                 out.skip(f"destinationIP is not an IP: {ip[:64]!r}")
                 continue
+            client_port = dest.get("srcPort") or 0
+            if not 0 <= client_port <= 65535:
+                out.skip(f"srcPort out of range: {client_port}")
+                continue
+            server_ip = dest.get("dnsServerIP") or ""
+            if server_ip and not _is_ip(server_ip):
+                out.skip(f"dnsServerIP is not an IP: {server_ip[:64]!r}")
+                continue
             seen, ttl = dest["lastSeen"], max(int(dest.get("TTL") or 0), 0)
             have = names.get(name)
             if have is None:
-                names[name] = ({ip: None} if ip else {}, seen, ttl)
-            else:
-                if ip:
-                    have[0][ip] = None
-                names[name] = (have[0], max(have[1], seen), max(have[2], ttl))
-        for name, (ips, seen, ttl) in names.items():
-            out.observations.append(DnsAnswer(src, 0, "", name, tuple(ips), seen, (), ttl))
+                names[name] = [
+                    {ip: None} if ip else {},
+                    seen,
+                    ttl,
+                    client_port,
+                    server_ip,
+                    dest.get("cnames"),
+                ]
+                continue
+            if ip:
+                have[0][ip] = None
+            if seen > have[1]:
+                have[1], have[3], have[4], have[5] = seen, client_port, server_ip, dest.get("cnames")
+            have[2] = max(have[2], ttl)
+        for name, (ips, seen, ttl, client_port, server_ip, cnames) in names.items():
+            out.observations.append(
+                DnsAnswer(src, client_port, server_ip, name, tuple(ips), seen, tuple(cnames or ()), ttl)
+            )
     return out
 
 
@@ -113,26 +140,33 @@ def _connections(results: Input, *, socket_scan: bool) -> Converted:
         for dest in source["destinations"]:
             server = dest.get("destinationIP") or dest["destination"]
             port = _port(dest.get("destinationPort"))
+            client_port = _port(dest.get("srcPort"))
             if not _is_ip(server):
                 out.skip(f"destination is not an IP: {server[:64]!r}")
             elif port is None:
                 out.skip(f"destinationPort out of range: {dest.get('destinationPort')}")
+            elif client_port is None:
+                out.skip(f"srcPort out of range: {dest.get('srcPort')}")
             elif socket_scan:
-                out.observations.append(SocketConnection(src, 0, server, port, dest["lastSeen"], hostname))
+                out.observations.append(
+                    SocketConnection(src, client_port, server, port, dest["lastSeen"], hostname)
+                )
             else:
-                out.observations.append(TcpConnection(src, 0, server, port, dest["lastSeen"]))
+                out.observations.append(TcpConnection(src, client_port, server, port, dest["lastSeen"]))
     return out
 
 
 def tcp_results(results: Input) -> Converted:
     """``reportTCPCaptureResults`` (SYNs seen by the sniffer) → :class:`TcpConnection` per
-    destination; the server is ``destinationIP`` when given, else ``destination`` (an IP)."""
+    destination; the server is ``destinationIP`` when given, else ``destination`` (an IP); the
+    client port is the extension field ``srcPort`` (absent: 0)."""
     return _connections(results, socket_scan=False)
 
 
 def socket_results(results: Input) -> Converted:
     """``reportSocketScanResults`` (the sniffer's /proc scan) → :class:`SocketConnection` per
-    destination, carrying ``srcHostname`` as the client's hostname."""
+    destination, carrying ``srcHostname`` as the client's hostname and ``srcPort`` (absent: 0)
+    as its port."""
     return _connections(results, socket_scan=True)
 
 

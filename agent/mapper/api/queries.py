@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from agent import wire
 from agent.mapper.api.protocols import LabelSource
 from agent.model import AwsTarget, Edge, InternetTarget, WorkloadIdentity
 
@@ -211,29 +212,7 @@ def intents(
     return out
 
 
-def _workload(identity: WorkloadIdentity) -> Shape:
-    return {"name": identity.name, "namespace": identity.namespace, "kind": identity.kind}
-
-
 def mapped_edge(edge: Edge) -> Shape:
-    """One edge in our own shape (``MappedEdge``): nothing dropped."""
-    target = edge.target
-    return {
-        "client": _workload(edge.client),
-        "target": {
-            "workload": _workload(target) if isinstance(target, WorkloadIdentity) else None,
-            "internet": {"dnsName": target.dns_name, "ips": list(target.ips), "port": target.port}
-            if isinstance(target, InternetTarget)
-            else None,
-            "aws": {"arn": target.arn} if isinstance(target, AwsTarget) else None,
-        },
-        "methods": sorted(str(m) for m in edge.methods),
-        "firstSeen": edge.first_seen,
-        "lastSeen": edge.last_seen,
-        "count": edge.count,
-        "httpResources": [{"path": r.path, "methods": list(r.methods)} for r in edge.http],
-        "kafkaTopics": [{"name": t.name, "operations": list(t.operations)} for t in edge.kafka_topics],
-        "awsActions": list(edge.aws_actions),
-        "targetService": edge.target_service or None,
-        "ambiguous": edge.ambiguous,
-    }
+    """One edge in our own shape (``MappedEdge``): the codec's edge document, as a JSON value."""
+    shape: Shape = wire.plain(wire.to_doc(edge))
+    return shape

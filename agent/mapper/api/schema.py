@@ -2,7 +2,7 @@
 
 Mutations are producers' reports over HTTP (the sniffer, the Kafka and Istio watchers, the AWS
 proxy): each converts its input to observations (:mod:`.mutations`) and submits them as one
-batch to :class:`~.ingest.Ingest`, whose workers resolve them into edges for the store.
+batch to :class:`~.reportqueue.ReportQueue`, whose workers resolve them into edges for the store.
 Queries read the store and shape its edges (:mod:`.queries`) for the Otterize CLI and ours.
 Resolvers reach the mapper's parts through :class:`RequestContext` (``info.context``).
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ariadne import MutationType, QueryType, load_schema_from_path, make_executable_schema
+from ariadne import MutationType, ObjectType, QueryType, load_schema_from_path, make_executable_schema
 from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema
 
 from agent.mapper.api import mutations, queries
-from agent.mapper.api.ingest import Busy, Ingest
 from agent.mapper.api.protocols import EdgeStoreLike, LabelSource
+from agent.mapper.api.reportqueue import Busy, ReportQueue
 from agent.mapper.api.scalars import time_scalar
 
 log = logging.getLogger("agent.mapper.api")
@@ -38,7 +38,7 @@ class ApiState:
     """What the resolvers use, shared by every request."""
 
     store: EdgeStoreLike
-    ingest: Ingest
+    ingest: ReportQueue
     labels: LabelSource
     clock: Callable[[], float] = time.time
     not_stored: dict[str, int] = field(default_factory=dict)
@@ -124,6 +124,21 @@ def _edges(_: Any, info: Info, namespaces: list[str] | None = None) -> list[quer
     return [queries.mapped_edge(e) for e in _context(info).state.store.edges(_namespaces(namespaces))]
 
 
+# The earlier shape of MappedEdge's target and HTTP resources, read from the edge document.
+mapped_target = ObjectType("MappedTarget")
+mapped_edge = ObjectType("MappedEdge")
+
+
+def _of_type(kind: str) -> Callable[[queries.Shape, Info], queries.Shape | None]:
+    return lambda target, _: target if target["type"] == kind else None
+
+
+for _kind in ("workload", "internet", "aws"):
+    mapped_target.set_field(_kind, _of_type(_kind))
+mapped_edge.set_alias("httpResources", "http")
+mapped_edge.set_field("targetService", lambda edge, _: edge["targetService"] or None)  # as ever: null
+
+
 def _authorized(info: Info) -> RequestContext:
     """The app refuses unauthorized mutations with HTTP 401 before execution; this is the
     resolvers' own check, so no code path reaches the store or the queue without the token."""
@@ -198,4 +213,6 @@ _report("reportTrafficLevelResults", "results", lambda r, ctx: _counted("traffic
 
 def build_schema() -> GraphQLSchema:
     """The executable schema (``schema.graphql`` + these resolvers + the ``Time`` scalar)."""
-    return make_executable_schema(load_schema_from_path(str(SCHEMA_PATH)), query, mutation, time_scalar)
+    return make_executable_schema(
+        load_schema_from_path(str(SCHEMA_PATH)), query, mutation, mapped_target, mapped_edge, time_scalar
+    )

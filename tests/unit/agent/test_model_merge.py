@@ -1,4 +1,5 @@
-"""merge_edges: the cloud's idempotent merge of two observations of one edge."""
+"""merge_edges, the one merge of two sightings of an edge (the cloud's idempotent one and the mapper's),
+and new_edge."""
 
 from __future__ import annotations
 
@@ -106,3 +107,28 @@ def test_merging_again_changes_nothing(a: Edge, b: Edge) -> None:
     assert merge_edges(merged, merged) == merged
     assert merge_edges(merged, a) == merged
     assert merge_edges(b, a) == merged  # the order does not matter
+
+
+def test_new_edge_equals_the_plain_constructor() -> None:
+    from agent.model import new_edge
+
+    args = (CLIENT, SERVER, 1.0, 2.0, frozenset({Method.TCP}), 3, (), (), ("s3:GetObject",), "svc", True, 1.5)
+    fast, plain = new_edge(*args), Edge(*args)
+    assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
+    assert new_edge(*args[:-1]) == Edge(*args[:-1])  # target_service_seen defaults as in Edge
+
+
+def test_the_mappers_merge_sums_counts_of_disjoint_sightings() -> None:
+    merged = merge_edges(edge(count=2), edge(count=3), cumulative=False)
+    assert merged.count == 5
+    assert merge_edges(edge(count=2), edge(count=3)).count == 3  # the cloud's: the maximum
+
+
+def test_the_service_seen_last_wins_even_behind_a_later_sighting_without_one() -> None:
+    first = merge_edges(edge(last_seen=10.0, target_service="v1"), edge(last_seen=20.0))
+    assert (first.target_service, first.target_service_seen, first.last_seen) == ("v1", 10.0, 20.0)
+    second = merge_edges(first, edge(last_seen=15.0, target_service="v2"))
+    assert (second.target_service, second.target_service_seen) == ("v2", 15.0)
+    newest = merge_edges(second, edge(last_seen=20.0, target_service="v3"))
+    assert (newest.target_service, newest.target_service_seen) == ("v3", 0.0)  # 0: at last_seen
+    assert merge_edges(second, second) == second  # idempotent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cli.edges import EdgeFormatError, edge_from_json, labels_from_intents
 from agent.cli.main import build_parser
+from agent.cli.queries import EdgeFormatError, edge_from_json, labels_from_intents
 from agent.cli.render import dot, listing
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, Method, WorkloadIdentity
 
@@ -45,18 +45,16 @@ def test_listing_is_otterize_format_with_internet_and_cross_namespace() -> None:
 def test_edge_from_json_round_trips_each_target_kind() -> None:
     raw = {
         "client": {"name": "frontend", "namespace": NS, "kind": "Deployment"},
-        "target": {
-            "workload": None,
-            "internet": {"dnsName": "api.example.com", "ips": ["1.2.3.4"], "port": 443},
-        },
+        "target": {"type": "internet", "dnsName": "api.example.com", "ips": ["1.2.3.4"], "port": 443},
         "methods": ["dns", "tcp"],
         "firstSeen": "2026-11-28T02:00:00Z",
         "lastSeen": "2026-11-28T02:00:01.5Z",
         "count": 3,
-        "httpResources": [],
+        "http": [],
         "kafkaTopics": [{"name": "orders", "operations": ["CONSUME"]}],
-        "awsActions": None,
-        "targetService": None,
+        "awsActions": [],
+        "targetService": "",
+        "targetServiceSeen": None,
         "ambiguous": False,
     }
     edge = edge_from_json(raw)

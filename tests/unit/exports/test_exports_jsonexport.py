@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.exports import edges_document, edges_from_document
-from agent.exports.jsonexport import DocumentError, parse_rfc3339, rfc3339
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
+from agent.wire import WireError, format_time, parse_time
 
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "exports"
 T0 = datetime(2026, 11, 28, 2, 15, 6, 918878, tzinfo=UTC).timestamp()
@@ -43,9 +44,11 @@ def test_exact_document() -> None:
     ]
     frontend = {"name": "frontend", "namespace": "shop", "kind": "Deployment"}
     empty = {"http": [], "kafkaTopics": [], "awsActions": [], "targetService": "", "ambiguous": False}
+    empty |= {"live": False, "targetServiceSeen": None}
     at = "2026-11-28T02:15:06.918878Z"
     assert edges_document(edges) == {
         "apiVersion": "network-mapper/v1",
+        "version": 2,
         "edges": [
             {
                 "client": frontend,
@@ -88,20 +91,26 @@ def test_exact_document() -> None:
 
 
 def test_times_are_exact_to_the_microsecond() -> None:
-    assert rfc3339(T0) == "2026-11-28T02:15:06.918878Z"
-    assert parse_rfc3339("2026-11-28T02:15:06.918878Z") == T0
-    assert parse_rfc3339("2026-11-28T04:15:06.918878999+02:00") == T0
-    assert rfc3339(0.0) == "1970-01-01T00:00:00.000000Z"
+    assert format_time(T0) == "2026-11-28T02:15:06.918878Z"
+    assert parse_time("2026-11-28T02:15:06.918878Z") == T0
+    assert parse_time("2026-11-28T04:15:06.9188784+02:00") == T0  # rounded to the microsecond
+    assert format_time(0.0) == "1970-01-01T00:00:00Z"  # a zero fraction is left out
     with pytest.raises(ValueError, match="offset"):
-        parse_rfc3339("2026-11-28T02:15:06")
+        parse_time("2026-11-28T02:15:06")
 
 
 def test_demo_fixture_round_trips() -> None:
-    document = load_demo()
+    document = load_demo()  # written by version 1 (no "version", "live" ...): read as it is
     edges = edges_from_document(document)
     assert len(edges) == 25
-    assert edges_document(edges) == document
-    assert edges_from_document(json.loads(json.dumps(edges_document(edges)))) == edges
+    again = edges_document(edges)
+
+    def same_times(edge: dict[str, Any]) -> dict[str, Any]:
+        return edge | {"firstSeen": parse_time(edge["firstSeen"]), "lastSeen": parse_time(edge["lastSeen"])}
+
+    new_fields = {"live": False, "targetServiceSeen": None}
+    assert [same_times(e) for e in again["edges"]] == [same_times(e) | new_fields for e in document["edges"]]
+    assert edges_from_document(json.loads(json.dumps(again))) == edges
 
 
 def test_same_edges_in_any_order_give_identical_output() -> None:
@@ -115,19 +124,25 @@ def test_same_edges_in_any_order_give_identical_output() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.update(apiVersion="v0"), "apiVersion"),
-        (lambda d: d["edges"][0].update(count="3"), "'count' must be an integer"),
-        (lambda d: d["edges"][0]["target"].update(type="satellite"), "unknown target type"),
-        (lambda d: d["edges"][0].update(methods=["carrier-pigeon"]), "edges[0]"),
-        (lambda d: d["edges"][0].update(firstSeen="yesterday"), "edges[0]"),
-        (lambda d: d["edges"][0].pop("client"), "client must be an object"),
-        (lambda d: d["edges"][0].update(http=[{"path": "/", "methods": "GET"}]), "list of strings"),
+        (lambda d: d.update(apiVersion="v0"), "$.apiVersion"),
+        (lambda d: d["edges"][0].update(count="3"), "Expected `int`, got `str` - at `$.edges[0].count`"),
+        (
+            lambda d: d["edges"][0]["target"].update(type="satellite"),
+            "'satellite' - at `$.edges[0].target.type`",
+        ),
+        (lambda d: d["edges"][0].update(methods=["carrier-pigeon"]), "$.edges[0].methods[0]"),
+        (lambda d: d["edges"][0].update(firstSeen="yesterday"), "$.edges[0].firstSeen"),
+        (lambda d: d["edges"][0].pop("client"), "missing required field `client` - at `$.edges[0]`"),
+        (
+            lambda d: d["edges"][0].update(http=[{"path": "/", "methods": "GET"}]),
+            "$.edges[0].http[0].methods",
+        ),
     ],
 )
 def test_malformed_documents_are_rejected(mutate: Any, message: str) -> None:
     document = load_demo()
     mutate(document)
-    with pytest.raises(DocumentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(WireError, match=re.escape(message)):
         edges_from_document(document)
 
 
@@ -179,9 +194,11 @@ def test_any_canonical_edges_round_trip_exactly(edges: list[Edge]) -> None:
     assert edges_document(back) == document
 
 
-def test_rfc3339_pads_years_before_1000() -> None:
-    from agent.exports.jsonexport import parse_rfc3339, rfc3339
-
-    moment = parse_rfc3339("0066-04-12T01:02:03.5Z")
-    assert rfc3339(moment) == "0066-04-12T01:02:03.500000Z"
-    assert parse_rfc3339(rfc3339(moment)) == moment
+def test_times_outside_1970_to_9999_are_refused_either_way() -> None:
+    for text in ("0066-04-12T01:02:03.5Z", "1969-12-31T23:59:59Z", "9999-12-31T23:00:00-05:00"):
+        with pytest.raises(WireError, match="out of range"):
+            parse_time(text)
+    for seconds in (-1.0, 253402300800.0):
+        with pytest.raises(WireError, match="out of range"):
+            format_time(seconds)
+    assert format_time(parse_time("9999-12-31T23:59:59.5Z")) == "9999-12-31T23:59:59.500000Z"

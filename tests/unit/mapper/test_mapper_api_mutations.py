@@ -1,13 +1,15 @@
-"""Report mutation inputs → observations, and the Time scalar (agent.mapper.api.mutations, .scalars)."""
+"""Report mutation inputs → observations (agent.mapper.api.mutations), the extension fields of
+``Destination`` in the schema, and the Time scalar as the schema binds it (agent.mapper.api.scalars
+over agent.wire's time format)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from graphql import GraphQLInputObjectType, GraphQLScalarType, StringValueNode, print_type
 
-from agent.mapper.api import mutations
-from agent.mapper.api.scalars import format_time, parse_time
+from agent.mapper.api import build_schema, mutations
 from agent.model import (
     AwsOperation,
     DnsAnswer,
@@ -19,6 +21,10 @@ from agent.model import (
 )
 
 T0 = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+SCHEMA = build_schema()
+TIME = SCHEMA.type_map["Time"]
+assert isinstance(TIME, GraphQLScalarType)
+parse_time, format_time = TIME.parse_value, TIME.serialize
 
 
 def _src(src: str, *destinations: dict, hostname: str = "") -> dict:
@@ -36,6 +42,7 @@ def _src(src: str, *destinations: dict, hostname: str = "") -> dict:
         ("2024-06-01t12:00:00Z", T0),
         ("2024-06-01T12:00:00.5Z", T0 + 0.5),
         ("2024-06-01T12:00:00.123456789Z", T0 + 0.123456789),  # Go's RFC3339Nano
+        ("2024-06-01T12:00:00.1234567890Z", T0 + 0.123457),  # any fraction, rounded to microseconds
         ("2024-06-01T14:00:00+02:00", T0),
         ("2024-06-01T10:30:00.25-01:30", T0 + 0.25),
         ("2024-06-01T12:00:00+00:00", T0),
@@ -43,6 +50,7 @@ def _src(src: str, *destinations: dict, hostname: str = "") -> dict:
 )
 def test_time_parses_rfc3339(text: str, expected: float) -> None:
     assert parse_time(text) == pytest.approx(expected, abs=1e-6)
+    assert TIME.parse_literal(StringValueNode(value=text)) == parse_time(text)
 
 
 @pytest.mark.parametrize(
@@ -59,25 +67,54 @@ def test_time_parses_rfc3339(text: str, expected: float) -> None:
         "2024-06-01T12:00:60Z",
         "2024-06-01T12:00:00+25:00",
         "2024-06-01T12:00:00.Z",
-        "2024-06-01T12:00:00.1234567890Z",
         " 2024-06-01T12:00:00Z",
         "1717243200",
+        "1969-12-31T23:59:59Z",  # before 1970: out of the wire's range
     ],
 )
 def test_time_rejects_what_is_not_rfc3339(text: str) -> None:
-    with pytest.raises(ValueError, match=r"RFC 3339|offset"):
+    with pytest.raises(ValueError, match=r"RFC 3339|offset|range"):
         parse_time(text)
 
 
 @pytest.mark.parametrize("value", [1717243200, 1.5, None, ["2024-06-01T12:00:00Z"]])
 def test_time_rejects_non_strings(value: object) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="string"):
         parse_time(value)
 
 
 def test_time_round_trips() -> None:
     assert format_time(T0 + 0.918878) == "2024-06-01T12:00:00.918878Z"
+    assert format_time(T0) == "2024-06-01T12:00:00Z"  # a zero fraction is left out
+    assert format_time(datetime(2024, 6, 1, 14, tzinfo=UTC)) == "2024-06-01T14:00:00Z"
     assert parse_time(format_time(T0 + 0.918878)) == pytest.approx(T0 + 0.918878, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- the schema's Destination
+
+
+def test_destination_keeps_otterizes_fields_and_adds_only_optional_ones() -> None:
+    destination = SCHEMA.type_map["Destination"]
+    assert isinstance(destination, GraphQLInputObjectType)
+    fields = {name: str(field.type) for name, field in destination.fields.items()}
+    otterize = {
+        "destination": "String!",
+        "destinationIP": "String",
+        "destinationPort": "Int",
+        "TTL": "Int",
+        "lastSeen": "Time!",
+    }
+    assert {name: fields[name] for name in otterize} == otterize
+    assert {name: kind for name, kind in fields.items() if name not in otterize} == {
+        "srcPort": "Int",
+        "dnsServerIP": "String",
+        "cnames": "[String!]",
+    }
+    assert all(
+        "network-mapper extension" in (destination.fields[n].description or "")
+        for n in fields.keys() - otterize
+    )
+    assert "srcPort" in print_type(destination)
 
 
 # --------------------------------------------------------------------------- DNS
@@ -142,6 +179,77 @@ def test_capture_results_skip_and_count_entries_that_cannot_be_observations() ->
     assert [o.qname for o in converted.observations if isinstance(o, DnsAnswer)] == ["d.com"]
 
 
+def test_capture_results_carry_the_sniffers_extension_fields_from_the_newest_entry() -> None:
+    sniffed = {"srcPort": 53124, "dnsServerIP": "10.96.0.10", "cnames": ["shop.cdn.net", "edge-3.cdn.net"]}
+    results = {
+        "results": [
+            _src(
+                "10.0.0.1",
+                {
+                    "destination": "shop.example.com",
+                    "destinationIP": "1.1.1.1",
+                    "TTL": 60,
+                    "lastSeen": T0,
+                    **sniffed,
+                },
+                {
+                    "destination": "shop.example.com",
+                    "destinationIP": "1.1.1.2",
+                    "TTL": 60,
+                    "lastSeen": T0,
+                    **sniffed,
+                },
+                {
+                    "destination": "shop.example.com",
+                    "destinationIP": "1.1.1.3",
+                    "TTL": 5,
+                    "lastSeen": T0 - 30,
+                    "srcPort": 40000,
+                    "dnsServerIP": "10.96.0.11",
+                    "cnames": None,
+                },
+                {
+                    "destination": "old.example.com",
+                    "destinationIP": "2.2.2.2",
+                    "lastSeen": T0,
+                },  # Otterize's shape
+            )
+        ]
+    }
+    converted = mutations.capture_results(results)
+    assert converted.skipped == 0
+    assert converted.observations == [
+        DnsAnswer(
+            "10.0.0.1",
+            53124,
+            "10.96.0.10",
+            "shop.example.com",
+            ("1.1.1.1", "1.1.1.2", "1.1.1.3"),
+            T0,
+            ("shop.cdn.net", "edge-3.cdn.net"),
+            60,
+        ),
+        DnsAnswer("10.0.0.1", 0, "", "old.example.com", ("2.2.2.2",), T0, (), 0),
+    ]
+
+
+def test_capture_results_skip_entries_whose_extension_fields_are_wrong() -> None:
+    results = {
+        "results": [
+            _src(
+                "10.0.0.1",
+                {"destination": "a.com", "destinationIP": "1.1.1.1", "lastSeen": T0, "srcPort": 65536},
+                {"destination": "b.com", "destinationIP": "1.1.1.2", "lastSeen": T0, "dnsServerIP": "dns"},
+                {"destination": "c.com", "destinationIP": "1.1.1.3", "lastSeen": T0, "srcPort": 65535},
+            )
+        ]
+    }
+    converted = mutations.capture_results(results)
+    assert converted.skipped == 2
+    assert converted.reason == "srcPort out of range: 65536"
+    assert converted.observations == [DnsAnswer("10.0.0.1", 65535, "", "c.com", ("1.1.1.3",), T0, (), 0)]
+
+
 # --------------------------------------------------------------------------- TCP and socket scan
 
 
@@ -184,6 +292,30 @@ def test_socket_scan_results_carry_the_source_hostname() -> None:
     }
     assert mutations.socket_results(results).observations == [
         SocketConnection("10.0.0.1", 0, "10.0.0.2", 443, T0, "frontend-7d4-abc")
+    ]
+
+
+def test_tcp_and_socket_results_carry_the_client_port() -> None:
+    results = {
+        "results": [
+            _src(
+                "10.0.0.1",
+                {"destination": "10.0.0.2", "destinationPort": 6379, "srcPort": 41234, "lastSeen": T0},
+                {"destination": "10.0.0.3", "destinationPort": 80, "srcPort": None, "lastSeen": T0},
+                {"destination": "10.0.0.4", "destinationPort": 80, "srcPort": -1, "lastSeen": T0},
+                hostname="cart-5d8",
+            )
+        ]
+    }
+    tcp = mutations.tcp_results(results)
+    assert tcp.observations == [
+        TcpConnection("10.0.0.1", 41234, "10.0.0.2", 6379, T0),
+        TcpConnection("10.0.0.1", 0, "10.0.0.3", 80, T0),
+    ]
+    assert (tcp.skipped, tcp.reason) == (1, "srcPort out of range: -1")
+    assert mutations.socket_results(results).observations == [
+        SocketConnection("10.0.0.1", 41234, "10.0.0.2", 6379, T0, "cart-5d8"),
+        SocketConnection("10.0.0.1", 0, "10.0.0.3", 80, T0, "cart-5d8"),
     ]
 
 

@@ -348,9 +348,9 @@ def test_readers_run_while_the_writer_applies() -> None:
 
 
 def test_cluster_module_still_exports_its_records() -> None:
-    from agent.mapper import cluster, objects
+    from agent.mapper import cluster, kuberecords
 
-    assert cluster.PodInfo is objects.PodInfo and cluster.ServiceInfo is objects.ServiceInfo
+    assert cluster.PodInfo is kuberecords.PodInfo and cluster.ServiceInfo is kuberecords.ServiceInfo
     assert cluster.RETENTION_SECONDS == 3600.0
 
 
@@ -372,13 +372,13 @@ def test_history_spans_newest_claim_wins_and_whole_second_handover() -> None:
     assert history.prune(T0 + 31)
 
 
-def test_objects_read_api_dicts() -> None:
-    from agent.mapper import objects
+def test_kuberecords_read_api_dicts() -> None:
+    from agent.mapper import kuberecords
 
     obj = pod("web-a", "10.244.5.1", created=T0, parent=ref("ReplicaSet", "web-1"), ports=(8080,))
     obj["metadata"]["labels"] = {"otterize/service-name": "storefront"}
     obj["status"]["startTime"] = iso(T0 + 3)
-    read = objects.read_pod(objects.change("ADDED", obj, T0 + 5), None)
+    read = kuberecords.read_pod(kuberecords.change("ADDED", obj, T0 + 5), None)
     assert (read.pod.ip, read.pod.host_ip, read.pod.container_ports, read.pod.host_ports) == (
         "10.244.5.1",
         NODE_IP,
@@ -387,30 +387,30 @@ def test_objects_read_api_dicts() -> None:
     )
     assert read.ref == ("ReplicaSet", "web-1", "uid-web-1") and read.start == T0 + 3
     assert read.finished_at is None and read.pod.hostname == "web-a"
-    assert objects.workload_name(read.pod.labels, read.pod.annotations, "web") == "storefront"
+    assert kuberecords.workload_name(read.pod.labels, read.pod.annotations, "web") == "storefront"
     done = pod("job-a", "10.244.5.2", phase="Failed")
-    assert objects.read_pod(objects.change("MODIFIED", done, T0 + 9), None).finished_at == T0 + 9
-    headless = objects.read_service(objects.change("ADDED", service("db", "None"), T0), None)
+    assert kuberecords.read_pod(kuberecords.change("MODIFIED", done, T0 + 9), None).finished_at == T0 + 9
+    headless = kuberecords.read_service(kuberecords.change("ADDED", service("db", "None"), T0), None)
     assert headless.headless and headless.cluster_ips == () and headless.created_at == T0
     web = pod("web-b", "10.244.5.3")
-    assert objects.endpoint_refs(endpoints("web", web), NS) == (("uid-web-b", NS, "web-b", "10.244.5.3"),)
+    assert kuberecords.endpoint_refs(endpoints("web", web), NS) == (("uid-web-b", NS, "web-b", "10.244.5.3"),)
     slice_obj = {
         "metadata": {"name": "web-x", "namespace": NS, "labels": {"kubernetes.io/service-name": "web"}},
         "endpoints": [{"addresses": ["10.244.5.3"], "targetRef": {"name": "web-b", "uid": "u"}}],
     }
-    assert objects.slice_refs(objects.change("ADDED", slice_obj, T0)) == (
+    assert kuberecords.slice_refs(kuberecords.change("ADDED", slice_obj, T0)) == (
         "web",
         (("u", NS, "web-b", "10.244.5.3"),),
     )
-    assert objects.object_key("Endpoints", slice_obj) == f"{NS}/web-x"
-    assert objects.object_key("Pod", web) == "uid-web-b"
-    assert objects.timestamp("not a time", 1.0) == 1.0 and objects.timestamp(iso(T0), 0.0) == T0
+    assert kuberecords.object_key("Endpoints", slice_obj) == f"{NS}/web-x"
+    assert kuberecords.object_key("Pod", web) == "uid-web-b"
+    assert kuberecords.timestamp("not a time", 1.0) == 1.0 and kuberecords.timestamp(iso(T0), 0.0) == T0
     node = {"status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.2"}, {"type": "Hostname"}]}}
-    assert objects.node_addresses(node) == ["192.168.1.2"]
+    assert kuberecords.node_addresses(node) == ["192.168.1.2"]
 
 
 def test_owner_tree_roots_and_pods_below() -> None:
-    from agent.mapper import objects
+    from agent.mapper import kuberecords
     from agent.mapper.owners import OwnerTree
 
     tree = OwnerTree()
@@ -418,17 +418,21 @@ def test_owner_tree_roots_and_pods_below() -> None:
     tree.set_pod("uid-web-a", rs_ref)
     assert tree.root(rs_ref) == ("ReplicaSet", "web-1") and tree.root(None) is None
     rs = owner("ReplicaSet", "web-1", ref("Deployment", "web"))
-    assert tree.apply("ReplicaSet", objects.change("ADDED", rs, T0))
-    assert not tree.apply("ReplicaSet", objects.change("MODIFIED", rs, T0 + 1))  # nothing changed
-    assert tree.apply("Deployment", objects.change("ADDED", owner("Deployment", "web"), T0))
+    assert tree.apply("ReplicaSet", kuberecords.change("ADDED", rs, T0))
+    assert not tree.apply("ReplicaSet", kuberecords.change("MODIFIED", rs, T0 + 1))  # nothing changed
+    assert tree.apply("Deployment", kuberecords.change("ADDED", owner("Deployment", "web"), T0))
     assert tree.root(rs_ref) == ("Deployment", "web") and tree.root_kind(NS, "web") == "Deployment"
     assert list(tree.pods_below("uid-web", lambda uid: uid.startswith("uid-web-a"))) == ["uid-web-a"]
     tree.forget_pod("uid-web-a")
     assert tree.pod_ref("uid-web-a") is None
     assert list(tree.pods_below("uid-web", lambda uid: uid == "uid-web-a")) == []
     # A cycle (never valid, but the API does not forbid it) ends at the depth guard.
-    tree.apply("ReplicaSet", objects.change("ADDED", owner("ReplicaSet", "x", ref("ReplicaSet", "y")), T0))
-    tree.apply("ReplicaSet", objects.change("ADDED", owner("ReplicaSet", "y", ref("ReplicaSet", "x")), T0))
+    tree.apply(
+        "ReplicaSet", kuberecords.change("ADDED", owner("ReplicaSet", "x", ref("ReplicaSet", "y")), T0)
+    )
+    tree.apply(
+        "ReplicaSet", kuberecords.change("ADDED", owner("ReplicaSet", "y", ref("ReplicaSet", "x")), T0)
+    )
     assert tree.root(("ReplicaSet", "x", "uid-x")) is not None
     assert len(tree) == 4
 

@@ -310,12 +310,13 @@ def test_aws_operation_edge(state: ClusterState) -> None:
 
 
 def test_fast_edge_constructor_builds_the_same_edge_as_the_dataclass() -> None:
-    from agent.mapper import resolver as module
+    from agent.model import Edge, new_edge  # what the resolver builds its edges with
 
     a, b = dep("a"), InternetTarget("x.example", ("1.2.3.4",), 443)
     args = (
         a,
         b,
+        T0,
         T0,
         frozenset({Method.TCP}),
         3,
@@ -325,7 +326,7 @@ def test_fast_edge_constructor_builds_the_same_edge_as_the_dataclass() -> None:
         "svc",
         True,
     )
-    fast, plain = module._new_edge(*args), module._edge_init(*args)
+    fast, plain = new_edge(*args), Edge(*args)
     assert fast == plain and hash(fast) == hash(plain)
     assert fast.key == (a, b) and fast.first_seen == fast.last_seen == T0
 
@@ -418,9 +419,9 @@ def test_a_dns_name_holds_for_an_hour_or_its_ttl(state: ClusterState) -> None:
 def test_the_latest_answer_names_an_ip_and_the_table_is_bounded(
     state: ClusterState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.mapper import resolver as module
+    from agent.mapper import names
 
-    monkeypatch.setattr(module, "_NAMED_MAX", 3)
+    monkeypatch.setattr(names, "NAMED_MAX", 3)
     resolver = Resolver(state)
     for i, ip in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.3"]):
         resolver.resolve(dns("10.244.0.10", f"n{i}.example.com", ip, t=T0 + i))
@@ -449,18 +450,14 @@ def test_special_and_internal_addresses_are_not_internet(state: ClusterState) ->
 
 
 def test_mapper_settings_cidrs_become_the_resolvers_internal_networks(state: ClusterState) -> None:
-    from agent.mapper.__main__ import _internal_cidrs
-    from agent.settings import MapperSettings, load
+    from agent.settings import MapperSettings, SettingsError, load
 
     env = {"MAPPER_POD_CIDRS": "10.244.0.0/16, fd00::/8", "MAPPER_SERVICE_CIDRS": "10.96.0.0/12"}
-    settings = load(MapperSettings, [], env)
-    assert (settings.pod_cidrs, settings.service_cidrs) == ("10.244.0.0/16, fd00::/8", "10.96.0.0/12")
-    cidrs = _internal_cidrs(settings)
-    assert cidrs == ["10.244.0.0/16", "fd00::/8", "10.96.0.0/12"]
-    resolver = Resolver(state, internal_cidrs=cidrs)
+    cluster = load(MapperSettings, [], env).cluster
+    assert (cluster.pod_cidrs, cluster.service_cidrs) == (("10.244.0.0/16", "fd00::/8"), ("10.96.0.0/12",))
+    assert cluster.internal_cidrs == ("10.244.0.0/16", "fd00::/8", "10.96.0.0/12")
+    resolver = Resolver(state, cluster.domain, cluster.internal_cidrs)
     assert resolver.resolve(tcp("10.244.0.10", "10.100.0.1")) == []
-    assert (
-        load(MapperSettings, [], {}).pod_cidrs == "" and _internal_cidrs(load(MapperSettings, [], {})) == []
-    )
-    with pytest.raises(ValueError, match="not-a-cidr"):
-        _internal_cidrs(load(MapperSettings, ["--service-cidrs", "not-a-cidr"], {}))
+    assert load(MapperSettings, [], {}).cluster.internal_cidrs == ()
+    with pytest.raises(SettingsError, match=r"--service-cidrs.*not-a-cidr"):
+        load(MapperSettings, ["--service-cidrs", "not-a-cidr"], {})

@@ -1,13 +1,14 @@
 """Telemetry: off means no exporter is ever built and no request leaves; on, the real OTLP/HTTP
-payloads (received by a counting stand-in server) carry counts, the hashed cluster id and closed
-attribute values, never a name or the raw UID. Also the service-graph metric text and route, and
-the settings' flag/env forms."""
+payloads (received by the real cloud's ``/v1/metrics``, tests/support/local_cloud.py) carry counts,
+the hashed cluster id and closed attribute values, never a name or the raw UID. Also the
+service-graph metric text and route, and the settings' flag/env forms."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ from agent.mapper.telemetry import (
     service_graph_text,
 )
 from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentity
-from agent.settings import MapperSettings, load
-from tests.support.recording_cloud import RecordingCloud
+from agent.settings import MapperSettings, TelemetrySettings, UploadSettings, load
+from tests.support.local_cloud import LocalCloud
 
 UID = "5c1a6a4e-3f0e-4b8e-9d0a-1234567890ab"
 FRONTEND = WorkloadIdentity("shop", "frontend", "Deployment")
@@ -38,16 +39,19 @@ EDGES = [
 
 
 @pytest.fixture
-def cloud() -> Iterator[RecordingCloud]:
-    with RecordingCloud() as server:
+def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
+    with LocalCloud(tmp_path / "cloud") as server:
         yield server
 
 
-def settings(**kw: Any) -> MapperSettings:
-    return MapperSettings(**kw)
+def settings(cloud_url: str = "", **telemetry: Any) -> MapperSettings:
+    """Mapper settings with the upload's ``cloud_url`` and ``telemetry`` group fields."""
+    return MapperSettings(
+        upload=UploadSettings(cloud_url=cloud_url), telemetry=TelemetrySettings(**telemetry)
+    )
 
 
-def decode(cloud: RecordingCloud) -> list[ExportMetricsServiceRequest]:
+def decode(cloud: LocalCloud) -> list[ExportMetricsServiceRequest]:
     requests = []
     for recorded in cloud.metrics_requests():
         request = ExportMetricsServiceRequest()
@@ -56,7 +60,7 @@ def decode(cloud: RecordingCloud) -> list[ExportMetricsServiceRequest]:
     return requests
 
 
-def test_disabled_builds_no_exporter_and_sends_nothing(cloud: RecordingCloud) -> None:
+def test_disabled_builds_no_exporter_and_sends_nothing(cloud: LocalCloud) -> None:
     built: list[str] = []
 
     def factory(endpoint: str) -> Any:
@@ -64,13 +68,13 @@ def test_disabled_builds_no_exporter_and_sends_nothing(cloud: RecordingCloud) ->
         return otlp_exporter(endpoint)
 
     for off in (
-        settings(telemetry_enabled=False, cloud_url=cloud.url),
+        settings(cloud.url, enabled=False),
         load(MapperSettings, ["--telemetry-enabled=false", f"--cloud-url={cloud.url}"], {}),
         load(
             MapperSettings, [], {"OTTERIZE_TELEMETRY_ENABLED": "false", "NETWORK_MAPPER_CLOUD_URL": cloud.url}
         ),
     ):
-        assert off.telemetry_enabled is False
+        assert off.telemetry.enabled is False
         tel = Telemetry.from_settings(off, UID, exporter_factory=factory, export_interval=0.05)
         assert isinstance(tel, NoTelemetry)
         tel.component_started("mapper")
@@ -78,14 +82,15 @@ def test_disabled_builds_no_exporter_and_sends_nothing(cloud: RecordingCloud) ->
         tel.observe(lambda: 3, lambda: {"tcp": 1})
         tel.shutdown()
     assert built == []
-    assert cloud.count("requests") == 0
+    assert cloud.count() == 0
+    assert cloud.telemetry() == []
 
 
 def test_no_url_means_no_telemetry() -> None:
     assert isinstance(Telemetry.from_settings(settings(), UID), NoTelemetry)
 
 
-def test_enabled_payloads_carry_counts_and_never_names(cloud: RecordingCloud) -> None:
+def test_enabled_payloads_carry_counts_and_never_names(cloud: LocalCloud) -> None:
     built: list[str] = []
 
     def factory(endpoint: str) -> Any:
@@ -93,7 +98,7 @@ def test_enabled_payloads_carry_counts_and_never_names(cloud: RecordingCloud) ->
         return otlp_exporter(endpoint)
 
     tel = Telemetry.from_settings(
-        settings(cloud_url=cloud.url + "/"), UID, exporter_factory=factory, export_interval=3600
+        settings(cloud.url + "/"), UID, exporter_factory=factory, export_interval=3600
     )
     assert isinstance(tel, Telemetry)
     assert built == [f"{cloud.url}/v1/metrics"]
@@ -107,8 +112,14 @@ def test_enabled_payloads_carry_counts_and_never_names(cloud: RecordingCloud) ->
     tel.shutdown()  # flushes
     tel.shutdown()
 
-    raw = b"".join(r.body for r in cloud.metrics_requests())
+    received = cloud.metrics_requests()
+    raw = b"".join(r.body for r in received)
     assert raw, "nothing was exported"
+    assert all(r.status == 200 for r in received)
+    # The cloud kept each payload as sent, filed under the hashed cluster id it read from it.
+    kept = cloud.telemetry()
+    assert sorted(body for _, _, body in kept) == sorted(r.body for r in received)
+    assert {cluster for cluster, _, _ in kept} == {cluster_id(UID)}
     for secret in (UID, "frontend", "cartservice", "shop", "api.example.com", "orders", "93.184"):
         assert secret.encode() not in raw, secret
     resource: dict[str, str] = {}
@@ -139,10 +150,10 @@ def test_enabled_payloads_carry_counts_and_never_names(cloud: RecordingCloud) ->
     assert all(v in allowed for series in points.values() for attrs, _ in series for v in attrs.values())
 
 
-def test_telemetry_url_overrides_the_cloud_url(cloud: RecordingCloud) -> None:
+def test_telemetry_url_overrides_the_cloud_url(cloud: LocalCloud) -> None:
     built: list[str] = []
     tel = Telemetry.from_settings(
-        settings(cloud_url="http://cloud.invalid", telemetry_url=cloud.url),
+        settings("http://cloud.invalid", url=cloud.url),
         "",
         exporter_factory=lambda endpoint: built.append(endpoint) or otlp_exporter(endpoint),
     )

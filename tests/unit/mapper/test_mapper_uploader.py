@@ -1,16 +1,15 @@
-"""The uploader and the store's change tracking: what is selected (new, changed details, live
-or not now and when last sent), batch sizes, deterministic batch ids (a crash between send and
-mark re-sends the same id), retries within a cycle, the cursor across failures, the schema
-1 → 3 and 2 → 3 migrations. Liveness: hours of simulated traffic on an injected clock (a steady
-edge is sent once, then only heartbeats; an edge that goes quiet is sent once more, not live,
-with its true last_seen, before any heartbeat that could vouch for it; one that comes back is
-re-sent live), restarts, crashes between sending and marking, and a reset. The cloud is a fake
-:class:`CloudClient` (no I/O) that checks every heartbeat against the store."""
+"""The uploader and its ledger: what is selected (new, changed details, live or not now and
+when last sent), batch sizes, deterministic batch ids (a crash between send and mark re-sends
+the same id), retries within a cycle, the cursor across failures. Liveness: hours of simulated
+traffic on an injected clock (a steady edge is sent once, then only heartbeats; an edge that goes
+quiet is sent once more, not live, with its true last_seen, before any heartbeat that could vouch
+for it; one that comes back is re-sent live), restarts, crashes between sending and marking, and a
+reset. The cloud is a fake :class:`CloudClient` (no I/O) that checks every heartbeat against the
+store. Older store files: test_mapper_store_migration.py."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -19,11 +18,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from agent.exports.jsonexport import edge_from_dict, parse_rfc3339
-from agent.mapper import store as store_module
-from agent.mapper import storeschema
-from agent.mapper.anonymize import Anonymizer
-from agent.mapper.store import SCHEMA_VERSION, EdgeStore, UploadKey
+from agent import wire
+from agent.anonymize import Anonymizer
+from agent.mapper.store import EdgeStore
 from agent.mapper.uploader import (
     MAX_BATCH,
     CloudRejected,
@@ -33,6 +30,7 @@ from agent.mapper.uploader import (
     batch_id,
     digest,
 )
+from agent.mapper.uploads import UploadKey, UploadLedger
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, Method, WorkloadIdentity
 
 T0 = 1_780_000_000.0
@@ -53,7 +51,7 @@ def edge(client: WorkloadIdentity = FRONTEND, target: object = CART, at: float =
 class Call(NamedTuple):
     batch_id: str
     anonymized: bool
-    edges: list[dict[str, Any]]
+    edges: list[wire.EdgeDoc]
     seen_at: float | None
 
 
@@ -73,7 +71,7 @@ class FakeCloud:
         self.store, self.granularity = store, granularity
 
     def ingest(
-        self, batch_id: str, anonymized: bool, edges: list[dict[str, Any]], seen_at: float | None = None
+        self, batch_id: str, anonymized: bool, edges: list[wire.EdgeDoc], seen_at: float | None = None
     ) -> IngestResult:
         with self.lock:
             self.calls.append(Call(batch_id, anonymized, edges, seen_at))
@@ -87,7 +85,7 @@ class FakeCloud:
             self.stored.add(batch_id)
             if stored:
                 for doc in edges:
-                    self.live[edge_from_dict(doc).key] = doc["live"]
+                    self.live[wire.from_doc(doc).key] = doc.live
             return IngestResult(stored, len(edges) if stored else 0)
 
     def check_heartbeat(self, seen_at: float) -> None:
@@ -111,16 +109,14 @@ class FakeCloud:
         return [c.seen_at for c in self.calls if c.seen_at is not None]
 
     def sent_keys(self, call: int = -1) -> set[tuple[object, object]]:
-        return {edge_from_dict(e).key for e in self.batches[call].edges}
+        return {wire.from_doc(e).key for e in self.batches[call].edges}
 
     def sent(self) -> dict[UploadKey, list[tuple[float, bool]]]:
         """Per edge key, every ``(lastSeen - T0, live)`` sent, in order."""
         found: dict[UploadKey, list[tuple[float, bool]]] = {}
         for call in self.batches:
             for doc in call.edges:
-                found.setdefault(edge_from_dict(doc).key, []).append(
-                    (parse_rfc3339(doc["lastSeen"]) - T0, doc["live"])
-                )
+                found.setdefault(wire.from_doc(doc).key, []).append((doc.lastSeen.timestamp() - T0, doc.live))
         return found
 
 
@@ -162,103 +158,56 @@ def test_changed_since_pages_by_seq_and_a_rewrite_moves_the_row_to_the_end(store
 def test_marks_and_cursor_are_persisted_and_the_cursor_never_goes_back(tmp_path: Path) -> None:
     with EdgeStore.in_dir(tmp_path) as s:
         s.record([edge(), edge(target=GOOGLE)])
-        assert s.upload_cursor() == 0
-        assert s.upload_marks([(FRONTEND, CART)]) == {}
-        s.mark_uploaded([((FRONTEND, CART), T0, "abc", True), ((FRONTEND, GOOGLE), T0, "d", False)], 2)
-        s.mark_uploaded([], 1)
-        s.mark_uploaded([((FRONTEND, GOOGLE), T0 + 1, "e", False)])  # no cursor: left as is
+        assert UploadLedger(s).upload_cursor() == 0
+        assert UploadLedger(s).upload_marks([(FRONTEND, CART)]) == {}
+        UploadLedger(s).mark_uploaded(
+            [((FRONTEND, CART), T0, "abc", True), ((FRONTEND, GOOGLE), T0, "d", False)], 2
+        )
+        UploadLedger(s).mark_uploaded([], 1)
+        UploadLedger(s).mark_uploaded([((FRONTEND, GOOGLE), T0 + 1, "e", False)])  # no cursor: left as is
     with EdgeStore.in_dir(tmp_path) as s:
-        assert s.upload_cursor() == 2
-        marks = s.upload_marks([(FRONTEND, CART), (FRONTEND, GOOGLE), (CART, REDIS)])
+        assert UploadLedger(s).upload_cursor() == 2
+        marks = UploadLedger(s).upload_marks([(FRONTEND, CART), (FRONTEND, GOOGLE), (CART, REDIS)])
         assert marks == {(FRONTEND, CART): (T0, "abc", True), (FRONTEND, GOOGLE): (T0 + 1, "e", False)}
-        assert s.has_live_uploads()
+        assert UploadLedger(s).has_live_uploads()
 
 
 def test_gone_quiet_finds_edges_sent_live_and_last_seen_at_or_before_the_cutoff(store: EdgeStore) -> None:
     targets = [InternetTarget(f"h{i}.example.com", (), 443) for i in range(5)]
     store.record([edge(target=t, at=T0 + i) for i, t in enumerate(targets)])
-    store.mark_uploaded([((FRONTEND, t), T0, "d", i != 1) for i, t in enumerate(targets)], 5)
+    UploadLedger(store).mark_uploaded([((FRONTEND, t), T0, "d", i != 1) for i, t in enumerate(targets)], 5)
     store.record([edge(target=targets[0], at=T0 + 100)])  # seen again since it was sent
-    quiet = store.gone_quiet(T0 + 3, 10)
+    quiet = UploadLedger(store).gone_quiet(T0 + 3, 10)
     assert [e.target for e in quiet] == [targets[2], targets[3]]  # not 0 (seen), 1 (not live), 4
-    assert store.gone_quiet(T0 + 3, 1) == quiet[:1]
+    assert UploadLedger(store).gone_quiet(T0 + 3, 1) == quiet[:1]
     assert quiet[0] == edge(target=targets[2], at=T0 + 2)  # the edge as stored
-    store.mark_uploaded([((FRONTEND, targets[2]), T0 + 2, "d", False)])
-    assert store.gone_quiet(T0 + 3, 10) == quiet[1:]
+    UploadLedger(store).mark_uploaded([((FRONTEND, targets[2]), T0 + 2, "d", False)])
+    assert UploadLedger(store).gone_quiet(T0 + 3, 10) == quiet[1:]
 
 
 def test_reset_forgets_marks_but_seq_keeps_counting(store: EdgeStore) -> None:
     store.record([edge()])
-    store.mark_uploaded([((FRONTEND, CART), T0, "abc", False)], 1)
+    UploadLedger(store).mark_uploaded([((FRONTEND, CART), T0, "abc", False)], 1)
     store.reset()
     store.record([edge()])
-    assert [s for s, _ in store.changed_since(store.upload_cursor(), 10)] == [2]
-    assert store.upload_marks([(FRONTEND, CART)]) == {}
-    assert not store.has_live_uploads()
+    assert [s for s, _ in store.changed_since(UploadLedger(store).upload_cursor(), 10)] == [2]
+    assert UploadLedger(store).upload_marks([(FRONTEND, CART)]) == {}
+    assert not UploadLedger(store).has_live_uploads()
 
 
 def test_reset_keeps_live_marks_until_they_are_sent_quiet_from_their_key(store: EdgeStore) -> None:
     store.record([edge(target=GOOGLE, at=T0 + 50, target_service="x"), edge(target=S3)])
-    store.mark_uploaded([((FRONTEND, GOOGLE), T0, "abc", True), ((FRONTEND, S3), T0, "d", False)], 2)
+    UploadLedger(store).mark_uploaded(
+        [((FRONTEND, GOOGLE), T0, "abc", True), ((FRONTEND, S3), T0, "d", False)], 2
+    )
     store.reset()
-    assert store.edges() == [] and store.has_live_uploads()
-    assert store.upload_marks([(FRONTEND, S3)]) == {}
+    assert store.edges() == [] and UploadLedger(store).has_live_uploads()
+    assert UploadLedger(store).upload_marks([(FRONTEND, S3)]) == {}
     # Any cutoff: the edge is gone. Its key and latest last_seen, nothing else.
     forgotten = Edge(FRONTEND, GOOGLE, T0 + 50, T0 + 50, frozenset(), ambiguous=True)
-    assert store.gone_quiet(T0 - HOUR, 10) == [forgotten]
-    store.mark_uploaded([((FRONTEND, GOOGLE), T0 + 50, digest(forgotten), False)])
-    assert store.gone_quiet(T0, 10) == [] and not store.has_live_uploads()
-
-
-def test_a_version_1_file_is_migrated_in_place_keeping_every_edge(tmp_path: Path) -> None:
-    path = tmp_path / "edges.db"
-    old = [edge(), edge(target=S3, aws_actions=("s3:GetObject",)), edge(client=CART, target=REDIS)]
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in storeschema.VERSION_1:
-        db.execute(statement)
-    db.execute("PRAGMA user_version = 1")
-    for e in old:
-        row = store_module._key_row(e) + store_module._Merged(e).row()
-        db.execute(f"INSERT INTO edges VALUES ({', '.join('?' * len(row))})", row)
-    db.close()
-    with EdgeStore(path) as s:
-        assert sorted(s.edges(), key=repr) == sorted(old, key=repr)
-        assert sorted(s for s, _ in s.changed_since(0, 10)) == [1, 2, 3]
-        s.record([edge(client=REDIS, target=GOOGLE)])
-        assert [n for n, _ in s.changed_since(3, 10)] == [4]
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-    db.close()
-
-
-def test_a_version_2_file_is_migrated_and_its_marks_read_as_not_live(tmp_path: Path) -> None:
-    path = tmp_path / "edges.db"
-    sent, new = edge(target=S3), edge(target=GOOGLE)
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in (*storeschema.VERSION_1, *storeschema.TO_VERSION_2):  # version 2 as it was
-        db.execute(statement)
-    db.execute("PRAGMA user_version = 2")
-    for seq, e in enumerate((sent, new), 1):
-        row = store_module._key_row(e) + store_module._Merged(e).row() + (seq,)
-        db.execute(f"INSERT INTO edges VALUES ({', '.join('?' * len(row))})", row)
-    key = store_module._key_row(sent)[0]
-    db.execute("INSERT INTO upload_state (key, last_seen, digest) VALUES (?, ?, ?)", (key, T0, digest(sent)))
-    db.execute("UPDATE meta SET value = 3 WHERE name = 'next_seq'")
-    db.execute("UPDATE meta SET value = 1 WHERE name = 'upload_cursor'")
-    db.close()
-    with EdgeStore(path) as s:
-        assert s.upload_marks([(FRONTEND, S3)]) == {(FRONTEND, S3): (T0, digest(sent), False)}
-        assert s.upload_cursor() == 1 and not s.has_live_uploads()
-        assert sorted(s.edges(), key=repr) == sorted([sent, new], key=repr)
-        cloud = FakeCloud(s)
-        uploader(s, cloud).upload_once()  # the new edge, as live (the cursor is past the old one)
-        assert cloud.sent() == {(FRONTEND, GOOGLE): [(0, True)]}
-        s.record([sent])  # the old edge seen again: live now, marked not live, so it goes once
-        uploader(s, cloud).upload_once()
-        assert cloud.sent()[(FRONTEND, S3)] == [(0, True)]
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
-    db.close()
+    assert UploadLedger(store).gone_quiet(T0 - HOUR, 10) == [forgotten]
+    UploadLedger(store).mark_uploaded([((FRONTEND, GOOGLE), T0 + 50, digest(forgotten), False)])
+    assert UploadLedger(store).gone_quiet(T0, 10) == [] and not UploadLedger(store).has_live_uploads()
 
 
 # ------------------------------------------------------------------ selection
@@ -284,7 +233,7 @@ def test_changed_details_are_re_sent_with_the_cumulative_state(store: EdgeStore)
         [edge(at=T0 + 1, methods=frozenset({Method.ISTIO}), http=(HttpResource("/cart", ("GET",)),))]
     )
     assert up.upload_once().batches == 1
-    sent = edge_from_dict(cloud.batches[-1].edges[0])
+    sent = wire.from_doc(cloud.batches[-1].edges[0])
     assert sent.methods == {Method.TCP, Method.ISTIO}
     assert sent.http == (HttpResource("/cart", ("GET",)),)
     assert sent.count == 4 and sent.last_seen == T0 + 1
@@ -353,9 +302,10 @@ def test_a_crash_between_send_and_mark_re_sends_the_same_batch_id(
     def crash(*_: object) -> None:
         raise KeyboardInterrupt  # the process dies after the cloud stored the batch
 
-    monkeypatch.setattr(store, "mark_uploaded", crash)
+    crashing = uploader(store, cloud)
+    monkeypatch.setattr(crashing.ledger, "mark_uploaded", crash)
     with pytest.raises(KeyboardInterrupt):
-        uploader(store, cloud).upload_once()
+        crashing.upload_once()
     monkeypatch.undo()
     result = uploader(store, cloud).upload_once()  # the restarted mapper
     assert (result.batches, result.duplicates) == (1, 1)
@@ -390,10 +340,10 @@ def test_an_outage_leaves_the_cursor_and_loses_nothing(store: EdgeStore) -> None
     for _ in range(2):
         with pytest.raises(CloudUnavailable):
             up.upload_once()
-    assert store.upload_cursor() == 0 and not cloud.stored
+    assert UploadLedger(store).upload_cursor() == 0 and not cloud.stored
     store.record([edge(target=REDIS)])
     assert up.upload_once().edges == 2
-    assert len(cloud.stored) == 1 and store.upload_cursor() == 2
+    assert len(cloud.stored) == 1 and UploadLedger(store).upload_cursor() == 2
 
 
 def test_a_rejected_batch_is_not_retried_within_the_cycle(store: EdgeStore) -> None:
@@ -402,7 +352,7 @@ def test_a_rejected_batch_is_not_retried_within_the_cycle(store: EdgeStore) -> N
     store.record([edge()])
     with pytest.raises(CloudRejected):
         uploader(store, cloud, retry_attempts=5).upload_once()
-    assert len(cloud.calls) == 1 and store.upload_cursor() == 0
+    assert len(cloud.calls) == 1 and UploadLedger(store).upload_cursor() == 0
 
 
 def test_anonymized_batches_carry_no_names(store: EdgeStore) -> None:
@@ -467,10 +417,10 @@ def test_a_steady_edge_is_sent_once_then_only_heartbeats_keep_it_current(store: 
     assert cloud.sent() == {(FRONTEND, CART): [(0, True)]}  # one edge write in three hours
     assert [h - T0 for h in cloud.heartbeats] == [0, HOUR, 2 * HOUR, 3 * HOUR]
     assert [c.batch_id for c in cloud.calls[1:]] == [
-        "heartbeat-2026-05-28T20:26:40.000000Z",
-        "heartbeat-2026-05-28T21:26:40.000000Z",
-        "heartbeat-2026-05-28T22:26:40.000000Z",
-        "heartbeat-2026-05-28T23:26:40.000000Z",
+        "heartbeat-2026-05-28T20:26:40Z",
+        "heartbeat-2026-05-28T21:26:40Z",
+        "heartbeat-2026-05-28T22:26:40Z",
+        "heartbeat-2026-05-28T23:26:40Z",
     ]
 
 
@@ -504,7 +454,7 @@ def test_no_heartbeat_comes_before_the_idle_marking_it_would_contradict(store: E
     seen = steady(CART, minutes=range(61))
     seen["0"].append(edge(target=REDIS))
     simulate(store, up, clock, range(61), seen)
-    calls = [(c.seen_at is not None, c.seen_at or edge_from_dict(c.edges[0]).target) for c in cloud.calls]
+    calls = [(c.seen_at is not None, c.seen_at or wire.from_doc(c.edges[0]).target) for c in cloud.calls]
     assert calls == [(False, CART), (True, T0), (False, REDIS), (True, T0 + HOUR)]
     assert cloud.sent()[(FRONTEND, REDIS)] == [(0, True), (0, False)]
 
@@ -575,12 +525,13 @@ def test_a_crash_after_sending_an_edge_quiet_then_its_return_re_sends_it_live(
     store.record([edge()])
     uploader(store, cloud, clock=clock).upload_once()
     clock.now = T0 + HOUR
-    monkeypatch.setattr(store, "mark_uploaded", crash)  # after the cloud stored the quiet batch
+    crashing = uploader(store, cloud, clock=clock)
+    monkeypatch.setattr(crashing.ledger, "mark_uploaded", crash)  # after the cloud stored the quiet batch
     with pytest.raises(KeyboardInterrupt):
-        uploader(store, cloud, clock=clock).upload_once()
+        crashing.upload_once()
     monkeypatch.undo()
     assert cloud.live == {(FRONTEND, CART): False}
-    assert store.upload_marks([(FRONTEND, CART)])[(FRONTEND, CART)][2] is False  # maybe live
+    assert UploadLedger(store).upload_marks([(FRONTEND, CART)])[(FRONTEND, CART)][2] is False  # maybe live
     clock.now = T0 + HOUR + MINUTE
     store.record([edge(at=clock.now)])  # it came back while the mapper was down
     result = uploader(store, cloud, clock=clock).upload_once()  # the restarted mapper
@@ -596,15 +547,16 @@ def test_a_crash_after_sending_an_edge_quiet_re_sends_the_same_batch_if_still_qu
     store.record([edge()])
     uploader(store, cloud, clock=clock).upload_once()
     clock.now = T0 + HOUR
-    monkeypatch.setattr(store, "mark_uploaded", crash)
+    crashing = uploader(store, cloud, clock=clock)
+    monkeypatch.setattr(crashing.ledger, "mark_uploaded", crash)
     with pytest.raises(KeyboardInterrupt):
-        uploader(store, cloud, clock=clock).upload_once()
+        crashing.upload_once()
     monkeypatch.undo()
     clock.now = T0 + 2 * HOUR
     result = uploader(store, cloud, clock=clock).upload_once()
     assert (result.batches, result.duplicates, result.quiet, result.heartbeats) == (1, 1, 1, 0)
     assert cloud.batches[1].batch_id == cloud.batches[2].batch_id
-    assert not store.has_live_uploads() and store.gone_quiet(clock.now, 10) == []
+    assert not UploadLedger(store).has_live_uploads() and UploadLedger(store).gone_quiet(clock.now, 10) == []
 
 
 def test_a_reset_sends_the_forgotten_live_edges_quiet_before_any_heartbeat(store: EdgeStore) -> None:
@@ -623,7 +575,7 @@ def test_a_reset_sends_the_forgotten_live_edges_quiet_before_any_heartbeat(store
     assert sent[(FRONTEND, CART)] == [(0, True), (5 * MINUTE, False)]  # its latest last_seen
     assert sent[(FRONTEND, GOOGLE)] == [(0, True), (0, False)]
     assert sent[(FRONTEND, REDIS)] == [(5 * MINUTE, True)]
-    forgotten = edge_from_dict(cloud.batches[1].edges[0])
+    forgotten = wire.from_doc(cloud.batches[1].edges[0])
     assert (forgotten.methods, forgotten.count, forgotten.ambiguous) == (frozenset(), 1, True)
     simulate(store, up, clock, range(6, 66), steady(REDIS, minutes=range(6, 66)))
     assert [h - T0 for h in cloud.heartbeats] == [0, HOUR]
@@ -663,4 +615,4 @@ def test_the_idle_sweep_sends_at_most_batch_size_edges_per_batch(store: EdgeStor
     result = up.upload_once()
     assert [len(c.edges) for c in cloud.batches] == [500, 500, 200, 500, 500, 200]
     assert (result.batches, result.quiet, result.heartbeats) == (3, 1200, 0)
-    assert not any(d["live"] for c in cloud.batches[3:] for d in c.edges)
+    assert not any(d.live for c in cloud.batches[3:] for d in c.edges)

@@ -1,27 +1,26 @@
-"""The reporter's pure parts: aggregation, the bound, conversion to mutations, merge-back."""
+"""The reporter's parts: aggregation and the bound (agent.sniffer.pairs), conversion to mutations
+(agent.sniffer.reports), and one report cycle with merge-back (agent.sniffer.reporter) against the
+real mapper API app in process."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from agent.mapperclient import MapperRejected, MapperUnavailable
+from agent.mapperclient import HttpMapperClient
 from agent.model import DnsAnswer, Method, SocketConnection, TcpConnection
 from agent.settings import parse_address
 from agent.sniffer.metrics import SnifferMetrics
-from agent.sniffer.reporter import (
-    MAX_IPS_PER_NAME,
-    Batch,
-    PairCollector,
-    PairKey,
-    Reporter,
-    Seen,
-    mutations_for,
-    rfc3339,
-)
+from agent.sniffer.pairs import MAX_CNAMES, MAX_IPS_PER_NAME, Batch, PairCollector, PairKey, Seen
+from agent.sniffer.reporter import Reporter
+from agent.sniffer.reports import mutations_for
+from agent.wire import format_time
+from tests.support.mapper_app import InProcessMapper
 
 T0 = datetime(2026, 11, 28, 2, 15, 6, 918878, tzinfo=UTC).timestamp()
 
@@ -30,8 +29,10 @@ def tcp(client: str, server: str, port: int, at: float) -> TcpConnection:
     return TcpConnection(client, 40000, server, port, at)
 
 
-def dns(client: str, name: str, ips: tuple[str, ...], at: float, ttl: int = 30) -> DnsAnswer:
-    return DnsAnswer(client, 53000, "10.96.0.10", name, ips, at, ttl=ttl)
+def dns(
+    client: str, name: str, ips: tuple[str, ...], at: float, ttl: int = 30, cnames: tuple[str, ...] = ()
+) -> DnsAnswer:
+    return DnsAnswer(client, 53000, "10.96.0.10", name, ips, at, cnames, ttl)
 
 
 def sock(client: str, server: str, port: int, at: float, host: str = "") -> SocketConnection:
@@ -48,8 +49,8 @@ def test_aggregation_keeps_the_latest_time_whatever_the_arrival_order() -> None:
     collector.add(tcp("10.0.0.1", "10.0.0.2", 443, T0))  # another port is another pair
     batch = collector.drain()
     assert dict(batch.pairs) == {
-        PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 80): Seen(T0 + 30),
-        PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 443): Seen(T0),
+        PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 80): Seen(T0 + 30, client_port=40000),
+        PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 443): Seen(T0, client_port=40000),
     }
     assert len(collector) == 0
     assert len(collector.drain()) == 0
@@ -61,7 +62,28 @@ def test_dns_keeps_the_latest_ttl_and_the_union_of_ips_newest_first() -> None:
     collector.add(dns("10.0.0.1", "api.example.com", ("3.3.3.3", "1.1.1.1"), T0 + 2, ttl=20))
     collector.add(dns("10.0.0.1", "api.example.com", ("4.4.4.4",), T0, ttl=99))  # older: IP kept, TTL not
     (seen,) = collector.drain().pairs.values()
-    assert seen == Seen(T0 + 2, ("3.3.3.3", "1.1.1.1", "2.2.2.2", "4.4.4.4"), 20)
+    assert seen == Seen(
+        T0 + 2, ("3.3.3.3", "1.1.1.1", "2.2.2.2", "4.4.4.4"), 20, client_port=53000, server_ip="10.96.0.10"
+    )
+
+
+def test_dns_keeps_the_newest_sighting_of_port_server_and_cname_chain() -> None:
+    collector = PairCollector(max_pairs=10)
+    chain = ("shop.example.com.cdn.net", "edge-7.cdn.net")
+    collector.add(
+        DnsAnswer("10.0.0.1", 41000, "10.96.0.10", "shop.example.com", ("1.1.1.1",), T0 + 5, chain, 60)
+    )
+    collector.add(DnsAnswer("10.0.0.1", 42000, "10.96.0.11", "shop.example.com", ("2.2.2.2",), T0, (), 10))
+    (seen,) = collector.drain().pairs.values()
+    assert seen == Seen(T0 + 5, ("1.1.1.1", "2.2.2.2"), 60, "", 41000, "10.96.0.10", chain)
+
+
+def test_dns_cname_chain_is_capped() -> None:
+    collector = PairCollector(max_pairs=10)
+    chain = tuple(f"hop{i}.example.com" for i in range(3 * MAX_CNAMES))
+    collector.add(dns("10.0.0.1", "deep.example.com", ("1.1.1.1",), T0, cnames=chain))
+    (seen,) = collector.drain().pairs.values()
+    assert seen.cnames == chain[:MAX_CNAMES]
 
 
 def test_dns_ip_union_is_capped() -> None:
@@ -78,12 +100,24 @@ def test_socket_scan_keeps_a_known_hostname() -> None:
     collector.add(sock("10.0.0.1", "10.0.0.2", 6379, T0, host="cart-7d9f"))
     collector.add(sock("10.0.0.1", "10.0.0.2", 6379, T0 + 5))  # client not local this time
     (seen,) = collector.drain().pairs.values()
-    assert seen == Seen(T0 + 5, hostname="cart-7d9f")
+    assert seen == Seen(T0 + 5, hostname="cart-7d9f", client_port=50000)
 
 
 def test_other_observations_are_refused() -> None:
     with pytest.raises(TypeError):
         PairCollector(max_pairs=1).add("10.0.0.1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("at", [-1.0, 253402300800.0, float("nan")])
+def test_times_the_wire_cannot_write_are_refused_and_counted_apart(at: float) -> None:
+    metrics = SnifferMetrics()
+    collector = PairCollector(max_pairs=10, metrics=metrics)
+    assert not collector.add(tcp("10.0.0.1", "10.0.0.2", 80, at))
+    assert collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0))
+    assert (collector.bad_times, collector.dropped, metrics.pairs_dropped.value) == (1, 0, 0)
+    batch = collector.drain()
+    assert (len(batch), batch.bad_times, batch.dropped) == (1, 1, 0)
+    assert collector.drain().bad_times == 0
 
 
 # --------------------------------------------------------------------------- the bound
@@ -147,8 +181,10 @@ def test_merge_back_newest_time_wins_and_overflow_is_dropped() -> None:
     assert len(merged) == 3
     # Older pending data merged under newer: still newest wins.
     collector.merge(merged)
-    collector.merge({PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81): Seen(T0 - 100)})
-    assert collector.drain().pairs[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)].last_seen == T0
+    collector.merge({PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81): Seen(T0 - 100, client_port=1)})
+    assert collector.drain().pairs[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)] == Seen(
+        T0, client_port=40000
+    )
     # A merge beyond the bound: the overflow is counted as dropped.
     collector.merge(merged)
     extra = {PairKey(Method.TCP, f"10.0.1.{i}", "10.0.0.9", 80): Seen(T0) for i in range(5)}
@@ -159,11 +195,6 @@ def test_merge_back_newest_time_wins_and_overflow_is_dropped() -> None:
 # --------------------------------------------------------------------------- conversion
 
 
-def test_rfc3339() -> None:
-    assert rfc3339(T0) == "2026-11-28T02:15:06.918878Z"
-    assert rfc3339(0) == "1970-01-01T00:00:00.000000Z"
-
-
 def _by_field(batch: Batch) -> dict[str, dict[str, Any]]:
     return {m.field: m.variables for m in mutations_for(batch)}
 
@@ -171,14 +202,17 @@ def _by_field(batch: Batch) -> dict[str, dict[str, Any]]:
 def test_dns_becomes_report_capture_results_one_destination_per_ip() -> None:
     collector = PairCollector(max_pairs=10)
     collector.add(dns("10.244.0.5", "redis-cart.shop.svc.cluster.local", ("10.96.0.20",), T0, ttl=5))
-    collector.add(dns("10.244.0.5", "api.example.com", ("1.1.1.1", "2001:db8::1"), T0, ttl=300))
-    collector.add(dns("10.244.0.6", "api.example.com", ("1.1.1.1",), T0 + 1, ttl=299))
+    collector.add(
+        dns("10.244.0.5", "api.example.com", ("1.1.1.1", "2001:db8::1"), T0, ttl=300, cnames=("api.cdn.net",))
+    )
+    collector.add(DnsAnswer("10.244.0.6", 0, "", "api.example.com", ("1.1.1.1",), T0 + 1, (), 299))
     (mutation,) = mutations_for(collector.drain())
     assert mutation.field == "reportCaptureResults"
     assert mutation.query == (
         "mutation reportCaptureResults($results: CaptureResults!) { reportCaptureResults(results: $results) }"
     )
-    t0, t1 = rfc3339(T0), rfc3339(T0 + 1)
+    t0, t1 = "2026-11-28T02:15:06.918878Z", "2026-11-28T02:15:07.918878Z"
+    sniffed = {"srcPort": 53000, "dnsServerIP": "10.96.0.10"}  # the extension fields, when known
     assert mutation.variables == {
         "results": {
             "results": [
@@ -191,18 +225,23 @@ def test_dns_becomes_report_capture_results_one_destination_per_ip() -> None:
                             "destinationIP": "1.1.1.1",
                             "TTL": 300,
                             "lastSeen": t0,
+                            **sniffed,
+                            "cnames": ["api.cdn.net"],
                         },
                         {
                             "destination": "api.example.com",
                             "destinationIP": "2001:db8::1",
                             "TTL": 300,
                             "lastSeen": t0,
+                            **sniffed,
+                            "cnames": ["api.cdn.net"],
                         },
                         {
                             "destination": "redis-cart.shop.svc.cluster.local",
                             "destinationIP": "10.96.0.20",
                             "TTL": 5,
                             "lastSeen": t0,
+                            **sniffed,
                         },
                     ],
                 },
@@ -210,7 +249,7 @@ def test_dns_becomes_report_capture_results_one_destination_per_ip() -> None:
                     "srcIp": "10.244.0.6",
                     "srcHostname": "",
                     "destinations": [
-                        {
+                        {  # nothing known beyond Otterize's fields: nothing more sent
                             "destination": "api.example.com",
                             "destinationIP": "1.1.1.1",
                             "TTL": 299,
@@ -221,6 +260,14 @@ def test_dns_becomes_report_capture_results_one_destination_per_ip() -> None:
             ]
         }
     }
+
+
+def test_a_whole_second_is_written_without_a_fraction() -> None:
+    collector = PairCollector(max_pairs=10)
+    collector.add(tcp("10.244.0.5", "10.244.0.9", 8080, 1764296106.0))
+    (mutation,) = mutations_for(collector.drain())
+    (source,) = mutation.variables["results"]["results"]
+    assert source["destinations"][0]["lastSeen"] == "2025-11-28T02:15:06Z"
 
 
 def test_tcp_becomes_report_tcp_capture_results() -> None:
@@ -237,8 +284,18 @@ def test_tcp_becomes_report_tcp_capture_results() -> None:
                     "srcIp": "10.244.0.5",
                     "srcHostname": "",
                     "destinations": [
-                        {"destination": "10.244.0.9", "destinationPort": 8080, "lastSeen": rfc3339(T0)},
-                        {"destination": "10.96.0.20", "destinationPort": 6379, "lastSeen": rfc3339(T0 + 1)},
+                        {
+                            "destination": "10.244.0.9",
+                            "destinationPort": 8080,
+                            "srcPort": 40000,
+                            "lastSeen": format_time(T0),
+                        },
+                        {
+                            "destination": "10.96.0.20",
+                            "destinationPort": 6379,
+                            "srcPort": 40000,
+                            "lastSeen": format_time(T0 + 1),
+                        },
                     ],
                 }
             ]
@@ -260,8 +317,13 @@ def test_socket_scan_becomes_report_socket_scan_results_with_the_client_hostname
         ("10.244.0.7", "checkout-77c4"),
     ]
     assert results[0]["destinations"] == [
-        {"destination": "10.244.0.10", "destinationPort": 3550, "lastSeen": rfc3339(T0 + 2)},
-        {"destination": "10.244.0.9", "destinationPort": 7070, "lastSeen": rfc3339(T0)},
+        {
+            "destination": "10.244.0.10",
+            "destinationPort": 3550,
+            "srcPort": 50000,
+            "lastSeen": format_time(T0 + 2),
+        },
+        {"destination": "10.244.0.9", "destinationPort": 7070, "srcPort": 50000, "lastSeen": format_time(T0)},
     ]
 
 
@@ -276,57 +338,82 @@ def test_a_mixed_batch_gives_one_mutation_per_kind_and_skips_empty_ones() -> Non
     assert all(len(m.pairs) == 1 for m in mutations)
 
 
-# --------------------------------------------------------------------------- report_once
+# ------------------------------------------------------------- report_once, against the real mapper app
+
+TOKEN = "unit-agent-token"
 
 
-class ScriptedClient:
-    """A MapperClient (the injected seam) that raises the scripted errors, then accepts."""
-
-    def __init__(self, *errors: Exception) -> None:
-        self.errors = list(errors)
-        self.calls: list[str] = []
-
-    def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(query.split("(", maxsplit=1)[0].removeprefix("mutation "))
-        if self.errors:
-            raise self.errors.pop(0)
-        return {"ok": True}
+@pytest.fixture
+def mapper() -> Iterator[InProcessMapper]:
+    with InProcessMapper(TOKEN) as running:
+        yield running
 
 
-def _reporter(client: ScriptedClient, collector: PairCollector, metrics: SnifferMetrics) -> Reporter:
+def _reporter(
+    mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics, token: str = TOKEN
+) -> Reporter:
+    client = HttpMapperClient(mapper.url, token, timeout=5.0, transport=mapper.transport)
     return Reporter(
         collector, client, 0.01, metrics=metrics, attempts=3, backoff_initial=0.001, backoff_max=0.01
     )
 
 
-def test_failed_batch_is_merged_back_and_sent_later() -> None:
+def _resolved(mapper: InProcessMapper, count: int) -> list[Any]:
+    assert mapper.app.state.ingest.drain(5)
+    found = mapper.observations()
+    assert len(found) == count, found
+    return found
+
+
+def test_a_report_cycle_delivers_what_was_sniffed(mapper: InProcessMapper) -> None:
+    collector = PairCollector(max_pairs=10)
+    reporter = _reporter(mapper, collector, SnifferMetrics())
+    sniffed = [
+        dns("10.0.0.1", "a.example.com", ("1.1.1.1", "1.1.1.2"), T0, cnames=("a.cdn.net", "b.cdn.net")),
+        tcp("10.0.0.1", "10.0.0.2", 80, T0),
+        sock("10.0.0.3", "10.0.0.2", 443, T0, host="web-1"),
+    ]
+    for observation in sniffed:
+        collector.add(observation)
+    assert reporter.report_once() is True
+    assert set(_resolved(mapper, 3)) == set(sniffed)  # T0 is a whole microsecond: exact on the wire
+
+
+def test_failed_batch_is_merged_back_and_sent_later(mapper: InProcessMapper) -> None:
     metrics = SnifferMetrics()
     collector = PairCollector(max_pairs=10, metrics=metrics)
-    down = MapperUnavailable("connection refused")
-    client = ScriptedClient(down, down, down, down)
-    reporter = _reporter(client, collector, metrics)
+    mapper.transport.fail_with(503, times=4)
+    reporter = _reporter(mapper, collector, metrics)
     collector.add(dns("10.0.0.1", "a.example.com", ("1.1.1.1",), T0))
     collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0))
     assert reporter.report_once() is False
-    assert client.calls == ["reportCaptureResults"] * 3  # retried, then TCP not even tried
+    assert mapper.transport.operations() == ["reportCaptureResults"] * 3  # retried, then TCP not even tried
     assert len(collector) == 2 and reporter.failed_cycles == 1
-    collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0 + 1))  # newer sighting meanwhile
+    newer = dataclasses.replace(tcp("10.0.0.1", "10.0.0.2", 80, T0 + 1), client_port=40001)
+    collector.add(newer)  # a newer sighting meanwhile
     assert reporter.report_once() is True
-    assert client.calls[3:] == ["reportCaptureResults", "reportCaptureResults", "reportTCPCaptureResults"]
+    assert mapper.transport.operations()[3:] == [
+        "reportCaptureResults",
+        "reportCaptureResults",
+        "reportTCPCaptureResults",
+    ]
+    assert [e.response.status for e in mapper.transport.exchanges() if e.response] == [503] * 4 + [200] * 2
     assert len(collector) == 0 and reporter.failed_cycles == 0
     assert metrics.report_failures.value == 4
     assert metrics.reports_sent.value == 2
+    assert newer in _resolved(mapper, 2)
 
 
-def test_rejection_is_not_retried_and_the_pairs_are_kept() -> None:
+def test_rejection_is_not_retried_and_the_pairs_are_kept(mapper: InProcessMapper) -> None:
     metrics = SnifferMetrics()
     collector = PairCollector(max_pairs=10, metrics=metrics)
-    client = ScriptedClient(MapperRejected(401, "unauthorized"))
-    reporter = _reporter(client, collector, metrics)
+    reporter = _reporter(mapper, collector, metrics, token="not-the-token")
     collector.add(tcp("10.0.0.1", "10.0.0.2", 80, T0))
     assert reporter.report_once() is False
-    assert client.calls == ["reportTCPCaptureResults"]
+    assert mapper.transport.operations() == ["reportTCPCaptureResults"]
+    assert mapper.transport.count(401) == 1
     assert len(collector) == 1
+    assert _resolved(mapper, 0) == []
 
 
 def test_parse_address() -> None:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main as cli
-from agent.exports import client_intents, edges_document, network_policies, validate, yaml_documents
-from agent.mapper.anonymize import (
+from agent.anonymize import (
     AnonymizationKeyError,
     Anonymizer,
     Deanonymizer,
@@ -21,6 +19,8 @@ from agent.mapper.anonymize import (
     intents_edges,
     load_key,
 )
+from agent.cli import main as cli
+from agent.exports import client_intents, edges_document, network_policies, validate, yaml_documents
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
 
 CRD = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "clientintents-crd.yaml"

@@ -1,4 +1,4 @@
-"""The ingest queue and workers (agent.mapper.api.ingest) and the document caps (.limits)."""
+"""The report queue and its workers (agent.mapper.api.reportqueue) and the document caps (.limits)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterable
 import pytest
 from graphql import get_introspection_query, parse
 
-from agent.mapper.api.ingest import Busy, Ingest
 from agent.mapper.api.limits import MAX_DEPTH, MAX_FIELDS, DocumentTooComplex, check_document
+from agent.mapper.api.reportqueue import Busy, ReportQueue
 from agent.model import Edge, Observation, TcpConnection, WorkloadIdentity
 
 A, B = WorkloadIdentity("ns", "a", "Deployment"), WorkloadIdentity("ns", "b", "Deployment")
@@ -51,16 +51,16 @@ class Sink:
 
 
 @pytest.fixture
-def parts() -> Iterable[tuple[Ingest, Resolver, Sink]]:
+def parts() -> Iterable[tuple[ReportQueue, Resolver, Sink]]:
     resolver, sink = Resolver(), Sink()
-    ingest = Ingest(resolver, sink, max_batches=2)
+    ingest = ReportQueue(resolver, sink, max_batches=2)
     ingest.start()
     yield ingest, resolver, sink
     resolver.gate.set()
     ingest.stop(5)
 
 
-def test_one_record_call_per_batch(parts: tuple[Ingest, Resolver, Sink]) -> None:
+def test_one_record_call_per_batch(parts: tuple[ReportQueue, Resolver, Sink]) -> None:
     ingest, _, sink = parts
     ingest.submit([obs(1), obs(2), obs(3)])
     ingest.submit([obs(4)])
@@ -71,7 +71,7 @@ def test_one_record_call_per_batch(parts: tuple[Ingest, Resolver, Sink]) -> None
     assert ingest.stats.edges_recorded == 4 and ingest.stats.batches_done == 2
 
 
-def test_full_queue_refuses_and_keeps_what_it_accepted(parts: tuple[Ingest, Resolver, Sink]) -> None:
+def test_full_queue_refuses_and_keeps_what_it_accepted(parts: tuple[ReportQueue, Resolver, Sink]) -> None:
     ingest, resolver, sink = parts
     resolver.gate.clear()
     ingest.submit([obs(1)])
@@ -88,10 +88,10 @@ def test_full_queue_refuses_and_keeps_what_it_accepted(parts: tuple[Ingest, Reso
 
 
 def test_failures_are_logged_once_per_batch_and_the_worker_survives(
-    parts: tuple[Ingest, Resolver, Sink], caplog: pytest.LogCaptureFixture
+    parts: tuple[ReportQueue, Resolver, Sink], caplog: pytest.LogCaptureFixture
 ) -> None:
     ingest, _, sink = parts
-    caplog.set_level(logging.ERROR, "agent.mapper.api.ingest")
+    caplog.set_level(logging.ERROR, "agent.mapper.api.reportqueue")
     ingest.submit([obs(1, "boom"), obs(2), obs(3, "boom")])
     assert ingest.drain(5)
     assert [len(c) for c in sink.calls] == [1]  # the good observation of the batch is kept
@@ -111,20 +111,20 @@ def test_failures_are_logged_once_per_batch_and_the_worker_survives(
 
 def test_stop_drains_then_stops_workers() -> None:
     resolver, sink = Resolver(), Sink()
-    ingest = Ingest(resolver, sink, max_batches=4, workers=2)
+    ingest = ReportQueue(resolver, sink, max_batches=4, workers=2)
     ingest.start()
     ingest.start()  # idempotent
     for i in range(4):
         ingest.submit([obs(i)])
     assert ingest.stop(5)
     assert len(sink.calls) == 4
-    assert not any(t.name.startswith("mapper-ingest") for t in threading.enumerate())
+    assert not any(t.name.startswith("mapper-reports") for t in threading.enumerate())
 
 
 def test_drain_times_out() -> None:
     resolver, sink = Resolver(), Sink()
     resolver.gate.clear()
-    ingest = Ingest(resolver, sink, max_batches=1)
+    ingest = ReportQueue(resolver, sink, max_batches=1)
     ingest.start()
     ingest.submit([obs(1)])
     started = time.monotonic()
@@ -136,7 +136,7 @@ def test_drain_times_out() -> None:
 
 def test_bad_sizes() -> None:
     with pytest.raises(ValueError, match="max_batches"):
-        Ingest(Resolver(), Sink(), max_batches=0)
+        ReportQueue(Resolver(), Sink(), max_batches=0)
 
 
 # --------------------------------------------------------------------------- document caps

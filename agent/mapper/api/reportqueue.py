@@ -1,7 +1,7 @@
-"""The bounded hand-off between the API's request threads and resolution.
+"""The report queue: the bounded hand-off between the API's request threads and resolution.
 
 Mutation handlers (producers' reports over HTTP) convert their input to observations and
-:meth:`Ingest.submit` them as one batch onto a bounded ``queue.Queue``; when it is full,
+:meth:`ReportQueue.submit` them as one batch onto a bounded ``queue.Queue``; when it is full,
 ``submit`` raises :class:`Busy` and the mutation answers a GraphQL error ("mapper busy,
 retry") so the reporter retries: accepted data is never dropped. Worker threads take batches,
 ``resolve`` each observation (``agent.mapper.resolver``) and ``record`` the batch's edges in the
@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from agent.mapper.api.protocols import EdgeSink, ObservationResolver
 from agent.model import Edge, Observation
 
-log = logging.getLogger("agent.mapper.api.ingest")
+log = logging.getLogger("agent.mapper.api.reportqueue")
 
 _STOP = None
 
 
 class Busy(RuntimeError):
-    """The ingest queue is full: the report was not accepted and should be retried."""
+    """The report queue is full: the report was not accepted and should be retried."""
 
 
 @dataclass(slots=True)
-class IngestStats:
+class ReportQueueStats:
     """Counters since start (read without a lock: for tests, logs and health output)."""
 
     batches_accepted: int = 0
@@ -43,7 +43,7 @@ class IngestStats:
     record_errors: int = 0
 
 
-class Ingest:
+class ReportQueue:
     """A bounded queue of observation batches and the workers that resolve and store them."""
 
     def __init__(
@@ -58,7 +58,7 @@ class Ingest:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
-        self.stats = IngestStats()
+        self.stats = ReportQueueStats()
 
     # ------------------------------------------------------------------ producers' side
 
@@ -89,10 +89,10 @@ class Ingest:
             if self._threads:
                 return
             for i in range(self._workers):
-                thread = threading.Thread(target=self._work, name=f"mapper-ingest-{i}", daemon=True)
+                thread = threading.Thread(target=self._work, name=f"mapper-reports-{i}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
-        log.info("ingest started workers=%d max_batches=%d", self._workers, self._queue.maxsize)
+        log.info("report queue started workers=%d max_batches=%d", self._workers, self._queue.maxsize)
 
     def drain(self, timeout: float) -> bool:
         """Wait until every accepted batch is resolved and recorded; False on timeout."""
@@ -114,9 +114,11 @@ class Ingest:
         for thread in threads:
             thread.join(timeout)
         if not drained:
-            log.warning("ingest stopped with batches pending=%d", self.pending)
+            log.warning("report queue stopped with batches pending=%d", self.pending)
         else:
-            log.info("ingest stopped batches=%d edges=%d", self.stats.batches_done, self.stats.edges_recorded)
+            log.info(
+                "report queue stopped batches=%d edges=%d", self.stats.batches_done, self.stats.edges_recorded
+            )
         return drained
 
     # ------------------------------------------------------------------ workers

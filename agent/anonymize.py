@@ -1,6 +1,9 @@
 """Keyed hashes for names that leave the cluster, and the way back for those who hold the key.
 
-With ``cloud.anonymize=true`` the uploader (:mod:`agent.mapper.uploader`) sends
+Shared by the mapper (which anonymizes) and the CLI (which de-anonymizes), so it sits below
+both: it imports only :mod:`agent.model` and :mod:`agent.exports`.
+
+With ``cloud.anonymize=true`` the mapper's uploader (:mod:`agent.mapper.uploader`) sends
 :meth:`Anonymizer.anonymize` of each edge: workload names, namespaces, DNS names (the whole
 name), ARNs and ``target_service`` become ``h-`` + 24 hex digits of HMAC-SHA256 under a key
 that never leaves the cluster (a Secret mounted as a file: :func:`load_key`). Kinds, IPs, ports,

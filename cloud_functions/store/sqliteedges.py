@@ -1,0 +1,182 @@
+"""The SQLite store's edge rows: one ingest's access to them, the query that reads them back, and
+the migration that re-keys them.
+
+Data comes from the ingest service (:mod:`cloud_functions.store.ingestion`), through
+:class:`SqliteEdgeBatch` (the service's :class:`~cloud_functions.store.ingestion.EdgeBatch`, opened
+by :meth:`SqliteGraphStore.open_batch <cloud_functions.store.sqlite.SqliteGraphStore.open_batch>`
+inside one write transaction), and from the rows :func:`edges_query` selects. Rows go to the
+``edges`` table; read back, to :func:`~cloud_functions.store.storedform.read_back`.
+
+A row (:data:`INSERT_EDGE`): ``id`` (appended in order), cluster number, 16-byte key, the edge's
+text (bytes: :func:`agent.wire.encode` of its canonical document), client and workload-target
+namespace/name, the methods' JSON, ``last_seen`` and ``live``. Keys are unique per cluster through
+the in-memory :class:`~cloud_functions.store.keyindex.KeyIndex`, not a UNIQUE index.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from agent import wire
+from agent.wire import canonical
+from cloud_functions.store.base import StoreError
+from cloud_functions.store.ingestion import EdgeWrite, StoredText
+from cloud_functions.store.keyindex import KeyIndex
+from cloud_functions.store.storedform import EdgeRecord, edge_key, filter_fields
+
+INSERT_EDGE = "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPDATE_EDGE = "UPDATE edges SET edge = ?, methods = ?, last_seen = ?, live = ? WHERE id = ?"
+_CHUNK = 500
+"""Row ids per ``SELECT ... IN (...)`` (SQLite's parameter limit is 32766, older builds' 999)."""
+
+_method_texts: dict[tuple[str, ...], str] = {}
+
+
+def methods_json(methods: tuple[str, ...]) -> str:
+    """The ``methods`` column: the method names' JSON (what ``json_each`` reads)."""
+    found = _method_texts.get(methods)
+    if found is None:
+        found = _method_texts[methods] = wire.encode(methods).decode()
+    return found
+
+
+def edge_row(row_id: int, cluster: int, edge: EdgeRecord) -> tuple[Any, ...]:
+    """The row :data:`INSERT_EDGE` inserts for an edge."""
+    f = filter_fields(edge.doc)
+    return (
+        row_id,
+        cluster,
+        edge.key,
+        edge.text,
+        f.client_namespace,
+        f.client_name,
+        f.target_namespace,
+        f.target_name,
+        methods_json(f.methods),
+        f.last_seen,
+        edge.doc.live,
+    )
+
+
+class SqliteEdgeBatch:
+    """:class:`~cloud_functions.store.ingestion.EdgeBatch` of one cluster (number ``cluster``) in
+    the write transaction of ``db``. ``writes`` counts the rows written; ``added`` holds the keys
+    and row ids appended, for the :class:`KeyIndex` once the transaction has committed."""
+
+    def __init__(
+        self, db: sqlite3.Connection, keys: KeyIndex, cluster: int, where: tuple[str, str, str]
+    ) -> None:
+        self._db, self._keys, self._cluster, self._where = db, keys, cluster, where
+        found = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
+        self.seen_before = db.execute(found, where).fetchone() is not None
+        self.writes = 0
+        self.added: list[tuple[bytes, int]] = []
+        self._known: dict[bytes, int] | None = None
+
+    def _row_ids(self) -> dict[bytes, int]:
+        """The cluster's keys and their row ids, as committed before this transaction."""
+        if self._known is None:
+            self._keys.check(self._db)
+            self._known = self._keys.keys(self._db, self._cluster)
+        return self._known
+
+    def raise_heartbeat(self, seen_at: float) -> None:
+        rises = "UPDATE clusters SET heartbeat = ? WHERE num = ? AND (heartbeat IS NULL OR heartbeat < ?)"
+        self.writes += self._db.execute(rises, (seen_at, self._cluster, seen_at)).rowcount
+
+    def stored(self, keys: Collection[bytes]) -> dict[bytes, StoredText]:
+        known = self._row_ids()
+        ids = {row_id: key for key in keys if (row_id := known.get(key)) is not None}
+        found: dict[bytes, StoredText] = {}
+        listed = list(ids)
+        for start in range(0, len(listed), _CHUNK):
+            chunk = listed[start : start + _CHUNK]
+            sql = f"SELECT id, edge FROM edges WHERE id IN ({', '.join('?' * len(chunk))})"  # noqa: S608
+            found.update((ids[row_id], StoredText(text)) for row_id, text in self._db.execute(sql, chunk))
+        return found
+
+    def put(self, writes: Sequence[EdgeWrite]) -> set[bytes]:
+        known = self._row_ids()
+        next_id = self.added[-1][1] + 1 if self.added else self._keys.next_id(self._db)
+        rows, updates = [], []
+        for write in writes:
+            edge = write.record
+            row_id = known.get(edge.key)
+            if row_id is None:
+                rows.append(edge_row(next_id, self._cluster, edge))
+                self.added.append((edge.key, next_id))
+                next_id += 1
+            else:
+                f = filter_fields(edge.doc)
+                updates.append((edge.text, methods_json(f.methods), f.last_seen, edge.doc.live, row_id))
+        self._db.executemany(INSERT_EDGE, rows)
+        self._db.executemany(_UPDATE_EDGE, updates)
+        self.writes += len(writes)
+        return set()  # one transaction: nothing changes under it
+
+    def mark(self, now: float) -> bool:
+        marked = self._db.execute("INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?)", (*self._where, now))
+        self.writes += marked.rowcount
+        return bool(marked.rowcount)
+
+
+def edges_query(
+    tenant_id: str,
+    *,
+    cluster_ids: Iterable[str] | None,
+    namespace: str | None,
+    workload: str | None,
+    method: str | None,
+    since: float | None,
+) -> tuple[str, list[Any]]:
+    """The SELECT of a tenant's ``(cluster id, text, heartbeat)`` rows that pass the filters of
+    :meth:`GraphStore.edges <cloud_functions.store.base.GraphStore.edges>`, and its parameters."""
+    where, params = ["c.tenant_id = ?"], list[Any]([tenant_id])
+    if cluster_ids is not None:
+        where.append("c.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(cluster_ids)))
+    if namespace is not None or workload is not None:
+        sides = []
+        for side in ("client", "target"):
+            conditions = [
+                f"{side}_{col} = ?"
+                for col, v in (("namespace", namespace), ("name", workload))
+                if v is not None
+            ]
+            sides.append("(" + " AND ".join(conditions) + ")")
+            params.extend(v for v in (namespace, workload) if v is not None)
+        where.append("(" + " OR ".join(sides) + ")")
+    if method is not None:
+        where.append("EXISTS (SELECT 1 FROM json_each(methods) WHERE value = ?)")
+        params.append(method)
+    if since is not None:
+        where.append("(last_seen >= ? OR (live AND c.heartbeat >= ?))")
+        params.extend((since, since))
+    sql = "SELECT c.id, edge, c.heartbeat FROM edges JOIN clusters c ON c.num = edges.cluster WHERE "
+    return sql + " AND ".join(where), params
+
+
+def rekey_edges(db: sqlite3.Connection) -> None:
+    """Migration: edges written before the edge codec (their text the old JSON export form, without
+    ``live``; their key a SHA-256 of another JSON) get the codec's canonical text (with the row's
+    ``live`` flag), its key and their filter columns from it."""
+    rows = db.execute("SELECT id, cluster, edge, live FROM edges ORDER BY id").fetchall()
+    seen: set[tuple[int, bytes]] = set()
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        texts = [text.encode() if isinstance(text, str) else text for _, _, text, _ in chunk]
+        updates = []
+        for (row_id, cluster, _, live), old in zip(chunk, wire.decode_docs(texts), strict=True):
+            doc = canonical(msgspec.structs.replace(old, live=bool(live)))
+            key = edge_key(doc)
+            if (cluster, key) in seen:  # old keys were unique per cluster, and so are their edges
+                raise StoreError(f"edge row {row_id} repeats an edge of cluster {cluster}")
+            seen.add((cluster, key))
+            f = filter_fields(doc)
+            updates.append((key, wire.encode(doc), methods_json(f.methods), f.last_seen, row_id))
+        db.executemany("UPDATE edges SET key = ?, edge = ?, methods = ?, last_seen = ? WHERE id = ?", updates)

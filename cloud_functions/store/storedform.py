@@ -1,0 +1,90 @@
+"""The stored form of an edge: its key, text and filter fields, and the edges as read back.
+
+Data comes from edge documents (:class:`agent.wire.EdgeDoc`): the uploads that the ingest service
+(:mod:`cloud_functions.store.ingestion`) makes canonical here, and the texts the stores read back.
+It goes to the stores (:mod:`cloud_functions.store.sqliteedges`; :mod:`cloud_functions.store.dynamodb`
+through :mod:`cloud_functions.store.dynamoitems`): the text they keep (:func:`agent.wire.encode` of
+the canonical document, ``live`` flag included), the 16-byte key they keep it under
+(:func:`edge_key`) and the filter columns or attributes beside it (:func:`filter_fields`). Read
+back, the texts are decoded in one pass (:func:`agent.wire.decode_docs`) and go to the handlers
+as :class:`~cloud_functions.store.base.StoredEdge` (:func:`read_back`), liveness applied
+(:func:`effective`; see :mod:`cloud_functions.store.base`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent import wire
+from agent.model import Edge
+from agent.wire import EdgeDoc, WorkloadTargetDoc
+from cloud_functions.store.base import StoredEdge
+
+
+def edge_key(doc: EdgeDoc) -> bytes:
+    """The 16 bytes a store keys an edge by (within its cluster)."""
+    return wire.key_hash(wire.key_bytes(doc))
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeRecord:
+    """A canonical edge document with its key and its text (what a store writes)."""
+
+    key: bytes
+    doc: EdgeDoc
+    text: bytes
+
+
+def record(doc: EdgeDoc, key: bytes) -> EdgeRecord:
+    """The record of a canonical ``doc`` whose :func:`edge_key` is ``key``."""
+    return EdgeRecord(key, doc, wire.encode(doc))
+
+
+@dataclass(frozen=True, slots=True)
+class FilterFields:
+    """What stores keep beside an edge's text to filter without decoding it: the client's
+    namespace and name, a workload target's (None for other targets), the method names and
+    ``last_seen`` (epoch seconds)."""
+
+    client_namespace: str
+    client_name: str
+    target_namespace: str | None
+    target_name: str | None
+    methods: tuple[str, ...]
+    last_seen: float
+
+
+def filter_fields(doc: EdgeDoc) -> FilterFields:
+    target = doc.target
+    workload = target if type(target) is WorkloadTargetDoc else None
+    return FilterFields(
+        doc.client.namespace,
+        doc.client.name,
+        workload.namespace if workload else None,
+        workload.name if workload else None,
+        doc.methods,
+        doc.lastSeen.timestamp(),
+    )
+
+
+def effective(doc: EdgeDoc, heartbeat: float | None) -> Edge:
+    """The edge as read: a live edge was seen at least at its cluster's heartbeat."""
+    edge = wire.from_doc(doc)
+    if doc.live and heartbeat is not None and heartbeat > edge.last_seen:
+        return dataclasses.replace(edge, last_seen=round(heartbeat * 1_000_000) / 1_000_000)
+    return edge
+
+
+def read_back(rows: Iterable[tuple[str, bytes, float | None]]) -> list[StoredEdge]:
+    """Stored ``(cluster id, text, the cluster's heartbeat)`` rows → the edges as read, ordered by
+    cluster and key."""
+    rows = list(rows)
+    docs = wire.decode_docs([text for _, text, _ in rows])
+    found = [
+        (cluster, wire.key_bytes(doc), StoredEdge(cluster, effective(doc, heartbeat), live=doc.live))
+        for (cluster, _, heartbeat), doc in zip(rows, docs, strict=True)
+    ]
+    found.sort(key=lambda row: row[:2])
+    return [stored for _, _, stored in found]
