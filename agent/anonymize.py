@@ -32,7 +32,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +92,27 @@ class Anonymizer:
                 self._cache[name] = found
         return found
 
-    def identity(self, identity: WorkloadIdentity) -> WorkloadIdentity:
-        return WorkloadIdentity(self.hash(identity.namespace), self.hash(identity.name), identity.kind)
-
-    def target(self, target: Target) -> Target:
-        if isinstance(target, WorkloadIdentity):
-            return self.identity(target)
-        if isinstance(target, InternetTarget):
-            return dataclasses.replace(target, dns_name=self.hash(target.dns_name))
-        return AwsTarget(target.arn if target.arn == "*" else self.hash(target.arn))
-
     def anonymize(self, edge: Edge) -> Edge:
-        return dataclasses.replace(
-            edge,
-            client=self.identity(edge.client),
-            target=self.target(edge.target),
-            target_service=self.hash(edge.target_service),
-        )
+        return _renamed(edge, self.hash)
+
+
+def _renamed(edge: Edge, rename: Callable[[str], str]) -> Edge:
+    """``edge`` with its namespaces, names, DNS name, ARN (but the wildcard ``*``) and Service
+    name passed through ``rename``; kinds, IPs, ports and the rest kept."""
+
+    def identity(who: WorkloadIdentity) -> WorkloadIdentity:
+        return WorkloadIdentity(rename(who.namespace), rename(who.name), who.kind)
+
+    target = edge.target
+    if isinstance(target, WorkloadIdentity):
+        target = identity(target)
+    elif isinstance(target, InternetTarget):
+        target = dataclasses.replace(target, dns_name=rename(target.dns_name))
+    elif target.arn != "*":
+        target = AwsTarget(rename(target.arn))
+    return dataclasses.replace(
+        edge, client=identity(edge.client), target=target, target_service=rename(edge.target_service)
+    )
 
 
 def _names(edge: Edge) -> Iterable[str]:
@@ -141,23 +145,8 @@ class Deanonymizer:
         """The hashes in ``text`` this cluster does not know (names it no longer has edges of)."""
         return {m for m in TOKEN.findall(text) if m not in self.names}
 
-    def identity(self, identity: WorkloadIdentity) -> WorkloadIdentity:
-        return WorkloadIdentity(self.text(identity.namespace), self.text(identity.name), identity.kind)
-
     def edge(self, edge: Edge) -> Edge:
-        target = edge.target
-        if isinstance(target, WorkloadIdentity):
-            target = self.identity(target)
-        elif isinstance(target, InternetTarget):
-            target = dataclasses.replace(target, dns_name=self.text(target.dns_name))
-        else:
-            target = AwsTarget(self.text(target.arn))
-        return dataclasses.replace(
-            edge,
-            client=self.identity(edge.client),
-            target=target,
-            target_service=self.text(edge.target_service),
-        )
+        return _renamed(edge, self.text)
 
     def document(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON edge document (``network-mapper/v1``) with names restored, re-sorted."""

@@ -1,13 +1,14 @@
 """The one client every producer and the CLI use to reach the mapper's GraphQL API, and the
 HTTP transport seam it (and the mapper's cloud uploader) sends through.
 
-Requests go to the mapper's ``/query`` endpoint (the sniffer's reports, the watchers'
-reports, the CLI's queries); answers come back as the GraphQL ``data`` or as one of the
-errors below. :class:`MapperClient` is the seam at the GraphQL level (any object with
-``execute``); :data:`Transport` is the seam at the HTTP level, in the spirit of httpx's
-``MockTransport``: a plain callable :class:`Request` → :class:`Response`. Production uses
-:class:`RequestsTransport` (``requests``, no redirects followed); tests pass one that calls an
-app in the same process (``tests/support/transports.py``).
+Requests go to the mapper's ``/query`` endpoint (the sniffer's and watchers' reports, the CLI's
+queries); answers come back as the GraphQL ``data`` or as one of the errors below.
+:class:`MapperClient` is the seam at the GraphQL level (any object with ``execute``);
+:data:`Transport` the seam at the HTTP level, in the spirit of httpx's ``MockTransport``: a plain
+callable :class:`Request` → :class:`Response`, :class:`RequestsTransport` in production, one that
+calls an app in the same process in tests (``tests/support/transports.py``). :func:`post_json` is
+the one mapping of HTTP outcomes to errors, for this client and the cloud uploader
+(:class:`agent.mapper.uploader.HttpCloudClient`, with its own error classes) alike.
 
 Errors::
 
@@ -18,9 +19,6 @@ Errors::
 
     TransportError          a transport got no answer (connection refused or reset, ...)
     └── TransportTimeout    ... within the request's timeout
-
-:func:`post_json` is the one mapping of HTTP outcomes to such errors; the mapper's cloud uploader
-(:class:`agent.mapper.uploader.HttpCloudClient`) uses it too, with its own error classes.
 """
 
 from __future__ import annotations

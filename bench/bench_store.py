@@ -5,11 +5,13 @@ TCP/DNS, some with HTTP paths, Kafka topics, Internet and AWS targets), recorded
 1,000 as the mapper's report workers do. The baseline, measured in the same run on its own file
 with the same schema, pragmas (WAL, synchronous=NORMAL) and merge code, commits one transaction
 per edge: SELECT the row, merge, INSERT-or-UPDATE, COMMIT. Both stores must end up identical.
-Last line: ``store: <ratio>x naive (<N>k updates/s)``, N being EdgeStore's rate.
+Then the full read, ``edges()`` of every edge: cold (a store opened anew decodes every row) and
+warm (rows unchanged since the last read are not decoded again). Last line: ``store: <ratio>x naive (<N>k updates/s)``, N being EdgeStore's rate.
 """
 
 from __future__ import annotations
 
+import gc
 import random
 import sqlite3
 import tempfile
@@ -106,19 +108,33 @@ def main() -> None:
             assert got == a.edges(), "the naive and batched stores differ"
             assert sum(e.count for e in got) == UPDATES
             keys = len(got)
+            # As the mapper does once its cluster state is synced (agent/mapper/__main__.py), take
+            # what lives on (here: the bench's own 100,000 input edges, which a mapper never holds)
+            # out of the collector's reach, so full collections do not re-walk it on every read.
+            del edges, got
+            gc.collect()
+            gc.freeze()
+            cold = []  # the first read of a store opened anew: every row decoded
+            for _ in range(5):
+                with EdgeStore(Path(tmp) / "store.db") as fresh:
+                    started = time.perf_counter()
+                    fresh.edges()
+                    cold.append(time.perf_counter() - started)
             started = time.perf_counter()
             reads = 0
-            while time.perf_counter() - started < 1.0:
+            while time.perf_counter() - started < 1.0:  # rows decoded before are reused
                 b.edges()
                 reads += 1
             read_rate = reads / (time.perf_counter() - started)
+            cold_rate = 1 / min(cold)
     naive_rate, store_rate = UPDATES / timings["naive"], UPDATES / timings["store"]
     print(f"{UPDATES} updates over {keys} keys, batches of {BATCH}")
     print(f"naive (1 transaction per edge): {timings['naive']:.2f}s, {naive_rate / 1000:.1f}k updates/s")
     print(f"EdgeStore.record: {timings['store']:.2f}s, {store_rate / 1000:.1f}k updates/s")
     print(
-        f"edges() of all {keys} edges: {read_rate:.0f}/s ({1000 / read_rate:.1f} ms each,"
-        f" {keys * read_rate / 1000:.0f}k edges/s; goal >= 250k edges/s)"
+        f"edges() of all {keys} edges: cold {1000 / cold_rate:.1f} ms"
+        f" ({keys * cold_rate / 1000:.0f}k edges/s),"
+        f" warm {1000 / read_rate:.1f} ms ({keys * read_rate / 1000:.0f}k edges/s); goal >= 250k edges/s"
     )
     print(f"store: {store_rate / naive_rate:.1f}x naive ({store_rate / 1000:.0f}k updates/s)")
 

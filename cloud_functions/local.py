@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import sys
 import time
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cloud_functions.auth import PLATFORM_TENANT, hash_token, new_id, new_token
+from cloud_functions.auth import PLATFORM_TENANT, issue_token
 from cloud_functions.handlers import CloudApp, CloudSettings
-from cloud_functions.store.base import GraphStore, TokenRecord
+from cloud_functions.store.base import GraphStore
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _TOO_LARGE = b'{"error":{"code":"payload_too_large","message":"request body too large"}}'
@@ -157,8 +158,7 @@ def ensure_admin_token(store: GraphStore, token_file: Path | None) -> str | None
         store.create_tenant(PLATFORM_TENANT, "platform", time.time())
     if any(t.role == "admin" for t in store.tokens(PLATFORM_TENANT)):
         return None
-    token = new_token()
-    store.put_token(TokenRecord(hash_token(token), PLATFORM_TENANT, "admin", new_id("k"), time.time()))
+    _, token = issue_token(store, PLATFORM_TENANT, "admin", time.time())
     if token_file is not None:
         token_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -188,14 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--admin-token-file", type=Path, help="where to write the admin token on first start")
     args = parser.parse_args(argv)
     server = serve(args.listen, args.db, args.admin_token_file)
-    print(
-        f"network-mapper-cloud: serving on http://{args.listen.rpartition(':')[0]}:{server.server_port}",
-        flush=True,
-    )
+    host = args.listen.rpartition(":")[0]
+    print(f"network-mapper-cloud: serving on http://{host}:{server.server_port}", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
     finally:
         server.server_close()
     return 0

@@ -55,20 +55,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def filters(p: argparse.ArgumentParser) -> None:
+        repeated: dict[str, Any] = {"action": "append", "default": []}
+        p.add_argument("-n", "--namespace", **repeated, help="only clients in this namespace (repeatable)")
         p.add_argument(
-            "-n",
-            "--namespace",
-            action="append",
-            default=[],
-            help="only clients in this namespace (repeatable)",
-        )
-        p.add_argument(
-            "-l",
-            "--label",
-            action="append",
-            default=[],
-            metavar="KEY[=VALUE]",
-            help="only clients with this label",
+            "-l", "--label", **repeated, metavar="KEY[=VALUE]", help="only clients with this label"
         )
 
     filters(sub.add_parser("list", help="list each client and what it calls"))

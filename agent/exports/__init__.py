@@ -14,7 +14,7 @@ from typing import Any
 from agent.exports.clientintents import client_intents, validate
 from agent.exports.iam import iam_policies
 from agent.exports.jsonexport import edges_document, edges_from_document
-from agent.exports.networkpolicy import default_labels, network_policies
+from agent.exports.networkpolicy import network_policies
 
 
 def yaml_documents(documents: Iterable[Mapping[str, Any]]) -> str:
@@ -28,7 +28,6 @@ def yaml_documents(documents: Iterable[Mapping[str, Any]]) -> str:
 
 __all__ = [
     "client_intents",
-    "default_labels",
     "edges_document",
     "edges_from_document",
     "iam_policies",

@@ -56,14 +56,8 @@ VERSIONS = ("v2beta1", "v1alpha3")
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT")
 _HTTP_ALIASES = {"HEAD": "GET"}
 
-KAFKA_OPERATIONS = (
-    "all",
-    "consume",
-    "produce",
-    "create",
-    "alter",
-    "delete",
-    "describe",
+# The CRD's enum, in its order: Otterize's own names, then Kafka's ACL operations.
+KAFKA_OPERATIONS = ("all", "consume", "produce", "create", "alter", "delete", "describe") + (
     "ClusterAction",
     "DescribeConfigs",
     "AlterConfigs",

@@ -74,6 +74,3 @@ def iam_policies(edges: Iterable[Edge]) -> list[dict[str, Any]]:
         }
         for client in sorted(clients)
     ]
-
-
-__all__ = ["POLICY_VERSION", "iam_policies", "policy_document", "policy_name"]

@@ -1,27 +1,21 @@
 """The mapper's view of the cluster: pods, their workloads, services, endpoints, and who held which IP when.
 
-Data comes in from `agent.mapper.kube` (list + watch) as the API's JSON dicts through
-`ClusterState.apply` (one watch event) and `ClusterState.replace_all` (a (re)list), read by
-`agent.mapper.kuberecords`; pods are kept here, Services and their endpoints by
-`agent.mapper.servicestate`, owners by `agent.mapper.owners`. It goes out to
-`agent.mapper.resolver` (`pod_at`, `service_at_ip`, `service_named`, `service_targets` ...) and
-to the API (`labels_of`). Pure: no I/O and no `kubernetes` client types, so tests feed
-hand-written dicts. Thread-safe for one writer and many readers: writes hold `_lock`; the hot
-readers (lookups by IP or name, ~200k/s from the resolver) take no lock and rely on single dict
-reads being atomic under the GIL plus copy-on-write IP histories (`agent.mapper.history`);
-`generation` counts writes so readers can cache answers. Readers that iterate mutable
-collections take the lock.
+Data comes in from `agent.mapper.kube` (list + watch) through `apply` (one watch event) and
+`replace_all` (a (re)list) as the API's JSON dicts, read by `agent.mapper.kuberecords`; pods and
+nodes are kept here, Services and their endpoints by `agent.mapper.servicestate`, owners by
+`agent.mapper.owners`. It goes out to `agent.mapper.resolver` (`pod_span_at`,
+`service_span_at_ip`, `service_targets` ...) and to the API (`labels_of`). Pure: no I/O.
 
-IP reuse is the reason for the *history*: each IP maps to non-overlapping spans of the objects that
-held it. A pod's span starts at `status.startTime` (when the kubelet took the pod, just before its
-sandbox got the IP), never before `creationTimestamp`; it ends when the pod terminates or is
-deleted, or when a newer pod claims the IP. Deleted objects keep answering for earlier times for
-`retention` seconds, then are pruned.
+Thread-safe for one writer and many readers: writes hold `_lock`; the hot readers (lookups by IP
+or name, ~200k/s from the resolver) take no lock and rely on single dict reads being atomic under
+the GIL plus copy-on-write histories (`agent.mapper.history`); `generation` counts writes so
+readers can cache answers. Readers that iterate mutable collections take the lock.
 
-Identities are computed on the writer side (DESIGN.md §3) and stored in `PodInfo.identity`. When
-an owner arrives or changes its own owner, every pod below it (`agent.mapper.owners`) is
-re-resolved, so a pod seen before its ReplicaSet is first named after the deepest known owner
-reference and renamed when the chain completes.
+A pod holds its IP from `status.startTime` (when the kubelet took it, just before its sandbox got
+the IP; never before `creationTimestamp`) until it terminates or is deleted, or a newer pod claims
+the IP. Deleted objects keep answering for earlier times for `retention` seconds, then are pruned.
+Identities (DESIGN.md §3) are computed on the writer side into `PodInfo.identity`, and again for
+every pod below an owner that arrives or changes its own owner.
 """
 
 from __future__ import annotations
@@ -29,7 +23,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import ClassVar
 
 from agent.mapper.history import INF, History, Span
 from agent.mapper.kuberecords import (
@@ -61,7 +54,6 @@ class ClusterState:
     def __init__(self, retention: float = RETENTION_SECONDS) -> None:
         self.retention = retention
         self._lock = threading.Lock()
-        # Bumped after every write: readers that cache answers (the resolver) drop older entries.
         self.generation = 0
         self._now = 0.0
         self._last_prune = 0.0
@@ -79,6 +71,14 @@ class ClusterState:
         self._services = ServiceState()
         self._namespaces: dict[str, str] = {}
         self._known: dict[str, dict[str, Obj]] = {}  # kind → key → minimal object, for replace_all
+        self._handlers: dict[str, Callable[[Change], None]] = {
+            "Pod": self._apply_pod,
+            "Service": self._services.apply_service,
+            "Endpoints": self._services.apply_endpoints,
+            "EndpointSlice": self._services.apply_slice,
+            "Namespace": self._apply_namespace,
+            "Node": self._apply_node,
+        }
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -119,17 +119,8 @@ class ClusterState:
         if kind in OWNER_KINDS:
             if self._owners.apply(kind, c):
                 self._reresolve_below(c.uid)
-        elif kind in self._HANDLERS:
-            self._HANDLERS[kind](self, c)
-
-    def _apply_service(self, c: Change) -> None:
-        self._services.apply_service(c)
-
-    def _apply_endpoints(self, c: Change) -> None:
-        self._services.apply_endpoints(c)
-
-    def _apply_slice(self, c: Change) -> None:
-        self._services.apply_slice(c)
+        elif kind in self._handlers:
+            self._handlers[kind](c)
 
     def _apply_namespace(self, c: Change) -> None:
         if c.deleted:
@@ -239,33 +230,28 @@ class ClusterState:
                     found[pod.identity] = None
         return self._services.remember_targets(service, tuple(sorted(found)))
 
-    # -- readers ---------------------------------------------------------------------------
-    # The hot ones (pod/service lookups by IP or name, memo hits) take no lock: they do single
-    # dict/set reads (atomic under the GIL) and read `History` snapshots. Watch that invariant
-    # when editing the writer. Anything that iterates a mutable collection takes the lock.
+    # -- readers: lock-free unless they iterate (see the module doc); keep the writer's updates
+    # single dict/set writes and History replacements, or the hot readers need the lock.
 
     def pod_span_at(self, ip: str, t: float) -> tuple[float, float, PodInfo] | None:
-        """(start, end, pod) of the (non-hostNetwork) pod that held `ip` at `t`: the resolver caches
-        its answer for [start, end). Never a pod created after `t`."""
+        """(start, end, pod) of the (non-hostNetwork) pod that held `ip` at `t`; never one created later."""
         history = self._ip_history.get(ip)
         span = history.span_at(t) if history is not None else None
         pod = self._pods.get(span.key) if span is not None else None
         return (span.start, span.end, pod) if pod is not None and span is not None else None
 
     def pod_at(self, ip: str, t: float) -> PodInfo | None:
-        """The (non-hostNetwork) pod that held `ip` at `t`, if any; never one created after `t`."""
         found = self.pod_span_at(ip, t)
         return found[2] if found is not None else None
 
-    def pods_with_ip(self, ip: str) -> list[tuple[float, float, PodInfo]]:
-        """Every retained holder of `ip` as (start, end, pod), oldest first (end is inf while held)."""
+    def pods_with_ip(self, ip: str) -> list[PodInfo]:
+        """Every retained holder of `ip`, oldest first."""
         history = self._ip_history.get(ip)
         spans = history.data[1] if history is not None else []
-        found = [(s.start, s.end, self._pods.get(s.key)) for s in spans]
-        return [(start, end, pod) for start, end, pod in found if pod is not None]
+        pods = [self._pods.get(s.key) for s in spans]
+        return [pod for pod in pods if pod is not None]
 
     def host_network_pods(self, node_ip: str, t: float) -> list[PodInfo]:
-        """The hostNetwork pods running on the node with `node_ip` at `t`."""
         with self._lock:
             return [p for p in self._node_pods(node_ip, t) if p.host_network]
 
@@ -291,11 +277,9 @@ class ClusterState:
         return ip in self._ip_history or self._services.has_cluster_ip(ip) or ip in self._node_ips
 
     def service_span_at_ip(self, ip: str, t: float) -> ServiceSpan | None:
-        """(start, end, service) whose ClusterIP `ip` was at `t`."""
         return self._services.span_at_ip(ip, t)
 
     def service_span_named(self, namespace: str, name: str, t: float) -> ServiceSpan | None:
-        """(start, end, service) named `namespace`/`name` at `t` (names are reused too)."""
         return self._services.span_named(namespace, name, t)
 
     def service_at_ip(self, ip: str, t: float) -> ServiceInfo | None:
@@ -343,15 +327,6 @@ class ClusterState:
                 "pod_ips": len(self._ip_history),
                 "owners": len(self._owners),
             }
-
-    _HANDLERS: ClassVar[dict[str, Callable[[ClusterState, Change], None]]] = {
-        "Pod": _apply_pod,
-        "Service": _apply_service,
-        "Endpoints": _apply_endpoints,
-        "EndpointSlice": _apply_slice,
-        "Namespace": _apply_namespace,
-        "Node": _apply_node,
-    }
 
     # -- pruning -----------------------------------------------------------------------------
 

@@ -27,12 +27,9 @@ class Span:
 
 
 class History:
-    """Non-overlapping spans of one address's holders, sorted by start (bisect → O(log n)).
-
-    Copy-on-write: `data` (starts, spans) is replaced whole, never edited in place, so lock-free
-    readers always see a consistent pair; only a span's `end` is written in place (one float).
-    One writer at a time (the caller's lock); any number of readers.
-    """
+    """One address's holders. Copy-on-write: `data` (starts, spans) is replaced whole, never edited
+    in place, so lock-free readers always see a consistent pair; only a span's `end` is written in
+    place (one float). One writer at a time (the caller's lock); any number of readers."""
 
     __slots__ = ("data",)
 
@@ -54,7 +51,6 @@ class History:
             spans[i - 1].end = start
 
     def span_at(self, t: float) -> Span | None:
-        """The span holding at `t`, if any."""
         starts, spans = self.data
         i = bisect_right(starts, t) - 1
         if i >= 0:

@@ -22,8 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import urllib3
 from kubernetes import client, watch
@@ -36,8 +35,7 @@ log = logging.getLogger("agent.mapper.kube")
 HTTP_GONE = 410
 
 
-@dataclass(frozen=True, slots=True)
-class KindSpec:
+class KindSpec(NamedTuple):
     """How to list one resource across all namespaces: API class, list method, object kind."""
 
     kind: str
@@ -115,10 +113,6 @@ class ClusterWatcher:
             if not event.wait(remaining):
                 return False
         return True
-
-    @property
-    def synced(self) -> bool:
-        return all(event.is_set() for event in self._synced.values())
 
     def stop(self, timeout: float = 5.0) -> None:
         """End every watch (closing its socket, so blocked reads return) and join the threads.

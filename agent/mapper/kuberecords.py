@@ -36,7 +36,6 @@ class PodInfo:
     ip: str
     host_ip: str
     host_network: bool
-    node_name: str
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     created_at: float
@@ -147,9 +146,8 @@ def read_pod(c: Change, old: PodInfo | None) -> PodRead:
     )
     pod = PodInfo(
         ns, name, uid, status.get("podIP") or "", status.get("hostIP") or "", host_network,
-        spec.get("nodeName") or "", dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}),
-        created, None, WorkloadIdentity(ns, name, "Pod"), container_ports, host_ports,
-        spec.get("hostname") or name,
+        dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}), created, None,
+        WorkloadIdentity(ns, name, "Pod"), container_ports, host_ports, spec.get("hostname") or name,
     )  # fmt: skip
     # Never before creation; startTime is when the kubelet took the pod, right before its IP.
     start = max(created, timestamp(status.get("startTime"), created))
@@ -170,32 +168,25 @@ def read_service(c: Change, old: ServiceInfo | None) -> ServiceInfo:
 
 def endpoint_refs(obj: Obj, ns: str) -> tuple[EndpointRef, ...]:
     """Every address, ready or not, of an Endpoints object."""
-    refs = []
-    for subset in obj.get("subsets") or []:
-        for address in (subset.get("addresses") or []) + (subset.get("notReadyAddresses") or []):
-            target = address.get("targetRef") or {}
-            refs.append(
-                (
-                    target.get("uid") or "",
-                    target.get("namespace") or ns,
-                    target.get("name") or "",
-                    address.get("ip") or "",
-                )
-            )
-    return tuple(refs)
+    return tuple(
+        _endpoint_ref(address.get("targetRef") or {}, ns, address.get("ip") or "")
+        for subset in obj.get("subsets") or []
+        for address in (subset.get("addresses") or []) + (subset.get("notReadyAddresses") or [])
+    )
 
 
 def slice_refs(c: Change) -> tuple[str, tuple[EndpointRef, ...]]:
     """An EndpointSlice → (the name of its Service, every address of every endpoint)."""
-    service = (c.meta.get("labels") or {}).get(SERVICE_NAME_LABEL) or ""
-    refs = []
-    for endpoint in c.obj.get("endpoints") or []:
-        target = endpoint.get("targetRef") or {}
-        for ip in endpoint.get("addresses") or [""]:
-            refs.append(
-                (target.get("uid") or "", target.get("namespace") or c.ns, target.get("name") or "", ip)
-            )
-    return service, tuple(refs)
+    refs = tuple(
+        _endpoint_ref(endpoint.get("targetRef") or {}, c.ns, ip)
+        for endpoint in c.obj.get("endpoints") or []
+        for ip in endpoint.get("addresses") or [""]
+    )
+    return (c.meta.get("labels") or {}).get(SERVICE_NAME_LABEL) or "", refs
+
+
+def _endpoint_ref(target: Obj, ns: str, ip: str) -> EndpointRef:
+    return (target.get("uid") or "", target.get("namespace") or ns, target.get("name") or "", ip)
 
 
 def node_addresses(obj: Obj) -> list[str]:

@@ -8,8 +8,7 @@ name (`root_kind`). Pure, and written only under the state's lock; `root_kind` i
 read and safe without it.
 
 An owner seen before its own owner is a root until the chain completes: a pod is named after the
-deepest owner reference known so far. Deleted owners are kept (their pods keep their names while
-they terminate) until `forget` is called for their pods.
+deepest owner reference known so far. Deleted owners are kept (see `apply`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ MAX_DEPTH = 10  # ownership chains are 2-3 deep; this only guards against cycles
 class OwnerTree:
     def __init__(self) -> None:
         self._refs: dict[str, OwnerRef | None] = {}  # owner uid → its own controller
-        self._deleted: dict[str, float] = {}  # owner uid → deleted at
         self._pod_refs: dict[str, OwnerRef | None] = {}  # pod uid → its controller
         self._children: dict[str, set[str]] = {}  # owner uid → uids of pods and owners it owns
         self._root_kinds: dict[tuple[str, str], str] = {}  # (ns, name) of root owners → kind
@@ -33,7 +31,6 @@ class OwnerTree:
         return len(self._refs)
 
     def set_pod(self, uid: str, ref: OwnerRef | None) -> None:
-        """Pod `uid` is controlled by `ref`."""
         self._pod_refs[uid] = ref
         if ref is not None:
             self._children.setdefault(ref[2], set()).add(uid)
@@ -52,13 +49,10 @@ class OwnerTree:
         if c.deleted:
             # Kept: pods of a deleted ReplicaSet (a finished rollout) are still its Deployment's
             # while they terminate, and their past traffic stays theirs.
-            if c.uid in self._refs:
-                self._deleted[c.uid] = c.at
             return False
         ref = controller(c.meta)
         known = c.uid in self._refs
         old = self._refs.get(c.uid)
-        self._deleted.pop(c.uid, None)
         if known and old == ref:
             return False  # a status-only update: nothing identity-relevant changed
         self._refs[c.uid] = ref

@@ -6,15 +6,18 @@ and AWS watchers); the cluster state (`agent.mapper.cluster.ClusterState`) is ke
 of the observation's `seen_at`* (IP reuse), and every observation that yields no edge is counted
 in `Resolver.stats` by reason, so a dropped edge is visible in metrics rather than silent.
 
-The resolving is done by three parts, each its own module: `agent.mapper.clients` (client IP →
-workload, the hostNetwork rule), `agent.mapper.names` (DNS names → targets, and Internet IPs named
-by the client's own DNS answers) and `agent.mapper.servers` (server IP:port → targets, Kafka
-brokers, Istio workloads, AWS resources). This module dispatches each observation to them and
-builds the edges; the hot path (DNS and TCP) reads the parts' memos inline.
+The client side (source IP → workload) is resolved here; the server side, the target (by
+address, by DNS name, and Internet IPs by the name the client looked up), by
+`agent.mapper.servers`.
+
+hostNetwork rule: a node IP is never resolved to a regular pod. Traffic *from* a node IP is
+pinned to a hostNetwork pod only when the socket scan's hostname names it; otherwise, if all
+hostNetwork pods on that node at that time are one workload, the client is kept with
+`ambiguous=True` (node processes such as the kubelet share the IP), else dropped.
 
 Threading: a `Resolver` is used by one thread (the mapper's single report-queue worker,
-`agent.mapper.api.reportqueue`): its parts' memos, name table and `stats` take no lock, and must
-not be shared.
+`agent.mapper.api.reportqueue`): its memos, name table and `stats` take no lock, and must not be
+shared.
 """
 
 from __future__ import annotations
@@ -23,13 +26,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.mapper.clients import ClientResolver
 from agent.mapper.cluster import ClusterState
-from agent.mapper.hits import Client, Hit, remember
-from agent.mapper.names import NameResolver
-from agent.mapper.servers import ServerResolver
+from agent.mapper.servers import Hit, ServerResolver
 from agent.model import (
     AwsOperation,
+    AwsTarget,
     DnsAnswer,
     Edge,
     HttpResource,
@@ -41,19 +42,29 @@ from agent.model import (
     Observation,
     SocketConnection,
     TcpConnection,
+    WorkloadIdentity,
     new_edge,
 )
 
-_METHODS = {m: frozenset({m}) for m in Method}
-_DNS, _TCP, _SCAN = _METHODS[Method.DNS], _METHODS[Method.TCP], _METHODS[Method.SOCKET_SCAN]
+_DNS, _TCP, _SCAN = frozenset({Method.DNS}), frozenset({Method.TCP}), frozenset({Method.SOCKET_SCAN})
+_KAFKA, _ISTIO, _AWS = frozenset({Method.KAFKA}), frozenset({Method.ISTIO}), frozenset({Method.AWS})
+_Client = tuple[WorkloadIdentity, bool]  # (identity, ambiguous)
+_CACHE_MAX = 200_000  # entries per memo; external names/IPs would otherwise grow it forever
+
+
+def _remember(cache: dict[Any, Any], key: Any, entry: tuple[Any, ...]) -> None:
+    """Store `entry` under `key`, emptying `cache` first when it is full."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = entry
 
 
 class Resolver:
-    """Turns observations into edges. One instance per resolving thread (nothing in it is locked).
+    """Turns observations into edges (one instance per thread: see the module doc).
 
-    Answers are memoised per client IP, server IP:port and DNS (name, answers) together with the
-    time span they hold for (the pod's or service's span in the IP history) and the state's
-    `generation`: any cluster change, or an observation outside the span, recomputes.
+    Answers are memoised per client IP, server IP:port and DNS (name, answers) as
+    `(generation, start, end, answer)`: valid while the state's `generation` is unchanged and the
+    observation's time is in [start, end) (the pod's or service's span in the IP history).
     """
 
     def __init__(
@@ -61,17 +72,11 @@ class Resolver:
     ) -> None:
         self.state = state
         self.stats: Counter[str] = Counter()
-        self.clients = ClientResolver(state, self.stats)
-        self.servers = ServerResolver(state, self.stats, internal_cidrs)
-        self.names = NameResolver(state, self.stats, self.servers, cluster_domain)
-        # Bound once: the hot path reads the memos and calls the parts without attribute lookups.
-        self._client_memo, self._client = self.clients.memo, self.clients.client
-        self._name_memo, self._name_targets = self.names.memo, self.names.targets
-        self._server_memo, self._server_targets = self.servers.memo, self.servers.targets
-        self._remember_name, self._named = self.names.remember, self.names.named
+        self._servers = ServerResolver(state, self.stats, cluster_domain, internal_cidrs)
+        self._client_memo: dict[str, tuple[int, float, float, _Client]] = {}
+        self._server_memo: dict[tuple[str, int], tuple[int, float, float, list[Hit]]] = {}
+        self._name_memo: dict[tuple[str, tuple[str, ...]], tuple[int, float, float, list[Hit]]] = {}
         self._handlers: dict[type, Callable[[Any], list[Edge]]] = {
-            DnsAnswer: self._dns,
-            TcpConnection: self._tcp,
             SocketConnection: self._tcp,
             KafkaAccess: self._kafka,
             IstioRequest: self._istio,
@@ -80,7 +85,7 @@ class Resolver:
 
     def resolve(self, obs: Observation) -> list[Edge]:
         """The edges `obs` is evidence of (none if a side cannot be resolved, or it is a self-edge)."""
-        if type(obs) is DnsAnswer:  # the bulk of the traffic: skip the dispatch lookup
+        if type(obs) is DnsAnswer:  # the bulk of the traffic: no dispatch lookup
             return self._dns(obs)
         if type(obs) is TcpConnection:
             return self._tcp(obs)
@@ -90,62 +95,68 @@ class Resolver:
             return []
         return handler(obs)
 
-    # -- edges -------------------------------------------------------------------------------
-
-    def _edges(  # noqa: PLR0917
-        self,
-        client: Client,
-        hits: list[Hit],
-        method: Method,
-        t: float,
-        count: int = 1,
-        http: tuple[HttpResource, ...] = (),
-        kafka: tuple[KafkaTopic, ...] = (),
-        aws: tuple[str, ...] = (),
-    ) -> list[Edge]:
-        identity, client_ambiguous = client
-        methods, new = _METHODS[method], new_edge
+    def _edges(self, client: _Client, hits: list[Hit], methods: frozenset[Method], t: float) -> list[Edge]:
+        """A DNS/TCP observation's edges: identities from the state are interned, so `is` finds self-edges."""
+        identity, unsure = client
         edges = [
-            new(
-                identity,
-                target,
-                t,
-                t,
-                methods,
-                count,
-                http,
-                kafka,
-                aws,
-                service,
-                client_ambiguous or ambiguous,
-            )
+            new_edge(identity, target, t, t, methods, 1, (), (), (), service, unsure or ambiguous)
             for target, service, ambiguous in hits
-            # Identities from the state are interned (`is` suffices); Kafka/Istio ones are built here.
-            if target is not identity and target != identity
+            if target is not identity
         ]
         if len(edges) < len(hits):
             self.stats["self_edge"] += len(hits) - len(edges)
         return edges
 
-    def _emit(self, client: Client, hits: list[Hit], methods: frozenset[Method], t: float) -> list[Edge]:
-        """Edges of a DNS/TCP observation: all identities come from the state, so `is` finds self-edges."""
-        identity, ambiguous = client
-        if len(hits) == 1:
-            target, service, target_ambiguous = hits[0]
-            if target is identity:
-                self.stats["self_edge"] += 1
-                return []
-            return [
-                new_edge(
-                    identity, target, t, t, methods, 1, (), (), (), service, ambiguous or target_ambiguous
-                )
-            ]
-        return self._edges(client, hits, next(iter(methods)), t)
+    def _edge(self, edge: Edge) -> list[Edge]:
+        """A watcher's edge (Kafka, Istio, AWS): its identities are built here, so `==` finds self-edges."""
+        if edge.target == edge.client:
+            self.stats["self_edge"] += 1
+            return []
+        return [edge]
 
-    # -- DNS ---------------------------------------------------------------------------------
+    # -- the client side ---------------------------------------------------------------------
+
+    def _client(self, ip: str, t: float, hostname: str = "") -> _Client | None:
+        """(identity, ambiguous) of the pod that sent from `ip` at `t`."""
+        generation = self.state.generation
+        if not hostname:
+            entry = self._client_memo.get(ip)
+            if entry is not None and entry[0] == generation and entry[1] <= t < entry[2]:
+                return entry[3]
+        found = self.state.pod_span_at(ip, t)
+        pod = found[2] if found is not None else None
+        if found is not None and (not hostname or hostname in (found[2].hostname, found[2].name)):
+            client = (found[2].identity, False)
+            _remember(self._client_memo, ip, (generation, found[0], found[1], client))
+            return client
+        if hostname:
+            # Confirm or correct with the hostname: near an IP handover the scan names the real holder.
+            named = [p for p in self.state.pods_with_ip(ip) if hostname in (p.hostname, p.name)]
+            if named:
+                return min(named, key=lambda p: abs(p.created_at - t)).identity, False
+        if pod is not None:
+            return pod.identity, False  # a custom hostname proves nothing either way
+        if self.state.is_node_ip(ip):
+            return self._client_on_node(ip, t, hostname)
+        self.stats["client_unknown_ip"] += 1
+        return None
+
+    def _client_on_node(self, ip: str, t: float, hostname: str) -> _Client | None:
+        """A node IP: only a hostNetwork pod can be the client, and only one we can name."""
+        candidates = self.state.host_network_pods(ip, t)
+        if hostname:
+            named = [p for p in candidates if hostname in (p.hostname, p.name)]
+            if len(named) == 1:
+                return named[0].identity, False
+        workloads = {p.identity for p in candidates}
+        if len(workloads) == 1:
+            return workloads.pop(), True
+        self.stats["client_node_ip_unresolved"] += 1
+        return None
+
+    # -- DNS, TCP and socket scan: the hot path, both memo checks inlined (a call costs as much) ---
 
     def _dns(self, obs: DnsAnswer) -> list[Edge]:
-        # The hot path: both memo checks are inlined (a call costs as much as the check).
         t, generation = obs.seen_at, self.state.generation
         entry = self._client_memo.get(obs.client_ip)
         if entry is not None and entry[0] == generation and entry[1] <= t < entry[2]:
@@ -160,19 +171,17 @@ class Resolver:
         if found is not None and found[0] == generation and found[1] <= t < found[2]:
             hits = found[3]
         else:
-            hits, span = self._name_targets(obs.qname.rstrip(".").lower(), obs.ips, t)
+            hits, span = self._servers.name_targets(obs.qname.rstrip(".").lower(), obs.ips, t)
             if not hits:
                 return []
             if span is not None:
-                remember(self._name_memo, key, (generation, span[0], span[1], hits))
+                _remember(self._name_memo, key, (generation, span[0], span[1], hits))
         if len(hits) == 1 and hits[0][0] is not client[0]:  # the common case, inlined
             target, service, ambiguous = hits[0]
             if type(target) is InternetTarget:
-                self._remember_name(obs, hits[0])
+                self._servers.remember_name(obs, hits[0])
             return [new_edge(client[0], target, t, t, _DNS, 1, (), (), (), service, client[1] or ambiguous)]
-        return self._emit(client, hits, _DNS, t)
-
-    # -- TCP and socket scan -----------------------------------------------------------------
+        return self._edges(client, hits, _DNS, t)
 
     def _tcp(self, obs: TcpConnection | SocketConnection) -> list[Edge]:
         t, generation = obs.seen_at, self.state.generation
@@ -191,22 +200,22 @@ class Resolver:
         if found is not None and found[0] == generation and found[1] <= t < found[2]:
             hits = found[3]
         else:
-            hits, span = self._server_targets(obs.server_ip, obs.server_port, t)
+            hits, span = self._servers.targets(obs.server_ip, obs.server_port, t)
             if not hits:
                 return []
             if span is not None:
-                remember(self._server_memo, key, (generation, span[0], span[1], hits))
+                _remember(self._server_memo, key, (generation, span[0], span[1], hits))
         methods = _SCAN if scan else _TCP
         if len(hits) == 1 and hits[0][0] is not client[0]:
             target, service, ambiguous = hits[0]
             if type(target) is InternetTarget:  # an Internet IP: the name the client resolved it from
-                named = self._named(obs.client_ip, obs.server_ip, t)
+                named = self._servers.named(obs.client_ip, obs.server_ip, t)
                 if named is not None:
                     target, service, ambiguous = named
             return [
                 new_edge(client[0], target, t, t, methods, 1, (), (), (), service, client[1] or ambiguous)
             ]
-        return self._emit(client, hits, methods, t)
+        return self._edges(client, hits, methods, t)
 
     # -- Kafka, Istio, AWS -------------------------------------------------------------------
 
@@ -214,24 +223,37 @@ class Resolver:
         client = self._client(obs.client_ip, obs.seen_at)
         if client is None:
             return []
-        server = self.servers.kafka_server(obs.server)
-        topics = (KafkaTopic(obs.topic, (obs.operation,)),)
-        return self._edges(client, [(server, "", False)], Method.KAFKA, obs.seen_at, kafka=topics)
+        server = obs.server
+        if server.kind == "Pod":  # reportKafkaMapperResults names the broker by pod: use its workload
+            pod = self.state.pod_named(server.namespace, server.name)
+            if pod is not None:
+                server = pod.identity
+            else:
+                self.stats["kafka_server_pod_unknown"] += 1  # kept as the bare pod
+        elif not server.kind:
+            server = self._workload(server.namespace, server.name)
+        t, topics = obs.seen_at, (KafkaTopic(obs.topic, (obs.operation,)),)
+        return self._edge(Edge(client[0], server, t, t, _KAFKA, kafka_topics=topics, ambiguous=client[1]))
 
     def _istio(self, obs: IstioRequest) -> list[Edge]:
         names = (obs.source_workload, obs.destination_workload)
         if obs.count <= 0 or not all(names) or "unknown" in names:
             self.stats["istio_unusable"] += 1
             return []
-        source = self.servers.workload(obs.source_namespace, obs.source_workload)
-        destination = self.servers.workload(obs.destination_namespace, obs.destination_workload)
+        source = self._workload(obs.source_namespace, obs.source_workload)
+        destination = self._workload(obs.destination_namespace, obs.destination_workload)
         http = (HttpResource(obs.path, (obs.method,) if obs.method else ()),) if obs.path else ()
-        hits: list[Hit] = [(destination, obs.destination_service, False)]
-        return self._edges((source, False), hits, Method.ISTIO, obs.seen_at, count=obs.count, http=http)
+        t, service = obs.seen_at, obs.destination_service
+        return self._edge(Edge(source, destination, t, t, _ISTIO, obs.count, http, target_service=service))
 
     def _aws(self, obs: AwsOperation) -> list[Edge]:
         client = self._client(obs.client_ip, obs.seen_at)
         if client is None:
             return []
-        hits: list[Hit] = [(self.servers.aws_target(obs.resource), "", False)]
-        return self._edges(client, hits, Method.AWS, obs.seen_at, aws=(f"{obs.service}:{obs.action}",))
+        t, action = obs.seen_at, f"{obs.service}:{obs.action}"
+        target = AwsTarget(obs.resource or "*")
+        return self._edge(Edge(client[0], target, t, t, _AWS, aws_actions=(action,), ambiguous=client[1]))
+
+    def _workload(self, namespace: str, name: str) -> WorkloadIdentity:
+        """An identity named by a watcher (Kafka, Istio): its kind from the pods/owners we know."""
+        return WorkloadIdentity(namespace, name, self.state.workload_kind(namespace, name))

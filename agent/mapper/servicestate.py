@@ -1,12 +1,10 @@
-"""The cluster's Services: their records, who held which ClusterIP and name when, their endpoints,
-and the memo of the workloads behind each.
+"""The cluster's Services: who held which ClusterIP and name when, their endpoints and targets.
 
 Service, Endpoints and EndpointSlice events come in from `agent.mapper.cluster.ClusterState`'s
-writer (already read by `agent.mapper.kuberecords`), under the state's lock. Out go, to the
-state's readers, the Service that held a ClusterIP or a name at a time (lock-free: single dict
-reads and copy-on-write `agent.mapper.history` snapshots), a Service's endpoint references (the
-state joins them with its pods, which this module does not know) and the memoised targets. Names
-are reused like IPs, so a Service is found by name *as of a time* too. Pure: no I/O.
+writer, under its lock, already read by `agent.mapper.kuberecords`. Out go, to the state's
+lock-free readers, the Service that held a ClusterIP or a name at a time (names are reused like
+IPs), and to its writer a Service's endpoint references (the state joins them with its pods) and
+the memoised targets.
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ ServiceSpan = tuple[float, float, ServiceInfo]  # (start, end, service)
 
 
 class ServiceState:
-    """Services by uid, ClusterIP and name; written only under `ClusterState`'s lock."""
-
     def __init__(self) -> None:
         self._services: dict[str, ServiceInfo] = {}  # uid → service, deleted ones too until pruned
         self._live: dict[tuple[str, str], str] = {}  # (ns, name) → uid of the live service
@@ -34,10 +30,7 @@ class ServiceState:
         self._last_targets: dict[str, tuple[WorkloadIdentity, ...]] = {}
 
     def __len__(self) -> int:
-        """The number of live Services."""
         return len(self._live)
-
-    # -- writer (under the state's lock) -----------------------------------------------------
 
     def apply_service(self, c: Change) -> None:
         ns, name, uid, at = c.ns, c.name, c.uid, c.at
@@ -113,14 +106,13 @@ class ServiceState:
         for table in (self._cluster_ip_history, self._name_history):
             for key in [k for k, history in table.items() if history.prune(cutoff)]:
                 del table[key]  # type: ignore[arg-type]
-        for uid in [
-            u for u, s in self._services.items() if s.deleted_at is not None and s.deleted_at < cutoff
-        ]:
-            del self._services[uid]
-            self._last_targets.pop(uid, None)
-            self._targets.pop(uid, None)
+        for uid, service in list(self._services.items()):
+            if service.deleted_at is not None and service.deleted_at < cutoff:
+                del self._services[uid]
+                self._last_targets.pop(uid, None)
+                self._targets.pop(uid, None)
 
-    # -- readers (lock-free: single dict reads and History snapshots) -----------------------
+    # -- readers: single dict reads and History snapshots, safe without the lock -------------
 
     def span_at_ip(self, ip: str, t: float) -> ServiceSpan | None:
         """(start, end, service) whose ClusterIP `ip` was at `t`."""
@@ -136,7 +128,6 @@ class ServiceState:
         return (span.start, span.end, service) if service is not None and span is not None else None
 
     def has_cluster_ip(self, ip: str) -> bool:
-        """True if `ip` is or was (within retention) a ClusterIP."""
         return ip in self._cluster_ip_history
 
     def memoised_targets(self, service: ServiceInfo) -> tuple[WorkloadIdentity, ...] | None:

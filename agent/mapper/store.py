@@ -50,7 +50,7 @@ _UPSERT = (
 )
 _SELECT_STORED = "SELECT key, doc FROM edges WHERE key IN (SELECT value FROM json_each(?))"
 _SELECT_IN_NAMESPACES = (
-    "SELECT doc FROM edges WHERE client_namespace IN (SELECT value FROM json_each(?)) ORDER BY key"
+    "SELECT seq, doc FROM edges WHERE client_namespace IN (SELECT value FROM json_each(?)) ORDER BY key"
 )
 _keys_json = msgspec.json.Encoder().encode
 
@@ -76,6 +76,7 @@ class EdgeStore:
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
         self._reset_hooks: list[ResetHook] = []
+        self._decoded: dict[int, Edge] = {}  # by seq, as last read (see edges())
         self._writer = self._connect()
         try:
             self._open()
@@ -201,14 +202,25 @@ class EdgeStore:
     def edges(self, namespaces: Collection[str] | None = None) -> list[Edge]:
         """Every edge, or those whose client is in ``namespaces`` (an empty collection: none).
 
-        One consistent snapshot, ordered by key (client namespace, name, kind, then target).
+        One consistent snapshot, ordered by key (client namespace, name, kind, then target). A row
+        is decoded once per write: its ``seq`` (new on every write, never reused) names its
+        content, so later reads reuse the edge decoded then (edges are immutable). The console and
+        every export read the whole map, which mostly stands still between reads.
         """
         with self.reading() as db:
             if namespaces is None:
-                rows = db.execute("SELECT doc FROM edges ORDER BY key").fetchall()
+                rows = db.execute("SELECT seq, doc FROM edges ORDER BY key").fetchall()
             else:
                 rows = db.execute(_SELECT_IN_NAMESPACES, (_keys_json(list(namespaces)),)).fetchall()
-        return wire.unpack_edges([doc for (doc,) in rows])
+        decoded = self._decoded
+        new = [(seq, doc) for seq, doc in rows if seq not in decoded]
+        fresh = dict(zip([seq for seq, _ in new], wire.unpack_edges([doc for _, doc in new]), strict=True))
+        found = [decoded.get(seq) or fresh[seq] for seq, _ in rows]
+        if namespaces is None:  # the whole map: what it holds now is all worth keeping
+            self._decoded = dict(zip([seq for seq, _ in rows], found, strict=True))
+        else:
+            decoded.update(fresh)
+        return found
 
     def changed_since(self, seq: int, limit: int) -> list[tuple[int, Edge]]:
         """Up to ``limit`` edges whose row changed after ``seq``, as ``(seq, edge)`` by ``seq``."""

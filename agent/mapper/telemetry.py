@@ -13,14 +13,13 @@ Telemetry: :meth:`Telemetry.from_settings` builds, when ``settings.telemetry.ena
 
 Every attribute value comes from a closed set (:data:`COMPONENTS`, :data:`FORMATS`, the
 ``Method`` values), anything else is reported as ``other``, so no workload or namespace name
-can reach an attribute. Disabled (flag ``--telemetry-enabled=false``, env
-``OTTERIZE_TELEMETRY_ENABLED=false``, helm ``global.telemetry.enabled=false``) gives
-:class:`NoTelemetry`: the OTLP exporter is never constructed and not one request leaves.
+can reach an attribute. Disabled (any of the opt-outs in :class:`agent.settings.TelemetrySettings`)
+gives :class:`NoTelemetry`: the OTLP exporter is never constructed and not one request leaves.
 
 The service graph: :func:`service_graph_text` renders the edges as the Prometheus counter
 ``traces_service_graph_request_total{client, server, ...}`` (the metric Grafana's service graph
-reads), for users' own collectors; :func:`metrics_route` serves it as ``GET /metrics``. That one
-is the user's own data, inside their cluster, so it does carry names.
+reads) and :func:`metrics_route` serves it as ``GET /metrics`` for users' own collectors: the
+user's own data, inside their cluster, so it does carry names.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentity
 from agent.settings import MapperSettings
@@ -72,7 +71,9 @@ def otlp_exporter(endpoint: str) -> MetricExporter:
     return OTLPMetricExporter(endpoint=endpoint, compression=Compression.NoCompression, timeout=10)
 
 
-class TelemetryLike(Protocol):
+class NoTelemetry:
+    """Telemetry switched off: every call does nothing, and nothing was ever constructed."""
+
     def component_started(self, component: str) -> None: ...
     def exported(self, format: str) -> None: ...
     def observe(
@@ -81,37 +82,14 @@ class TelemetryLike(Protocol):
     def shutdown(self) -> None: ...
 
 
-class NoTelemetry:
-    """Telemetry switched off: every call does nothing, and nothing was ever constructed."""
-
-    enabled = False
-
-    def component_started(self, component: str) -> None:
-        pass
-
-    def exported(self, format: str) -> None:
-        pass
-
-    def observe(self, workloads: Callable[[], int], edges_by_method: Callable[[], Mapping[str, int]]) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-
 class Telemetry:
     """Counts pushed over OTLP every ``export_interval`` seconds (see the module docstring)."""
 
-    enabled = True
-
-    def __init__(
-        self, endpoint: str, cluster_uid: str, exporter: MetricExporter, export_interval: float
-    ) -> None:
+    def __init__(self, cluster_uid: str, exporter: MetricExporter, export_interval: float) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
 
-        self.endpoint = endpoint
         resource = Resource.create({"service.name": SERVICE_NAME, "cluster.id": cluster_id(cluster_uid)})
         reader = PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval * 1000)
         self._provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
@@ -144,7 +122,7 @@ class Telemetry:
         exporter = (exporter_factory or otlp_exporter)(endpoint)
         log.info("telemetry on (counts only, never names): %s", endpoint)
         interval = settings.telemetry.interval if export_interval is None else export_interval
-        return cls(endpoint, cluster_uid, exporter, interval)
+        return cls(cluster_uid, exporter, interval)
 
     def component_started(self, component: str) -> None:
         self._started.add(1, {"component": _closed(component, COMPONENTS)})
@@ -169,9 +147,6 @@ class Telemetry:
             totals[_closed(str(method), METHODS)] += int(count)
         for method, count in sorted(totals.items()):
             yield Observation(count, {"method": method})
-
-    def force_flush(self, timeout: float = 10.0) -> bool:
-        return bool(self._provider.force_flush(int(timeout * 1000)))
 
     def shutdown(self) -> None:
         """Export what is pending, then stop (idempotent)."""
@@ -255,7 +230,7 @@ def service_graph_text(edges: Iterable[Edge]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metrics_route(edges: Callable[[], Iterable[Edge]], path: str = "/metrics") -> Route:
+def metrics_route(edges: Callable[[], Iterable[Edge]]) -> Route:
     """A Starlette ``GET /metrics`` route serving :func:`service_graph_text` of ``edges()``
     (e.g. ``store.edges``), for the mapper's app to mount."""
     from starlette.concurrency import run_in_threadpool
@@ -267,4 +242,4 @@ def metrics_route(edges: Callable[[], Iterable[Edge]], path: str = "/metrics") -
         text: str = await run_in_threadpool(lambda: service_graph_text(edges()))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return Route(path, metrics, methods=["GET"])
+    return Route("/metrics", metrics, methods=["GET"])

@@ -28,35 +28,17 @@ from agent.sniffer.sockets import SocketScanner
 log = logging.getLogger("agent.sniffer")
 
 
-class SocketScanLoop:
-    """Scans ``/proc`` every ``interval`` seconds into the collector."""
-
-    def __init__(
-        self, scanner: SocketScanner, collector: PairCollector, interval: float, metrics: SnifferMetrics
-    ) -> None:
-        self.scanner, self.collector, self.interval, self.metrics = scanner, collector, interval, metrics
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="socket-scan", daemon=True)
-
-    def start(self) -> SocketScanLoop:
-        self._thread.start()
-        return self
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while True:
-            result = self.scanner.scan(time.time())
-            for obs in result.observations:
-                self.collector.add(obs)
-            self.metrics.socket_scans.inc()
-            if self._stop.wait(self.interval):
-                return
+def scan_sockets(
+    settings: SnifferSettings, collector: PairCollector, metrics: SnifferMetrics, stop: threading.Event
+) -> None:
+    """Scans ``/proc`` into the collector every ``socket_scan_interval`` seconds until ``stop`` is set."""
+    scanner = SocketScanner(settings.proc_root)
+    while True:
+        for obs in scanner.scan(time.time()).observations:
+            collector.add(obs)
+        metrics.socket_scans.inc()
+        if stop.wait(settings.socket_scan_interval):
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,9 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     capture = PacketCapture(source, collector.add, metrics).start()
-    scans = SocketScanLoop(
-        SocketScanner(settings.proc_root), collector, settings.socket_scan_interval, metrics
-    ).start()
+    stopping = threading.Event()
+    scans = threading.Thread(
+        target=scan_sockets, args=(settings, collector, metrics, stopping), name="socket-scan", daemon=True
+    )
+    scans.start()
     reporter.start()
     health = HealthServer(
         settings.health_address,
@@ -92,8 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sniffer started mapper_url=%s report_interval=%.1fs", settings.mapper_url, settings.report_interval
     )
 
-    stopping = threading.Event()
-
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
@@ -101,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     capture.stop()
-    scans.stop()
+    scans.join(5)
     reporter.stop()  # flushes what is pending
     health.stop()
     log.info("sniffer stopped %s", metrics.snapshot())

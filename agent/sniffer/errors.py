@@ -12,8 +12,6 @@ The capture loop catches :class:`PacketParseError` alone: no other exception com
 
 from __future__ import annotations
 
-__all__ = ["DnsParseError", "PacketParseError"]
-
 
 class PacketParseError(ValueError):
     """The bytes are not a well-formed frame (truncated, a length out of bounds)."""

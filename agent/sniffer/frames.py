@@ -28,8 +28,6 @@ from agent.model import DnsAnswer, TcpConnection
 from agent.sniffer.dns import _message, _tcp_messages
 from agent.sniffer.errors import DnsParseError, PacketParseError
 
-__all__ = ["LINKTYPES", "parse_frame"]
-
 # libpcap link types (https://www.tcpdump.org/linktypes.html) this parser understands; the
 # capture layer checks its handle's link type against this once instead of per frame.
 DLT_EN10MB = 1

@@ -20,8 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from agent.settings import parse_address
 from agent.sniffer.metrics import CONTENT_TYPE, SnifferMetrics
 
-__all__ = ["HealthServer"]
-
 log = logging.getLogger("agent.sniffer.health")
 
 

@@ -16,28 +16,15 @@ and a text renderer are the smaller dependency. The names follow Prometheus conv
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
-
-__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "SnifferMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "network_mapper_sniffer_"
 
 
-def _format_value(value: float) -> str:
-    if isinstance(value, int) or (math.isfinite(value) and value == int(value)):
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+def _render(name: str, help: str, kind: str, value: float) -> str:
+    return f"# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
 
 
 class Counter:
@@ -62,26 +49,18 @@ class Counter:
         return self._value
 
     def render(self) -> str:
-        return (
-            f"# HELP {self.name} {_escape_help(self.help)}\n"
-            f"# TYPE {self.name} counter\n"
-            f"{self.name} {_format_value(self._value)}\n"
-        )
+        return _render(self.name, self.help, "counter", self._value)
 
 
 class Gauge:
-    """A value that goes up and down: set explicitly, or read from a function at scrape time."""
+    """A value read from a function at scrape time (0 until :meth:`set_function`)."""
 
-    __slots__ = ("_function", "_value", "help", "name")
+    __slots__ = ("_function", "help", "name")
 
     def __init__(self, name: str, help: str) -> None:
         self.name = name
         self.help = help
-        self._value: float = 0
-        self._function: Callable[[], float] | None = None
-
-    def set(self, value: float) -> None:
-        self._value = value
+        self._function: Callable[[], float] = lambda: 0
 
     def set_function(self, function: Callable[[], float]) -> None:
         """Read the value from ``function`` on every scrape (e.g. ``len(collector)``)."""
@@ -89,46 +68,33 @@ class Gauge:
 
     @property
     def value(self) -> float:
-        return self._function() if self._function is not None else self._value
+        return self._function()
 
     def render(self) -> str:
-        return (
-            f"# HELP {self.name} {_escape_help(self.help)}\n"
-            f"# TYPE {self.name} gauge\n"
-            f"{self.name} {_format_value(self.value)}\n"
-        )
+        return _render(self.name, self.help, "gauge", self.value)
 
 
 class SnifferMetrics:
     """Every metric of the sniffer. One instance per process, passed to each component."""
 
-    def __init__(self, prefix: str = PREFIX) -> None:
-        self.packets_seen = Counter(f"{prefix}packets_seen_total", "Packets delivered by the capture.")
+    def __init__(self) -> None:
+        self.packets_seen = Counter(f"{PREFIX}packets_seen_total", "Packets delivered by the capture.")
         self.dns_responses_parsed = Counter(
-            f"{prefix}dns_responses_parsed_total", "DNS responses parsed into answers."
+            f"{PREFIX}dns_responses_parsed_total", "DNS responses parsed into answers."
         )
-        self.parse_errors = Counter(f"{prefix}parse_errors_total", "Captured frames that failed to parse.")
+        self.parse_errors = Counter(f"{PREFIX}parse_errors_total", "Captured frames that failed to parse.")
         self.pairs_pending = Gauge(
-            f"{prefix}pairs_pending", "Distinct (source, destination) pairs waiting to be reported."
+            f"{PREFIX}pairs_pending", "Distinct (source, destination) pairs waiting to be reported."
         )
         self.pairs_dropped = Counter(
-            f"{prefix}pairs_dropped_total", "New pairs refused because the pending bound was reached."
+            f"{PREFIX}pairs_dropped_total", "New pairs refused because the pending bound was reached."
         )
-        self.reports_sent = Counter(f"{prefix}reports_sent_total", "Report mutations accepted by the mapper.")
+        self.reports_sent = Counter(f"{PREFIX}reports_sent_total", "Report mutations accepted by the mapper.")
         self.report_failures = Counter(
-            f"{prefix}report_failures_total", "Failed requests to the mapper (each attempt counts)."
+            f"{PREFIX}report_failures_total", "Failed requests to the mapper (each attempt counts)."
         )
-        self.socket_scans = Counter(f"{prefix}socket_scans_total", "Completed /proc socket scans.")
-        self._all: tuple[Counter | Gauge, ...] = (
-            self.packets_seen,
-            self.dns_responses_parsed,
-            self.parse_errors,
-            self.pairs_pending,
-            self.pairs_dropped,
-            self.reports_sent,
-            self.report_failures,
-            self.socket_scans,
-        )
+        self.socket_scans = Counter(f"{PREFIX}socket_scans_total", "Completed /proc socket scans.")
+        self._all: tuple[Counter | Gauge, ...] = tuple(vars(self).values())  # the above, in order
 
     def render(self) -> str:
         """All metrics in the Prometheus text exposition format 0.0.4 (see ``CONTENT_TYPE``)."""

@@ -1,16 +1,12 @@
 """The sniffer's pending observations, aggregated into bounded pairs.
 
-Observations come from the capture loop (``DnsAnswer`` and ``TcpConnection``, one per packet)
-and the socket scan (``SocketConnection``) through :meth:`PairCollector.add`; the reporter
-(:mod:`agent.sniffer.reporter`) drains them, has them written as mutations
-(:mod:`agent.sniffer.reports`) and merges back what it could not send.
-
-:class:`PairCollector` aggregates observations by (kind, source, destination, server port):
-memory is bounded by distinct pairs, not packets, and hard-bounded by ``max_pairs``: a new pair
-beyond the bound is dropped and counted (updates to known pairs always succeed). Each pair keeps
-what its newest sighting said (time, client port, DNS server, CNAME chain, TTL), the union of the
-IPs a name resolved to (newest first, at most :data:`MAX_IPS_PER_NAME`) and the last known
-client hostname, so one pair holds a bounded amount whatever the traffic.
+Observations come from the capture loop (``DnsAnswer``, ``TcpConnection``) and the socket scan
+(``SocketConnection``) through :meth:`PairCollector.add`; the reporter drains them and merges back
+what it could not send. Pairs are keyed by (kind, source, destination, server port), so memory is
+bounded by distinct pairs, not packets, and hard-bounded by ``max_pairs``: a new pair beyond the
+bound is dropped and counted (updates to known pairs always succeed). A pair keeps what its newest
+sighting said, the union of the IPs a name resolved to (newest first, at most
+:data:`MAX_IPS_PER_NAME`) and the last known client hostname.
 
 An observation whose time cannot be written on the wire (outside [1970, 10000),
 :func:`agent.wire.format_time`) is refused and counted apart (:attr:`PairCollector.bad_times`):
@@ -106,8 +102,6 @@ class PairCollector:
     :meth:`add`, the reporter thread :meth:`drain` and :meth:`merge`."""
 
     def __init__(self, max_pairs: int, metrics: SnifferMetrics | None = None) -> None:
-        if max_pairs < 1:
-            raise ValueError(f"max_pairs must be at least 1, got {max_pairs}")
         self.max_pairs = max_pairs
         self._metrics = metrics
         self._lock = threading.Lock()

@@ -1,9 +1,8 @@
 """Reporting the sniffer's pending pairs to the mapper, with retries.
 
-Pairs come from the :class:`~agent.sniffer.pairs.PairCollector` the capture and the socket scan
-fill; :class:`Reporter` drains it every ``interval`` seconds, has the batch written as report
-mutations (:func:`agent.sniffer.reports.mutations_for`) and sends the non-empty ones through a
-:class:`~agent.mapperclient.MapperClient` to the mapper's GraphQL API, with two tiers of retry:
+:class:`Reporter` drains the :class:`~agent.sniffer.pairs.PairCollector` every ``interval``
+seconds and sends the batch's mutations (:mod:`agent.sniffer.reports`) through a
+:class:`~agent.mapperclient.MapperClient`, with two tiers of retry:
 
 * short blips: each mutation is retried ``attempts`` times with exponential backoff and
   jitter (tenacity) on connection errors, timeouts, HTTP 5xx/429 and GraphQL ``errors``;
@@ -16,10 +15,8 @@ HTTP 4xx other than 429 (a bad token, a schema mismatch) is not retried within t
 is logged as one ERROR line per occurrence. The pairs are still kept and the reporter backs
 off as for an outage: a rejected token is usually fixed outside the sniffer (the secret is
 rotated, the mapper restarted) and the data should then still arrive; the bound caps memory
-meanwhile, and the backoff keeps the error to one line per ``backoff_max`` at most.
-
-What the collector refused since the last cycle (new pairs beyond its bound, observations
-whose time cannot be written) is logged once per cycle, with the counts.
+meanwhile, and the backoff keeps the error to one line per ``backoff_max`` at most. What the
+collector refused since the last cycle is logged once per cycle, with the counts.
 """
 
 from __future__ import annotations

@@ -1,51 +1,32 @@
-"""Drained pairs → the GraphQL report mutations the sniffer sends to the mapper (pure).
+"""Drained pairs (:mod:`agent.sniffer.pairs`) → the GraphQL report mutations the reporter sends (pure).
 
-Pairs come from :class:`agent.sniffer.pairs.PairCollector` (a drained :class:`~agent.sniffer.pairs.Batch`);
-the :class:`Mutation` objects go to the reporter (:mod:`agent.sniffer.reporter`), which sends
-them through :mod:`agent.mapperclient` to the mapper's three Otterize-compatible mutations:
-``reportCaptureResults`` (DNS), ``reportTCPCaptureResults`` (TCP SYNs) and
-``reportSocketScanResults`` (established sockets), one ``RecordedDestinationsForSrc`` per
-source IP. The mapper's side of the same shapes is :mod:`agent.mapper.api.mutations`.
-
-Each ``Destination`` carries Otterize's fields (``destination``, ``destinationIP``,
-``destinationPort``, ``TTL``, ``lastSeen``) and, when known, the schema's additive extension
-fields: ``srcPort`` (the client's port), and for DNS ``dnsServerIP`` (the server that answered)
-and ``cnames`` (the chain from the queried name to the name that has the addresses). Times are
-:func:`agent.wire.format_time`. A DNS pair becomes one destination per IP it resolved to.
+Otterize's three sniffer mutations: ``reportCaptureResults`` (DNS), ``reportTCPCaptureResults``
+(TCP SYNs) and ``reportSocketScanResults`` (established sockets), one ``RecordedDestinationsForSrc``
+per source IP; the mapper's side of these shapes is :mod:`agent.mapper.api.mutations`. Each
+``Destination`` carries Otterize's fields (``destination``, ``destinationIP``, ``destinationPort``,
+``TTL``, ``lastSeen``) and, when known, the schema's additive ``srcPort`` and, for DNS,
+``dnsServerIP`` and ``cnames``. A DNS pair becomes one destination per IP it resolved to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from agent.model import Method
 from agent.sniffer.pairs import Batch, PairKey, Seen
 from agent.wire import format_time
 
-
-@dataclass(frozen=True, slots=True)
-class MutationSpec:
-    """A report mutation's field name and the GraphQL input type of its ``results``."""
-
-    field: str
-    input_type: str
-
-    @property
-    def query(self) -> str:
-        return f"mutation {self.field}($results: {self.input_type}!) {{ {self.field}(results: $results) }}"
-
-
-SPECS: Mapping[Method, MutationSpec] = {
-    Method.DNS: MutationSpec("reportCaptureResults", "CaptureResults"),
-    Method.TCP: MutationSpec("reportTCPCaptureResults", "CaptureTCPResults"),
-    Method.SOCKET_SCAN: MutationSpec("reportSocketScanResults", "SocketScanResults"),
+# Per kind of pair: the mutation that reports it and the GraphQL input type of its ``results``.
+_MUTATIONS: Mapping[Method, tuple[str, str]] = {
+    Method.DNS: ("reportCaptureResults", "CaptureResults"),
+    Method.TCP: ("reportTCPCaptureResults", "CaptureTCPResults"),
+    Method.SOCKET_SCAN: ("reportSocketScanResults", "SocketScanResults"),
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Mutation:
     """One GraphQL request: ``field`` names the mutation; ``pairs`` are what it carries (put
     back into the collector when it fails)."""
@@ -93,15 +74,15 @@ def results_for(pairs: Mapping[PairKey, Seen]) -> dict[str, Any]:
     }
 
 
-def mutations_for(batch: Batch | Mapping[PairKey, Seen]) -> list[Mutation]:
+def mutations_for(batch: Batch) -> list[Mutation]:
     """A drained batch → the mutations to send (DNS, TCP, socket scan; empty ones skipped)."""
-    pairs = batch.pairs if isinstance(batch, Batch) else batch
-    by_kind: dict[Method, dict[PairKey, Seen]] = {kind: {} for kind in SPECS}
-    for key, seen in pairs.items():
+    by_kind: dict[Method, dict[PairKey, Seen]] = {kind: {} for kind in _MUTATIONS}
+    for key, seen in batch.pairs.items():
         by_kind[key.kind][key] = seen
     mutations = []
-    for kind, spec in SPECS.items():
+    for kind, (name, input_type) in _MUTATIONS.items():
         if by_kind[kind]:
+            query = f"mutation {name}($results: {input_type}!) {{ {name}(results: $results) }}"
             variables = {"results": results_for(by_kind[kind])}
-            mutations.append(Mutation(kind, spec.field, spec.query, variables, by_kind[kind]))
+            mutations.append(Mutation(kind, name, query, variables, by_kind[kind]))
     return mutations

@@ -27,17 +27,6 @@ from typing import NamedTuple
 
 from agent.model import SocketConnection, Timestamp
 
-__all__ = [
-    "ESTABLISHED",
-    "LISTEN",
-    "ScanResult",
-    "SocketScanner",
-    "TcpEntry",
-    "TcpTable",
-    "connections",
-    "parse_proc_net_tcp",
-]
-
 # TCP states as the kernel prints them (include/net/tcp_states.h).
 ESTABLISHED = 0x01
 LISTEN = 0x0A
@@ -218,16 +207,11 @@ class ScanResult:
     """One pass over ``/proc``: the observations and counters for the sniffer's metrics."""
 
     observations: list[SocketConnection]
-    namespaces: int = 0
-    """Distinct network namespaces whose tables were read."""
-    processes: int = 0
-    """Process directories seen under ``/proc``."""
-    parse_errors: int = 0
-    """Malformed lines in the tables read."""
-    skipped_processes: int = 0
-    """Processes that vanished (or were unreadable) mid-scan."""
-    established_sockets: int = 0
-    """ESTABLISHED entries read; both ends of an in-namespace connection count."""
+    namespaces: int = 0  # distinct network namespaces whose tables were read
+    processes: int = 0  # process directories seen under /proc
+    parse_errors: int = 0  # malformed lines in the tables read
+    skipped_processes: int = 0  # processes that vanished (or were unreadable) mid-scan
+    established_sockets: int = 0  # ESTABLISHED entries read; both ends of an in-namespace connection count
 
 
 def _read_table(path: str) -> str:

@@ -14,6 +14,7 @@ a valid token gets 401 whatever else is wrong with it; routes then check role an
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -65,8 +66,6 @@ def open_store(settings: CloudSettings) -> GraphStore:
 
 
 def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
-    import json
-
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
@@ -75,80 +74,61 @@ def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
     }
 
 
-def _check_content_type(event: Mapping[str, Any], path: str) -> None:
-    """The API speaks JSON: a body of another type is 415 (telemetry checks its own types)."""
-    from cloud_functions.handlers.app import OWN_CONTENT_TYPES
-
-    if not event.get("body") or path in OWN_CONTENT_TYPES:
-        return
-    headers = event.get("headers")
-    content_type = str(headers.get("content-type", "")) if isinstance(headers, Mapping) else ""
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type not in ("", "application/json"):
-        raise ApiError(415, "unsupported_media_type", "send application/json")
-
-
 class CloudApp:
     """The routes bound to one store and settings; call it with (event, context)."""
 
     def __init__(self, store: GraphStore, settings: CloudSettings | None = None) -> None:
-        from cloud_functions.handlers.app import app, logger
+        from cloud_functions.handlers import app  # its routes import this package
 
         self.store = store
         self.settings = settings or CloudSettings()
-        self._app = app
-        self._logger = logger
+        self._routes = app
         # The resolver keeps the current event in class attributes: one request at a time.
         self._lock = threading.Lock()
 
-    def _caller(self, event: Mapping[str, Any], path: str) -> TokenRecord | None:
-        from cloud_functions.handlers.app import PUBLIC_PATHS
-
-        headers = event.get("headers") or {}
-        authorization = headers.get("authorization") if isinstance(headers, Mapping) else None
-        if path in PUBLIC_PATHS:
-            return None
-        return authenticate(self.store, authorization, self.settings.admin_token_sha256)
+    def _admit(self, event: Mapping[str, Any], path: str) -> TokenRecord | None:
+        """The caller, once the request passes the checks before routing; :class:`ApiError` 401,
+        or 415 for a body that is not JSON (telemetry checks its own types)."""
+        headers = event.get("headers")
+        headers = headers if isinstance(headers, Mapping) else {}
+        caller = None
+        if path not in self._routes.PUBLIC_PATHS:
+            authorization = headers.get("authorization")
+            caller = authenticate(self.store, authorization, self.settings.admin_token_sha256)
+        media_type = str(headers.get("content-type", "")).split(";")[0].strip().lower()
+        if (
+            event.get("body")
+            and path not in self._routes.OWN_CONTENT_TYPES
+            and media_type not in ("", "application/json")
+        ):
+            raise ApiError(415, "unsupported_media_type", "send application/json")
+        return caller
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         started = time.perf_counter()
         request_context = event.get("requestContext")
         http = request_context.get("http") if isinstance(request_context, Mapping) else None
-        path = event.get("rawPath")
-        if (
-            not isinstance(http, Mapping)
-            or not isinstance(path, str)
-            or not isinstance(http.get("method"), str)
-        ):
+        method, path = http.get("method") if isinstance(http, Mapping) else None, event.get("rawPath")
+        if not isinstance(method, str) or not isinstance(path, str):
             return _json_error(400, "bad_event", "not an API Gateway HTTP API (v2) event")
-        method = str(http["method"])
-        if len(event.get("body") or "") > self.settings.max_body_bytes:
-            return _json_error(
-                413, "payload_too_large", f"bodies are limited to {self.settings.max_body_bytes} bytes"
-            )
+        limit = self.settings.max_body_bytes
+        if len(event.get("body") or "") > limit:
+            return _json_error(413, "payload_too_large", f"bodies are limited to {limit} bytes")
         tenant = ""
         try:
-            caller = self._caller(event, path)
+            caller = self._admit(event, path)
             tenant = caller.tenant_id if caller else ""
-            _check_content_type(event, path)
             with self._lock:
-                self._app.context.update(store=self.store, caller=caller, settings=self.settings)
-                response = self._app.resolve(event, context)
+                self._routes.app.context.update(store=self.store, caller=caller, settings=self.settings)
+                response = self._routes.app.resolve(event, context)
         except ApiError as error:
             response = _json_error(error.status, error.code, error.message)
         except Exception:  # a malformed event, or a bug: never a traceback to the client
-            self._logger.exception("request failed", extra={"method": method, "path": path})
+            self._routes.logger.exception("request failed", extra={"method": method, "path": path})
             response = _json_error(500, "internal", "internal error")
-        self._logger.info(
-            "request",
-            extra={
-                "method": method,
-                "path": path,
-                "status": response.get("statusCode"),
-                "tenant": tenant,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        status, ms = response.get("statusCode"), round((time.perf_counter() - started) * 1000, 2)
+        log = {"method": method, "path": path, "status": status, "tenant": tenant, "ms": ms}
+        self._routes.logger.info("request", extra=log)
         return response
 
 

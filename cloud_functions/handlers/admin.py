@@ -1,21 +1,18 @@
-"""Tenant, cluster and token administration.
+"""Tenant, cluster and token administration: requests come through
+:mod:`cloud_functions.handlers.app`, what is created goes to the store.
 
 ``POST /v1/tenants`` (admin) creates a tenant and its first owner token. A tenant's owner token
-(or an admin) adds clusters — each with its ingest token — and mints owner or read tokens
-(``{"role": ...}``, read when the body is empty), lists and revokes them. A read token may only
-list the clusters here (and read graphs and exports elsewhere): every token route and adding
-a cluster answer it 403. Tokens are returned once, at creation; the store keeps their hash
-only, and listings show ids and roles. Requests come through :mod:`cloud_functions.handlers.app`;
-what is created goes to the store (:class:`~cloud_functions.store.base.GraphStore`).
+(or an admin) adds clusters, each with its ingest token, and mints owner or read tokens
+(``{"role": ...}``, read when the body is empty), lists and revokes them; a read token may only
+list the clusters (roles: :mod:`cloud_functions.auth`). Tokens are returned once, at creation.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,24 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.wire import format_time
 from cloud_functions.auth import (
     PLATFORM_TENANT,
+    SECURITY,
     ApiError,
-    current_caller,
-    current_store,
-    hash_token,
+    Caller,
+    Store,
+    issue_token,
     new_id,
-    new_token,
     require,
 )
 from cloud_functions.store.base import GraphStore, Role, TokenRecord
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
+ADMIN: dict[str, Any] = {"security": SECURITY, "tags": ["admin"]}
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 TenantId = Annotated[str, Path(pattern=ID_PATTERN, description="The tenant's id (``t_…``).")]
 TokenId = Annotated[str, Path(pattern=ID_PATTERN, description="The token's id (``k_…``).")]
-Store = Annotated[GraphStore, Depends(current_store)]
-Caller = Annotated[TokenRecord | None, Depends(current_caller)]
-SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 class NameIn(BaseModel):
@@ -76,8 +71,7 @@ class ClusterList(BaseModel):
     clusters: list[ClusterOut]
 
 
-MintedRole = Literal["read", "owner"]
-"""The roles a token route mints (ingest tokens come with their cluster, admin tokens with the platform)."""
+MintedRole = Literal["read", "owner"]  # ingest tokens come with their cluster, admin tokens with the platform
 
 
 class TokenIn(BaseModel):
@@ -110,27 +104,6 @@ class TokenList(BaseModel):
     tokens: list[TokenOut]
 
 
-# --------------------------------------------------------------------------- pure parts
-
-
-def issue_token(
-    store: GraphStore, tenant_id: str, role: Role, now: float, cluster_id: str = ""
-) -> tuple[str, str]:
-    """A new token of ``role`` for the tenant, stored by hash: ``(token id, token)``; the token
-    itself is returned only this once."""
-    token, token_id = new_token(), new_id("k")
-    record = TokenRecord(
-        token_hash=hash_token(token),
-        tenant_id=tenant_id,
-        role=role,
-        token_id=token_id,
-        created_at=now,
-        cluster_id=cluster_id,
-    )
-    store.put_token(record)
-    return token_id, token
-
-
 def _tenant(store: GraphStore, caller: TokenRecord | None, tenant_id: str, role: Role) -> None:
     """Admin or the tenant's token counting as ``role``, for an existing (non-platform) tenant."""
     require(caller, "admin", role, tenant_id=tenant_id)
@@ -141,9 +114,7 @@ def _tenant(store: GraphStore, caller: TokenRecord | None, tenant_id: str, role:
 # --------------------------------------------------------------------------- routes
 
 
-@router.post(
-    "/v1/tenants", status_code=201, security=SECURITY, tags=["admin"], summary="Create a tenant (admin)"
-)
+@router.post("/v1/tenants", status_code=201, summary="Create a tenant (admin)", **ADMIN)
 def create_tenant(body: NameIn, store: Store, caller: Caller) -> TenantCreated:
     require(caller, "admin")
     now, tenant_id = time.time(), new_id("t")
@@ -155,9 +126,8 @@ def create_tenant(body: NameIn, store: Store, caller: Caller) -> TenantCreated:
 @router.post(
     "/v1/tenants/<tenantId>/clusters",
     status_code=201,
-    security=SECURITY,
-    tags=["admin"],
     summary="Add a cluster and get its ingest token (owner)",
+    **ADMIN,
 )
 def add_cluster(tenantId: TenantId, body: NameIn, store: Store, caller: Caller) -> ClusterCreated:
     _tenant(store, caller, tenantId, "owner")
@@ -167,12 +137,7 @@ def add_cluster(tenantId: TenantId, body: NameIn, store: Store, caller: Caller) 
     return ClusterCreated(clusterId=cluster_id, tokenId=token_id, ingestToken=token)
 
 
-@router.get(
-    "/v1/tenants/<tenantId>/clusters",
-    security=SECURITY,
-    tags=["admin"],
-    summary="List clusters (read or owner)",
-)
+@router.get("/v1/tenants/<tenantId>/clusters", summary="List clusters (read or owner)", **ADMIN)
 def list_clusters(tenantId: TenantId, store: Store, caller: Caller) -> ClusterList:
     _tenant(store, caller, tenantId, "read")
     return ClusterList(
@@ -191,9 +156,8 @@ def list_clusters(tenantId: TenantId, store: Store, caller: Caller) -> ClusterLi
 @router.post(
     "/v1/tenants/<tenantId>/tokens",
     status_code=201,
-    security=SECURITY,
-    tags=["admin"],
     summary="Mint a read token (empty body) or an owner token (owner)",
+    **ADMIN,
 )
 def create_token(
     tenantId: TenantId,
@@ -208,9 +172,7 @@ def create_token(
     return TokenCreated(tokenId=token_id, role=body.role, token=token)
 
 
-@router.get(
-    "/v1/tenants/<tenantId>/tokens", security=SECURITY, tags=["admin"], summary="List token ids (owner)"
-)
+@router.get("/v1/tenants/<tenantId>/tokens", summary="List token ids (owner)", **ADMIN)
 def list_tokens(tenantId: TenantId, store: Store, caller: Caller) -> TokenList:
     _tenant(store, caller, tenantId, "owner")
     return TokenList(
@@ -224,11 +186,7 @@ def list_tokens(tenantId: TenantId, store: Store, caller: Caller) -> TokenList:
 
 
 @router.delete(
-    "/v1/tenants/<tenantId>/tokens/<tokenId>",
-    status_code=204,
-    security=SECURITY,
-    tags=["admin"],
-    summary="Revoke a token (owner)",
+    "/v1/tenants/<tenantId>/tokens/<tokenId>", status_code=204, summary="Revoke a token (owner)", **ADMIN
 )
 def delete_token(tenantId: TenantId, tokenId: TokenId, store: Store, caller: Caller) -> Response[None]:
     _tenant(store, caller, tenantId, "owner")

@@ -1,5 +1,6 @@
 """The HTTP API: one powertools ``APIGatewayHttpResolver`` with request validation (pydantic),
-every route of the handler modules, the error mapping and the OpenAPI document.
+every route of the handler modules, the error mapping, the OpenAPI document and the public pages
+(health, the console's placeholder).
 
 Every error is ``{"error": {"code", "message"}}`` (plus ``details`` for validation errors) with
 its 4xx status: 400 unreadable body, 401 no/unknown token, 403 not yours, 404 no such route or
@@ -26,21 +27,19 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pydantic import BaseModel
 
 from cloud_functions.auth import ApiError
-from cloud_functions.handlers import admin, console, export, graph, ingest, telemetry
+from cloud_functions.handlers import admin, export, graph, ingest, telemetry
 from cloud_functions.store.base import Conflict, NotFound, StoreError
 
 logger = Logger(service="network-mapper-cloud")
 
 app = APIGatewayHttpResolver(enable_validation=True)
-for _module in (admin, ingest, graph, export, telemetry, console):
+for _module in (admin, ingest, graph, export, telemetry):
     app.include_router(_module.router)
 
 TITLE = "network-mapper cloud"
 API_VERSION = "1.0.0"
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/v1/metrics"})
-"""Routes that need no token; every other request is authenticated before routing."""
-OWN_CONTENT_TYPES = frozenset({"/v1/metrics"})
-"""Routes that read bodies of their own media types; the others take JSON only."""
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/v1/metrics"})  # need no token
+OWN_CONTENT_TYPES = frozenset({"/v1/metrics"})  # read bodies of their own media types, not JSON
 RAW_JSON_BODIES = {"/v1/ingest": ingest.request_schema}
 """Routes that decode their JSON bodies themselves (no body parameter): their request bodies'
 schemas, for the OpenAPI document."""
@@ -53,40 +52,19 @@ def error_response(status: int, code: str, message: str, details: list[Any] | No
     return Response(status, "application/json", {"error": error})
 
 
-def _location(loc: Any) -> list[Any]:
-    return [part if isinstance(part, int) else str(part) for part in loc]
-
-
-def _api_error(error: ApiError) -> Response[Any]:
-    return error_response(error.status, error.code, error.message, error.details)
+def _answer(
+    status: int, code: str, message: str, *, say: bool = False
+) -> Callable[[Exception], Response[Any]]:
+    """An error handler answering ``message`` (``say``: the error's own message, if it has one)."""
+    return lambda error: error_response(status, code, (say and str(error)) or message)
 
 
 def _invalid(error: RequestValidationError) -> Response[Any]:
-    details = [
-        {"loc": _location(e.get("loc", ())), "type": str(e.get("type", "")), "msg": str(e.get("msg", ""))}
-        for e in error.errors()[:50]
-    ]
+    details = []
+    for e in error.errors()[:50]:
+        loc = [part if isinstance(part, int) else str(part) for part in e.get("loc", ())]
+        details.append({"loc": loc, "type": str(e.get("type", "")), "msg": str(e.get("msg", ""))})
     return error_response(422, "validation_error", "the request is invalid", details)
-
-
-def _unsupported(_: RequestUnsupportedContentType) -> Response[Any]:
-    return error_response(415, "unsupported_media_type", "send application/json")
-
-
-def _unreadable(_: Exception) -> Response[Any]:
-    return error_response(400, "bad_request", "the body is not UTF-8 (or not valid base64)")
-
-
-def _no_route(_: NotFoundError) -> Response[Any]:
-    return error_response(404, "not_found", "no such route")
-
-
-def _not_found(error: NotFound) -> Response[Any]:
-    return error_response(404, "not_found", str(error) or "not found")
-
-
-def _conflict(error: Conflict) -> Response[Any]:
-    return error_response(409, "conflict", str(error) or "exists already")
 
 
 def _store_failed(_: StoreError) -> Response[Any]:
@@ -100,13 +78,16 @@ def _bug(_: Exception) -> Response[Any]:
 
 
 _ERROR_HANDLERS: list[tuple[type[Exception] | list[type[Exception]], Callable[[Any], Response[Any]]]] = [
-    (ApiError, _api_error),
+    (ApiError, lambda e: error_response(e.status, e.code, e.message, e.details)),
     (RequestValidationError, _invalid),
-    (RequestUnsupportedContentType, _unsupported),
-    ([UnicodeDecodeError, binascii.Error], _unreadable),
-    (NotFoundError, _no_route),
-    (NotFound, _not_found),
-    (Conflict, _conflict),
+    (RequestUnsupportedContentType, _answer(415, "unsupported_media_type", "send application/json")),
+    (
+        [UnicodeDecodeError, binascii.Error],
+        _answer(400, "bad_request", "the body is not UTF-8 (or not valid base64)"),
+    ),
+    (NotFoundError, _answer(404, "not_found", "no such route")),
+    (NotFound, _answer(404, "not_found", "not found", say=True)),
+    (Conflict, _answer(409, "conflict", "exists already", say=True)),
     (StoreError, _store_failed),
     (Exception, _bug),
 ]
@@ -131,6 +112,15 @@ def openapi_document() -> str:
     return json.dumps(document, indent=2)
 
 
+CONSOLE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>network-mapper cloud</title></head>
+<body><h1>network-mapper cloud</h1>
+<p>The web console lands here later. The API is described at <a href="/openapi.json">/openapi.json</a>.</p>
+</body></html>
+"""
+"""``GET /``: a placeholder page until the web console's static files land."""
+
+
 class Health(BaseModel):
     status: str
 
@@ -143,3 +133,8 @@ def healthz() -> Health:
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(200, "application/json", openapi_document())
+
+
+@app.get("/", include_in_schema=False)
+def console() -> Response[str]:
+    return Response(200, "text/html; charset=utf-8", CONSOLE)

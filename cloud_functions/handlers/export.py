@@ -20,16 +20,9 @@ from agent import wire
 from agent.exports import client_intents, network_policies, yaml_documents
 from agent.exports.iam import iam_policies
 from agent.model import Edge
+from cloud_functions.auth import SECURITY, Caller, Store
 from cloud_functions.handlers.admin import TenantId
-from cloud_functions.handlers.graph import (
-    Caller,
-    ClusterFilter,
-    Store,
-    json_response,
-    merged,
-    read_edges,
-    reader,
-)
+from cloud_functions.handlers.graph import ClusterFilter, cluster_ids, json_response, merged, reader
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -61,7 +54,7 @@ def export(edges: Sequence[Edge], fmt: Format, version: Version) -> Response[str
 
 @router.get(
     "/v1/tenants/<tenantId>/export",
-    security=[{"bearerAuth": []}],
+    security=SECURITY,
     tags=["export"],
     summary="Export the tenant's graph",
     responses={
@@ -80,5 +73,5 @@ def export_graph(  # noqa: PLR0917 - the route's parameters are the query's
     cluster: ClusterFilter = None,
 ) -> Response[str]:
     tenant = reader(caller, tenantId)
-    edges = [edge for edge, _, _ in merged(read_edges(store, tenant, cluster=cluster))]
+    edges = [edge for edge, _, _ in merged(store.edges(tenant, cluster_ids=cluster_ids(cluster)))]
     return export(edges, format, version)

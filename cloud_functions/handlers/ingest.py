@@ -1,21 +1,13 @@
 """``POST /v1/ingest``: a cluster's uploader sends a batch of edges (the codec's edge documents).
 
-The raw body (``router.current_event``) is decoded and checked in one pass by the codec
-(:func:`agent.wire.decode_ingest`: typed, a tagged union of target kinds; version 1 bodies, without
-``version``, are read too); the edges go to the store's ingest (the one ingest service,
-:mod:`cloud_functions.store.ingestion`). The cluster comes from the ingest token, never from the
-body. A batch is stored once per ``batchId``: a retried batch answers ``stored: false`` with 200,
-so uploaders may retry freely.
-
-A malformed body answers 422 ``validation_error`` whose ``details`` locate what is wrong as the
-codec reports it (``loc``: ``["body", "edges", 3, "firstSeen"]``): when it is an edge, every
-malformed edge is listed (the body is then decoded again, edge by edge, to find them all). Times
-must lie in [1970, 10000).
-
-Liveness (see :mod:`cloud_functions.store.base`): each edge may say ``"live": true`` (seen within
-the uploader's granularity), and a body may carry ``seenAt``, the cluster's heartbeat, which keeps
-every live edge's last-seen time current without re-sending it. A body with no edges and a
-``seenAt`` is a heartbeat only. A ``seenAt`` later than the cloud's own clock counts as now.
+The raw body is decoded and checked in one pass by the codec (:func:`agent.wire.decode_ingest`);
+the edges go to the store's ingest (:mod:`cloud_functions.store.ingestion`). The cluster comes
+from the ingest token, never from the body. A retried batch (same ``batchId``) answers
+``stored: false`` with 200, so uploaders may retry freely. A malformed body answers 422
+``validation_error`` whose ``details`` locate what is wrong as the codec reports it (``loc``:
+``["body", "edges", 3, "firstSeen"]``), every malformed edge listed. ``seenAt`` is the cluster's
+heartbeat (liveness: :mod:`cloud_functions.store.base`); one later than the cloud's clock counts
+as now.
 """
 
 from __future__ import annotations
@@ -30,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from agent import wire
 from agent.wire import IngestBody, WireError
-from cloud_functions.auth import ApiError, require
-from cloud_functions.handlers.schemas import ingest_schema
+from cloud_functions.auth import SECURITY, ApiError, require
+from cloud_functions.handlers.schemas import inline
 from cloud_functions.store.base import GraphStore
 from cloud_functions.store.ingestion import InvalidEdges
 
@@ -46,7 +38,7 @@ _BATCH_ID = re.compile(BATCH_ID)
 
 def request_schema() -> dict[str, Any]:
     """The OpenAPI request body: the codec's upload body, with this route's limits."""
-    schema = ingest_schema()
+    schema = inline(wire.ingest_schema())
     properties = schema["properties"]
     properties["batchId"] |= {
         "minLength": 1,
@@ -61,9 +53,6 @@ def request_schema() -> dict[str, Any]:
 class IngestOut(BaseModel):
     stored: bool = Field(description="False when the batch id was seen before (nothing written).")
     edgesWritten: int
-
-
-# --------------------------------------------------------------------------- errors
 
 
 _AT = re.compile(r"(?s)(.*) - at `\$(.*)`")
@@ -92,6 +81,10 @@ def invalid(details: list[dict[str, Any]]) -> ApiError:
     return ApiError(422, "validation_error", "the request is invalid", details[:MAX_DETAILS])
 
 
+def _invalid_field(name: str, kind: str, message: str) -> ApiError:
+    return invalid([{"loc": ["body", name], "type": kind, "msg": message}])
+
+
 def edge_details(text: str) -> list[dict[str, Any]]:
     """Every malformed edge of a body that did not decode, each decoded on its own (none when the
     body is not an object with a list of edges)."""
@@ -118,21 +111,17 @@ def decode_body(text: str) -> IngestBody:
         is_edge = first["loc"][:2] == ["body", "edges"] and len(first["loc"]) > 2
         raise invalid((edge_details(text) if is_edge else []) or [first]) from None
     if len(body.batchId) > 128 or _BATCH_ID.match(body.batchId) is None:
-        msg = "1 to 128 characters, no control characters and no '#'"
-        raise invalid([{"loc": ["body", "batchId"], "type": "value_error", "msg": msg}])
+        raise _invalid_field(
+            "batchId", "value_error", "1 to 128 characters, no control characters and no '#'"
+        )
     if len(body.edges) > MAX_BATCH:
-        msg = f"at most {MAX_BATCH} edges a batch"
-        raise invalid([{"loc": ["body", "edges"], "type": "too_long", "msg": msg}])
+        raise _invalid_field("edges", "too_long", f"at most {MAX_BATCH} edges a batch")
     if body.seenAt is not None and not wire.EARLIEST <= body.seenAt.timestamp() < wire.END:
-        msg = "must lie in [1970, 10000)"
-        raise invalid([{"loc": ["body", "seenAt"], "type": "value_error", "msg": msg}])
+        raise _invalid_field("seenAt", "value_error", "must lie in [1970, 10000)")
     return body
 
 
-# --------------------------------------------------------------------------- the route
-
-
-@router.post("/v1/ingest", security=[{"bearerAuth": []}], tags=["ingest"], summary="Upload a batch of edges")
+@router.post("/v1/ingest", security=SECURITY, tags=["ingest"], summary="Upload a batch of edges")
 def ingest() -> IngestOut:
     # The store and caller straight from the context, not through Depends like other routes:
     # resolving dependencies costs powertools a get_type_hints per request, on the hot path.

@@ -3,15 +3,12 @@
 Data comes from :mod:`agent.wire` (:func:`~agent.wire.edge_schema`, :func:`~agent.wire.ingest_schema`:
 each with its definitions under ``$defs``, referenced as ``#/$defs/<name>``). Embedded in the
 OpenAPI document those references would point at the document's root, so :func:`inline` replaces
-each with its definition. The schemas go to the routes that document them
-(:mod:`cloud_functions.handlers.ingest`, :mod:`cloud_functions.handlers.graph`). Pure.
+each with its definition, for the routes that document them. Pure.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from agent import wire
 
 _PREFIX = "#/$defs/"
 
@@ -38,13 +35,3 @@ def inline(schema: dict[str, Any]) -> dict[str, Any]:
 
     resolved: dict[str, Any] = resolve(schema)
     return resolved
-
-
-def edge_schema() -> dict[str, Any]:
-    """One edge document (:class:`agent.wire.EdgeDoc`)."""
-    return inline(wire.edge_schema())
-
-
-def ingest_schema() -> dict[str, Any]:
-    """An upload body (:class:`agent.wire.IngestBody`)."""
-    return inline(wire.ingest_schema())

@@ -14,41 +14,39 @@ import binascii
 import json
 import re
 import time
-from typing import Annotated, Any
+from collections.abc import Iterable
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from cloud_functions.auth import ApiError, current_store
-from cloud_functions.store.base import GraphStore, StoreError
+from cloud_functions.auth import ApiError, Store
+from cloud_functions.store.base import MAX_TELEMETRY_BYTES, StoreError
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
-MAX_TELEMETRY_BODY = 1024 * 1024
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 UNKNOWN = "unknown"
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _valid(cluster_id: Any) -> str | None:
-    return cluster_id if isinstance(cluster_id, str) and _CLUSTER_ID.match(cluster_id) else None
+def _first_valid(cluster_ids: Iterable[Any]) -> str:
+    """The first well-formed cluster id (read lazily), else ``unknown``."""
+    return next((c for c in cluster_ids if isinstance(c, str) and _CLUSTER_ID.match(c)), UNKNOWN)
 
 
 def cluster_from_json(body: bytes) -> str:
     """``cluster.id`` of the first resource that has one, in an OTLP/JSON payload."""
     try:
-        document = json.loads(body)
-        for resource_metrics in document.get("resourceMetrics", []):
-            for attribute in resource_metrics.get("resource", {}).get("attributes", []):
-                if attribute.get("key") == "cluster.id":
-                    found = _valid(attribute.get("value", {}).get("stringValue"))
-                    if found:
-                        return found
+        return _first_valid(
+            a.get("value", {}).get("stringValue")
+            for r in json.loads(body).get("resourceMetrics", [])
+            for a in r.get("resource", {}).get("attributes", [])
+            if a.get("key") == "cluster.id"
+        )
     except (ValueError, AttributeError, TypeError, RecursionError):
-        pass
-    return UNKNOWN
+        return UNKNOWN
 
 
 def cluster_from_protobuf(body: bytes) -> str:
@@ -63,13 +61,12 @@ def cluster_from_protobuf(body: bytes) -> str:
         request.ParseFromString(body)
     except (DecodeError, RuntimeError, ValueError):
         return UNKNOWN
-    for resource_metrics in request.resource_metrics:
-        for attribute in resource_metrics.resource.attributes:
-            if attribute.key == "cluster.id":
-                found = _valid(attribute.value.string_value)
-                if found:
-                    return found
-    return UNKNOWN
+    return _first_valid(
+        a.value.string_value
+        for r in request.resource_metrics
+        for a in r.resource.attributes
+        if a.key == "cluster.id"
+    )
 
 
 def raw_body(body: str | None, is_base64: bool) -> bytes:
@@ -93,15 +90,15 @@ def raw_body(body: str | None, is_base64: bool) -> bytes:
         415: {"description": "Not application/x-protobuf or application/json"},
     },
 )
-def receive_metrics(store: Annotated[GraphStore, Depends(current_store)]) -> Response[Any]:
+def receive_metrics(store: Store) -> Response[Any]:
     event = router.current_event
     content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type not in (PROTOBUF, JSON):
         raise ApiError(415, "unsupported_media_type", f"use {PROTOBUF} or {JSON}")
-    if len(event.body or "") > MAX_TELEMETRY_BODY * 4 // 3 + 4:  # before decoding anything
+    if len(event.body or "") > MAX_TELEMETRY_BYTES * 4 // 3 + 4:  # before decoding anything
         raise ApiError(413, "payload_too_large", "telemetry payloads are limited to 1 MB")
     body = raw_body(event.body, bool(event.is_base64_encoded))
-    if len(body) > MAX_TELEMETRY_BODY:
+    if len(body) > MAX_TELEMETRY_BYTES:
         raise ApiError(413, "payload_too_large", "telemetry payloads are limited to 1 MB")
     cluster = cluster_from_protobuf(body) if content_type == PROTOBUF else cluster_from_json(body)
     try:

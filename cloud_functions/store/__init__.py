@@ -1,37 +1,4 @@
-"""The cloud's graph stores: one interface (:class:`GraphStore`), two implementations.
-
-:class:`SqliteGraphStore` (``cloud_functions.store.sqlite``) is the embedded default;
-:class:`DynamoGraphStore` (``cloud_functions.store.dynamodb``, imports boto3's botocore) is for AWS.
+"""The cloud's graph stores: one interface (:class:`~cloud_functions.store.base.GraphStore`), two
+implementations: SQLite (:mod:`cloud_functions.store.sqlite`, embedded, the default) and DynamoDB
+(:mod:`cloud_functions.store.dynamodb`, for AWS; it imports botocore).
 """
-
-from cloud_functions.store.base import (
-    MAX_TELEMETRY_BYTES,
-    Cluster,
-    Conflict,
-    GraphStore,
-    IngestResult,
-    Invalid,
-    NotFound,
-    Role,
-    StoredEdge,
-    StoreError,
-    Tenant,
-    TokenRecord,
-)
-from cloud_functions.store.sqlite import SqliteGraphStore
-
-__all__ = [
-    "MAX_TELEMETRY_BYTES",
-    "Cluster",
-    "Conflict",
-    "GraphStore",
-    "IngestResult",
-    "Invalid",
-    "NotFound",
-    "Role",
-    "SqliteGraphStore",
-    "StoreError",
-    "StoredEdge",
-    "Tenant",
-    "TokenRecord",
-]

@@ -3,11 +3,9 @@
 Data comes from the ingest handler (:mod:`cloud_functions.handlers.ingest`: the edge documents of
 an upload body, decoded by :mod:`agent.wire`) through :meth:`GraphStore.ingest
 <cloud_functions.store.base.GraphStore.ingest>`. It goes to the store through a narrow port,
-:class:`EdgePort`, which :class:`~cloud_functions.store.sqlite.SqliteGraphStore` and
-:class:`~cloud_functions.store.dynamodb.DynamoGraphStore` implement with batch operations: one
-ingest opens an :class:`EdgeBatch` (SQLite: one write transaction; DynamoDB: one read of the
-cluster and the batch marker), reads the stored texts of its keys, puts the new and changed edges
-and marks the batch.
+:class:`EdgePort`, which both stores implement with batch operations: one ingest opens an
+:class:`EdgeBatch`, reads the stored texts of its keys, puts the new and changed edges and marks
+the batch.
 
 :func:`ingest_batch`, step by step:
 
@@ -38,10 +36,9 @@ from agent import wire
 from agent.model import merge_edges
 from agent.wire import EdgeDoc, WireError, canonical
 from cloud_functions.store.base import IngestResult, Invalid, StoreError, check_id
-from cloud_functions.store.storedform import EdgeRecord, edge_key, record
+from cloud_functions.store.storedform import EdgeRecord, edge_key
 
-MERGE_ATTEMPTS = 10
-"""Puts of one edge that lost a race, before the ingest gives up (:class:`StoreError`)."""
+MERGE_ATTEMPTS = 10  # puts of one edge that lost a race, before the ingest gives up
 
 
 class InvalidEdges(Invalid):
@@ -73,11 +70,9 @@ class StoredEdges(Protocol):
 
     def stored(self, keys: Collection[bytes]) -> dict[bytes, StoredText]:
         """The stored texts of those keys that are stored (consistent reads)."""
-        ...
 
     def put(self, writes: Sequence[EdgeWrite]) -> set[bytes]:
         """Put the edges; the keys whose stored version is no longer the one given (not put)."""
-        ...
 
 
 class EdgeBatch(StoredEdges, Protocol):
@@ -86,15 +81,12 @@ class EdgeBatch(StoredEdges, Protocol):
     @property
     def seen_before(self) -> bool:
         """Whether the cluster has a marker for this batch id already."""
-        ...
 
     def raise_heartbeat(self, seen_at: float) -> None:
         """The cluster's heartbeat becomes ``seen_at`` unless it is that late already."""
-        ...
 
     def mark(self, now: float) -> bool:
         """Keep the batch marker; False when a concurrent delivery kept it first."""
-        ...
 
 
 class EdgePort(Protocol):
@@ -103,7 +95,6 @@ class EdgePort(Protocol):
     def open_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> AbstractContextManager[EdgeBatch]:
         """The cluster's edges for one ingest; :class:`~cloud_functions.store.base.NotFound` if the
         tenant has no such cluster. Leaving the context normally commits what was written."""
-        ...
 
 
 def merged_doc(old: EdgeDoc, new: EdgeDoc) -> EdgeDoc:
@@ -128,7 +119,7 @@ def coalesce(docs: Sequence[EdgeDoc]) -> dict[bytes, EdgeRecord]:
         merged[key] = doc if found is None or found == doc else merged_doc(found, doc)
     if problems:
         raise InvalidEdges(problems)
-    return {key: record(doc, key) for key, doc in merged.items()}
+    return {key: EdgeRecord(key, doc, wire.encode(doc)) for key, doc in merged.items()}
 
 
 def _write(incoming: EdgeRecord, stored: StoredText | None) -> EdgeWrite | None:
@@ -138,7 +129,7 @@ def _write(incoming: EdgeRecord, stored: StoredText | None) -> EdgeWrite | None:
     if stored.text == incoming.text:
         return None
     doc = merged_doc(wire.decode_doc(stored.text), incoming.doc)
-    merged = record(doc, incoming.key)
+    merged = EdgeRecord(incoming.key, doc, wire.encode(doc))
     return None if merged.text == stored.text else EdgeWrite(merged, stored.version)
 
 
@@ -170,11 +161,8 @@ def ingest_batch(  # noqa: PLR0917  # GraphStore.ingest's parameters
 ) -> IngestResult:
     """Merge a batch of edge documents into a cluster's graph once per ``batch_id`` (see the
     module's docstring); :class:`InvalidEdges`, :class:`~cloud_functions.store.base.Invalid`
-    batch id, :class:`~cloud_functions.store.base.NotFound` cluster.
-
-    Both stores take it as their :meth:`GraphStore.ingest
-    <cloud_functions.store.base.GraphStore.ingest>` (``ingest = ingest_batch``: the store is the
-    port)."""
+    batch id, :class:`~cloud_functions.store.base.NotFound` cluster. Both stores take it as their
+    ``ingest`` (the store is the port)."""
     check_id(batch_id, "batch id")
     incoming = coalesce(docs)
     heartbeat_only = not incoming and seen_at is not None

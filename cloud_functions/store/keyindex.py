@@ -32,12 +32,9 @@ class KeyIndex:
         each write transaction, before :meth:`keys`)."""
         version = int(db.execute("PRAGMA data_version").fetchone()[0])
         if version != self._version:
-            self.clear()
+            self._clusters.clear()
+            self._next_id = None
             self._version = version
-
-    def clear(self) -> None:
-        self._clusters.clear()
-        self._next_id = None
 
     def keys(self, db: sqlite3.Connection, cluster: int) -> dict[bytes, int]:
         """The cluster's keys and their row ids (read-only for callers: change via :meth:`add`)."""

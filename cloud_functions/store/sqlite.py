@@ -1,35 +1,27 @@
-"""The embedded cloud store: one SQLite file (WAL), for local use and single-machine deployments.
+"""The embedded cloud store: :class:`~cloud_functions.store.base.GraphStore` in one SQLite file
+(WAL), for local use and single-machine deployments.
 
-One connection guarded by a lock (thread-safe); each ingest is one transaction, so a batch's
-marker and its edges commit together or not at all. The schema is versioned (a row of the
-``schema_version`` table); opening an older file migrates it, in one transaction, before the store
-serves anything, and a file of a newer version is refused (the tables, the version and the
-migrations: :mod:`cloud_functions.store.sqliteschema`).
-
-Edges are ingested by the ingest service (:mod:`cloud_functions.store.ingestion`), for which
-this store opens one write transaction per batch (:meth:`SqliteGraphStore.open_batch`). They are
-rows (``id``: appended in order; :mod:`cloud_functions.store.sqliteedges`) holding the edge's
-canonical text (the codec's), its ``live`` flag, its cluster number and 16-byte key, and a few
-columns for filtering. A key is unique within its cluster by the in-memory
-:class:`~cloud_functions.store.keyindex.KeyIndex`, not by a UNIQUE index (whose random pages were
-most of each commit's writes), so new edges are plain appends. Checkpoints run on a
-thread of their own (:class:`~cloud_functions.store.checkpoints.Checkpointer`), not inside a
-writer's COMMIT. A cluster's number is its ``clusters.num`` (an explicit INTEGER PRIMARY KEY, so
-VACUUM keeps it); ``clusters.heartbeat`` is its latest ``seen_at``.
+One connection guarded by a lock (thread-safe). Its tables, their version and the migrations that
+run when an older file is opened: :mod:`cloud_functions.store.sqliteschema`. Edges are ingested by
+the ingest service (:mod:`cloud_functions.store.ingestion`) in one write transaction per batch
+(:meth:`SqliteGraphStore.open_batch`), so a batch's marker and its edges commit together or not at
+all; the rows: :mod:`cloud_functions.store.sqliteedges`. Checkpoints run on a thread of their own
+(:class:`~cloud_functions.store.checkpoints.Checkpointer`), not inside a writer's COMMIT.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from cloud_functions.store.base import (
     Cluster,
     Conflict,
+    EdgeFilters,
     NotFound,
     StoredEdge,
     StoreError,
@@ -42,25 +34,16 @@ from cloud_functions.store.base import (
 from cloud_functions.store.checkpoints import Checkpointer
 from cloud_functions.store.ingestion import ingest_batch
 from cloud_functions.store.keyindex import KeyIndex
-from cloud_functions.store.sqliteedges import SqliteEdgeBatch, edges_query
-from cloud_functions.store.sqliteschema import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    create_schema,
-    record_version,
-    recorded_version,
-)
+from cloud_functions.store.sqliteedges import BATCH_SEEN, SqliteEdgeBatch, edges_query
+from cloud_functions.store.sqliteschema import migrate, transaction
 from cloud_functions.store.storedform import read_back
 
-CHECKPOINT_EVERY = 1000
-"""Row writes between nudges of the checkpointer (a few MB of WAL)."""
-TELEMETRY_KEPT = 10_000
-"""Telemetry rows kept; older ones are dropped as new ones arrive."""
+CHECKPOINT_EVERY = 1000  # row writes between nudges of the checkpointer (a few MB of WAL)
+TELEMETRY_KEPT = 10_000  # telemetry rows kept; older ones are dropped as new ones arrive
 
 
 class SqliteGraphStore:
-    """:class:`~cloud_functions.store.base.GraphStore` in a SQLite file; its ingest is the
-    service's (:mod:`cloud_functions.store.ingestion`), over :meth:`open_batch`."""
+    """The store in the file at ``path`` (created when missing)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -78,57 +61,15 @@ class SqliteGraphStore:
             self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch's index pages stay cached
             # The checkpointer thread keeps the WAL short; this is the writer's own backstop (~40 MB).
             self._db.execute("PRAGMA wal_autocheckpoint=10000")
-            self._migrate()
+            migrate(self._db, str(self.path))
         except (sqlite3.Error, StoreError):
             self._db.close()
             raise
-
-    def _migrate(self) -> None:
-        """Bring the file to ``SCHEMA_VERSION``: create a new one, or run each newer step of
-        ``MIGRATIONS`` on an older one, all in one write transaction (a failed step leaves the
-        file as it was); refuse a newer file."""
-        if self._checked_version(recorded_version(self._db)) == SCHEMA_VERSION:
-            return
-        # Rebuilding tables: checked by foreign_key_check below instead, as SQLite advises.
-        self._db.execute("PRAGMA foreign_keys=OFF")
-        with self._transaction() as db:
-            # Read again under the write lock: another process may have migrated the file meanwhile.
-            version = self._checked_version(recorded_version(db))
-            if version == 0:
-                create_schema(db)
-            for step in MIGRATIONS if version else ():
-                if step.version > version:
-                    try:
-                        step.run(db)
-                    except sqlite3.Error as error:
-                        failed = f"migration to version {step.version} ({step.what}) failed"
-                        raise StoreError(f"{self.path}: {failed}: {error}") from error
-            if version < SCHEMA_VERSION:
-                if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
-                    raise StoreError(f"{self.path}: migration to version {SCHEMA_VERSION} broke a reference")
-                record_version(db, SCHEMA_VERSION)
-        self._db.execute("PRAGMA foreign_keys=ON")
-
-    def _checked_version(self, version: int) -> int:
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {version}, newer than {SCHEMA_VERSION}")
-        return version
 
     def close(self) -> None:
         self._checkpointer.close()
         with self._lock:
             self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (the caller holds ``_lock``, except during ``__init__``)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -137,7 +78,7 @@ class SqliteGraphStore:
         with self._lock:
             self._on_commit: list[Callable[[], None]] = []
             try:
-                with self._transaction() as db:
+                with transaction(self._db) as db:
                     yield db
             except sqlite3.Error as error:
                 raise StoreError(f"sqlite store {self.path}: {error}") from error
@@ -146,6 +87,14 @@ class SqliteGraphStore:
             if self._writes - self._checkpointed >= CHECKPOINT_EVERY:
                 self._checkpointed = self._writes
                 self._checkpointer.nudge()
+
+    def _write_one(
+        self, db: sqlite3.Connection, sql: str, params: Sequence[Any], failure: StoreError
+    ) -> None:
+        """Run a statement that writes one row; ``failure`` when it writes none."""
+        if not db.execute(sql, params).rowcount:
+            raise failure
+        self._writes += 1
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -159,12 +108,8 @@ class SqliteGraphStore:
     def create_tenant(self, tenant_id: str, name: str, now: float) -> Tenant:
         check_id(tenant_id, "tenant id")
         with self._writing() as db:
-            if (
-                db.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?, ?)", (tenant_id, name, now)).rowcount
-                == 0
-            ):
-                raise Conflict(f"tenant {tenant_id!r} exists")
-            self._writes += 1
+            sql = "INSERT OR IGNORE INTO tenants VALUES (?, ?, ?)"
+            self._write_one(db, sql, (tenant_id, name, now), Conflict(f"tenant {tenant_id!r} exists"))
         return Tenant(tenant_id, name, now)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
@@ -175,20 +120,14 @@ class SqliteGraphStore:
         check_id(cluster_id, "cluster id")
         with self._writing() as db:
             self._require_tenant(db, tenant_id)
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO clusters (tenant_id, id, name, created_at) VALUES (?, ?, ?, ?)",
-                (tenant_id, cluster_id, name, now),
-            ).rowcount
-            if not inserted:
-                raise Conflict(f"cluster {cluster_id!r} exists")
-            self._writes += 1
+            sql = "INSERT OR IGNORE INTO clusters (tenant_id, id, name, created_at) VALUES (?, ?, ?, ?)"
+            failure = Conflict(f"cluster {cluster_id!r} exists")
+            self._write_one(db, sql, (tenant_id, cluster_id, name, now), failure)
         return Cluster(tenant_id, cluster_id, name, now)
 
     def clusters(self, tenant_id: str) -> list[Cluster]:
-        sql = (
-            "SELECT tenant_id, id, name, created_at, heartbeat FROM clusters WHERE tenant_id = ? ORDER BY id"
-        )
-        return [Cluster(*row[:4], heartbeat=row[4]) for row in self._rows(sql, (tenant_id,))]
+        sql = "SELECT tenant_id, id, name, created_at, heartbeat FROM clusters WHERE tenant_id = ?"
+        return [Cluster(*row[:4], heartbeat=row[4]) for row in self._rows(sql + " ORDER BY id", (tenant_id,))]
 
     @staticmethod
     def _require_tenant(db: sqlite3.Connection, tenant_id: str) -> None:
@@ -214,20 +153,10 @@ class SqliteGraphStore:
             self._require_tenant(db, record.tenant_id)
             if record.cluster_id:
                 self._require_cluster(db, record.tenant_id, record.cluster_id)
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.token_hash,
-                    record.tenant_id,
-                    record.token_id,
-                    record.role,
-                    record.cluster_id,
-                    record.created_at,
-                ),
-            ).rowcount
-            if not inserted:
-                raise Conflict(f"token {record.token_id!r} (or its hash) exists")
-            self._writes += 1
+            row = (record.token_hash, record.tenant_id, record.token_id, record.role, record.cluster_id)
+            failure = Conflict(f"token {record.token_id!r} (or its hash) exists")
+            sql = "INSERT OR IGNORE INTO tokens VALUES (?, ?, ?, ?, ?, ?)"
+            self._write_one(db, sql, (*row, record.created_at), failure)
 
     def get_token(self, token_hash: str) -> TokenRecord | None:
         rows = self._rows(_SELECT_TOKENS + " WHERE token_hash = ?", (token_hash,))
@@ -235,12 +164,9 @@ class SqliteGraphStore:
 
     def delete_token(self, tenant_id: str, token_id: str) -> None:
         with self._writing() as db:
-            deleted = db.execute(
-                "DELETE FROM tokens WHERE tenant_id = ? AND token_id = ?", (tenant_id, token_id)
-            ).rowcount
-            if not deleted:
-                raise NotFound(f"no token {token_id!r} in tenant {tenant_id!r}")
-            self._writes += 1
+            sql = "DELETE FROM tokens WHERE tenant_id = ? AND token_id = ?"
+            failure = NotFound(f"no token {token_id!r} in tenant {tenant_id!r}")
+            self._write_one(db, sql, (tenant_id, token_id), failure)
 
     def tokens(self, tenant_id: str) -> list[TokenRecord]:
         rows = self._rows(_SELECT_TOKENS + " WHERE tenant_id = ? ORDER BY token_id", (tenant_id,))
@@ -252,7 +178,6 @@ class SqliteGraphStore:
 
     @contextmanager
     def open_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> Iterator[SqliteEdgeBatch]:
-        """The cluster's edges in one write transaction (the ingest service's port)."""
         with self._writing() as db:
             num, _ = self._require_cluster(db, tenant_id, cluster_id)
             batch = SqliteEdgeBatch(db, self._keys, num, (tenant_id, cluster_id, batch_id))
@@ -261,28 +186,10 @@ class SqliteGraphStore:
             self._on_commit.append(lambda: self._keys.add(num, batch.added))
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
-        sql = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
-        return bool(self._rows(sql, (tenant_id, cluster_id, batch_id)))
+        return bool(self._rows(BATCH_SEEN, (tenant_id, cluster_id, batch_id)))
 
-    def edges(
-        self,
-        tenant_id: str,
-        *,
-        cluster_ids: Iterable[str] | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        method: str | None = None,
-        since: float | None = None,
-    ) -> list[StoredEdge]:
-        sql, params = edges_query(
-            tenant_id,
-            cluster_ids=cluster_ids,
-            namespace=namespace,
-            workload=workload,
-            method=method,
-            since=since,
-        )
-        return read_back(self._rows(sql, params))
+    def edges(self, tenant_id: str, **filters: Unpack[EdgeFilters]) -> list[StoredEdge]:
+        return read_back(self._rows(*edges_query(tenant_id, filters)))
 
     def write_count(self) -> int:
         return self._writes
@@ -301,10 +208,8 @@ class SqliteGraphStore:
             self._writes += 1
 
     def telemetry(self, limit: int = 100) -> list[tuple[str, float, bytes]]:
-        sql = (
-            "SELECT cluster_hash, received_at, body FROM telemetry ORDER BY received_at DESC, id DESC LIMIT ?"
-        )
-        return [(h, t, bytes(b)) for h, t, b in self._rows(sql, (limit,))]
+        sql = "SELECT cluster_hash, received_at, body FROM telemetry ORDER BY received_at DESC, id DESC"
+        return [(h, t, bytes(b)) for h, t, b in self._rows(sql + " LIMIT ?", (limit,))]
 
 
 _SELECT_TOKENS = "SELECT token_hash, tenant_id, token_id, role, cluster_id, created_at FROM tokens"

@@ -1,38 +1,31 @@
-"""The SQLite store's edge rows: one ingest's access to them, the query that reads them back, and
-the migration that re-keys them.
-
-Data comes from the ingest service (:mod:`cloud_functions.store.ingestion`), through
-:class:`SqliteEdgeBatch` (the service's :class:`~cloud_functions.store.ingestion.EdgeBatch`, opened
-by :meth:`SqliteGraphStore.open_batch <cloud_functions.store.sqlite.SqliteGraphStore.open_batch>`
-inside one write transaction), and from the rows :func:`edges_query` selects. Rows go to the
-``edges`` table; read back, to :func:`~cloud_functions.store.storedform.read_back`.
+"""The SQLite store's edge rows: one ingest's access to them (:class:`SqliteEdgeBatch`: the ingest
+service's :class:`~cloud_functions.store.ingestion.EdgeBatch`, in the store's write transaction),
+the query that reads them back for :func:`~cloud_functions.store.storedform.read_back`
+(:func:`edges_query`), and the migration that re-keys them.
 
 A row (:data:`INSERT_EDGE`): ``id`` (appended in order), cluster number, 16-byte key, the edge's
-text (bytes: :func:`agent.wire.encode` of its canonical document), client and workload-target
-namespace/name, the methods' JSON, ``last_seen`` and ``live``. Keys are unique per cluster through
-the in-memory :class:`~cloud_functions.store.keyindex.KeyIndex`, not a UNIQUE index.
+text, client and workload-target namespace/name, the methods' JSON, ``last_seen`` and ``live``.
+Keys are unique per cluster through the in-memory :class:`~cloud_functions.store.keyindex.KeyIndex`,
+not a UNIQUE index.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-import msgspec
-
 from agent import wire
-from agent.wire import canonical
-from cloud_functions.store.base import StoreError
+from cloud_functions.store.base import EdgeFilters, StoreError
 from cloud_functions.store.ingestion import EdgeWrite, StoredText
 from cloud_functions.store.keyindex import KeyIndex
-from cloud_functions.store.storedform import EdgeRecord, edge_key, filter_fields
+from cloud_functions.store.storedform import EdgeRecord, edge_key, filter_fields, upgraded
 
 INSERT_EDGE = "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+BATCH_SEEN = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
 _UPDATE_EDGE = "UPDATE edges SET edge = ?, methods = ?, last_seen = ?, live = ? WHERE id = ?"
-_CHUNK = 500
-"""Row ids per ``SELECT ... IN (...)`` (SQLite's parameter limit is 32766, older builds' 999)."""
+_CHUNK = 500  # row ids per SELECT ... IN (...): SQLite's parameter limit is 32766, older builds' 999
 
 _method_texts: dict[tuple[str, ...], str] = {}
 
@@ -72,8 +65,7 @@ class SqliteEdgeBatch:
         self, db: sqlite3.Connection, keys: KeyIndex, cluster: int, where: tuple[str, str, str]
     ) -> None:
         self._db, self._keys, self._cluster, self._where = db, keys, cluster, where
-        found = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
-        self.seen_before = db.execute(found, where).fetchone() is not None
+        self.seen_before = db.execute(BATCH_SEEN, where).fetchone() is not None
         self.writes = 0
         self.added: list[tuple[bytes, int]] = []
         self._known: dict[bytes, int] | None = None
@@ -125,36 +117,23 @@ class SqliteEdgeBatch:
         return bool(marked.rowcount)
 
 
-def edges_query(
-    tenant_id: str,
-    *,
-    cluster_ids: Iterable[str] | None,
-    namespace: str | None,
-    workload: str | None,
-    method: str | None,
-    since: float | None,
-) -> tuple[str, list[Any]]:
-    """The SELECT of a tenant's ``(cluster id, text, heartbeat)`` rows that pass the filters of
-    :meth:`GraphStore.edges <cloud_functions.store.base.GraphStore.edges>`, and its parameters."""
+def edges_query(tenant_id: str, filters: EdgeFilters) -> tuple[str, list[Any]]:
+    """The SELECT of a tenant's ``(cluster id, text, heartbeat)`` rows that pass ``filters``, and
+    its parameters."""
+    namespace, workload = filters.get("namespace"), filters.get("workload")
     where, params = ["c.tenant_id = ?"], list[Any]([tenant_id])
-    if cluster_ids is not None:
+    if (cluster_ids := filters.get("cluster_ids")) is not None:
         where.append("c.id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(list(cluster_ids)))
-    if namespace is not None or workload is not None:
-        sides = []
-        for side in ("client", "target"):
-            conditions = [
-                f"{side}_{col} = ?"
-                for col, v in (("namespace", namespace), ("name", workload))
-                if v is not None
-            ]
-            sides.append("(" + " AND ".join(conditions) + ")")
-            params.extend(v for v in (namespace, workload) if v is not None)
-        where.append("(" + " OR ".join(sides) + ")")
-    if method is not None:
+    given = [(column, v) for column, v in (("namespace", namespace), ("name", workload)) if v is not None]
+    if given:  # the client side or the target side matches every given field
+        sides = [" AND ".join(f"{side}_{column} = ?" for column, _ in given) for side in ("client", "target")]
+        where.append("((" + ") OR (".join(sides) + "))")
+        params.extend([v for _, v in given] * 2)
+    if (method := filters.get("method")) is not None:
         where.append("EXISTS (SELECT 1 FROM json_each(methods) WHERE value = ?)")
         params.append(method)
-    if since is not None:
+    if (since := filters.get("since")) is not None:
         where.append("(last_seen >= ? OR (live AND c.heartbeat >= ?))")
         params.extend((since, since))
     sql = "SELECT c.id, edge, c.heartbeat FROM edges JOIN clusters c ON c.num = edges.cluster WHERE "
@@ -171,8 +150,8 @@ def rekey_edges(db: sqlite3.Connection) -> None:
         chunk = rows[start : start + _CHUNK]
         texts = [text.encode() if isinstance(text, str) else text for _, _, text, _ in chunk]
         updates = []
-        for (row_id, cluster, _, live), old in zip(chunk, wire.decode_docs(texts), strict=True):
-            doc = canonical(msgspec.structs.replace(old, live=bool(live)))
+        docs = upgraded(texts, [bool(live) for *_, live in chunk])
+        for (row_id, cluster, _, _), doc in zip(chunk, docs, strict=True):
             key = edge_key(doc)
             if (cluster, key) in seen:  # old keys were unique per cluster, and so are their edges
                 raise StoreError(f"edge row {row_id} repeats an edge of cluster {cluster}")

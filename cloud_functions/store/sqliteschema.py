@@ -1,29 +1,22 @@
 """The embedded cloud store's SQLite schema: its tables at the current version, and the
-migrations from older files.
+migrations from older files (:func:`migrate`), run by
+:class:`~cloud_functions.store.sqlite.SqliteGraphStore` on its connection when it opens a file.
 
-Nothing flows in at run time but the connection: these are the statements, and the functions
-that run them on the connection :class:`~cloud_functions.store.sqlite.SqliteGraphStore` passes in
-(inside its one migration transaction). A file records its version in the one row of the
-``schema_version`` table (:func:`recorded_version`; files before version 4 have no such table and
-recorded it as ``PRAGMA user_version``, which is still kept equal to the row so that code older
-than the row refuses newer files too). The store runs :func:`create_schema` on a new file, or
-every step of :data:`MIGRATIONS` newer than the file's version on an older one (it refuses a
-newer one), then :func:`record_version` with :data:`SCHEMA_VERSION`.
-
-To change the schema: change the tables below (what a new file gets) and append a step to
-:data:`MIGRATIONS` that takes a file of the previous version to the same tables;
-:data:`SCHEMA_VERSION` is the last step's version. :data:`EDGES_TABLE` and :data:`EDGES_INDEX`
-(``{name}``: the table's name) also go to ``bench/bench_cloud_ingest.py``, which builds the same
-edges table for its baseline. What the rows hold: :mod:`cloud_functions.store.sqlite`.
+A file records its version in the one row of ``schema_version`` (files before version 4 have no
+such table: ``PRAGMA user_version``, still kept equal to the row so that older code refuses newer
+files). A new file gets the tables below; an older one every step of :data:`MIGRATIONS` newer
+than its version. To change the schema: change the tables below and append a step that takes a
+file of the previous version to them. :data:`EDGES_TABLE` and :data:`EDGES_INDEX` also go to
+``bench/bench_cloud_ingest.py``, which builds the same edges table for its baseline.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from cloud_functions.store.base import StoreError
+from cloud_functions.store.base import Step, StoreError, check_version
 from cloud_functions.store.sqliteedges import rekey_edges
 
 EDGES_TABLE = """
@@ -97,16 +90,6 @@ _VERSION_TABLE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One migration: ``run`` takes a file of version ``version - 1`` to ``version``. It runs inside
-    the store's migration transaction with foreign keys off (they are checked after the last step)."""
-
-    version: int
-    run: Callable[[sqlite3.Connection], None]
-    what: str
-
-
 def _statements(*statements: str) -> Callable[[sqlite3.Connection], None]:
     def run(db: sqlite3.Connection) -> None:
         for statement in statements:
@@ -127,24 +110,64 @@ def _to_4(db: sqlite3.Connection) -> None:
     db.execute(_VERSION_TABLE)
 
 
-MIGRATIONS: tuple[Step, ...] = (
+# Each step runs inside the store's migration transaction with foreign keys off (they are checked
+# after the last step).
+MIGRATIONS: tuple[Step[sqlite3.Connection], ...] = (
     Step(2, _statements(*_MIGRATE_FROM_1), "edges: a rowid table instead of WITHOUT ROWID"),
     Step(3, _to_3, "clusters numbered; edges keyed by cluster number and 16-byte key; liveness"),
     Step(4, _to_4, "read tokens become owner tokens; the version is recorded in schema_version"),
     Step(5, rekey_edges, "edges: the edge codec's canonical text (with live) and key"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
-"""The version this code reads and writes: the last migration's."""
 
 
-def create_schema(db: sqlite3.Connection) -> None:
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: committed when the block ends, rolled back when it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def migrate(db: sqlite3.Connection, where: str) -> None:
+    """Bring the file to :data:`SCHEMA_VERSION`: create a new one, or run each newer step of
+    :data:`MIGRATIONS` on an older one, all in one write transaction (a failed step leaves the
+    file as it was); refuse a newer file."""
+    if check_version(_recorded_version(db), SCHEMA_VERSION, where) == SCHEMA_VERSION:
+        return
+    # Rebuilding tables: checked by foreign_key_check below instead, as SQLite advises.
+    db.execute("PRAGMA foreign_keys=OFF")
+    with transaction(db):
+        # Read again under the write lock: another process may have migrated the file meanwhile.
+        version = check_version(_recorded_version(db), SCHEMA_VERSION, where)
+        if version == 0:
+            _create_schema(db)
+        for step in MIGRATIONS if version else ():
+            if step.version > version:
+                try:
+                    step.run(db)
+                except sqlite3.Error as error:
+                    failed = f"migration to version {step.version} ({step.what}) failed"
+                    raise StoreError(f"{where}: {failed}: {error}") from error
+        if version < SCHEMA_VERSION:
+            if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise StoreError(f"{where}: migration to version {SCHEMA_VERSION} broke a reference")
+            _record_version(db, SCHEMA_VERSION)
+    db.execute("PRAGMA foreign_keys=ON")
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
     """The tables of :data:`SCHEMA_VERSION`, in a new (empty) file."""
     for statement in (*_SCHEMA.split(";"), _VERSION_TABLE):
         if statement.strip():
             db.execute(statement)
 
 
-def recorded_version(db: sqlite3.Connection) -> int:
+def _recorded_version(db: sqlite3.Connection) -> int:
     """The file's schema version: its ``schema_version`` row, or (before version 4, when the
     table did not exist) its ``PRAGMA user_version``; 0 for a new file."""
     table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
@@ -156,7 +179,7 @@ def recorded_version(db: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def record_version(db: sqlite3.Connection, version: int) -> None:
+def _record_version(db: sqlite3.Connection, version: int) -> None:
     """Record ``version`` in the ``schema_version`` row, and as ``PRAGMA user_version`` (which is
     all that code before version 4 reads: so it refuses this file as newer)."""
     db.execute("INSERT OR REPLACE INTO schema_version (one, version) VALUES (1, ?)", (version,))

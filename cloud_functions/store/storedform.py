@@ -1,25 +1,24 @@
 """The stored form of an edge: its key, text and filter fields, and the edges as read back.
 
-Data comes from edge documents (:class:`agent.wire.EdgeDoc`): the uploads that the ingest service
-(:mod:`cloud_functions.store.ingestion`) makes canonical here, and the texts the stores read back.
-It goes to the stores (:mod:`cloud_functions.store.sqliteedges`; :mod:`cloud_functions.store.dynamodb`
-through :mod:`cloud_functions.store.dynamoitems`): the text they keep (:func:`agent.wire.encode` of
-the canonical document, ``live`` flag included), the 16-byte key they keep it under
-(:func:`edge_key`) and the filter columns or attributes beside it (:func:`filter_fields`). Read
-back, the texts are decoded in one pass (:func:`agent.wire.decode_docs`) and go to the handlers
-as :class:`~cloud_functions.store.base.StoredEdge` (:func:`read_back`), liveness applied
-(:func:`effective`; see :mod:`cloud_functions.store.base`).
+Canonical edge documents (:class:`agent.wire.EdgeDoc`) come from the ingest service
+(:mod:`cloud_functions.store.ingestion`). What the stores keep of each goes to them
+(:mod:`cloud_functions.store.sqliteedges`, :mod:`cloud_functions.store.dynamoitems`): the codec's
+text (``live`` included), the 16-byte key (:func:`edge_key`) and the filter fields
+(:func:`filter_fields`). The texts they read back are decoded here in one pass and go to the
+handlers as :class:`~cloud_functions.store.base.StoredEdge` s (:func:`read_back`), liveness applied.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import msgspec
 
 from agent import wire
 from agent.model import Edge
-from agent.wire import EdgeDoc, WorkloadTargetDoc
+from agent.wire import EdgeDoc, WorkloadTargetDoc, canonical
 from cloud_functions.store.base import StoredEdge
 
 
@@ -35,11 +34,6 @@ class EdgeRecord:
     key: bytes
     doc: EdgeDoc
     text: bytes
-
-
-def record(doc: EdgeDoc, key: bytes) -> EdgeRecord:
-    """The record of a canonical ``doc`` whose :func:`edge_key` is ``key``."""
-    return EdgeRecord(key, doc, wire.encode(doc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +61,13 @@ def filter_fields(doc: EdgeDoc) -> FilterFields:
         doc.methods,
         doc.lastSeen.timestamp(),
     )
+
+
+def upgraded(texts: Sequence[bytes], live: Iterable[bool]) -> list[EdgeDoc]:
+    """Texts stored before the edge codec (the old JSON export form) and the ``live`` flags kept
+    beside them → canonical documents (for the stores' migrations)."""
+    docs = wire.decode_docs(texts)
+    return [canonical(msgspec.structs.replace(doc, live=flag)) for doc, flag in zip(docs, live, strict=True)]
 
 
 def effective(doc: EdgeDoc, heartbeat: float | None) -> Edge:

@@ -24,7 +24,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cloud_functions.store.base import GraphStore
-from cloud_functions.store.dynamodb import DynamoGraphStore, create_table
+from cloud_functions.store.dynamodb import DynamoGraphStore
+from cloud_functions.store.dynamotable import create_table
 from cloud_functions.store.sqlite import SqliteGraphStore
 
 REPO = Path(__file__).resolve().parents[2]

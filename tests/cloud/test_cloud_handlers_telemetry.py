@@ -8,7 +8,8 @@ import json
 
 from cloud_handler_support import Cloud, cloud_fixture, recorded  # noqa: F401
 
-from cloud_functions.handlers.telemetry import MAX_TELEMETRY_BODY, cluster_from_json, cluster_from_protobuf
+from cloud_functions.handlers.telemetry import cluster_from_json, cluster_from_protobuf
+from cloud_functions.store.base import MAX_TELEMETRY_BYTES
 
 
 def otlp_json(cluster: object) -> bytes:
@@ -49,7 +50,7 @@ def test_unparseable_payloads_are_kept_as_unknown(cloud: Cloud) -> None:
 
 
 def test_limits(cloud: Cloud) -> None:
-    big = b"\x00" * (MAX_TELEMETRY_BODY + 1)
+    big = b"\x00" * (MAX_TELEMETRY_BYTES + 1)
     reply = cloud.request("POST", "/v1/metrics", raw=big, content_type="application/x-protobuf")
     assert reply.status == 413 and reply.error_code == "payload_too_large"
     reply = cloud.request("POST", "/v1/metrics", raw=b"counts", content_type="text/plain")

@@ -20,8 +20,7 @@ from cloud_handler_support import EVENTS, Cloud, Reply, Tenant, event
 
 from cloud_functions.auth import PLATFORM_TENANT, hash_token
 from cloud_functions.handlers import CloudApp, CloudSettings
-from cloud_functions.store import dynamodb as dynamo_module
-from cloud_functions.store import sqliteschema
+from cloud_functions.store import dynamomigrations, sqliteschema
 from cloud_functions.store.base import GraphStore, StoreError, TokenRecord
 from cloud_functions.store.dynamodb import DynamoGraphStore
 from cloud_functions.store.sqlite import SqliteGraphStore
@@ -145,7 +144,7 @@ def test_a_new_sqlite_file_records_the_version(tmp_path: Path) -> None:
 
 
 def test_the_migrations_are_one_sequence() -> None:
-    for steps in (sqliteschema.MIGRATIONS, dynamo_module.MIGRATIONS):
+    for steps in (sqliteschema.MIGRATIONS, dynamomigrations.MIGRATIONS):
         versions = [step.version for step in steps]
         assert versions == list(range(versions[0], versions[0] + len(versions))), "no gaps, no repeats"
 
@@ -248,7 +247,7 @@ def test_dynamodb_read_tokens_become_owner_tokens(dynamodb_client: Any, dynamodb
     ingest = store.get_token(hash_token(INGEST_TOKEN))
     assert ingest is not None and (ingest.role, ingest.cluster_id) == ("ingest", CLUSTER)
     assert [c.id for c in store.clusters(TENANT)] == [CLUSTER]
-    assert version_item(dynamodb_client, dynamodb_table) == dynamo_module.SCHEMA_VERSION
+    assert version_item(dynamodb_client, dynamodb_table) == dynamomigrations.SCHEMA_VERSION
     assert store.write_count() == 0, "the migration's writes are not the store's"
 
 
@@ -263,7 +262,7 @@ def test_dynamodb_migration_runs_once(dynamodb_client: Any, dynamodb_table: str)
 
 
 def test_dynamodb_refuses_a_newer_table(dynamodb_client: Any, dynamodb_table: str) -> None:
-    newer = dynamo_module.SCHEMA_VERSION + 1
+    newer = dynamomigrations.SCHEMA_VERSION + 1
     write_old_table(dynamodb_client, dynamodb_table)
     dynamodb_client.put_item(
         TableName=dynamodb_table,
@@ -279,7 +278,7 @@ def test_dynamodb_refuses_a_newer_table(dynamodb_client: Any, dynamodb_table: st
 
 def test_a_new_dynamodb_table_records_the_version(dynamodb_client: Any, dynamodb_table: str) -> None:
     DynamoGraphStore(dynamodb_client, dynamodb_table)
-    assert version_item(dynamodb_client, dynamodb_table) == dynamo_module.SCHEMA_VERSION
+    assert version_item(dynamodb_client, dynamodb_table) == dynamomigrations.SCHEMA_VERSION
 
 
 # --------------------------------------------------------------------------- both stores

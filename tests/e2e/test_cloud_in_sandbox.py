@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from agent.cli.queries import EDGES_QUERY, edge_from_json
-from agent.exports.jsonexport import edge_from_dict, parse_rfc3339
 from agent.mapperclient import HttpMapperClient
 from agent.model import Edge
+from agent.wire import edge_from_plain, parse_time
 from sandbox.state import StateFile
 from sandbox.topology import AGENT_NS, EXPECTED_DEMO_MAP
 from sandbox.views import cloud_access, cloud_demo_map, mapper_url
@@ -52,7 +52,7 @@ def cloud_edges(sb: Sandbox) -> list[Edge]:
     base, _, token = cloud_access(sb.state_dir)
     reply = requests.get(f"{base}/graph", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     reply.raise_for_status()
-    return [edge_from_dict(e) for e in reply.json()["edges"]]
+    return [edge_from_plain(e) for e in reply.json()["edges"]]
 
 
 def _cloud_up(sb: Sandbox) -> bool:
@@ -66,9 +66,13 @@ def test_curl_graph_returns_the_demo_map(sandbox: Sandbox) -> None:
     wait_until(
         lambda: cloud_demo_map(sandbox.state_dir) == EXPECTED_DEMO_MAP, "the demo map in the cloud", 90
     )
-    _, _, token = cloud_access(sandbox.state_dir)
+    base, tenant, token = cloud_access(sandbox.state_dir)
+    # What the demo prints is a read token: it reads, and administers nothing.
+    auth = {"Authorization": f"Bearer {token}"}
+    for path, body in (("clusters", {"name": "x"}), ("tokens", {"role": "read"})):
+        reply = requests.post(f"{base}/v1/tenants/{tenant}/{path}", json=body, headers=auth, timeout=10)
+        assert reply.status_code == 403, (path, reply.text)
     # Only the token's own tenant: an unknown token is refused.
-    base = cloud_access(sandbox.state_dir)[0]
     assert (
         requests.get(
             f"{base}/graph", headers={"Authorization": "Bearer nm_" + "0" * 64}, timeout=10
@@ -91,7 +95,7 @@ def test_the_mappers_heartbeat_keeps_live_edges_current(sandbox: Sandbox) -> Non
         return max((b for b in beats if b), default=None)
 
     wait_until(lambda: heartbeat() is not None, "the mapper's first heartbeat", 150)
-    beat = parse_rfc3339(str(heartbeat()))
+    beat = parse_time(str(heartbeat()))
     assert beat <= time.time() + 1
     assert any(e.last_seen >= beat for e in cloud_edges(sandbox)), "live edges read at the heartbeat"
 

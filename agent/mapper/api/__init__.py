@@ -8,19 +8,6 @@ store and answer the Otterize CLI (``serviceIntents``, ``intents``) and our CLI 
 """
 
 from agent.mapper.api.app import create_app
-from agent.mapper.api.protocols import EdgeSink, EdgeSource, EdgeStoreLike, LabelSource, ObservationResolver
-from agent.mapper.api.reportqueue import Busy, ReportQueue
-from agent.mapper.api.schema import SCHEMA_PATH, build_schema
+from agent.mapper.api.schema import build_schema
 
-__all__ = [
-    "SCHEMA_PATH",
-    "Busy",
-    "EdgeSink",
-    "EdgeSource",
-    "EdgeStoreLike",
-    "LabelSource",
-    "ObservationResolver",
-    "ReportQueue",
-    "build_schema",
-    "create_app",
-]
+__all__ = ["build_schema", "create_app"]

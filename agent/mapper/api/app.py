@@ -44,7 +44,7 @@ from starlette.routing import Route
 from agent.mapper.api.limits import MAX_QUERY_CHARS, MAX_TOKENS, DocumentTooComplex, check_document
 from agent.mapper.api.protocols import EdgeStoreLike, LabelSource, NoLabels, ObservationResolver
 from agent.mapper.api.reportqueue import Busy, ReportQueue
-from agent.mapper.api.schema import ApiState, RequestContext, build_schema
+from agent.mapper.api.schema import UNAUTHORIZED_CODE, ApiState, RequestContext, build_schema
 from agent.settings import ApiSettings
 
 log = logging.getLogger("agent.mapper.api")
@@ -185,7 +185,7 @@ class GraphQLEndpoint:
             if not authorized and (is_mutation or not self._open_queries):
                 what = "mutations" if is_mutation else "queries"
                 message = f"unauthorized: {what} need 'Authorization: Bearer <token>'"
-                return 401, {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+                return 401, {"errors": [{"message": message, "extensions": {"code": UNAUTHORIZED_CODE}}]}
         context = RequestContext(self._state, authorized, peer)
         _, result = graphql_sync(
             self._schema,

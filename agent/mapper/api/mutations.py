@@ -2,12 +2,9 @@
 
 The inputs come from producers over HTTP, already coerced by graphql-core (dicts keyed by the
 schema's field names, ``Time`` already epoch seconds); the observations go onto the report
-queue (:mod:`.reportqueue`), then through the resolver into the store.
-
-The sniffer's three mutations carry the schema's additive ``Destination`` fields when the
-producer knows them (``srcPort``; for DNS ``dnsServerIP`` and ``cnames``): they fill the
-observations' client port, DNS server and CNAME chain. Otterize's producers never send them,
-and then those are 0, ``""`` and ``()``, as before.
+queue (:mod:`.reportqueue`), then through the resolver into the store. The schema's additive
+``Destination`` fields (``srcPort``; for DNS ``dnsServerIP`` and ``cnames``), which Otterize's
+producers never send, fill the observations' client port, DNS server and CNAME chain.
 
 Entries that parse as GraphQL but cannot be an observation (a source that is not an IP, a
 port outside 0-65535) are skipped and counted in :class:`Converted` so the API logs them: a
@@ -89,8 +86,8 @@ def capture_results(results: Input) -> Converted:
     absent: 0, ``""``, ``()``). ``destination`` is the name; ``destinationIP`` one of its addresses."""
     out = Converted()
     for src, source in _sources(results, out):
-        # name → [ips (ordered set), newest lastSeen, largest TTL, and the newest entry's srcPort,
-        # dnsServerIP, cnames]: a list updated in place (this loop sees every DNS entry reported).
+        # name → [its IPs (an ordered set), newest lastSeen, largest TTL, the newest entry]: a list
+        # updated in place (this loop sees every DNS entry reported).
         names: dict[str, list[Any]] = {}
         for dest in source["destinations"]:
             name = dest["destination"]
@@ -112,23 +109,17 @@ def capture_results(results: Input) -> Converted:
             seen, ttl = dest["lastSeen"], max(int(dest.get("TTL") or 0), 0)
             have = names.get(name)
             if have is None:
-                names[name] = [
-                    {ip: None} if ip else {},
-                    seen,
-                    ttl,
-                    client_port,
-                    server_ip,
-                    dest.get("cnames"),
-                ]
+                names[name] = [{ip: None} if ip else {}, seen, ttl, dest]
                 continue
             if ip:
                 have[0][ip] = None
             if seen > have[1]:
-                have[1], have[3], have[4], have[5] = seen, client_port, server_ip, dest.get("cnames")
+                have[1], have[3] = seen, dest
             have[2] = max(have[2], ttl)
-        for name, (ips, seen, ttl, client_port, server_ip, cnames) in names.items():
+        for name, (ips, seen, ttl, dest) in names.items():
+            port, server, cnames = dest.get("srcPort") or 0, dest.get("dnsServerIP") or "", dest.get("cnames")
             out.observations.append(
-                DnsAnswer(src, client_port, server_ip, name, tuple(ips), seen, tuple(cnames or ()), ttl)
+                DnsAnswer(src, port, server, name, tuple(ips), seen, tuple(cnames or ()), ttl)
             )
     return out
 

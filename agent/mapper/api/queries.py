@@ -9,10 +9,12 @@ the scalar formats.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from agent import wire
+from agent.exports import clientintents
 from agent.mapper.api.protocols import LabelSource
 from agent.model import AwsTarget, Edge, InternetTarget, WorkloadIdentity
 
@@ -27,22 +29,7 @@ _GROUPS: dict[str, str] = {
     "CronJob": "batch",
     "Pod": "",
 }
-_KAFKA_OPERATIONS: dict[str, str] = {
-    "all": "ALL",
-    "consume": "CONSUME",
-    "read": "CONSUME",
-    "produce": "PRODUCE",
-    "write": "PRODUCE",
-    "create": "CREATE",
-    "alter": "ALTER",
-    "delete": "DELETE",
-    "describe": "DESCRIBE",
-    "clusteraction": "CLUSTER_ACTION",
-    "describeconfigs": "DESCRIBE_CONFIGS",
-    "alterconfigs": "ALTER_CONFIGS",
-    "idempotentwrite": "IDEMPOTENT_WRITE",
-}
-_HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT", "ALL"})
+_HTTP_METHODS = frozenset(clientintents.HTTP_METHODS) | {"ALL"}
 
 
 def pod_owner_kind(kind: str) -> Shape | None:
@@ -55,8 +42,10 @@ def pod_owner_kind(kind: str) -> Shape | None:
 
 
 def kafka_operation(operation: str) -> str | None:
-    """``consume`` / ``Read`` / ``describe-configs`` ... → a ``KafkaOperation`` name (None: unknown)."""
-    return _KAFKA_OPERATIONS.get(operation.lower().replace("-", "").replace("_", "").replace(" ", ""))
+    """``consume`` / ``Read`` / ``describe-configs`` ... → a ``KafkaOperation`` name (None: unknown):
+    the ClientIntents exporter's mapping, ``DescribeConfigs`` written ``DESCRIBE_CONFIGS``."""
+    found = clientintents.kafka_operations([operation])
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", found[0]).upper() if found else None
 
 
 def http_method(method: str) -> str | None:

@@ -62,10 +62,6 @@ class RequestContext:
 Info = GraphQLResolveInfo[RequestContext]
 
 
-def _context(info: Info) -> RequestContext:
-    return info.context
-
-
 def _namespaces(namespaces: Collection[str] | None) -> Collection[str] | None:
     """Otterize semantics: a null or empty list means every namespace."""
     return namespaces or None
@@ -89,7 +85,7 @@ def _service_intents(
     includeLabels: list[str] | None = None,
     includeAllLabels: bool | None = None,
 ) -> list[queries.Shape]:
-    state = _context(info).state
+    state = info.context.state
     edges = state.store.edges(_namespaces(namespaces))
     return queries.service_intents(
         edges, state.labels, include_labels=includeLabels, include_all_labels=includeAllLabels
@@ -107,7 +103,7 @@ def _intents(
     includeAllLabels: bool | None = None,
     server: Mapping[str, str] | None = None,
 ) -> list[queries.Shape]:
-    state = _context(info).state
+    state = info.context.state
     edges = state.store.edges(_namespaces(namespaces))
     return queries.intents(
         edges,
@@ -121,7 +117,7 @@ def _intents(
 
 @query.field("edges")
 def _edges(_: Any, info: Info, namespaces: list[str] | None = None) -> list[queries.Shape]:
-    return [queries.mapped_edge(e) for e in _context(info).state.store.edges(_namespaces(namespaces))]
+    return [queries.mapped_edge(e) for e in info.context.state.store.edges(_namespaces(namespaces))]
 
 
 # The earlier shape of MappedEdge's target and HTTP resources, read from the edge document.
@@ -142,7 +138,7 @@ mapped_edge.set_field("targetService", lambda edge, _: edge["targetService"] or 
 def _authorized(info: Info) -> RequestContext:
     """The app refuses unauthorized mutations with HTTP 401 before execution; this is the
     resolvers' own check, so no code path reaches the store or the queue without the token."""
-    ctx = _context(info)
+    ctx = info.context
     if not ctx.authorized:
         raise GraphQLError(
             "unauthorized: mutations need 'Authorization: Bearer <token>'",

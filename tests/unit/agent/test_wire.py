@@ -1,0 +1,143 @@
+"""The one codec: edges ⇄ documents (JSON and MessagePack), keys, canonical form, upload bodies of
+both versions, times, and the JSON Schema."""
+
+from __future__ import annotations
+
+import gc
+import json
+from datetime import timedelta, timezone
+
+import jsonschema
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent import wire
+from agent.model import (
+    AwsTarget,
+    Edge,
+    HttpResource,
+    InternetTarget,
+    KafkaTopic,
+    Method,
+    WorkloadIdentity,
+    merge_edges,
+)
+
+T0 = 1_764_296_106.918878
+FRONTEND = WorkloadIdentity("shop", "frontend", "Deployment")
+CART = WorkloadIdentity("shop", "cartservice", "Deployment")
+
+texts = st.text(max_size=8)
+identities = st.builds(WorkloadIdentity, texts, texts, texts)
+times = st.integers(0, 4_102_444_800 * 1_000_000).map(lambda us: us / 1_000_000)
+edges = st.builds(
+    Edge,
+    client=identities,
+    target=st.one_of(
+        identities,
+        st.builds(InternetTarget, texts, st.lists(texts, max_size=2).map(tuple), st.integers(0, 65535)),
+        st.builds(AwsTarget, texts),
+    ),
+    first_seen=times,
+    last_seen=times,
+    methods=st.frozensets(st.sampled_from(list(Method))),
+    count=st.integers(0, 2**53),
+    http=st.lists(st.builds(HttpResource, texts, st.lists(texts, max_size=2).map(tuple)), max_size=2).map(
+        tuple
+    ),
+    kafka_topics=st.lists(
+        st.builds(KafkaTopic, texts, st.lists(texts, max_size=2).map(tuple)), max_size=2
+    ).map(tuple),
+    aws_actions=st.lists(texts, max_size=2).map(tuple),
+    target_service=texts,
+    ambiguous=st.booleans(),
+    target_service_seen=st.one_of(st.just(0.0), times),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(edges, st.booleans())
+def test_every_edge_round_trips_through_json_and_messagepack(edge: Edge, live: bool) -> None:
+    doc = wire.to_doc(edge, live)
+    assert wire.decode_doc(wire.encode(doc)) == doc
+    back = wire.from_doc(doc)
+    assert back.key == edge.key and (back.first_seen, back.last_seen, back.count) == (
+        edge.first_seen,
+        edge.last_seen,
+        edge.count,
+    )
+    assert wire.unpack_edge(wire.pack_edge(edge)) == back
+    assert wire.edge_from_plain(json.loads(wire.encode(doc))) == back
+    assert wire.to_doc(back, live) == doc  # a document is canonical once written
+    assert wire.key_of(wire.key_for(*edge.key)) == edge.key
+    assert wire.key_bytes(doc) == wire.key_for(*edge.key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(edges)
+def test_canonical_gives_equal_edges_equal_text_whoever_wrote_them(edge: Edge) -> None:
+    written = wire.to_doc(merge_edges(edge, edge))  # what the stores write: merged, so no repeats
+    assert wire.canonical(written) == written
+    assert wire.canonical(written) is written or written.targetServiceSeen is not None  # that one: checked
+    shuffled = msgspec.structs.replace(
+        written,
+        methods=written.methods[::-1],
+        awsActions=written.awsActions[::-1] + written.awsActions,
+        http=written.http[::-1] + written.http,
+        firstSeen=written.firstSeen.astimezone(timezone(timedelta(hours=2))),
+    )
+    assert wire.encode(wire.canonical(shuffled)) == wire.encode(wire.canonical(written))
+
+
+def test_a_version_1_upload_body_is_read_and_unknown_versions_are_refused() -> None:
+    edge = {"client": {"name": "a", "namespace": "n"}, "target": {"type": "aws", "arn": "*"}}
+    edge |= {"firstSeen": "2026-11-28T02:15:06.918878Z", "lastSeen": "2026-11-28T02:15:06.918878Z"}
+    old = wire.decode_ingest(json.dumps({"batchId": "b", "anonymized": False, "edges": [edge]}))
+    assert old.version == 1 and wire.from_doc(old.edges[0]).target == AwsTarget("*")
+    with pytest.raises(wire.WireError, match="version 3"):
+        wire.decode_ingest(json.dumps({"version": 3, "batchId": "b", "edges": []}))
+    with pytest.raises(wire.WireError, match=r"\$\.edges\[0\]\.target\.type"):
+        wire.decode_ingest(json.dumps({"batchId": "b", "edges": [edge | {"target": {"type": "satellite"}}]}))
+    with pytest.raises(wire.WireError, match="out of range"):
+        wire.from_doc(
+            wire.decode_ingest(
+                json.dumps({"batchId": "b", "edges": [edge | {"firstSeen": "1969-12-31T23:00:00Z"}]})
+            ).edges[0]
+        )
+
+
+def test_times_are_rfc3339_in_utc_and_bounded() -> None:
+    assert wire.format_time(T0) == "2025-11-28T02:15:06.918878Z"
+    assert wire.parse_time("2025-11-28T04:15:06.918878+02:00") == T0
+    assert wire.format_time(0.0) == "1970-01-01T00:00:00Z"
+    for bad in ("2025-11-28T02:15:06", "yesterday", "9999-12-31T23:00:00-05:00", 17):
+        with pytest.raises(wire.WireError):
+            wire.parse_time(bad)
+
+
+def test_the_bulk_read_restores_the_collector_as_it_found_it() -> None:
+    packed = [wire.pack_edge(Edge(FRONTEND, CART, T0, T0))] * 3
+    assert gc.isenabled()
+    assert wire.unpack_edges(packed) == [Edge(FRONTEND, CART, T0, T0)] * 3
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        wire.unpack_edges(packed)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_schemas_are_self_contained_and_accept_what_the_codec_writes() -> None:
+    edge = Edge(
+        FRONTEND, InternetTarget("api.example.com", ("1.2.3.4",), 443), T0, T0, frozenset({Method.DNS})
+    )
+    body = wire.IngestBody(version=2, batchId="b", edges=(wire.to_doc(edge, live=True),))
+    schema = wire.ingest_schema()
+    assert "$ref" not in json.dumps(schema)
+    jsonschema.validate(json.loads(wire.encode(body)), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"batchId": "b", "edges": [{"client": {}}]}, schema)
+    jsonschema.validate(json.loads(wire.encode(wire.to_doc(edge))), wire.edge_schema())
