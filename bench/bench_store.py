@@ -6,7 +6,8 @@ TCP/DNS, some with HTTP paths, Kafka topics, Internet and AWS targets), recorded
 with the same schema, pragmas (WAL, synchronous=NORMAL) and merge code, commits one transaction
 per edge: SELECT the row, merge, INSERT-or-UPDATE, COMMIT. Both stores must end up identical.
 Then the full read, ``edges()`` of every edge: cold (a store opened anew decodes every row) and
-warm (rows unchanged since the last read are not decoded again). Last line: ``store: <ratio>x naive (<N>k updates/s)``, N being EdgeStore's rate.
+warm (rows unchanged since the last read are not decoded again). Last line:
+``store: <ratio>x naive (<N>k updates/s)``, N being EdgeStore's rate.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ and AWS watchers); the cluster state (`agent.mapper.cluster.ClusterState`) is ke
 of the observation's `seen_at`* (IP reuse), and every observation that yields no edge is counted
 in `Resolver.stats` by reason, so a dropped edge is visible in metrics rather than silent.
 
-The client side (source IP → workload) is resolved here; the server side, the target (by
-address, by DNS name, and Internet IPs by the name the client looked up), by
-`agent.mapper.servers`.
+The client side (source IP → workload) is resolved here; the server side, the target, by
+`agent.mapper.servers` (by address) and `agent.mapper.names` (by DNS name, and Internet IPs by
+the name the client looked up).
 
 hostNetwork rule: a node IP is never resolved to a regular pod. Traffic *from* a node IP is
 pinned to a hostNetwork pod only when the socket scan's hostname names it; otherwise, if all
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.mapper.cluster import ClusterState
+from agent.mapper.names import NameResolver
 from agent.mapper.servers import Hit, ServerResolver
 from agent.model import (
     AwsOperation,
@@ -72,7 +73,8 @@ class Resolver:
     ) -> None:
         self.state = state
         self.stats: Counter[str] = Counter()
-        self._servers = ServerResolver(state, self.stats, cluster_domain, internal_cidrs)
+        self._servers = ServerResolver(state, self.stats, internal_cidrs)
+        self._names = NameResolver(state, self.stats, self._servers, cluster_domain)
         self._client_memo: dict[str, tuple[int, float, float, _Client]] = {}
         self._server_memo: dict[tuple[str, int], tuple[int, float, float, list[Hit]]] = {}
         self._name_memo: dict[tuple[str, tuple[str, ...]], tuple[int, float, float, list[Hit]]] = {}
@@ -171,7 +173,7 @@ class Resolver:
         if found is not None and found[0] == generation and found[1] <= t < found[2]:
             hits = found[3]
         else:
-            hits, span = self._servers.name_targets(obs.qname.rstrip(".").lower(), obs.ips, t)
+            hits, span = self._names.name_targets(obs.qname.rstrip(".").lower(), obs.ips, t)
             if not hits:
                 return []
             if span is not None:
@@ -179,7 +181,7 @@ class Resolver:
         if len(hits) == 1 and hits[0][0] is not client[0]:  # the common case, inlined
             target, service, ambiguous = hits[0]
             if type(target) is InternetTarget:
-                self._servers.remember_name(obs, hits[0])
+                self._names.remember_name(obs, hits[0])
             return [new_edge(client[0], target, t, t, _DNS, 1, (), (), (), service, client[1] or ambiguous)]
         return self._edges(client, hits, _DNS, t)
 
@@ -209,7 +211,7 @@ class Resolver:
         if len(hits) == 1 and hits[0][0] is not client[0]:
             target, service, ambiguous = hits[0]
             if type(target) is InternetTarget:  # an Internet IP: the name the client resolved it from
-                named = self._servers.named(obs.client_ip, obs.server_ip, t)
+                named = self._names.named(obs.client_ip, obs.server_ip, t)
                 if named is not None:
                     target, service, ambiguous = named
             return [

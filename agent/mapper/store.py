@@ -16,7 +16,7 @@ over disjoint deltas). The tables and the migrations of older files: :mod:`agent
 Change tracking: every row written by ``record`` gets the next ``seq`` from a persistent counter
 (``meta.next_seq``, never reset); :meth:`EdgeStore.changed_since` pages through rows by ``seq``.
 What was uploaded of them is not this module's business: the cloud uploader's ledger
-(:class:`agent.mapper.uploads.UploadLedger`) keeps it in the same file, inside this store's
+(:class:`agent.mapper.uploadledger.UploadLedger`) keeps it in the same file, inside this store's
 transactions (:meth:`EdgeStore.writing`, :meth:`EdgeStore.reading`, :meth:`EdgeStore.on_reset`).
 
 Concurrency: one writer connection behind a lock, one ``BEGIN IMMEDIATE`` transaction per

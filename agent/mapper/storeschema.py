@@ -9,7 +9,7 @@ its own write transaction, calls :func:`create` on a new file or :func:`migrate`
   namespace, ``last_seen``, ``doc`` (the edge document, :mod:`agent.wire`) and ``seq``, the change
   counter the cloud uploader pages through;
 * ``meta``: ``next_seq`` (never reset) and ``upload_cursor``;
-* ``upload_state``: per edge key, what was last uploaded (:mod:`agent.mapper.uploads`).
+* ``upload_state``: per edge key, what was last uploaded (:mod:`agent.mapper.uploadledger`).
 
 Versions: 1 had the ``edges`` table only, one column per field; 2 added change tracking (``seq``,
 ``meta``, ``upload_state``); 3 added ``upload_state.live``; 4 keeps each edge as its document

@@ -1,7 +1,7 @@
 """The mapper's uploader: ships the edge store's changes to the cloud, idempotently.
 
 Data comes from the store's change tracking (:meth:`EdgeStore.changed_since`, by ``seq`` from the
-upload cursor that its :class:`~agent.mapper.uploads.UploadLedger` keeps) and goes, as the wire's
+upload cursor that its :class:`~agent.mapper.uploadledger.UploadLedger` keeps) and goes, as the wire's
 edge documents (:mod:`agent.wire`), to the cloud's ``POST /v1/ingest`` through a
 :class:`CloudClient` (the seam: :class:`HttpCloudClient` in production, any object with
 ``ingest`` in tests), optionally through an :class:`~agent.anonymize.Anonymizer`.
@@ -60,7 +60,7 @@ import tenacity
 from agent import wire
 from agent.anonymize import Anonymizer
 from agent.mapper.store import EdgeStore
-from agent.mapper.uploads import UploadKey, UploadLedger, UploadMark
+from agent.mapper.uploadledger import UploadKey, UploadLedger, UploadMark
 from agent.mapperclient import RequestsTransport, Transport, post_json
 from agent.model import Edge
 

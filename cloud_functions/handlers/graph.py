@@ -26,7 +26,6 @@ from agent import wire
 from agent.model import Edge, Method, merge_edges
 from cloud_functions.auth import SECURITY, ApiError, Caller, Store, require
 from cloud_functions.handlers.admin import TenantId
-from cloud_functions.handlers.schemas import inline
 from cloud_functions.store.base import StoredEdge, TokenRecord
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
@@ -45,7 +44,7 @@ MergeFlag = Annotated[bool, Query(description="Merge equal edges across clusters
 
 def graph_edge_schema() -> dict[str, Any]:
     """An edge of the graph: the codec's edge document with its cluster (or, merged, clusters)."""
-    schema = inline(wire.edge_schema())
+    schema = wire.edge_schema()
     ids = {"type": "array", "items": {"type": "string"}}
     schema["properties"] |= {"clusterId": {"type": "string"}, "clusterIds": ids}
     return schema

@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field
 from agent import wire
 from agent.wire import IngestBody, WireError
 from cloud_functions.auth import SECURITY, ApiError, require
-from cloud_functions.handlers.schemas import inline
 from cloud_functions.store.base import GraphStore
 from cloud_functions.store.ingestion import InvalidEdges
 
@@ -38,7 +37,7 @@ _BATCH_ID = re.compile(BATCH_ID)
 
 def request_schema() -> dict[str, Any]:
     """The OpenAPI request body: the codec's upload body, with this route's limits."""
-    schema = inline(wire.ingest_schema())
+    schema = wire.ingest_schema()
     properties = schema["properties"]
     properties["batchId"] |= {
         "minLength": 1,

@@ -27,7 +27,7 @@ TOKEN = "agent-token-0f3c9a"
 Sniffed = DnsAnswer | TcpConnection | SocketConnection
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 8.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

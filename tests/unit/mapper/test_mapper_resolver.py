@@ -419,9 +419,9 @@ def test_a_dns_name_holds_for_an_hour_or_its_ttl(state: ClusterState) -> None:
 def test_the_latest_answer_names_an_ip_and_the_table_is_bounded(
     state: ClusterState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.mapper import servers
+    from agent.mapper import names
 
-    monkeypatch.setattr(servers, "NAMED_MAX", 3)
+    monkeypatch.setattr(names, "NAMED_MAX", 3)
     resolver = Resolver(state)
     for i, ip in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.3"]):
         resolver.resolve(dns("10.244.0.10", f"n{i}.example.com", ip, t=T0 + i))

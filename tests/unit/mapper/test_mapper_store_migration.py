@@ -13,7 +13,7 @@ import pytest
 from agent import wire
 from agent.mapper.store import SCHEMA_VERSION, EdgeStore
 from agent.mapper.uploader import IngestResult, Uploader
-from agent.mapper.uploads import UploadLedger
+from agent.mapper.uploadledger import UploadLedger
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
 
 DATA = Path(__file__).parents[2] / "data" / "mapper"

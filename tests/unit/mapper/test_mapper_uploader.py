@@ -30,7 +30,7 @@ from agent.mapper.uploader import (
     batch_id,
     digest,
 )
-from agent.mapper.uploads import UploadKey, UploadLedger
+from agent.mapper.uploadledger import UploadKey, UploadLedger
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, Method, WorkloadIdentity
 
 T0 = 1_780_000_000.0
