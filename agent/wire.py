@@ -346,7 +346,7 @@ def canonical(doc: EdgeDoc) -> EdgeDoc:
     have byte-equal text whoever wrote them: times in UTC, every list strictly sorted (repeated
     HTTP paths and Kafka topics merged), no ``targetServiceSeen`` equal to ``lastSeen``.
     :class:`WireError` when a time lies outside [1970, 10000)."""
-    first, last = doc.firstSeen, doc.lastSeen
+    first, last, http, topics, aws = doc.firstSeen, doc.lastSeen, doc.http, doc.kafkaTopics, doc.awsActions
     if (
         first.tzinfo is UTC
         and last.tzinfo is UTC
@@ -354,11 +354,18 @@ def canonical(doc: EdgeDoc) -> EdgeDoc:
         and last.year >= 1970
         and doc.targetServiceSeen is None
         and _method_names_of(_methods(doc.methods)) == doc.methods
-        and _strictly_sorted(doc.awsActions)
-        and _strictly_sorted(r.path for r in doc.http)
-        and all(_strictly_sorted(r.methods) for r in doc.http)
-        and _strictly_sorted(t.name for t in doc.kafkaTopics)
-        and all(_strictly_sorted(t.operations) for t in doc.kafkaTopics)
+        and (len(aws) < 2 or _strictly_sorted(aws))
+        and (
+            not http
+            or (_strictly_sorted(r.path for r in http) and all(_strictly_sorted(r.methods) for r in http))
+        )
+        and (
+            not topics
+            or (
+                _strictly_sorted(t.name for t in topics)
+                and all(_strictly_sorted(t.operations) for t in topics)
+            )
+        )
     ):
         return doc
     edge = from_doc(doc)
