@@ -145,16 +145,6 @@ class AwsTargetDoc(_Doc, frozen=True, kw_only=True, tag="aws", tag_field="type")
 TargetDoc = WorkloadTargetDoc | InternetTargetDoc | AwsTargetDoc
 
 
-class HttpDoc(_Doc, frozen=True, kw_only=True):
-    path: str
-    methods: tuple[str, ...] = ()
-
-
-class TopicDoc(_Doc, frozen=True, kw_only=True):
-    name: str
-    operations: tuple[str, ...] = ()
-
-
 class EdgeDoc(_Doc, frozen=True, kw_only=True):
     """One edge (see the module docstring). Unknown fields are ignored (a newer writer's)."""
 
@@ -164,8 +154,8 @@ class EdgeDoc(_Doc, frozen=True, kw_only=True):
     firstSeen: Time
     lastSeen: Time
     count: Annotated[int, msgspec.Meta(ge=0)] = 1
-    http: tuple[HttpDoc, ...] = ()
-    kafkaTopics: tuple[TopicDoc, ...] = ()
+    http: tuple[HttpResource, ...] = ()  # the model's own: {"path", "methods"}
+    kafkaTopics: tuple[KafkaTopic, ...] = ()  # the model's own: {"name", "operations"}
     awsActions: tuple[str, ...] = ()
     targetService: str = ""
     ambiguous: bool = False
@@ -223,7 +213,6 @@ _identities: _Bounded[WorkloadDoc | WorkloadTargetDoc, WorkloadIdentity] = _Boun
 _workload_docs: _Bounded[WorkloadIdentity, tuple[WorkloadDoc, WorkloadTargetDoc]] = _Bounded()
 _method_sets: _Bounded[tuple[str, ...], frozenset[Method]] = _Bounded()
 _method_names: _Bounded[frozenset[Method], tuple[MethodName, ...]] = _Bounded()
-_details: _Bounded[tuple[HttpDoc, ...] | tuple[TopicDoc, ...], Any] = _Bounded()
 
 
 def _identity(doc: WorkloadDoc | WorkloadTargetDoc) -> WorkloadIdentity:
@@ -274,14 +263,9 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
         firstSeen=moment(edge.first_seen),
         lastSeen=moment(edge.last_seen),
         count=edge.count,
-        http=tuple(
-            sorted([HttpDoc(path=r.path, methods=tuple(sorted(r.methods))) for r in edge.http], key=_named)
-        ),
+        http=tuple(sorted([HttpResource(r.path, tuple(sorted(r.methods))) for r in edge.http])),
         kafkaTopics=tuple(
-            sorted(
-                [TopicDoc(name=k.name, operations=tuple(sorted(k.operations))) for k in edge.kafka_topics],
-                key=_named,
-            )
+            sorted([KafkaTopic(k.name, tuple(sorted(k.operations))) for k in edge.kafka_topics])
         ),
         awsActions=tuple(sorted(edge.aws_actions)),
         targetService=edge.target_service,
@@ -291,26 +275,12 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
     )
 
 
-def _named(doc: HttpDoc | TopicDoc) -> tuple[str, tuple[str, ...]]:
-    return (doc.path, doc.methods) if type(doc) is HttpDoc else (doc.name, doc.operations)  # type: ignore[union-attr]
-
-
 def _target(doc: TargetDoc) -> Target:
     if type(doc) is WorkloadTargetDoc:
         return _identity(doc)
     if type(doc) is InternetTargetDoc:
         return InternetTarget(doc.dnsName, doc.ips, doc.port)
     return AwsTarget(doc.arn)  # type: ignore[union-attr]  # the union's last member
-
-
-def _http(docs: tuple[HttpDoc, ...]) -> tuple[HttpResource, ...]:
-    found = _details[docs] = tuple([HttpResource(r.path, r.methods) for r in docs])
-    return found
-
-
-def _topics(docs: tuple[TopicDoc, ...]) -> tuple[KafkaTopic, ...]:
-    found = _details[docs] = tuple([KafkaTopic(t.name, t.operations) for t in docs])
-    return found
 
 
 def from_doc(doc: EdgeDoc) -> Edge:
@@ -328,8 +298,8 @@ def from_doc(doc: EdgeDoc) -> Edge:
         last,
         _method_sets.get(doc.methods) or _methods(doc.methods),
         doc.count,
-        (_details.get(doc.http) or _http(doc.http)) if doc.http else (),
-        (_details.get(doc.kafkaTopics) or _topics(doc.kafkaTopics)) if doc.kafkaTopics else (),
+        doc.http,
+        doc.kafkaTopics,
         doc.awsActions,
         doc.targetService,
         doc.ambiguous,

@@ -212,14 +212,11 @@ class EdgeStore:
                 rows = db.execute("SELECT seq, doc FROM edges ORDER BY key").fetchall()
             else:
                 rows = db.execute(_SELECT_IN_NAMESPACES, (_keys_json(list(namespaces)),)).fetchall()
-        decoded = self._decoded
-        new = [(seq, doc) for seq, doc in rows if seq not in decoded]
-        fresh = dict(zip([seq for seq, _ in new], wire.unpack_edges([doc for _, doc in new]), strict=True))
-        found = [decoded.get(seq) or fresh[seq] for seq, _ in rows]
+        known = self._decoded  # never changed once published: a full read publishes a new one
+        fresh = iter(wire.unpack_edges([doc for seq, doc in rows if seq not in known]))
+        found = [known[seq] if seq in known else next(fresh) for seq, _ in rows]
         if namespaces is None:  # the whole map: what it holds now is all worth keeping
             self._decoded = dict(zip([seq for seq, _ in rows], found, strict=True))
-        else:
-            decoded.update(fresh)
         return found
 
     def changed_since(self, seq: int, limit: int) -> list[tuple[int, Edge]]:

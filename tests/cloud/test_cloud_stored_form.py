@@ -56,7 +56,7 @@ def test_equal_edges_have_equal_text_whoever_wrote_them() -> None:
         firstSeen=doc.firstSeen.astimezone(plus_two),
         lastSeen=doc.lastSeen.astimezone(plus_two),
         methods=("tcp", "dns"),
-        http=(wire.HttpDoc(path="/b", methods=("PUT", "GET")), wire.HttpDoc(path="/a")),
+        http=(HttpResource("/b", ("PUT", "GET")), HttpResource("/a")),
         awsActions=("s3:Put", "s3:Get", "s3:Put"),
     )
     assert wire.encode(unsorted) != wire.encode(doc)
