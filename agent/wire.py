@@ -8,7 +8,7 @@ cloud's ingest, store and graph routes, and the console — and back. It imports
 
 The document is a set of typed structs (msgspec, checked while decoding, in C)::
 
-    {"client": {"name", "namespace", "kind"},
+    {"client": {"namespace", "name", "kind"},
      "target": {"type": "workload", "name", "namespace", "kind"}
              | {"type": "internet", "dnsName", "ips", "port"}
              | {"type": "aws", "arn"},
@@ -120,12 +120,6 @@ class _Doc(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     subclass repeats ``frozen`` and ``kw_only``, which msgspec inherits, for the type checker."""
 
 
-class WorkloadDoc(_Doc, frozen=True, kw_only=True):
-    name: str
-    namespace: str
-    kind: str = ""
-
-
 class WorkloadTargetDoc(_Doc, frozen=True, kw_only=True, tag="workload", tag_field="type"):
     name: str
     namespace: str
@@ -148,7 +142,7 @@ TargetDoc = WorkloadTargetDoc | InternetTargetDoc | AwsTargetDoc
 class EdgeDoc(_Doc, frozen=True, kw_only=True):
     """One edge (see the module docstring). Unknown fields are ignored (a newer writer's)."""
 
-    client: WorkloadDoc
+    client: WorkloadIdentity  # the model's own: {"namespace", "name", "kind"}
     target: TargetDoc
     methods: tuple[MethodName, ...] = ()
     firstSeen: Time
@@ -209,25 +203,24 @@ class _Bounded(dict[K, V]):
         super().__setitem__(key, value)
 
 
-_identities: _Bounded[WorkloadDoc | WorkloadTargetDoc, WorkloadIdentity] = _Bounded()
-_workload_docs: _Bounded[WorkloadIdentity, tuple[WorkloadDoc, WorkloadTargetDoc]] = _Bounded()
+_identities: _Bounded[WorkloadTargetDoc, WorkloadIdentity] = _Bounded()
+_target_docs: _Bounded[WorkloadIdentity, WorkloadTargetDoc] = _Bounded()
 _method_sets: _Bounded[tuple[str, ...], frozenset[Method]] = _Bounded()
 _method_names: _Bounded[frozenset[Method], tuple[MethodName, ...]] = _Bounded()
 
 
-def _identity(doc: WorkloadDoc | WorkloadTargetDoc) -> WorkloadIdentity:
+def _identity(doc: WorkloadTargetDoc) -> WorkloadIdentity:
     found = _identities.get(doc)
     if found is None:
         found = _identities[doc] = WorkloadIdentity(doc.namespace, doc.name, doc.kind)
     return found
 
 
-def _workload_docs_of(identity: WorkloadIdentity) -> tuple[WorkloadDoc, WorkloadTargetDoc]:
-    found = _workload_docs.get(identity)
+def _target_doc(identity: WorkloadIdentity) -> WorkloadTargetDoc:
+    found = _target_docs.get(identity)
     if found is None:
-        n, ns, k = identity.name, identity.namespace, identity.kind
-        found = (WorkloadDoc(name=n, namespace=ns, kind=k), WorkloadTargetDoc(name=n, namespace=ns, kind=k))
-        _workload_docs[identity] = found
+        found = WorkloadTargetDoc(name=identity.name, namespace=identity.namespace, kind=identity.kind)
+        _target_docs[identity] = found
     return found
 
 
@@ -251,13 +244,13 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
     t = edge.target
     target: TargetDoc
     if type(t) is WorkloadIdentity:
-        target = _workload_docs_of(t)[1]
+        target = _target_doc(t)
     elif type(t) is InternetTarget:
         target = InternetTargetDoc(dnsName=t.dns_name, ips=t.ips, port=t.port)
     else:
         target = AwsTargetDoc(arn=t.arn)  # type: ignore[union-attr]  # the union's last member
     return EdgeDoc(
-        client=_workload_docs_of(edge.client)[0],
+        client=edge.client,
         target=target,
         methods=_method_names_of(edge.methods),
         firstSeen=moment(edge.first_seen),
@@ -290,7 +283,7 @@ def from_doc(doc: EdgeDoc) -> Edge:
     if not (EARLIEST <= first < END and EARLIEST <= last < END):
         raise WireError(f"time out of range [1970, 10000): {doc.firstSeen} or {doc.lastSeen}")
     return new_edge(
-        _identities.get(doc.client) or _identity(doc.client),
+        doc.client,
         (_identities.get(target) or _identity(target))
         if type(target) is WorkloadTargetDoc
         else _target(target),
@@ -360,7 +353,7 @@ def key_for(c: WorkloadIdentity, t: Target) -> bytes:
 
 def key_bytes(doc: EdgeDoc) -> bytes:
     """:func:`key_for` of a document's client and target."""
-    return key_for(_identities.get(doc.client) or _identity(doc.client), _target(doc.target))
+    return key_for(doc.client, _target(doc.target))
 
 
 _key_decoder = msgspec.json.Decoder(
