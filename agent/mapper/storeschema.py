@@ -21,11 +21,14 @@ digests (taken of the old form), so an edge's next change re-sends it. Nothing e
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from typing import Any
 
 from agent import wire
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
+
+log = logging.getLogger("agent.mapper.storeschema")
 
 SCHEMA_VERSION = 4
 MIGRATABLE = (1, 2, 3)
@@ -135,17 +138,25 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
         db.execute(statement)
     for statement in TABLES[:3] + TABLES[5:]:  # meta stays as it is
         db.execute(statement)
-    new_rows = []
+    new_rows, skipped = [], 0
     for row in rows:
-        edge = _old_edge(row[1:-1])
-        key = wire.key_for(edge.client, edge.target).decode()
-        new_rows.append((key, edge.client.namespace, edge.last_seen, wire.pack_edge(edge), row[-1]))
+        try:  # older versions stored what the codec now refuses (a time past 9999, say): left out
+            edge = _old_edge(row[1:-1])
+            key, doc = wire.key_for(edge.client, edge.target).decode(), wire.pack_edge(edge)
+            new_rows.append((key, edge.client.namespace, edge.last_seen, doc, row[-1]))
+        except ValueError:
+            skipped += 1
     db.executemany(
         "INSERT INTO edges (key, client_namespace, last_seen, doc, seq) VALUES (?, ?, ?, ?, ?)", new_rows
     )
-    # An empty digest matches no edge: each is uploaded once more, as the document it now is.
+    # An empty digest matches no edge: each is uploaded once more, as the document it now is. A mark
+    # that could not be sent (its key or time refused) is left out with its edge.
+    kept = [(key, seen, live) for key, seen, live in marks if wire.EARLIEST <= seen < wire.END]
     db.executemany(
         "INSERT INTO upload_state (key, last_seen, digest, live) VALUES (?, ?, '', ?)",
-        ((_new_key(key), seen, live) for key, seen, live in marks),
+        ((_new_key(key), seen, live) for key, seen, live in kept),
     )
+    if skipped or len(kept) < len(marks):
+        refused = (skipped, len(marks) - len(kept))
+        log.warning("edge store migration left out %d edges and %d upload marks the codec refuses", *refused)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

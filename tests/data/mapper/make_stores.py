@@ -97,7 +97,24 @@ def version_3(path: Path) -> None:
     db.close()
 
 
+def version_3_bad_time(path: Path) -> None:
+    """Version 3 took any time: one edge last seen in year 10000 (9999-12-31T23:00-05:00, as a
+    report could say), uploaded live, beside a good one."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    bad = Edge(
+        FRONTEND, InternetTarget("far.example.com", (), 443), T0, 253402318800.0, frozenset({Method.DNS})
+    )
+    with EdgeStore(path) as store:
+        store.record([bad, EDGES[0]])
+        store.mark_uploaded([(bad.key, bad.last_seen, "old", True)], 2)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
 if __name__ == "__main__":
+    version_3_bad_time(HERE / "edges-v3-bad-time.db")
     old_tables(HERE / "edges-v1.db", 1)
     old_tables(HERE / "edges-v2.db", 2)
     version_3(HERE / "edges-v3.db")

@@ -123,3 +123,19 @@ def test_a_newer_file_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="left untouched"):
         EdgeStore(path)
     assert path.read_bytes() == before
+
+
+def test_what_the_codec_refuses_is_left_out_and_the_rest_reads_and_uploads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Version 3 stored an edge last seen in year 10000 (a report's 9999-12-31T23:00-05:00), which
+    # once failed every read and upload; the codec refuses such times now.
+    with EdgeStore(opened(tmp_path, "edges-v3-bad-time.db")) as store:
+        assert store.edges() == [EDGES[0]]
+        assert "left out 1 edges and 1 upload marks" in caplog.text
+        cloud = Cloud()
+        uploader = Uploader(store, cloud, clock=lambda: T0 + 10, granularity=5.0, retry_initial=0.001)
+        uploader.upload_once()  # the refused edge's live mark is gone: no quiet upload of it fails
+        store.record([EDGES[0]])
+        uploader.upload_once()
+        assert [wire.from_doc(d).key for d in cloud.sent] == [EDGES[0].key]
