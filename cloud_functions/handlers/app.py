@@ -32,9 +32,7 @@ from cloud_functions.store.base import Conflict, NotFound, StoreError
 
 logger = Logger(service="network-mapper-cloud")
 
-# Every body parameter is parsed by ingest.parse_json: its limits on depth and number length
-# keep bodies of extreme shapes 400s rather than recursion errors (500).
-app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=ingest.parse_json)
+app = APIGatewayHttpResolver(enable_validation=True)
 for _module in (admin, ingest, graph, export, telemetry):
     app.include_router(_module.router)
 
