@@ -165,24 +165,23 @@ class EdgeStore:
 
     def record(self, edges: Iterable[Edge]) -> int:
         """Merge ``edges`` into the store in one transaction; returns how many edges were given."""
-        batch: dict[bytes, Edge] = {}
+        batch: dict[str, Edge] = {}  # by key text, as the rows keep it
         given = 0
         for edge in edges:
             given += 1
-            key = wire.key_for(edge.client, edge.target)
+            key = wire.key_for(edge.client, edge.target).decode()
             found = batch.get(key)
             batch[key] = edge if found is None else merge_edges(found, edge, cumulative=False)
         if not batch:
             return given
         with self.writing() as db:
-            for key, doc in db.execute(_SELECT_STORED, (_keys_json([k.decode() for k in batch]),)):
-                raw = key.encode()
-                batch[raw] = merge_edges(wire.unpack_edge(doc), batch[raw], cumulative=False)
+            for key, doc in db.execute(_SELECT_STORED, (_keys_json(list(batch)),)):
+                batch[key] = merge_edges(wire.unpack_edge(doc), batch[key], cumulative=False)
             first = db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()[0]
             db.executemany(
                 _UPSERT,
                 (
-                    (key.decode(), e.client.namespace, e.last_seen, wire.pack_edge(e), first + i)
+                    (key, e.client.namespace, e.last_seen, wire.pack_edge(e), first + i)
                     for i, (key, e) in enumerate(batch.items())
                 ),
             )
