@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -31,18 +34,122 @@ DEFAULT_URL = "http://127.0.0.1:9090/query"
 PORT_FORWARD = "kubectl port-forward -n otterize-system svc/network-mapper 9090"
 
 
+EXIT_CODES = """exit status:
+  0  done
+  1  the work failed: the mapper is unreachable or refused, graphviz failed, the key file or
+     the export to de-anonymize cannot be used
+  2  a bad flag, value or output path (one line on stderr says which)"""
+
+MAX_TIMEOUT = 86400.0  # a day; far larger values overflow the socket layer's time_t
+
+
 class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
+    """A user-facing failure: printed as one line, exit status :attr:`status` (1: runtime)."""
+
+    status = 1
+
+
+class UsageError(CliError):
+    """A flag or path the user gave cannot be used: one line, exit 2 like argparse's own errors."""
+
+    status = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (no usage dump), still with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def timeout_seconds(text: str) -> float:
+    """``--timeout``: a finite positive number of seconds (0, negatives, nan and inf crash the
+    socket layer with a traceback instead of meaning "no limit")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, {MAX_TIMEOUT:g}]")
+    return value
+
+
+def mapper_url(text: str) -> str:
+    """``--mapper-url`` (or ``OTTERIZE_MAPPER_API``): an http(s) URL with a host and a valid port,
+    checked here so a typo is a usage error rather than "cannot reach the mapper"."""
+    example = f"an http(s) URL such as {DEFAULT_URL} (also from OTTERIZE_MAPPER_API)"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}: {exc}") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}")
+    return text
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def server_name(text: str) -> str:
+    """``--server NAME.NAMESPACE``: the namespace is a DNS label (no dots), so it is what follows
+    the last dot; a name without one would silently match nothing."""
+    name, dot_, namespace = text.rpartition(".")
+    if not dot_ or not name or not _DNS_LABEL.fullmatch(namespace):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME.NAMESPACE (e.g. cartservice.shop)")
+    return text
+
+
+def output_path(text: str) -> Path:
+    """An output path whose nearest existing ancestor is a directory: a file in the way (say
+    ``/etc/hostname/x``) is caught before the mapper is asked anything."""
+    path = Path(text)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is not a directory")
+            break
+    return path
+
+
+def output_file(text: str) -> Path:
+    """:func:`output_path` that must not be an existing directory."""
+    path = output_path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, not a file")
+    return path
+
+
+def _mkdir(path: Path, flag: str = "-o/--output") -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the path's fault, as in _write
+        raise UsageError(f"argument {flag}: cannot create {path}: {exc.strerror or exc}") from exc
+
+
+def _write(path: Path, data: str | bytes, flag: str = "-o/--output") -> None:
+    """Writes ``data`` to the user's output ``path``, creating its directory; an OS refusal
+    (read-only place, no space, ...) is the path's fault, so a usage error naming it."""
+    _mkdir(path.parent)
+    try:
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+    except OSError as exc:
+        raise UsageError(f"argument {flag}: cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="network-mapper",
         description="Show and export the map of who talks to whom, from the network-mapper's API.",
-        epilog=f"Reach an in-cluster mapper first: {PORT_FORWARD}",
+        epilog=f"Reach an in-cluster mapper first: {PORT_FORWARD}\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--mapper-url",
+        type=mapper_url,
         default=environ.get("OTTERIZE_MAPPER_API", DEFAULT_URL),
         help=f"the mapper's GraphQL endpoint (env OTTERIZE_MAPPER_API; default {DEFAULT_URL})",
     )
@@ -51,7 +158,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=environ.get("NETWORK_MAPPER_TOKEN", ""),
         help="token for mutations such as reset (env NETWORK_MAPPER_TOKEN)",
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument(
+        "--timeout", type=timeout_seconds, default=30.0, help="seconds per request (default 30)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def filters(p: argparse.ArgumentParser) -> None:
@@ -64,7 +173,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     filters(sub.add_parser("list", help="list each client and what it calls"))
     vis = sub.add_parser("visualize", help="draw the map with graphviz")
     filters(vis)
-    vis.add_argument("-o", "--output", type=Path, required=True, help="file to write (.png or .svg)")
+    vis.add_argument("-o", "--output", type=output_file, required=True, help="file to write (.png or .svg)")
     vis.add_argument("--format", choices=["png", "svg"], help="image format (default: from the file name)")
     exp = sub.add_parser("export", help="export ClientIntents, NetworkPolicies or JSON")
     filters(exp)
@@ -75,10 +184,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="yaml: ClientIntents; networkpolicy: Kubernetes NetworkPolicies; iam: AWS IAM policies (JSON)",
     )
     exp.add_argument(
-        "-o", "--output", type=Path, help="file, or directory with --distinct-files (default: stdout)"
+        "-o",
+        "--output",
+        type=output_path,  # a file or a directory, depending on --distinct-files: see _check_export
+        help="file, or directory with --distinct-files (default: stdout)",
     )
     exp.add_argument("--distinct-files", action="store_true", help="one file per document in --output DIR")
-    exp.add_argument("--server", metavar="NAME.NAMESPACE", help="only edges to this server")
+    exp.add_argument("--server", type=server_name, metavar="NAME.NAMESPACE", help="only edges to this server")
     exp.add_argument(
         "--intents-version",
         choices=["v2beta1", "v1alpha3"],
@@ -93,7 +205,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--key-file", type=Path, required=True, help="the anonymization key (the Secret's value)"
     )
     dea.add_argument("--input", type=Path, help="the cloud export to read (default: stdin)")
-    dea.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    dea.add_argument("-o", "--output", type=output_file, help="file to write (default: stdout)")
     dea.set_defaults(namespace=[], label=[])  # every edge: its names are the way back
     return parser
 
@@ -123,7 +235,7 @@ def fetch_edges(client: HttpMapperClient, args: argparse.Namespace) -> list[Edge
             e for e in found if _label_match(labels.get((e.client.namespace, e.client.name), {}), args.label)
         ]
     if getattr(args, "server", None):
-        name, _, ns = args.server.partition(".")
+        name, _, ns = args.server.rpartition(".")  # see server_name
         found = [e for e in found if e.target == WorkloadIdentity(ns, name, getattr(e.target, "kind", ""))]
     return found
 
@@ -153,35 +265,56 @@ def export(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> str:
         docs = _documents(edges, args, labels)
         text = yaml_documents(docs)
     if args.distinct_files:
-        if not args.output or args.format in {"json", "iam"}:
-            raise CliError("--distinct-files needs --output DIR and a yaml or networkpolicy format")
-        args.output.mkdir(parents=True, exist_ok=True)
+        _mkdir(args.output)  # even for no documents, as the user asked for the directory
         for doc in docs:
-            (args.output / _file_name(doc)).write_text(yaml.safe_dump(doc, sort_keys=False))
+            _write(args.output / _file_name(doc), yaml.safe_dump(doc, sort_keys=False))
         return f"wrote {len(docs)} files to {args.output}"
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+        _write(args.output, text)
         return f"wrote {len(docs)} documents to {args.output}"
     return text.rstrip("\n")
 
 
-def visualize(edges: list[Edge], args: argparse.Namespace) -> str:
-    fmt = args.format or (args.output.suffix.lstrip(".") or "png")
+def _check_export(args: argparse.Namespace) -> None:
+    """What argparse cannot check alone: -o's kind depends on --distinct-files."""
+    if args.distinct_files:
+        if not args.output or args.format in {"json", "iam"}:
+            raise UsageError("--distinct-files needs --output DIR and a yaml or networkpolicy format")
+        if args.output.exists() and not args.output.is_dir():
+            raise UsageError(f"argument -o/--output: {args.output} is not a directory (--distinct-files)")
+    elif args.output and args.output.is_dir():
+        raise UsageError(
+            f"argument -o/--output: {args.output} is a directory; name a file, or add --distinct-files"
+        )
+
+
+def _image_format(args: argparse.Namespace) -> str:
+    fmt: str = args.format or (args.output.suffix.lstrip(".") or "png")
     if fmt not in {"png", "svg"}:
-        raise CliError(f"cannot tell the image format from {args.output}; pass --format png|svg")
-    if not shutil.which("dot"):
-        raise CliError("graphviz's 'dot' is not installed (apt-get install graphviz)")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        ["dot", f"-T{fmt}", "-o", str(args.output)],
-        input=dot(edges),
-        text=True,
-        capture_output=True,
-        check=False,
-    )
+        raise UsageError(
+            f"argument -o/--output: cannot tell the image format of {args.output}; use --format png|svg"
+        )
+    return fmt
+
+
+def check(args: argparse.Namespace) -> None:
+    """Usage errors found before the mapper is asked anything (no waiting for a useless answer)."""
+    if args.command == "export":
+        _check_export(args)
+    elif args.command == "visualize":
+        _image_format(args)
+        if not shutil.which("dot"):  # the environment, not the map: say so before fetching it
+            raise UsageError("visualize needs graphviz's 'dot' on PATH (apt-get install graphviz)")
+
+
+def visualize(edges: list[Edge], args: argparse.Namespace) -> str:
+    fmt = _image_format(args)
+    # dot writes to stdout and we write the file, so a bad -o is reported like the other commands'.
+    proc = subprocess.run(["dot", f"-T{fmt}"], input=dot(edges).encode(), capture_output=True, check=False)
     if proc.returncode != 0:
-        raise CliError(f"graphviz failed: {proc.stderr.strip()}")
+        detail = " ".join(proc.stderr.decode(errors="replace").split())  # one line
+        raise CliError(f"graphviz failed: {detail}")
+    _write(args.output, proc.stdout)
     return f"wrote {fmt} of {len(edges)} edges to {args.output}"
 
 
@@ -196,7 +329,9 @@ def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
     try:
         text = args.input.read_text() if args.input else sys.stdin.read()
     except OSError as exc:
-        raise CliError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
+        raise CliError(f"cannot read {args.input or 'stdin'}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:  # a binary file by mistake; exports are UTF-8 JSON or YAML
+        raise CliError(f"cannot read {args.input or 'stdin'}: not UTF-8 text ({exc.reason})") from exc
     deanonymizer = Deanonymizer(key, edges)
     try:
         restored = deanonymizer.export_text(text)
@@ -210,13 +345,13 @@ def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
             file=sys.stderr,
         )
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(restored)
+        _write(args.output, restored)
         return f"wrote the de-anonymized export to {args.output}"
     return restored.rstrip("\n")
 
 
 def run(args: argparse.Namespace) -> str:
+    check(args)
     client = HttpMapperClient(args.mapper_url, args.token, args.timeout)
     try:
         if args.command == "reset":
@@ -248,7 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(os.environ).parse_args(argv)
     try:
         print(run(args))
+    except UsageError as exc:  # worded like argparse's own usage errors
+        print(f"network-mapper: error: {exc}", file=sys.stderr)
+        return exc.status
     except CliError as exc:
         print(f"network-mapper: {exc}", file=sys.stderr)
-        return 1
+        return exc.status
     return 0

@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,13 +95,20 @@ class CloudApp:
         if path not in self._routes.PUBLIC_PATHS:
             authorization = headers.get("authorization")
             caller = authenticate(self.store, authorization, self.settings.admin_token_sha256)
-        media_type = str(headers.get("content-type", "")).split(";")[0].strip().lower()
+        raw_type = str(headers.get("content-type", ""))
+        media_type, _, parameters = raw_type.partition(";")
+        media_type = media_type.strip().lower()
         if (
             event.get("body")
             and path not in self._routes.OWN_CONTENT_TYPES
             and media_type not in ("", "application/json")
         ):
             raise ApiError(415, "unsupported_media_type", "send application/json")
+        if media_type == "application/json" and isinstance(headers, MutableMapping):
+            # Media types are case-insensitive (RFC 9110), but powertools' body validation
+            # compares the header with a case-sensitive startswith("application/json") and
+            # answers 415 otherwise: hand it the canonical spelling.
+            headers["content-type"] = media_type + (f";{parameters}" if parameters else "")
         return caller
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:

@@ -32,7 +32,9 @@ from cloud_functions.store.base import Conflict, NotFound, StoreError
 
 logger = Logger(service="network-mapper-cloud")
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# Every body parameter is parsed by ingest.parse_json: its limits on depth and number length
+# keep bodies of extreme shapes 400s rather than recursion errors (500).
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=ingest.parse_json)
 for _module in (admin, ingest, graph, export, telemetry):
     app.include_router(_module.router)
 

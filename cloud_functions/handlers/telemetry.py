@@ -13,8 +13,10 @@ import base64
 import binascii
 import json
 import re
+import threading
 import time
 from collections.abc import Iterable
+from math import ceil
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -29,6 +31,42 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 UNKNOWN = "unknown"
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PER_MINUTE = 60
+"""Payloads one source (client IP) may send a minute: an agent exports every few minutes, so
+this only stops a flood on the anonymous route (each request is a store write)."""
+WINDOW = 60.0
+MAX_SOURCES = 10_000  # sources tracked at once; beyond it, the expired windows are forgotten
+
+
+class RateLimiter:
+    """Fixed one-minute windows per source, in memory: per Lambda container (or local server),
+    which bounds what one source costs each warm container without a store round trip."""
+
+    def __init__(self, per_window: int, window: float) -> None:
+        self._per_window, self._window = per_window, window
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, source: str, now: float) -> float:
+        """0 when ``source`` may send now (counted), else the seconds until it may."""
+        with self._lock:
+            start, sent = self._windows.get(source, (now, 0))
+            if now - start >= self._window:
+                start, sent = now, 0
+            if sent >= self._per_window:
+                return start + self._window - now
+            if len(self._windows) >= MAX_SOURCES and source not in self._windows:
+                cutoff = now - self._window
+                self._windows = {s: w for s, w in self._windows.items() if w[0] > cutoff}
+            self._windows[source] = (start, sent + 1)
+            return 0.0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+
+limiter = RateLimiter(PER_MINUTE, WINDOW)
 
 
 def _first_valid(cluster_ids: Iterable[Any]) -> str:
@@ -88,10 +126,16 @@ def raw_body(body: str | None, is_base64: bool) -> bytes:
         200: {"description": "Accepted (an empty ExportMetricsServiceResponse)"},
         413: {"description": "Payload over 1 MB"},
         415: {"description": "Not application/x-protobuf or application/json"},
+        429: {"description": f"Over {PER_MINUTE} payloads a minute from one source (see Retry-After)"},
     },
 )
 def receive_metrics(store: Store) -> Response[Any]:
     event = router.current_event
+    source = event.request_context.http.source_ip or UNKNOWN
+    wait = limiter.retry_after(source, time.monotonic())
+    if wait > 0:
+        error = {"error": {"code": "rate_limited", "message": f"at most {PER_MINUTE} payloads a minute"}}
+        return Response(429, JSON, json.dumps(error), headers={"Retry-After": str(max(1, ceil(wait)))})
     content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type not in (PROTOBUF, JSON):
         raise ApiError(415, "unsupported_media_type", f"use {PROTOBUF} or {JSON}")

@@ -155,7 +155,9 @@ class DynamoGraphStore:
         found = self._table.batch_get([cluster, marker])
         if cluster["SK"]["S"] not in found:
             raise NotFound(f"no cluster {cluster_id!r} in tenant {tenant_id!r}")
-        yield EdgeBatch(self._table, graph, cluster, marker, seen_before=marker["SK"]["S"] in found)
+        kept = found.get(marker["SK"]["S"])
+        digest = "" if kept is None else text_of(kept, "digest")  # none on markers from before digests
+        yield EdgeBatch(self._table, graph, cluster, marker, seen_before=kept is not None, seen_digest=digest)
 
     def has_batch(self, tenant_id: str, cluster_id: str, batch_id: str) -> bool:
         return self._table.get(graph_pk(tenant_id, cluster_id), f"BATCH#{batch_id}") is not None
@@ -210,10 +212,18 @@ class EdgeBatch(EdgeItems):
     """:class:`~cloud_functions.store.ingestion.EdgeBatch` of one ingest."""
 
     def __init__(
-        self, table: DynamoTable, graph: str, cluster: Item, marker: Item, *, seen_before: bool
+        self,
+        table: DynamoTable,
+        graph: str,
+        cluster: Item,
+        marker: Item,
+        *,
+        seen_before: bool,
+        seen_digest: str,
     ) -> None:
         super().__init__(table, graph)
         self._cluster, self._marker, self.seen_before = cluster, marker, seen_before
+        self.seen_digest = seen_digest  # "" for a marker kept before digests were: matches anything
 
     def raise_heartbeat(self, seen_at: float) -> None:
         rises = "attribute_exists(PK) AND (attribute_not_exists(heartbeat) OR heartbeat < :h)"
@@ -227,10 +237,11 @@ class EdgeBatch(EdgeItems):
                 ExpressionAttributeValues={":h": number(seen_at)},
             )
 
-    def mark(self, now: float) -> bool:
+    def mark(self, now: float, digest: str) -> bool:
         expires = {"N": str(int(now) + RETENTION_SECONDS)}
+        kept = {"received_at": number(now), "expires_at": expires, "digest": {"S": digest}}
         try:
-            self.table.create(self._marker | {"received_at": number(now), "expires_at": expires}, "")
+            self.table.create(self._marker | kept, "")
         except Conflict:  # delivered concurrently: the other delivery marked it
             return False
         return True

@@ -13,8 +13,11 @@ the batch.
    a time outside [1970, 10000) is :class:`InvalidEdges`, naming every such edge), documents of
    equal key merged with :func:`agent.model.merge_edges` (cumulative: counts are maxima), the
    later document's ``live`` flag kept;
-2. the batch marker: a batch id the cluster has seen writes nothing (``stored=False``). A body
-   with no edges and a ``seen_at`` is a heartbeat only: no marker is kept for it;
+2. the batch marker: a batch id the cluster has seen writes nothing (``stored=False``) when the
+   batch's content digest (:func:`content_digest`) is the one kept with the marker (an uploader's
+   retry), and is a :class:`~cloud_functions.store.base.Conflict` when it is not (a marker kept
+   before digests were, with none, matches anything). A body with no edges and a ``seen_at`` is a
+   heartbeat only: no marker is kept for it;
 3. the heartbeat: raised to ``seen_at``, never lowered;
 4. merge with the stored edges: a stored text equal to the incoming one (``live`` included) is
    skipped, others are merged (the incoming ``live`` wins) and skipped if that changes nothing;
@@ -27,6 +30,7 @@ the batch.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,7 +39,7 @@ from typing import Protocol
 from agent import wire
 from agent.model import merge_edges
 from agent.wire import EdgeDoc, WireError, canonical
-from cloud_functions.store.base import IngestResult, Invalid, StoreError, check_id
+from cloud_functions.store.base import Conflict, IngestResult, Invalid, StoreError, check_id
 from cloud_functions.store.storedform import EdgeRecord, edge_key
 
 MERGE_ATTEMPTS = 10  # puts of one edge that lost a race, before the ingest gives up
@@ -82,11 +86,16 @@ class EdgeBatch(StoredEdges, Protocol):
     def seen_before(self) -> bool:
         """Whether the cluster has a marker for this batch id already."""
 
+    @property
+    def seen_digest(self) -> str:
+        """The content digest kept with that marker ("" when there is none, or no marker)."""
+
     def raise_heartbeat(self, seen_at: float) -> None:
         """The cluster's heartbeat becomes ``seen_at`` unless it is that late already."""
 
-    def mark(self, now: float) -> bool:
-        """Keep the batch marker; False when a concurrent delivery kept it first."""
+    def mark(self, now: float, digest: str) -> bool:
+        """Keep the batch marker with the batch's content ``digest``; False when a concurrent
+        delivery kept it first."""
 
 
 class EdgePort(Protocol):
@@ -120,6 +129,16 @@ def coalesce(docs: Sequence[EdgeDoc]) -> dict[bytes, EdgeRecord]:
     if problems:
         raise InvalidEdges(problems)
     return {key: EdgeRecord(key, doc, wire.encode(doc)) for key, doc in merged.items()}
+
+
+def content_digest(records: dict[bytes, EdgeRecord]) -> str:
+    """sha256 of a coalesced batch's canonical edge texts in key order: equal for a re-send of
+    the same edges (whatever their order in the body), different once any edge differs."""
+    digest = hashlib.sha256()
+    for key in sorted(records):
+        text = records[key].text
+        digest.update(len(text).to_bytes(8, "big") + text)  # length-prefixed: texts cannot run together
+    return digest.hexdigest()
 
 
 def _write(incoming: EdgeRecord, stored: StoredText | None) -> EdgeWrite | None:
@@ -167,11 +186,14 @@ def ingest_batch(  # noqa: PLR0917  # GraphStore.ingest's parameters
     incoming = coalesce(docs)
     heartbeat_only = not incoming and seen_at is not None
     with port.open_batch(tenant_id, cluster_id, batch_id) as batch:
+        digest = content_digest(incoming)
         if batch.seen_before and not heartbeat_only:
+            if batch.seen_digest and batch.seen_digest != digest:
+                raise Conflict(f"batch id {batch_id!r} was used before for different content")
             return IngestResult(stored=False, edges_written=0)
         if seen_at is not None:
             batch.raise_heartbeat(seen_at)
         if heartbeat_only:
             return IngestResult(stored=True, edges_written=0)
         written = merge_stored(batch, incoming)
-        return IngestResult(stored=batch.mark(now), edges_written=written)
+        return IngestResult(stored=batch.mark(now, digest), edges_written=written)

@@ -23,7 +23,7 @@ from cloud_functions.store.keyindex import KeyIndex
 from cloud_functions.store.storedform import EdgeRecord, edge_key, filter_fields, upgraded
 
 INSERT_EDGE = "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-BATCH_SEEN = "SELECT 1 FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
+BATCH_SEEN = "SELECT digest FROM batches WHERE tenant_id = ? AND cluster_id = ? AND batch_id = ?"
 _UPDATE_EDGE = "UPDATE edges SET edge = ?, methods = ?, last_seen = ?, live = ? WHERE id = ?"
 _CHUNK = 500  # row ids per SELECT ... IN (...): SQLite's parameter limit is 32766, older builds' 999
 
@@ -65,7 +65,8 @@ class SqliteEdgeBatch:
         self, db: sqlite3.Connection, keys: KeyIndex, cluster: int, where: tuple[str, str, str]
     ) -> None:
         self._db, self._keys, self._cluster, self._where = db, keys, cluster, where
-        self.seen_before = db.execute(BATCH_SEEN, where).fetchone() is not None
+        marker = db.execute(BATCH_SEEN, where).fetchone()
+        self.seen_before, self.seen_digest = marker is not None, str(marker[0]) if marker else ""
         self.writes = 0
         self.added: list[tuple[bytes, int]] = []
         self._known: dict[bytes, int] | None = None
@@ -111,8 +112,10 @@ class SqliteEdgeBatch:
         self.writes += len(writes)
         return set()  # one transaction: nothing changes under it
 
-    def mark(self, now: float) -> bool:
-        marked = self._db.execute("INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?)", (*self._where, now))
+    def mark(self, now: float, digest: str) -> bool:
+        marked = self._db.execute(
+            "INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?, ?)", (*self._where, now, digest)
+        )
         self.writes += marked.rowcount
         return bool(marked.rowcount)
 

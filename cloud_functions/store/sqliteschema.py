@@ -46,7 +46,7 @@ CREATE TABLE tokens (
     role TEXT NOT NULL, cluster_id TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (tenant_id, token_id));
 CREATE TABLE batches (
     tenant_id TEXT NOT NULL, cluster_id TEXT NOT NULL, batch_id TEXT NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;
+    digest TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant_id, cluster_id, batch_id)) WITHOUT ROWID;
 CREATE TABLE telemetry (
     id INTEGER PRIMARY KEY AUTOINCREMENT, cluster_hash TEXT NOT NULL, content_type TEXT NOT NULL,
     received_at REAL NOT NULL, body BLOB NOT NULL);
@@ -117,6 +117,12 @@ MIGRATIONS: tuple[Step[sqlite3.Connection], ...] = (
     Step(3, _to_3, "clusters numbered; edges keyed by cluster number and 16-byte key; liveness"),
     Step(4, _to_4, "read tokens become owner tokens; the version is recorded in schema_version"),
     Step(5, rekey_edges, "edges: the edge codec's canonical text (with live) and key"),
+    # Markers kept before version 6 have no digest (''): they match any content.
+    Step(
+        6,
+        _statements("ALTER TABLE batches ADD COLUMN digest TEXT NOT NULL DEFAULT ''"),
+        "batches: content digest",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -126,3 +126,12 @@ def store(request: pytest.FixtureRequest) -> GraphStore:
     """Each store in turn: the shared suite runs once per implementation."""
     found: GraphStore = request.getfixturevalue(f"{request.param}_store")
     return found
+
+
+@pytest.fixture(autouse=True)
+def _fresh_telemetry_allowance() -> None:
+    """The telemetry rate limiter lives as long as the process (a Lambda container): each test
+    starts with every source's allowance full."""
+    from cloud_functions.handlers.telemetry import limiter
+
+    limiter.clear()

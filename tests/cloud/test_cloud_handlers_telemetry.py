@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
-from cloud_handler_support import Cloud, cloud_fixture, recorded  # noqa: F401
+from cloud_handler_support import Cloud, cloud_fixture, event, recorded  # noqa: F401
 
 from cloud_functions.handlers.telemetry import cluster_from_json, cluster_from_protobuf
 from cloud_functions.store.base import MAX_TELEMETRY_BYTES
@@ -63,3 +64,19 @@ def test_parsers_never_raise() -> None:
     for junk in (b"", b"\x00", b"\xff" * 50, b"[]", b"null", b'{"resourceMetrics": 5}', b"[" * 100_000):
         assert cluster_from_protobuf(junk) == "unknown"
         assert cluster_from_json(junk) == "unknown"
+
+
+def test_each_source_is_rate_limited(cloud: Cloud) -> None:
+    from cloud_functions.handlers.telemetry import PER_MINUTE
+
+    def send(source: str) -> Any:
+        ev = event("POST", "/v1/metrics", raw=otlp_json("abc123"))
+        ev["requestContext"]["http"]["sourceIp"] = source
+        return cloud(ev)
+
+    assert all(send("10.9.9.9").status == 200 for _ in range(PER_MINUTE))
+    refused = send("10.9.9.9")
+    assert refused.status == 429 and refused.error_code == "rate_limited", refused
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert send("10.9.9.8").status == 200, "another source has its own allowance"
+    assert len(cloud.store.telemetry(PER_MINUTE + 10)) == PER_MINUTE + 1

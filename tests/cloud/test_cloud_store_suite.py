@@ -160,9 +160,11 @@ def test_same_batch_twice_writes_nothing_the_second_time(store: GraphStore) -> N
     first = ingest(store, "t1", "c1", "b1", batch, T0)
     assert (first.stored, first.edges_written) == (True, 3)
     before, writes = graph(store), store.write_count()
-    changed = [edge(count=99, last=T0 + 500)]  # even different content under the same batch id
-    again = ingest(store, "t1", "c1", "b1", changed, T0 + 1)
+    again = ingest(store, "t1", "c1", "b1", batch, T0 + 1)  # a retry: the same content
     assert (again.stored, again.edges_written) == (False, 0)
+    changed = [edge(count=99, last=T0 + 500)]  # other content under the same batch id: refused
+    with pytest.raises(Conflict, match="b1"):
+        ingest(store, "t1", "c1", "b1", changed, T0 + 1)
     assert store.write_count() == writes
     assert graph(store) == before
     assert sorted(edge_dict_key(e) for _, e in before) == sorted(edge_dict_key(e) for e in batch)

@@ -547,9 +547,22 @@ def test_a_full_queue_answers_busy_and_loses_nothing(serve: Callable[..., Server
             }
         }
 
-    assert server.data(TCP, tcp(1)) == {"reportTCPCaptureResults": True}
+    # A report is answered once recorded: batches 1 and 2 wait in threads while the gate holds.
+    answers: dict[int, dict[str, Any]] = {}
+
+    def report(port: int) -> None:
+        answers[port] = server.data(TCP, tcp(port))
+
+    first = threading.Thread(target=report, args=(1,))
+    first.start()
     assert resolver.entered.wait(10)  # the worker holds batch 1; the queue has room for one more
-    assert server.data(TCP, tcp(2)) == {"reportTCPCaptureResults": True}
+    second = threading.Thread(target=report, args=(2,))
+    second.start()
+    deadline = time.monotonic() + 10
+    while server.app.state.ingest.pending < 2:  # batch 2 queued behind the gate
+        assert time.monotonic() < deadline, "batch 2 was not queued"
+        time.sleep(0.01)
+    assert not answers, "a report was acknowledged before it was recorded"
     r = server.post(TCP, tcp(3))
     assert r.status_code == 200
     assert r.json()["data"] is None
@@ -557,7 +570,9 @@ def test_a_full_queue_answers_busy_and_loses_nothing(serve: Callable[..., Server
     assert r.json()["errors"][0]["extensions"]["code"] == "MAPPER_BUSY"
     assert server.healthy()
     resolver.gate.set()
-    server.drain()
+    first.join(30)
+    second.join(30)
+    assert answers == {1: {"reportTCPCaptureResults": True}, 2: {"reportTCPCaptureResults": True}}
     assert server.data(TCP, tcp(3)) == {"reportTCPCaptureResults": True}  # the retry is accepted
     server.drain()
     assert [o.server_port for o in resolver.seen] == [1, 2, 3]  # type: ignore[union-attr]
@@ -621,3 +636,52 @@ def test_a_failing_store_gives_graphql_errors(store: EdgeStore, caplog: pytest.L
         assert server.healthy()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ('{"v":' + "[" * 100 + "]" * 100 + "}", "nested deeper than 64"),
+        ('{"v":' + "[" * 2_000 + "]" * 2_000 + "}", "nested deeper than 64"),
+        ('{"v":' + "9" * 101 + "}", "longer than 100 digits"),
+        ('{"v":' + "9" * 5000 + "}", "longer than 100 digits"),
+    ],
+)
+def test_deep_or_huge_json_gets_400(
+    serve: Callable[..., Server], method: str, variables: str, message: str
+) -> None:
+    server = serve()
+    if method == "POST":
+        body = '{"query": "{ health }", "variables": ' + variables + "}"
+        r = requests.post(
+            server.url, data=body, headers={**AUTH, "Content-Type": "application/json"}, timeout=10
+        )
+    else:
+        params = {"query": "{ health }", "variables": variables}
+        r = requests.get(server.url, params=params, headers=AUTH, timeout=10)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["errors"][0]["message"]
+    # digits inside a string are no integer: accepted
+    ok = requests.get(
+        server.url, params={"query": "{ health }", "variables": '{"s": "' + "1" * 200 + '"}'}, timeout=10
+    )
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ ... on Query { " + " ".join(f"a{i}: health" for i in range(21)) + " } }",
+        "{ ...F } fragment F on Query { " + " ".join(f"a{i}: health" for i in range(21)) + " }",
+        "{ ... on Query { ...F } } fragment F on Query { "
+        + " ".join(f"a{i}: health" for i in range(21))
+        + " }",
+    ],
+)
+def test_root_field_cap_counts_through_fragments(serve: Callable[..., Server], query: str) -> None:
+    server = serve()
+    r = server.post(query)
+    assert r.status_code == 400, r.text
+    assert "more than 20 top-level fields" in r.json()["errors"][0]["message"]
+    assert server.data("{ ... on Query { a: health b: health } }") == {"a": True, "b": True}

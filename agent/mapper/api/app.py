@@ -16,17 +16,25 @@ from the CLIs and console (queries). Before GraphQL runs, the app enforces, in o
   as a transient error. GET serves queries only (405 for mutations).
 
 Execution then runs in a worker thread (resolvers block on SQLite and on JSON of large
-batches). Status: 200 once execution started (including field errors such as "mapper busy,
-retry", which reporters retry), 400 when the request failed before (parse, validation,
-variable coercion, e.g. a bad ``Time``). No request makes a 500 unless the code has a bug.
+batches). A report mutation's ``true`` means "committed to the store": the endpoint awaits the
+completions of the batches the request queued (on the event loop, holding no thread, so many
+waiting reporters neither block queries nor stop the workers taking their batches in turn), up
+to ``ACK_TIMEOUT``; a batch that failed to record, or is still queued then, answers an error
+instead (``data`` null, as the fields are ``Boolean!``), which reporters retry.
+
+Status: 200 once execution started (including field errors such as "mapper busy, retry", which
+reporters retry), 400 when the request failed before (parse, validation, variable coercion,
+e.g. a bad ``Time``). No request makes a 500 unless the code has a bug.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
@@ -41,10 +49,24 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.mapper.api.limits import MAX_QUERY_CHARS, MAX_TOKENS, DocumentTooComplex, check_document
+from agent.mapper.api.limits import (
+    MAX_QUERY_CHARS,
+    MAX_TOKENS,
+    DocumentTooComplex,
+    JsonTooComplex,
+    check_document,
+    loads_bounded,
+)
 from agent.mapper.api.protocols import EdgeStoreLike, LabelSource, NoLabels, ObservationResolver
 from agent.mapper.api.reportqueue import Busy, ReportQueue
-from agent.mapper.api.schema import UNAUTHORIZED_CODE, ApiState, RequestContext, build_schema
+from agent.mapper.api.schema import (
+    BUSY_CODE,
+    RECORD_FAILED_CODE,
+    UNAUTHORIZED_CODE,
+    ApiState,
+    RequestContext,
+    build_schema,
+)
 from agent.settings import ApiSettings
 
 log = logging.getLogger("agent.mapper.api")
@@ -54,6 +76,11 @@ _quiet.propagate = False
 
 JSON = "application/json"
 STOP_TIMEOUT = 10.0
+ACK_TIMEOUT = 20.0
+"""How long a report mutation waits for its batch to be recorded before answering "retry"
+(below the reporters' HTTP timeouts, so they see the answer rather than a timeout)."""
+
+Acks = Sequence[tuple[str, "Future[int]"]]
 
 
 class BodyTooLarge(Exception):
@@ -119,7 +146,9 @@ class GraphQLEndpoint:
             params = request.query_params
             data: Any = {"query": params.get("query"), "operationName": params.get("operationName")}
             try:
-                data["variables"] = json.loads(params["variables"]) if params.get("variables") else None
+                data["variables"] = loads_bounded(params["variables"]) if params.get("variables") else None
+            except JsonTooComplex as exc:
+                return _errors(400, f"variables: {exc}")
             except ValueError:
                 return _errors(400, "variables must be a JSON object")
         else:
@@ -132,7 +161,11 @@ class GraphQLEndpoint:
                 return Response(status_code=400)
             data = body
         authorization = request.headers.get("authorization")
-        status, payload = await run_in_threadpool(self._handle, data, authorization, request.method, peer)
+        status, payload, acks = await run_in_threadpool(
+            self._handle, data, authorization, request.method, peer
+        )
+        if acks:
+            payload = await self._acknowledge(payload, acks, peer)
         return Response(
             payload,
             status_code=status,
@@ -142,18 +175,47 @@ class GraphQLEndpoint:
 
     def _handle(
         self, raw: bytes | dict[str, Any], authorization: str | None, method: str, peer: str
-    ) -> tuple[int, bytes]:
-        status, result = self._execute(raw, authorization, method, peer)
+    ) -> tuple[int, bytes | dict[str, Any], Acks]:
+        """Status and body; when reports were queued, the result (to finish once they are
+        recorded) and their completions instead of the body."""
+        status, result, acks = self._execute(raw, authorization, method, peer)
         if status >= 400:
             messages = "; ".join(str(e.get("message", ""))[:200] for e in result.get("errors", ()))
             log.info("request failed peer=%s status=%d errors=%s", peer, status, messages)
-        return status, json.dumps(result, separators=(",", ":")).encode()
+        if acks:
+            return status, result, acks
+        return status, json.dumps(result, separators=(",", ":")).encode(), acks
+
+    @staticmethod
+    async def _acknowledge(result: bytes | dict[str, Any], acks: Acks, peer: str) -> bytes:
+        """The mutation's body once its batches are recorded: ``true`` stays only if all were."""
+        assert isinstance(result, dict)
+        waits = [asyncio.wrap_future(done) for _, done in acks]
+        # Not cancelled on timeout: the batch stays accepted and is recorded later (a retry
+        # records its edges again, which the store merges).
+        _, pending = await asyncio.wait(waits, timeout=ACK_TIMEOUT)
+        errors: list[dict[str, Any]] = []
+        for (key, _), wait in zip(acks, waits, strict=True):
+            if wait in pending:
+                message = f"mapper busy: report queued but not recorded within {ACK_TIMEOUT:g}s, retry"
+                errors.append({"message": message, "path": [key], "extensions": {"code": BUSY_CODE}})
+            elif (exc := wait.exception()) is not None:
+                errors.append(
+                    {"message": str(exc), "path": [key], "extensions": {"code": RECORD_FAILED_CODE}}
+                )
+        if errors:
+            # The report fields are Boolean!: a field error nulls the whole data, as GraphQL does.
+            log.warning("report not acknowledged peer=%s errors=%s", peer, errors[0]["message"])
+            result = {**result, "data": None, "errors": [*result.get("errors", ()), *errors]}
+        return json.dumps(result, separators=(",", ":")).encode()
 
     def _request(self, raw: bytes | dict[str, Any]) -> tuple[dict[str, Any], DocumentNode] | str:
         """The request's data and parsed document, or why the request is refused (400)."""
         if isinstance(raw, bytes):
             try:
-                data = json.loads(raw)
+                data = loads_bounded(raw)
+            except JsonTooComplex as exc:
+                return f"request body: {exc}"
             except ValueError:  # includes UnicodeDecodeError
                 return "request body is not valid JSON"
         else:
@@ -170,10 +232,10 @@ class GraphQLEndpoint:
 
     def _execute(
         self, raw: bytes | dict[str, Any], authorization: str | None, method: str, peer: str
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any], Acks]:
         request = self._request(raw)
         if isinstance(request, str):
-            return 400, {"errors": [{"message": request}]}
+            return 400, {"errors": [{"message": request}]}, ()
         data, document = request
         name = data.get("operationName")
         operation = get_operation_ast(document, name if isinstance(name, str) else None)
@@ -181,11 +243,12 @@ class GraphQLEndpoint:
         if operation is not None:
             is_mutation = operation.operation is not OperationType.QUERY
             if is_mutation and method == "GET":
-                return 405, {"errors": [{"message": "mutations must be sent with POST"}]}
+                return 405, {"errors": [{"message": "mutations must be sent with POST"}]}, ()
             if not authorized and (is_mutation or not self._open_queries):
                 what = "mutations" if is_mutation else "queries"
                 message = f"unauthorized: {what} need 'Authorization: Bearer <token>'"
-                return 401, {"errors": [{"message": message, "extensions": {"code": UNAUTHORIZED_CODE}}]}
+                error = {"message": message, "extensions": {"code": UNAUTHORIZED_CODE}}
+                return 401, {"errors": [error]}, ()
         context = RequestContext(self._state, authorized, peer)
         _, result = graphql_sync(
             self._schema,
@@ -198,7 +261,7 @@ class GraphQLEndpoint:
         # Errors with a path happened during execution (e.g. "mapper busy"): 200, as GraphQL over
         # HTTP answers field errors. No data and no path: parse/validation/variables: 400.
         executed = result.get("data") is not None or any(e.get("path") for e in result.get("errors", ()))
-        return (200 if executed else 400), result
+        return (200 if executed else 400), result, context.acks
 
 
 def create_app(

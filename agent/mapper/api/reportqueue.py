@@ -3,10 +3,13 @@
 Mutation handlers (producers' reports over HTTP) convert their input to observations and
 :meth:`ReportQueue.submit` them as one batch onto a bounded ``queue.Queue``; when it is full,
 ``submit`` raises :class:`Busy` and the mutation answers a GraphQL error ("mapper busy,
-retry") so the reporter retries: accepted data is never dropped. Worker threads take batches,
-``resolve`` each observation (``agent.mapper.resolver``) and ``record`` the batch's edges in the
-store with one call. A failure is logged once per batch, with the batch size, and the worker
-carries on.
+retry") so the reporter retries. Worker threads take batches, ``resolve`` each observation
+(``agent.mapper.resolver``) and ``record`` the batch's edges in the store with one call.
+
+``submit`` returns a :class:`concurrent.futures.Future` that completes once the batch's edges are
+committed to the store (or fails with :class:`RecordFailed`): the API answers a report ``true``
+only then, so an acknowledged report survives a kill -9 (the store commits before ``record``
+returns). A failure is logged once per batch, with the batch size, and the worker carries on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from agent.mapper.api.protocols import EdgeSink, ObservationResolver
@@ -28,6 +32,13 @@ _STOP = None
 
 class Busy(RuntimeError):
     """The report queue is full: the report was not accepted and should be retried."""
+
+
+class RecordFailed(RuntimeError):
+    """The batch's edges could not be recorded in the store: the report is not acknowledged."""
+
+
+_Item = tuple[Sequence[Observation], "Future[int]"]
 
 
 @dataclass(slots=True)
@@ -53,7 +64,7 @@ class ReportQueue:
             raise ValueError(f"need max_batches >= 1 and workers >= 1, got {max_batches}, {workers}")
         self._resolver = resolver
         self._sink = sink
-        self._queue: queue.Queue[Sequence[Observation] | None] = queue.Queue(maxsize=max_batches)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_batches)
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -62,12 +73,18 @@ class ReportQueue:
 
     # ------------------------------------------------------------------ producers' side
 
-    def submit(self, batch: Sequence[Observation]) -> None:
-        """Queue one batch for resolution, or raise :class:`Busy` at once when the queue is full."""
+    def submit(self, batch: Sequence[Observation]) -> Future[int]:
+        """Queue one batch for resolution, or raise :class:`Busy` at once when the queue is full.
+
+        The future's result is the number of edges recorded, set once they are committed; it
+        fails with :class:`RecordFailed` when the store refused them. An empty batch is done at once.
+        """
+        done: Future[int] = Future()
         if not batch:
-            return
+            done.set_result(0)
+            return done
         try:
-            self._queue.put_nowait(batch)
+            self._queue.put_nowait((batch, done))
         except queue.Full:
             with self._stats_lock:
                 self.stats.batches_refused += 1
@@ -75,6 +92,7 @@ class ReportQueue:
         with self._stats_lock:
             self.stats.batches_accepted += 1
             self.stats.observations_accepted += len(batch)
+        return done
 
     @property
     def pending(self) -> int:
@@ -125,15 +143,29 @@ class ReportQueue:
 
     def _work(self) -> None:
         while True:
-            batch = self._queue.get()
+            item = self._queue.get()
             try:
-                if batch is _STOP:
+                if item is _STOP:
                     return
-                self._process(batch)
+                batch, done = item
+                # An accepted batch is recorded even when nobody waits for it any more (cancelled).
+                waited = done.set_running_or_notify_cancel()
+                try:
+                    recorded = self._process(batch)
+                except RecordFailed as exc:
+                    if waited:
+                        done.set_exception(exc)
+                else:
+                    if waited:
+                        done.set_result(recorded)
             finally:
                 self._queue.task_done()
 
-    def _process(self, batch: Sequence[Observation]) -> None:
+    def _process(self, batch: Sequence[Observation]) -> int:
+        """Resolve and record one batch: the edges recorded, or :class:`RecordFailed`.
+
+        An observation that fails to resolve is logged and counted but does not fail the batch:
+        a retry would fail the same way, and the rest of the batch is recorded."""
         edges: list[Edge] = []
         failed, first_error = 0, ""
         resolve = self._resolver.resolve
@@ -148,12 +180,13 @@ class ReportQueue:
             log.error(
                 "resolve failed batch_size=%d failed=%d first_error=%s", len(batch), failed, first_error
             )
-        recorded = 0
+        recorded, error = 0, ""
         try:
             if edges:
                 self._sink.record(edges)
                 recorded = len(edges)
         except Exception as exc:  # noqa: BLE001 (the worker must survive a failing store)
+            error = f"{type(exc).__name__}: {exc}"
             log.error(  # noqa: TRY400 (one line per event; the batch size says what was lost)
                 "record failed batch_size=%d edges=%d error=%s: %s",
                 len(batch),
@@ -166,3 +199,6 @@ class ReportQueue:
             self.stats.record_errors += 1 if edges and not recorded else 0
             self.stats.edges_recorded += recorded
             self.stats.batches_done += 1
+        if error:
+            raise RecordFailed(f"report not recorded: {error}")
+        return recorded

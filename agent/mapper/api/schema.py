@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger("agent.mapper.api")
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 
 BUSY_CODE = "MAPPER_BUSY"
+RECORD_FAILED_CODE = "MAPPER_RECORD_FAILED"
 UNAUTHORIZED_CODE = "UNAUTHENTICATED"
 
 
@@ -57,6 +59,9 @@ class RequestContext:
     state: ApiState
     authorized: bool
     peer: str = ""
+    acks: list[tuple[str, Future[int]]] = field(default_factory=list)
+    """(response key, completion) of each report this request queued: the endpoint awaits them
+    after execution, so ``true`` is answered only once the report is in the store."""
 
 
 Info = GraphQLResolveInfo[RequestContext]
@@ -169,7 +174,7 @@ def _report(name: str, argument: str, convert: Callable[[Any, RequestContext], m
                 converted.reason,
             )
         try:
-            ctx.state.ingest.submit(converted.observations)
+            done = ctx.state.ingest.submit(converted.observations)
         except Busy:
             log.warning(
                 "report refused, queue full mutation=%s peer=%s observations=%d",
@@ -181,6 +186,8 @@ def _report(name: str, argument: str, convert: Callable[[Any, RequestContext], m
         log.debug(
             "report accepted mutation=%s peer=%s observations=%d", name, ctx.peer, len(converted.observations)
         )
+        if not done.done():
+            ctx.acks.append((str(info.path.key), done))
         return True
 
     mutation.set_field(name, resolve)
