@@ -190,6 +190,7 @@ class Edge:
     # When target_service was last seen, if before last_seen (0: at last_seen): a later sighting
     # without a Service must not make an older Service look newer than one seen after it.
     target_service_seen: Timestamp = 0.0
+    truncated: bool = False  # a detail set hit its bound (MAX_DETAILS, MAX_VALUES): values were left out
 
     @property
     def key(self) -> tuple[WorkloadIdentity, Target]:
@@ -198,7 +199,7 @@ class Edge:
 
 
 _EDGE_SLOTS = [getattr(Edge, f.name).__set__ for f in fields(Edge)]
-_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11 = _EDGE_SLOTS  # as many as Edge has fields
+_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11, _s12 = _EDGE_SLOTS  # as many as Edge has fields
 _alloc = object.__new__
 
 
@@ -215,6 +216,7 @@ def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
     target_service: str,
     ambiguous: bool,
     target_service_seen: Timestamp = 0.0,
+    truncated: bool = False,
 ) -> Edge:
     """``Edge(...)`` with every field given, for the hot paths (the resolver, the codec's bulk
     reads): it writes the slots directly instead of through the frozen ``__setattr__`` per field,
@@ -222,27 +224,55 @@ def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
     edge: Edge = _alloc(Edge)
     _s0(edge, client), _s1(edge, target), _s2(edge, first_seen), _s3(edge, last_seen), _s4(edge, methods)
     _s5(edge, count), _s6(edge, http), _s7(edge, kafka_topics), _s8(edge, aws_actions)
-    _s9(edge, target_service), _s10(edge, ambiguous), _s11(edge, target_service_seen)
+    _s9(edge, target_service), _s10(edge, ambiguous), _s11(edge, target_service_seen), _s12(edge, truncated)
     return edge
 
 
-def _merge_named(
-    a: tuple[tuple[str, tuple[str, ...]], ...], b: tuple[tuple[str, tuple[str, ...]], ...]
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
+MAX_DETAILS = 256
+"""Bound of an edge's HTTP paths, Kafka topics and AWS actions: each keeps its lexicographically
+smallest values, so a client that requests ever new paths (IDs in them) cannot grow one edge
+without limit, while merging stays commutative, associative and idempotent."""
+MAX_VALUES = 32
+"""Bound of the HTTP methods of one path and the operations on one topic (the same rule)."""
+
+Named = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _smallest(values: set[str], bound: int) -> tuple[tuple[str, ...], bool]:
+    """The ``bound`` smallest of ``values``, sorted, and whether any were left out."""
+    ordered = sorted(values)
+    return tuple(ordered[:bound]), len(ordered) > bound
+
+
+def _merge_named(a: Named, b: Named) -> tuple[Named, bool]:
+    """Union by name of values, bounded (:data:`MAX_DETAILS` names, :data:`MAX_VALUES` values
+    each); and whether anything was left out."""
     merged: dict[str, set[str]] = {}
     for name, values in a + b:
         merged.setdefault(name, set()).update(values)
-    return tuple((name, tuple(sorted(values))) for name, values in sorted(merged.items()))
+    names, cut = _smallest(set(merged), MAX_DETAILS)
+    out = []
+    for name in names:
+        values, cut_values = _smallest(merged[name], MAX_VALUES)
+        out.append((name, values))
+        cut = cut or cut_values
+    return tuple(out), cut
 
 
-def _merged_http(a: tuple[HttpResource, ...], b: tuple[HttpResource, ...]) -> tuple[HttpResource, ...]:
-    named = _merge_named(tuple((r.path, r.methods) for r in a), tuple((r.path, r.methods) for r in b))
-    return tuple(HttpResource(path, methods) for path, methods in named)
+def _merged_http(
+    a: tuple[HttpResource, ...], b: tuple[HttpResource, ...]
+) -> tuple[tuple[HttpResource, ...], bool]:
+    named, cut = _merge_named(tuple((r.path, r.methods) for r in a), tuple((r.path, r.methods) for r in b))
+    return tuple(HttpResource(path, methods) for path, methods in named), cut
 
 
-def _merged_kafka(a: tuple[KafkaTopic, ...], b: tuple[KafkaTopic, ...]) -> tuple[KafkaTopic, ...]:
-    named = _merge_named(tuple((t.name, t.operations) for t in a), tuple((t.name, t.operations) for t in b))
-    return tuple(KafkaTopic(name, ops) for name, ops in named)
+def _merged_kafka(
+    a: tuple[KafkaTopic, ...], b: tuple[KafkaTopic, ...]
+) -> tuple[tuple[KafkaTopic, ...], bool]:
+    named, cut = _merge_named(
+        tuple((t.name, t.operations) for t in a), tuple((t.name, t.operations) for t in b)
+    )
+    return tuple(KafkaTopic(name, ops) for name, ops in named), cut
 
 
 def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
@@ -253,7 +283,9 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
     seen last (by ``target_service_seen``; on a tie the greater name: an empty one never erases a
     known service, and a later sighting without one keeps when the known one was seen);
     ``ambiguous`` holds only while both are ambiguous (one unambiguous sighting pins the edge to
-    its client for good). The result is canonical: sorted tuples.
+    its client for good). The result is canonical: sorted tuples. Detail sets are bounded
+    (:data:`MAX_DETAILS`, :data:`MAX_VALUES`: the smallest values kept), and ``truncated`` says
+    that either input was, or that the union overflowed.
 
     ``count``: with ``cumulative`` (the cloud, whose uploaders send their cumulative count) the
     *maximum*, so a retried or re-sent batch changes nothing: the merge is then idempotent and
@@ -263,9 +295,15 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
     if a.key != b.key:
         raise ValueError(f"cannot merge edges with different keys: {a.key} and {b.key}")
     # Most edges have no details: skip the set work for them.
-    http = _merged_http(a.http, b.http) if a.http or b.http else ()
-    kafka = _merged_kafka(a.kafka_topics, b.kafka_topics) if a.kafka_topics or b.kafka_topics else ()
-    aws = tuple(sorted({*a.aws_actions, *b.aws_actions})) if a.aws_actions or b.aws_actions else ()
+    http, cut_http = _merged_http(a.http, b.http) if a.http or b.http else ((), False)
+    kafka, cut_kafka = (
+        _merged_kafka(a.kafka_topics, b.kafka_topics) if a.kafka_topics or b.kafka_topics else ((), False)
+    )
+    aws, cut_aws = (
+        _smallest({*a.aws_actions, *b.aws_actions}, MAX_DETAILS)
+        if a.aws_actions or b.aws_actions
+        else ((), False)
+    )
     service, service_seen = _newer_service(a, b)
     last_seen = max(a.last_seen, b.last_seen)
     return Edge(
@@ -281,6 +319,7 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
         target_service=service,
         ambiguous=a.ambiguous and b.ambiguous,
         target_service_seen=service_seen if service and service_seen != last_seen else 0.0,
+        truncated=a.truncated or b.truncated or cut_http or cut_kafka or cut_aws,
     )
 
 

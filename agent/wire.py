@@ -25,8 +25,13 @@ the time of JSON.
 
 Times (:func:`format_time`, :func:`parse_time`) are RFC 3339: written in UTC with ``Z`` and
 microseconds (the fraction left out when it is zero), read with any offset and any fraction
-(rounded to microseconds), and always within [1970, 10000) so every time read can be written
-back with a four-digit year.
+(rounded to microseconds), and always within :data:`RANGE` (:data:`EARLIEST`, :data:`END`).
+
+Bounds: the structs bound what a decoder can check in C (counts in [0, 2**53), ports, list
+lengths: :data:`agent.model.MAX_DETAILS`); :func:`problems` checks the rest (non-empty names,
+string lengths, IPs that parse, times in range) and names each bad field, for the cloud's 422s
+and the mapper's skip counts. A document whose detail sets were cut by the merge's bounds
+says so: ``truncated``.
 
 Versions: :data:`FORMAT_VERSION` is the version of the edge document and of the documents that
 carry it (the upload body, the JSON export). Version 1 bodies (no ``version``) decode with the
@@ -42,7 +47,8 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -50,6 +56,8 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgspec
 
 from agent.model import (
+    MAX_DETAILS,
+    MAX_VALUES,
     AwsTarget,
     Edge,
     HttpResource,
@@ -68,8 +76,18 @@ ACCEPTED_VERSIONS = (1, 2)
 """Versions of upload bodies the cloud reads (the previous one, for one release)."""
 EXPORT_API_VERSION: Final = "network-mapper/v1"
 """``apiVersion`` of the JSON export document (its edges are this module's edge documents)."""
-EARLIEST, END = 0.0, 253402300800.0
-"""Times lie in [1970-01-01, 10000-01-01): every time read can be written with a four-digit year."""
+EARLIEST, END = 946684800.0, 4102444800.0
+"""Times lie in [2000-01-01, 2100-01-01): a time outside is a broken clock or a hostile peer, and
+every stage can rely on times it reads being sane (and written back with a four-digit year)."""
+RANGE = "[2000, 2100)"
+MAX_COUNT = 2**53 - 1
+"""Counts lie in [0, 2**53): JSON readers that hold numbers as doubles (the console's) are exact."""
+MAX_NAME = 253
+"""Names and namespaces (DNS subdomain names), DNS names and Service names: at most this long."""
+MAX_TEXT = 2048
+"""An ARN, an HTTP path, a Kafka topic, an AWS action, a kind, an HTTP method: at most this long."""
+MAX_IPS = 64
+"""IPs of one Internet target."""
 
 
 class WireError(ValueError):
@@ -82,14 +100,14 @@ class WireError(ValueError):
 def moment(timestamp: float) -> datetime:
     """Epoch seconds → an aware ``datetime`` in UTC (how the documents hold times)."""
     if not EARLIEST <= timestamp < END:
-        raise WireError(f"time out of range [1970, 10000): {timestamp!r}")
+        raise WireError(f"time out of range {RANGE}: {timestamp!r}")
     return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _seconds(at: datetime) -> float:
     seconds = at.timestamp()  # of an aware datetime: exact microseconds / 10**6, correctly rounded
     if not EARLIEST <= seconds < END:
-        raise WireError(f"time out of range [1970, 10000): {at.isoformat()}")
+        raise WireError(f"time out of range {RANGE}: {at.isoformat()}")
     return seconds
 
 
@@ -100,7 +118,7 @@ def format_time(timestamp: float) -> str:
 
 def parse_time(text: object) -> float:
     """RFC 3339 (an offset required; any fraction, rounded to microseconds) → epoch seconds;
-    :class:`WireError` naming the text when it is not one or lies outside [1970, 10000)."""
+    :class:`WireError` naming the text when it is not one or lies outside :data:`RANGE`."""
     if not isinstance(text, str):
         raise WireError(f"a time must be an RFC 3339 string, got {type(text).__name__}")
     try:
@@ -112,6 +130,8 @@ def parse_time(text: object) -> float:
 # --------------------------------------------------------------------------- the edge document
 
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
+D = TypeVar("D")
+Details = Annotated[tuple[D, ...], msgspec.Meta(max_length=MAX_DETAILS)]
 MethodName = Literal["dns", "tcp", "socket-scan", "kafka", "istio", "aws"]
 
 
@@ -147,14 +167,15 @@ class EdgeDoc(_Doc, frozen=True, kw_only=True):
     methods: tuple[MethodName, ...] = ()
     firstSeen: Time
     lastSeen: Time
-    count: Annotated[int, msgspec.Meta(ge=0)] = 1
-    http: tuple[HttpResource, ...] = ()  # the model's own: {"path", "methods"}
-    kafkaTopics: tuple[KafkaTopic, ...] = ()  # the model's own: {"name", "operations"}
-    awsActions: tuple[str, ...] = ()
+    count: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 1
+    http: Details[HttpResource] = ()  # the model's own: {"path", "methods"}
+    kafkaTopics: Details[KafkaTopic] = ()  # the model's own: {"name", "operations"}
+    awsActions: Details[str] = ()
     targetService: str = ""
     ambiguous: bool = False
     live: bool = False
     targetServiceSeen: Time | None = None  # when targetService was last seen, if before lastSeen
+    truncated: bool = False  # detail sets were cut to their bounds (added in version 2, default false)
 
 
 class EdgesDocument(_Doc, frozen=True, kw_only=True):
@@ -255,7 +276,7 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
         methods=_method_names_of(edge.methods),
         firstSeen=moment(edge.first_seen),
         lastSeen=moment(edge.last_seen),
-        count=edge.count,
+        count=min(edge.count, MAX_COUNT),  # saturates: a decoder refuses more
         http=tuple(sorted([HttpResource(r.path, tuple(sorted(r.methods))) for r in edge.http])),
         kafkaTopics=tuple(
             sorted([KafkaTopic(k.name, tuple(sorted(k.operations))) for k in edge.kafka_topics])
@@ -265,6 +286,7 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
         ambiguous=edge.ambiguous,
         live=live,
         targetServiceSeen=moment(edge.target_service_seen) if edge.target_service_seen else None,
+        truncated=edge.truncated,
     )
 
 
@@ -277,11 +299,11 @@ def _target(doc: TargetDoc) -> Target:
 
 
 def from_doc(doc: EdgeDoc) -> Edge:
-    """The edge a document describes; :class:`WireError` when a time lies outside [1970, 10000)."""
+    """The edge a document describes; :class:`WireError` when a time lies outside :data:`RANGE`."""
     # The stores' bulk reads run this for every edge: cache lookups inlined, the fast constructor.
     first, last, target = doc.firstSeen.timestamp(), doc.lastSeen.timestamp(), doc.target
     if not (EARLIEST <= first < END and EARLIEST <= last < END):
-        raise WireError(f"time out of range [1970, 10000): {doc.firstSeen} or {doc.lastSeen}")
+        raise WireError(f"time out of range {RANGE}: {doc.firstSeen} or {doc.lastSeen}")
     return new_edge(
         doc.client,
         (_identities.get(target) or _identity(target))
@@ -297,6 +319,7 @@ def from_doc(doc: EdgeDoc) -> Edge:
         doc.targetService,
         doc.ambiguous,
         _seconds(doc.targetServiceSeen) if doc.targetServiceSeen is not None else 0.0,
+        doc.truncated,
     )
 
 
@@ -307,32 +330,108 @@ def _strictly_sorted(values: Iterable[str]) -> bool:
 def canonical(doc: EdgeDoc) -> EdgeDoc:
     """``doc`` as :func:`to_doc` writes it (``doc`` itself when it is already), so that equal edges
     have byte-equal text whoever wrote them: times in UTC, every list strictly sorted (repeated
-    HTTP paths and Kafka topics merged), no ``targetServiceSeen`` equal to ``lastSeen``.
-    :class:`WireError` when a time lies outside [1970, 10000)."""
+    HTTP paths and Kafka topics merged, values past :data:`agent.model.MAX_VALUES` cut), no
+    ``targetServiceSeen`` equal to ``lastSeen``. :class:`WireError` when a time lies outside
+    :data:`RANGE`."""
     first, last, http, topics, aws = doc.firstSeen, doc.lastSeen, doc.http, doc.kafkaTopics, doc.awsActions
     if (
         first.tzinfo is UTC
         and last.tzinfo is UTC
-        and first.year >= 1970
-        and last.year >= 1970
+        and 2000 <= first.year < 2100
+        and 2000 <= last.year < 2100
         and doc.targetServiceSeen is None
         and _method_names_of(_methods(doc.methods)) == doc.methods
         and (len(aws) < 2 or _strictly_sorted(aws))
         and (
             not http
-            or (_strictly_sorted(r.path for r in http) and all(_strictly_sorted(r.methods) for r in http))
+            or (
+                _strictly_sorted(r.path for r in http)
+                and all(len(r.methods) <= MAX_VALUES and _strictly_sorted(r.methods) for r in http)
+            )
         )
         and (
             not topics
             or (
                 _strictly_sorted(t.name for t in topics)
-                and all(_strictly_sorted(t.operations) for t in topics)
+                and all(len(t.operations) <= MAX_VALUES and _strictly_sorted(t.operations) for t in topics)
             )
         )
     ):
         return doc
     edge = from_doc(doc)
     return to_doc(merge_edges(edge, edge), doc.live)  # an edge merged with itself is canonical
+
+
+# --------------------------------------------------------------------------- bounds
+
+Loc = tuple[str | int, ...]
+
+
+def _ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _name(value: str, *, empty: bool = False, bound: int = MAX_NAME) -> str:
+    """Why ``value`` is no name (empty: unless allowed; longer than ``bound``), or ``""``."""
+    if not value and not empty:
+        return "must not be empty"
+    return f"longer than {bound} characters" if len(value) > bound else ""
+
+
+def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
+    """What is wrong with a decoded document beyond what its structs check, each with where (a
+    path into the document: ``("client", "name")``, ``("target", "ips", 2)``); empty when nothing.
+    An Internet target's ``dnsName`` may be empty (an IP-only target)."""
+    ips: list[tuple[Loc, str]] = []
+    fields: list[tuple[Loc, str, str]] = [
+        (("client", "namespace"), doc.client.namespace, _name(doc.client.namespace)),
+        (("client", "name"), doc.client.name, _name(doc.client.name)),
+        (("client", "kind"), doc.client.kind, _name(doc.client.kind, empty=True, bound=MAX_TEXT)),
+        (("targetService",), doc.targetService, _name(doc.targetService, empty=True)),
+    ]
+    t = doc.target
+    if type(t) is WorkloadTargetDoc:
+        fields += [
+            (("target", "namespace"), t.namespace, _name(t.namespace)),
+            (("target", "name"), t.name, _name(t.name)),
+            (("target", "kind"), t.kind, _name(t.kind, empty=True, bound=MAX_TEXT)),
+        ]
+    elif type(t) is InternetTargetDoc:
+        fields.append((("target", "dnsName"), t.dnsName, _name(t.dnsName, empty=True)))
+        if len(t.ips) > MAX_IPS:
+            ips.append((("target", "ips"), f"more than {MAX_IPS} IPs"))
+        ips += [(("target", "ips", i), "not an IP address") for i, ip in enumerate(t.ips) if not _ip(ip)]
+    else:
+        arn = t.arn  # type: ignore[union-attr]  # the union's last member
+        fields.append((("target", "arn"), arn, _name(arn, bound=MAX_TEXT)))
+    found = [(loc, why) for loc, _, why in fields if why] + ips
+    named = (
+        ("http", [(r.path, r.methods) for r in doc.http]),
+        ("kafkaTopics", [(k.name, k.operations) for k in doc.kafkaTopics]),
+    )
+    for name, items in named:
+        for i, (label, values) in enumerate(items):
+            why = _name(label, bound=MAX_TEXT)
+            if why:
+                found.append(((name, i), why))
+            if any(len(v) > MAX_TEXT for v in values):
+                found.append(((name, i), f"a value is longer than {MAX_TEXT} characters"))
+    found += [
+        (("awsActions", i), why) for i, a in enumerate(doc.awsActions) if (why := _name(a, bound=MAX_TEXT))
+    ]
+    times = (
+        ("firstSeen", doc.firstSeen),
+        ("lastSeen", doc.lastSeen),
+        ("targetServiceSeen", doc.targetServiceSeen),
+    )
+    for name, at in times:
+        if at is not None and not EARLIEST <= at.timestamp() < END:
+            found.append(((name,), f"time out of range {RANGE}"))
+    return found
 
 
 # --------------------------------------------------------------------------- keys
@@ -456,18 +555,34 @@ def unpack_edge(packed: bytes) -> Edge:
     return from_doc(_checked(_unpacker.decode, packed))
 
 
-def unpack_edges(packed: Iterable[bytes]) -> list[Edge]:
+def _readable(doc: EdgeDoc) -> Edge | None:
+    try:
+        return from_doc(doc)
+    except WireError:
+        return None
+
+
+def _unpacked(packed: bytes) -> Edge | None:
+    try:
+        return unpack_edge(packed)
+    except WireError:
+        return None
+
+
+def unpack_edges(packed: Sequence[bytes]) -> list[Edge | None]:
     """Many edges packed by :func:`pack_edge`, in one decoding pass, with the collector paused: the
     thousands of new, acyclic objects would otherwise trigger collections that walk every object
     the process holds (a mapper's whole cluster state), which cost more than the decoding
-    (bench/bench_store.py)."""
+    (bench/bench_store.py). ``None`` in place of one that no longer reads (written by an older
+    version with a time now out of range, or damaged): a stored value must not break a read."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        docs: list[EdgeDoc] = _checked(
-            _many_unpacker.decode, _packer.encode([msgspec.Raw(p) for p in packed])
-        )
-        return [from_doc(doc) for doc in docs]
+        try:
+            docs: list[EdgeDoc] = _many_unpacker.decode(_packer.encode([msgspec.Raw(p) for p in packed]))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return [_unpacked(p) for p in packed]  # find the bad ones
+        return [_readable(doc) for doc in docs]
     finally:
         if paused:
             gc.enable()

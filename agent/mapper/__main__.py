@@ -27,7 +27,7 @@ from agent.mapper.cluster import ClusterState
 from agent.mapper.kube import ClusterWatcher
 from agent.mapper.resolver import Resolver
 from agent.mapper.store import EdgeStore, StoreError
-from agent.mapper.telemetry import StoreCounts, Telemetry, metrics_route
+from agent.mapper.telemetry import StoreCounts, Telemetry, metrics_route, skipped_text
 from agent.mapper.uploader import HttpCloudClient, Uploader
 from agent.settings import (
     AnonymizationSettings,
@@ -109,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolver = Resolver(state, settings.cluster.domain, settings.cluster.internal_cidrs)
     app = create_app(settings.api, store, resolver, state)
     # Users' own collectors scrape the service graph here (names stay in-cluster).
-    app.router.routes.append(metrics_route(store.edges))
+    api_state = app.state.api
+    app.router.routes.append(
+        metrics_route(store.edges, lambda: skipped_text(api_state.skipped, store.unreadable))
+    )
     log.info(
         "mapper serving address=%s data_dir=%s edges=%d",
         settings.api.listen_address,

@@ -230,16 +230,35 @@ def service_graph_text(edges: Iterable[Edge]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metrics_route(edges: Callable[[], Iterable[Edge]]) -> Route:
+SKIPPED_METRIC = "network_mapper_report_entries_skipped_total"
+UNREADABLE_METRIC = "network_mapper_stored_edges_unreadable_total"
+
+
+def skipped_text(skipped: Mapping[str, int], unreadable: int) -> str:
+    """The mapper's own counters in the Prometheus text format (pure): report entries skipped,
+    by reason, and stored edges skipped by reads because they no longer read."""
+    lines = [
+        f"# HELP {SKIPPED_METRIC} Report entries skipped as unusable (the rest of each report is taken).",
+        f"# TYPE {SKIPPED_METRIC} counter",
+        *(f'{SKIPPED_METRIC}{{reason="{_label(r)}"}} {n}' for r, n in sorted(skipped.items())),
+        f"# HELP {UNREADABLE_METRIC} Stored edges that reads skip (invalid now; an older version wrote them).",
+        f"# TYPE {UNREADABLE_METRIC} counter",
+        f"{UNREADABLE_METRIC} {unreadable}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_route(edges: Callable[[], Iterable[Edge]], counters: Callable[[], str] = str) -> Route:
     """A Starlette ``GET /metrics`` route serving :func:`service_graph_text` of ``edges()``
-    (e.g. ``store.edges``), for the mapper's app to mount."""
+    (e.g. ``store.edges``) and the text ``counters()`` gives (:func:`skipped_text`), for the
+    mapper's app to mount."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
     async def metrics(_: Request) -> PlainTextResponse:
-        text: str = await run_in_threadpool(lambda: service_graph_text(edges()))
+        text: str = await run_in_threadpool(lambda: service_graph_text(edges()) + counters())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return Route("/metrics", metrics, methods=["GET"])

@@ -67,7 +67,7 @@ from agent.model import Edge
 log = logging.getLogger("agent.mapper.uploader")
 
 MAX_BATCH = 500
-_NO_TIME = wire.moment(0.0)
+_NO_TIME = wire.moment(wire.EARLIEST)
 _NO_REPLY = "HTTP 200 without the ingest reply {stored, edgesWritten}"
 
 

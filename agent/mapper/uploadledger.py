@@ -106,8 +106,12 @@ class UploadLedger:
         ``last_seen``, no details, ``count`` 1 and ``ambiguous`` (a no-op in the cloud's merge)."""
         with self.store.reading() as db:
             rows = db.execute(_SELECT_QUIET, (float(cutoff), int(limit))).fetchall()
+        edges = wire.unpack_edges([doc for _, _, doc in rows if doc is not None])
+        stored = iter(edges)
+        # An unreadable document is handled as a forgotten one: its key and last_seen still say
+        # what the cloud may hold live.
         return [
-            wire.unpack_edge(doc) if doc is not None else _forgotten(key, seen) for key, seen, doc in rows
+            (next(stored) if doc is not None else None) or _forgotten(key, seen) for key, seen, doc in rows
         ]
 
     def has_live_uploads(self) -> bool:

@@ -8,7 +8,7 @@ bound is dropped and counted (updates to known pairs always succeed). A pair kee
 sighting said, the union of the IPs a name resolved to (newest first, at most
 :data:`MAX_IPS_PER_NAME`) and the last known client hostname.
 
-An observation whose time cannot be written on the wire (outside [1970, 10000),
+An observation whose time cannot be written on the wire (outside [2000, 2100),
 :func:`agent.wire.format_time`) is refused and counted apart (:attr:`PairCollector.bad_times`):
 it is a broken clock, not a full collector.
 """

@@ -123,7 +123,7 @@ class Reporter:
                 "pairs dropped at bound dropped=%d bound=%d", batch.dropped, self._collector.max_pairs
             )
         if batch.bad_times:
-            log.warning("observations refused, time out of range [1970, 10000) refused=%d", batch.bad_times)
+            log.warning("observations refused, time out of range [2000, 2100) refused=%d", batch.bad_times)
         mutations = mutations_for(batch)
         for index, mutation in enumerate(mutations):
             try:

@@ -13,19 +13,17 @@ as now.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
-from agent import wire
-from agent.wire import EdgeDoc, IngestBody, InternetTargetDoc, WireError
+from agent import boundedjson, wire
+from agent.wire import IngestBody, WireError
 from cloud_functions.auth import SECURITY, ApiError, require
 from cloud_functions.store.base import GraphStore
 from cloud_functions.store.ingestion import InvalidEdges
@@ -39,36 +37,18 @@ BATCH_ID = r"^[^\x00-\x1f\x7f#]+$"
 _BATCH_ID = re.compile(BATCH_ID)
 
 
-MAX_JSON_DEPTH = 64
-"""Nesting of arrays and objects a JSON body may have: no route needs more than a handful, and
-parsers recurse once a level (Python's json hits its recursion limit near 1000: a 500)."""
-MAX_NUMBER_CHARS = 100
-"""Characters of one number literal: a float needs fewer than 30, an int below 2**63 19, while
-Python refuses to convert ints of over 4300 digits (a ValueError: a 500) and takes time
-quadratic in the digits below that."""
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
-_LONG_NUMBER = re.compile(rf"[-+0-9.eE]{{{MAX_NUMBER_CHARS + 1},}}")
-
-
-def check_json_shape(text: str) -> None:
-    """:class:`ApiError` 400 for a JSON text nested deeper than :data:`MAX_JSON_DEPTH` or with a
-    number longer than :data:`MAX_NUMBER_CHARS`; checked on the text before any parser sees it
-    (the text may still be malformed otherwise: that is the parser's to report)."""
-    bare = _STRING.sub('""', text)  # brackets and digits inside strings are neither
-    if _LONG_NUMBER.search(bare):
-        raise ApiError(400, "bad_request", f"a number has more than {MAX_NUMBER_CHARS} digits")
-    depth = 0
-    for bracket in _BRACKET.finditer(bare):
-        depth += 1 if bracket[0] in "[{" else -1
-        if depth > MAX_JSON_DEPTH:
-            raise ApiError(400, "bad_request", f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+def check_bounds(text: str) -> None:
+    """:class:`ApiError` 400 for a body nested too deep or with too long a number
+    (:mod:`agent.boundedjson`), before any parser sees it."""
+    try:
+        boundedjson.check(text)
+    except boundedjson.JsonTooComplex as error:
+        raise ApiError(400, "bad_request", f"the body: {error}") from None
 
 
 def parse_json(text: str) -> Any:
-    """The JSON bodies of every route that takes a body parameter (the resolver's deserializer):
-    :func:`check_json_shape`, then :func:`json.loads`."""
-    check_json_shape(text)
+    """The JSON bodies of every route that takes a body parameter (the resolver's deserializer)."""
+    check_bounds(text)
     return json.loads(text)
 
 
@@ -138,30 +118,9 @@ def edge_details(text: str) -> list[dict[str, Any]]:
     return details
 
 
-MAX_COUNT = 2**53 - 1
-"""The largest count ingest takes: JSON readers that hold numbers as doubles (the console's) lose
-exactness above it. The codec bounds counts below only (``ge=0``); the bound belongs there."""
-
-
-def _edge_problems(index: int, doc: EdgeDoc) -> Iterator[dict[str, Any]]:
-    """What the ingest schema forbids in one decoded edge that the codec lets through."""
-    loc: list[Any] = ["body", "edges", index]
-    if doc.count > MAX_COUNT:
-        yield {"loc": [*loc, "count"], "type": "less_than_equal", "msg": f"at most {MAX_COUNT}"}
-    for name in ("name", "namespace"):
-        if not getattr(doc.client, name):
-            yield {"loc": [*loc, "client", name], "type": "string_too_short", "msg": "must not be empty"}
-    if isinstance(doc.target, InternetTargetDoc):
-        for at, ip in enumerate(doc.target.ips):
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                yield {"loc": [*loc, "target", "ips", at], "type": "value_error", "msg": "not an IP address"}
-
-
 def decode_body(text: str) -> IngestBody:
     """The upload body, checked; :class:`ApiError` 422 with the details of what is wrong."""
-    check_json_shape(text)
+    check_bounds(text)
     try:
         body = wire.decode_ingest(text)
     except WireError as error:
@@ -175,8 +134,12 @@ def decode_body(text: str) -> IngestBody:
     if len(body.edges) > MAX_BATCH:
         raise _invalid_field("edges", "too_long", f"at most {MAX_BATCH} edges a batch")
     if body.seenAt is not None and not wire.EARLIEST <= body.seenAt.timestamp() < wire.END:
-        raise _invalid_field("seenAt", "value_error", "must lie in [1970, 10000)")
-    problems = [problem for index, doc in enumerate(body.edges) for problem in _edge_problems(index, doc)]
+        raise _invalid_field("seenAt", "value_error", f"must lie in {wire.RANGE}")
+    problems = [
+        {"loc": ["body", "edges", index, *loc], "type": "value_error", "msg": why}
+        for index, doc in enumerate(body.edges)
+        for loc, why in wire.problems(doc)
+    ]
     if problems:
         raise invalid(problems)
     return body

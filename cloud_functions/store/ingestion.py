@@ -10,7 +10,7 @@ the batch.
 :func:`ingest_batch`, step by step:
 
 1. coalesce (pure): each document made canonical (:func:`agent.wire.canonical`;
-   a time outside [1970, 10000) is :class:`InvalidEdges`, naming every such edge), documents of
+   a time outside [2000, 2100) is :class:`InvalidEdges`, naming every such edge), documents of
    equal key merged with :func:`agent.model.merge_edges` (cumulative: counts are maxima), the
    later document's ``live`` flag kept;
 2. the batch marker: a batch id the cluster has seen writes nothing (``stored=False``) when the
@@ -31,6 +31,7 @@ the batch.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from agent.model import merge_edges
 from agent.wire import EdgeDoc, WireError, canonical
 from cloud_functions.store.base import Conflict, IngestResult, Invalid, StoreError, check_id
 from cloud_functions.store.storedform import EdgeRecord, edge_key
+
+log = logging.getLogger(__name__)
 
 MERGE_ATTEMPTS = 10  # puts of one edge that lost a race, before the ingest gives up
 
@@ -114,7 +117,7 @@ def merged_doc(old: EdgeDoc, new: EdgeDoc) -> EdgeDoc:
 
 def coalesce(docs: Sequence[EdgeDoc]) -> dict[bytes, EdgeRecord]:
     """The batch's edges by key, canonical, equal keys merged; :class:`InvalidEdges` naming every
-    edge whose times lie outside [1970, 10000)."""
+    edge whose times lie outside [2000, 2100)."""
     merged: dict[bytes, EdgeDoc] = {}
     problems: list[tuple[int, str]] = []
     for index, sent in enumerate(docs):
@@ -147,7 +150,11 @@ def _write(incoming: EdgeRecord, stored: StoredText | None) -> EdgeWrite | None:
         return EdgeWrite(incoming, None)
     if stored.text == incoming.text:
         return None
-    doc = merged_doc(wire.decode_doc(stored.text), incoming.doc)
+    try:
+        doc = merged_doc(wire.decode_doc(stored.text), incoming.doc)
+    except WireError:  # a stored value that no longer reads (see storedform): the new one replaces it
+        log.warning("stored edge unreadable, replaced by the incoming one")
+        return EdgeWrite(incoming, stored.version)
     merged = EdgeRecord(incoming.key, doc, wire.encode(doc))
     return None if merged.text == stored.text else EdgeWrite(merged, stored.version)
 

@@ -5,12 +5,14 @@ Canonical edge documents (:class:`agent.wire.EdgeDoc`) come from the ingest serv
 (:mod:`cloud_functions.store.sqliteedges`, :mod:`cloud_functions.store.dynamoitems`): the codec's
 text (``live`` included), the 16-byte key (:func:`edge_key`) and the filter fields
 (:func:`filter_fields`). The texts they read back are decoded here in one pass and go to the
-handlers as :class:`~cloud_functions.store.base.StoredEdge` s (:func:`read_back`), liveness applied.
+handlers as :class:`~cloud_functions.store.base.StoredEdge` s, liveness applied: a whole graph in key
+order (:func:`read_back`) or a page in its own order (:func:`in_order`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +22,8 @@ from agent import wire
 from agent.model import Edge
 from agent.wire import EdgeDoc, WorkloadTargetDoc, canonical
 from cloud_functions.store.base import StoredEdge
+
+log = logging.getLogger(__name__)
 
 
 def edge_key(doc: EdgeDoc) -> bytes:
@@ -82,10 +86,50 @@ def read_back(rows: Iterable[tuple[str, bytes, float | None]]) -> list[StoredEdg
     """Stored ``(cluster id, text, the cluster's heartbeat)`` rows → the edges as read, ordered by
     cluster and key."""
     rows = list(rows)
-    docs = wire.decode_docs([text for _, text, _ in rows])
-    found = [
-        (cluster, wire.key_bytes(doc), StoredEdge(cluster, effective(doc, heartbeat), live=doc.live))
-        for (cluster, _, heartbeat), doc in zip(rows, docs, strict=True)
-    ]
+    found = []
+    for (cluster, _, heartbeat), doc in zip(rows, _decoded([text for _, text, _ in rows]), strict=True):
+        edge = _readable(doc, heartbeat)
+        if edge is not None and doc is not None:
+            found.append((cluster, wire.key_bytes(doc), StoredEdge(cluster, edge, live=doc.live)))
+    if len(found) < len(rows):
+        log.warning("stored edges skipped, unreadable rows=%d", len(rows) - len(found))
     found.sort(key=lambda row: row[:2])
     return [stored for _, _, stored in found]
+
+
+def in_order(rows: Iterable[tuple[str, bytes, float | None]]) -> list[StoredEdge]:
+    """The same rows → the edges as read, in the rows' order (a page's), unreadable ones skipped
+    and logged as :func:`read_back` does."""
+    rows = list(rows)
+    found = []
+    for (cluster, _, heartbeat), doc in zip(rows, _decoded([text for _, text, _ in rows]), strict=True):
+        edge = _readable(doc, heartbeat)
+        if edge is not None and doc is not None:
+            found.append(StoredEdge(cluster, edge, live=doc.live))
+    if len(found) < len(rows):
+        log.warning("stored edges skipped, unreadable rows=%d", len(rows) - len(found))
+    return found
+
+
+def _decoded(texts: list[bytes]) -> list[EdgeDoc | None]:
+    """The texts' documents in one pass; ``None`` for a text that does not decode (damage)."""
+    try:
+        return list(wire.decode_docs(texts))
+    except wire.WireError:
+        return [_document(text) for text in texts]
+
+
+def _document(text: bytes) -> EdgeDoc | None:
+    try:
+        return wire.decode_doc(text)
+    except wire.WireError:
+        return None
+
+
+def _readable(doc: EdgeDoc | None, heartbeat: float | None) -> Edge | None:
+    """The edge as read, or ``None`` for a stored value that no longer reads (a time an older
+    version accepted, now out of range): skipped and logged, so it cannot break a read."""
+    try:
+        return None if doc is None else effective(doc, heartbeat)
+    except wire.WireError:
+        return None

@@ -116,7 +116,7 @@ def test_malformed_edges_name_their_index(cloud: Cloud) -> None:
     late = {"batchId": "x", "edges": [broken[0], broken[7], broken[0], broken[8]]}
     reply = cloud.request("POST", "/v1/ingest", token=token, body=late)
     locations = [d["loc"] for d in reply.json()["error"]["details"]]
-    assert locations == [["body", "edges", 1], ["body", "edges", 3]]
+    assert locations == [["body", "edges", 1, "lastSeen"], ["body", "edges", 3, "firstSeen"]]
     assert cloud.store.edges(cloud.a.id) == [], "a batch with a bad edge stores nothing"
     ok = cloud.request("POST", "/v1/ingest", token=token, body={"batchId": "x", "edges": broken[:1]})
     assert ok.json() == {"stored": True, "edgesWritten": 1}, "the refused batch id was not burnt"

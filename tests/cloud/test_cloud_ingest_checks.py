@@ -83,6 +83,29 @@ def test_stores_compare_the_content_of_a_re_used_batch_id(store: GraphStore) -> 
             {"target": {"type": "internet", "ips": ["10.0.0.300"], "port": 443}},
             ["body", "edges", 1, "target", "ips", 0],
         ),
+        (
+            {"target": {"type": "internet", "ips": ["999.1.1.1"], "port": 443}},
+            ["body", "edges", 1, "target", "ips", 0],
+        ),
+        (
+            {"target": {"type": "internet", "dnsName": "a", "port": 65536}},
+            ["body", "edges", 1, "target", "port"],
+        ),
+        (
+            {"target": {"type": "internet", "dnsName": "a", "port": -1}},
+            ["body", "edges", 1, "target", "port"],
+        ),
+        ({"count": -1}, ["body", "edges", 1, "count"]),
+        ({"count": 2**70}, ["body", "edges", 1, "count"]),
+        (
+            {"target": {"type": "workload", "name": "", "namespace": "shop"}},
+            ["body", "edges", 1, "target", "name"],
+        ),
+        ({"client": {"name": "x" * 254, "namespace": "shop"}}, ["body", "edges", 1, "client", "name"]),
+        ({"lastSeen": "2100-01-01T00:00:00Z"}, ["body", "edges", 1, "lastSeen"]),
+        ({"firstSeen": "1999-12-31T23:59:59Z"}, ["body", "edges", 1, "firstSeen"]),
+        ({"awsActions": ["s3:" + "x" * 3000]}, ["body", "edges", 1, "awsActions", 0]),
+        ({"http": [{"path": f"/{i}", "methods": ["GET"]} for i in range(257)]}, ["body", "edges", 1, "http"]),
     ],
 )
 def test_ingest_refuses_what_its_schema_forbids(cloud: Cloud, change: dict[str, Any], loc: list[Any]) -> None:
@@ -100,3 +123,22 @@ def test_ingest_takes_the_largest_count_and_good_ips(cloud: Cloud) -> None:
     edges = [edge("frontend", "cart", count=2**53 - 1), edge("frontend", "x") | {"target": internet}]
     reply = cloud.ingest(cloud.a, cluster, "ok", edges)
     assert reply.status == 200 and reply.json()["edgesWritten"] == 2, reply
+
+
+def test_one_edge_re_ingested_with_new_paths_stays_bounded(cloud: Cloud) -> None:
+    """Issue 11, defect 6: each batch adds new HTTP paths to one edge key; the stored edge keeps the
+    MAX_DETAILS lexicographically smallest paths and says it was truncated, so it stops growing."""
+    from agent.model import MAX_DETAILS
+
+    (cluster,) = cloud.a.clusters
+    for batch in range(12):
+        paths = [{"path": f"/item/{batch:03d}/{i:03d}", "methods": ["GET"]} for i in range(40)]
+        reply = cloud.ingest(cloud.a, cluster, f"b{batch}", [edge("frontend", "cart") | {"http": paths}])
+        assert reply.status == 200, reply
+    (stored,) = cloud.store.edges(cloud.a.id)
+    kept = [r.path for r in stored.edge.http]
+    assert len(kept) == MAX_DETAILS and stored.edge.truncated
+    every = sorted(f"/item/{b:03d}/{i:03d}" for b in range(12) for i in range(40))
+    assert kept == every[:MAX_DETAILS]  # the smallest: the same whatever the order of arrival
+    graph = cloud.request("GET", "/v1/graph", token=cloud.a.read_token)
+    assert graph.status == 200 and graph.json()["edges"][0]["truncated"] is True

@@ -49,13 +49,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent import boundedjson
 from agent.mapper.api.limits import (
     MAX_QUERY_CHARS,
     MAX_TOKENS,
     DocumentTooComplex,
-    JsonTooComplex,
     check_document,
-    loads_bounded,
 )
 from agent.mapper.api.protocols import EdgeStoreLike, LabelSource, NoLabels, ObservationResolver
 from agent.mapper.api.reportqueue import Busy, ReportQueue
@@ -146,8 +145,9 @@ class GraphQLEndpoint:
             params = request.query_params
             data: Any = {"query": params.get("query"), "operationName": params.get("operationName")}
             try:
-                data["variables"] = loads_bounded(params["variables"]) if params.get("variables") else None
-            except JsonTooComplex as exc:
+                variables = params.get("variables")
+                data["variables"] = boundedjson.loads(variables) if variables else None
+            except boundedjson.JsonTooComplex as exc:
                 return _errors(400, f"variables: {exc}")
             except ValueError:
                 return _errors(400, "variables must be a JSON object")
@@ -213,8 +213,8 @@ class GraphQLEndpoint:
         """The request's data and parsed document, or why the request is refused (400)."""
         if isinstance(raw, bytes):
             try:
-                data = loads_bounded(raw)
-            except JsonTooComplex as exc:
+                data = boundedjson.loads(raw)
+            except boundedjson.JsonTooComplex as exc:
                 return f"request body: {exc}"
             except ValueError:  # includes UnicodeDecodeError
                 return "request body is not valid JSON"

@@ -7,14 +7,18 @@ queue (:mod:`.reportqueue`), then through the resolver into the store. The schem
 producers never send, fill the observations' client port, DNS server and CNAME chain.
 
 Entries that parse as GraphQL but cannot be an observation (a source that is not an IP, a
-port outside 0-65535) are skipped and counted in :class:`Converted` so the API logs them: a
-producer that keeps sending one bad entry must not have its whole batch refused and retried
-forever.
+port outside 0-65535, a time that is not one or lies outside the codec's range — the ``Time``
+scalar hands those over as NaN —, an empty or over-long name) are skipped and counted per
+reason (:data:`REASONS`) in :class:`Converted`, so the API logs them and serves the counts on
+``/metrics``: a producer that keeps sending one bad entry must not have its whole batch refused
+and retried forever.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +34,7 @@ from agent.model import (
     TcpConnection,
     WorkloadIdentity,
 )
+from agent.wire import MAX_NAME, MAX_TEXT, RANGE
 
 KAFKA_SERVER_KIND = "Pod"
 """``reportKafkaMapperResults`` names the Kafka server by *pod* (``serverPodName``): the
@@ -39,18 +44,41 @@ maps that pod to its workload."""
 Input = Mapping[str, Any]
 
 
+REASONS = ("bad_ip", "bad_port", "bad_time", "empty_name", "too_long", "no_actions")
+"""Why an entry was skipped: a closed set (the ``reason`` label of the skip counter)."""
+
+
 @dataclass(slots=True)
 class Converted:
-    """Observations made from one mutation, and how many entries were skipped (and the first reason)."""
+    """Observations made from one mutation, the entries skipped by reason, and the first one's detail."""
 
     observations: list[Observation] = field(default_factory=list)
-    skipped: int = 0
-    reason: str = ""
+    skipped: Counter[str] = field(default_factory=Counter)
+    first: str = ""
 
-    def skip(self, reason: str) -> None:
-        self.skipped += 1
-        if not self.reason:
-            self.reason = reason
+    def skip(self, reason: str, detail: str) -> None:
+        self.skipped[reason] += 1
+        if not self.first:
+            self.first = detail
+
+    def named(self, *names: str, empty: bool = False, bound: int = MAX_NAME) -> bool:
+        """Whether every one of ``names`` is non-empty (unless ``empty``) and at most ``bound``
+        long; else the entry is skipped."""
+        for name in names:
+            if not name and not empty:
+                self.skip("empty_name", "a name is empty")
+                return False
+            if len(name) > bound:
+                self.skip("too_long", f"longer than {bound} characters: {name[:64]!r}")
+                return False
+        return True
+
+    def timed(self, seen: float) -> bool:
+        """Whether ``seen`` is a time (the ``Time`` scalar gives NaN for what is not; else skipped)."""
+        if not math.isnan(seen):
+            return True
+        self.skip("bad_time", f"lastSeen is not an RFC 3339 time in {RANGE}")
+        return False
 
 
 @lru_cache(maxsize=65536)
@@ -76,7 +104,7 @@ def _sources(results: Input, converted: Converted) -> Iterable[tuple[str, Input]
             yield src, source
         else:
             for _ in source["destinations"] or [None]:
-                converted.skip(f"srcIp is not an IP: {src[:64]!r}")
+                converted.skip("bad_ip", f"srcIp is not an IP: {src[:64]!r}")
 
 
 def capture_results(results: Input) -> Converted:
@@ -91,20 +119,19 @@ def capture_results(results: Input) -> Converted:
         names: dict[str, list[Any]] = {}
         for dest in source["destinations"]:
             name = dest["destination"]
-            if not name:
-                out.skip("empty destination name")
+            if not out.named(name) or not out.timed(dest["lastSeen"]):
                 continue
             ip = dest.get("destinationIP") or ""
             if ip and not _is_ip(ip):
-                out.skip(f"destinationIP is not an IP: {ip[:64]!r}")
+                out.skip("bad_ip", f"destinationIP is not an IP: {ip[:64]!r}")
                 continue
             client_port = dest.get("srcPort") or 0
             if not 0 <= client_port <= 65535:
-                out.skip(f"srcPort out of range: {client_port}")
+                out.skip("bad_port", f"srcPort out of range: {client_port}")
                 continue
             server_ip = dest.get("dnsServerIP") or ""
             if server_ip and not _is_ip(server_ip):
-                out.skip(f"dnsServerIP is not an IP: {server_ip[:64]!r}")
+                out.skip("bad_ip", f"dnsServerIP is not an IP: {server_ip[:64]!r}")
                 continue
             seen, ttl = dest["lastSeen"], max(int(dest.get("TTL") or 0), 0)
             have = names.get(name)
@@ -133,11 +160,13 @@ def _connections(results: Input, *, socket_scan: bool) -> Converted:
             port = _port(dest.get("destinationPort"))
             client_port = _port(dest.get("srcPort"))
             if not _is_ip(server):
-                out.skip(f"destination is not an IP: {server[:64]!r}")
+                out.skip("bad_ip", f"destination is not an IP: {server[:64]!r}")
             elif port is None:
-                out.skip(f"destinationPort out of range: {dest.get('destinationPort')}")
+                out.skip("bad_port", f"destinationPort out of range: {dest.get('destinationPort')}")
             elif client_port is None:
-                out.skip(f"srcPort out of range: {dest.get('srcPort')}")
+                out.skip("bad_port", f"srcPort out of range: {dest.get('srcPort')}")
+            elif not (out.timed(dest["lastSeen"]) and out.named(hostname, empty=True)):
+                continue
             elif socket_scan:
                 out.observations.append(
                     SocketConnection(src, client_port, server, port, dest["lastSeen"], hostname)
@@ -167,7 +196,13 @@ def kafka_results(results: Input) -> Converted:
     out = Converted()
     for r in results["results"]:
         if not _is_ip(r["srcIp"]):
-            out.skip(f"srcIp is not an IP: {r['srcIp'][:64]!r}")
+            out.skip("bad_ip", f"srcIp is not an IP: {r['srcIp'][:64]!r}")
+            continue
+        if not (
+            out.named(r["serverNamespace"], r["serverPodName"])
+            and out.named(r["topic"], r["operation"], bound=MAX_TEXT)
+            and out.timed(r["lastSeen"])
+        ):
             continue
         server = WorkloadIdentity(r["serverNamespace"], r["serverPodName"], KAFKA_SERVER_KIND)
         operation = r["operation"].strip().lower()
@@ -180,6 +215,14 @@ def istio_results(results: Input) -> Converted:
     method, ``count=1`` (the watcher reports deltas); no methods → one request with method ``""``."""
     out = Converted()
     for r in results["results"]:
+        if not (
+            out.named(r["srcWorkload"], r["srcWorkloadNamespace"])
+            and out.named(r["dstWorkload"], r["dstWorkloadNamespace"])
+            and out.named(r["dstServiceName"], empty=True)
+            and out.named(r["path"], *r["methods"], empty=True, bound=MAX_TEXT)
+            and out.timed(r["lastSeen"])
+        ):
+            continue
         for method in r["methods"] or [""]:
             out.observations.append(
                 IstioRequest(
@@ -214,10 +257,12 @@ def aws_operations(operations: Sequence[Input], now: float) -> Converted:
     for op in operations:
         src = op.get("srcIp") or ""
         if src and not _is_ip(src):
-            out.skip(f"srcIp is not an IP: {src[:64]!r}")
+            out.skip("bad_ip", f"srcIp is not an IP: {src[:64]!r}")
             continue
         if not op["actions"]:
-            out.skip("no actions")
+            out.skip("no_actions", "no actions")
+        if not out.named(op["resource"], *op["actions"], bound=MAX_TEXT):
+            continue
         for action in op["actions"]:
             service, name = split_action(action)
             out.observations.append(AwsOperation(src, 0, service, name, op["resource"], "", now))

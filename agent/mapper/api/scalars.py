@@ -4,12 +4,18 @@ Producers (the sniffer, the Kafka and Istio watchers) send times as RFC 3339 wit
 numeric offset and fractional seconds of any precision (Go sends nanoseconds); resolvers hand
 back ``agent.model.Timestamp`` (float seconds since the epoch, UTC). Both ways are the one
 time format, :func:`agent.wire.parse_time` and :func:`agent.wire.format_time`; this module only
-binds them to ariadne. A malformed time raises :class:`agent.wire.WireError` (a ``ValueError``),
-which graphql-core turns into a variable-coercion error (a GraphQL error, never an HTTP 500).
+binds them to ariadne.
+
+``Time`` appears in inputs only as the ``lastSeen`` of report entries. A string that is no
+RFC 3339 time, or one outside the codec's range, reads as NaN (:data:`NOT_A_TIME`): the report
+skips that one entry and counts it (:mod:`.mutations`) instead of GraphQL refusing the whole
+batch, which the producer would re-send forever. A value that is not even a string is still a
+coercion error (a GraphQL error, never an HTTP 500).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -30,13 +36,25 @@ def _serialize(value: Any) -> str:
     return format_time(float(value))
 
 
+NOT_A_TIME = math.nan
+
+
+def _lenient(text: str) -> float:
+    try:
+        return parse_time(text)
+    except WireError:
+        return NOT_A_TIME
+
+
 @time_scalar.value_parser
 def _parse_value(value: Any) -> float:
-    return parse_time(value)
+    if not isinstance(value, str):
+        raise WireError(f"a time must be an RFC 3339 string, got {type(value).__name__}")
+    return _lenient(value)
 
 
 @time_scalar.literal_parser
 def _parse_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> float:
     if not isinstance(node, StringValueNode):
         raise WireError("a time must be an RFC 3339 string")
-    return parse_time(node.value)
+    return _lenient(node.value)

@@ -45,11 +45,18 @@ class ApiState:
     clock: Callable[[], float] = time.time
     not_stored: dict[str, int] = field(default_factory=dict)
     """Entries of the reports that are accepted but not stored (Azure, GCP, traffic levels)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Report entries skipped as unusable, by reason (:data:`.mutations.REASONS`): on ``/metrics``."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_not_stored(self, kind: str, entries: int) -> None:
         with self._lock:
             self.not_stored[kind] = self.not_stored.get(kind, 0) + entries
+
+    def count_skipped(self, reasons: Mapping[str, int]) -> None:
+        with self._lock:
+            for reason, entries in reasons.items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +172,15 @@ def _report(name: str, argument: str, convert: Callable[[Any, RequestContext], m
         ctx = _authorized(info)
         converted = convert(kwargs[argument], ctx)
         if converted.skipped:
+            ctx.state.count_skipped(converted.skipped)
             log.warning(
-                "report entries skipped mutation=%s peer=%s skipped=%d accepted=%d first_reason=%s",
+                "report entries skipped mutation=%s peer=%s skipped=%d accepted=%d reasons=%s first=%s",
                 name,
                 ctx.peer,
-                converted.skipped,
+                converted.skipped.total(),
                 len(converted.observations),
-                converted.reason,
+                ",".join(sorted(converted.skipped)),
+                converted.first,
             )
         try:
             done = ctx.state.ingest.submit(converted.observations)

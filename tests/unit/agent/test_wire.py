@@ -31,7 +31,7 @@ CART = WorkloadIdentity("shop", "cartservice", "Deployment")
 
 texts = st.text(max_size=8)
 identities = st.builds(WorkloadIdentity, texts, texts, texts)
-times = st.integers(0, 4_102_444_800 * 1_000_000).map(lambda us: us / 1_000_000)
+times = st.integers(946_684_800 * 1_000_000, 4_102_444_800 * 1_000_000 - 1).map(lambda us: us / 1_000_000)
 edges = st.builds(
     Edge,
     client=identities,
@@ -43,7 +43,7 @@ edges = st.builds(
     first_seen=times,
     last_seen=times,
     methods=st.frozensets(st.sampled_from(list(Method))),
-    count=st.integers(0, 2**53),
+    count=st.integers(0, wire.MAX_COUNT),
     http=st.lists(st.builds(HttpResource, texts, st.lists(texts, max_size=2).map(tuple)), max_size=2).map(
         tuple
     ),
@@ -54,6 +54,7 @@ edges = st.builds(
     target_service=texts,
     ambiguous=st.booleans(),
     target_service_seen=st.one_of(st.just(0.0), times),
+    truncated=st.booleans(),
 )
 
 
@@ -111,8 +112,8 @@ def test_a_version_1_upload_body_is_read_and_unknown_versions_are_refused() -> N
 def test_times_are_rfc3339_in_utc_and_bounded() -> None:
     assert wire.format_time(T0) == "2025-11-28T02:15:06.918878Z"
     assert wire.parse_time("2025-11-28T04:15:06.918878+02:00") == T0
-    assert wire.format_time(0.0) == "1970-01-01T00:00:00Z"
-    for bad in ("2025-11-28T02:15:06", "yesterday", "9999-12-31T23:00:00-05:00", 17):
+    assert wire.format_time(946_684_800.0) == "2000-01-01T00:00:00Z"
+    for bad in ("2025-11-28T02:15:06", "yesterday", "9999-12-31T23:00:00-05:00", 17, "1999-12-31T23:59:59Z"):
         with pytest.raises(wire.WireError):
             wire.parse_time(bad)
 
@@ -128,6 +129,53 @@ def test_the_bulk_read_restores_the_collector_as_it_found_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_bulk_read_gives_none_for_each_document_that_no_longer_reads() -> None:
+    good = wire.pack_edge(Edge(FRONTEND, CART, T0, T0))
+    old = msgspec.msgpack.encode(
+        msgspec.structs.replace(
+            wire.to_doc(Edge(FRONTEND, CART, T0, T0)), lastSeen=wire.moment(T0).replace(year=2500)
+        )
+    )
+    assert wire.unpack_edges([good, old, b"\xc1", good]) == [
+        Edge(FRONTEND, CART, T0, T0),
+        None,
+        None,
+        Edge(FRONTEND, CART, T0, T0),
+    ]
+
+
+def test_problems_name_each_bad_field_and_pass_a_good_document() -> None:
+    good = wire.to_doc(
+        Edge(FRONTEND, InternetTarget("", ("10.0.0.1",), 443), T0, T0, aws_actions=("s3:GetObject",))
+    )
+    assert wire.problems(good) == []  # an IP-only target: its dnsName may be empty
+    bad = msgspec.structs.replace(
+        good,
+        client=WorkloadIdentity("", "x" * 254),
+        target=wire.InternetTargetDoc(dnsName="a", ips=("10.0.0.1", "999.1.1.1"), port=1),
+        awsActions=("",),
+    )
+    assert wire.problems(bad) == [
+        (("client", "namespace"), "must not be empty"),
+        (("client", "name"), "longer than 253 characters"),
+        (("target", "ips", 1), "not an IP address"),
+        (("awsActions", 0), "must not be empty"),
+    ]
+
+
+@pytest.mark.parametrize("field", ["count", "port", "http"])
+def test_the_structs_refuse_what_a_decoder_can_check(field: str) -> None:
+    doc = wire.plain(wire.to_doc(Edge(FRONTEND, InternetTarget("a.example", (), 443), T0, T0)))
+    if field == "count":
+        doc["count"] = 2**53
+    elif field == "port":
+        doc["target"]["port"] = 65536
+    else:
+        doc["http"] = [{"path": f"/{i}", "methods": []} for i in range(257)]
+    with pytest.raises(wire.WireError, match=field):
+        wire.decode_doc(json.dumps(doc))
 
 
 def test_the_schemas_are_self_contained_and_accept_what_the_codec_writes() -> None:

@@ -17,7 +17,7 @@ def _w(name: str, ns: str = NS, kind: str = "Deployment") -> WorkloadIdentity:
 
 
 def _e(client: WorkloadIdentity, target: object, **kw: object) -> Edge:
-    return Edge(client, target, 1.0, 2.0, frozenset({Method.DNS}), **kw)  # type: ignore[arg-type]
+    return Edge(client, target, 1_764_000_001.0, 1_764_000_002.0, frozenset({Method.DNS}), **kw)  # type: ignore[arg-type]
 
 
 def test_listing_is_otterize_format_with_internet_and_cross_namespace() -> None:

@@ -39,7 +39,7 @@ class Labels:
 
 
 def edge(client: WorkloadIdentity, target, **kw) -> Edge:  # type: ignore[no-untyped-def]
-    return Edge(client, target, 100.0, 200.0, frozenset({Method.TCP}), **kw)
+    return Edge(client, target, 1_764_000_100.0, 1_764_000_200.0, frozenset({Method.TCP}), **kw)
 
 
 EDGES = [
