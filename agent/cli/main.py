@@ -36,9 +36,9 @@ PORT_FORWARD = "kubectl port-forward -n otterize-system svc/network-mapper 9090"
 
 EXIT_CODES = """exit status:
   0  done
-  1  the work failed: the mapper is unreachable or refused, graphviz failed, the key file or
-     the export to de-anonymize cannot be used
-  2  a bad flag, value or output path (one line on stderr says which)"""
+  1  the work failed: the mapper is unreachable or refused, graphviz failed, the export to
+     de-anonymize is not one
+  2  a bad flag, value or path (output, input, key file; one line on stderr says which)"""
 
 MAX_TIMEOUT = 86400.0  # a day; far larger values overflow the socket layer's time_t
 
@@ -324,14 +324,15 @@ def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
 
     try:
         key = load_key(args.key_file)
-    except AnonymizationKeyError as exc:
-        raise CliError(str(exc)) from exc
+    except AnonymizationKeyError as exc:  # a flag pointing at no usable key: a usage error
+        raise UsageError(f"--key-file: {exc}") from exc
+    source = args.input or "stdin"
     try:
         text = args.input.read_text() if args.input else sys.stdin.read()
     except OSError as exc:
-        raise CliError(f"cannot read {args.input or 'stdin'}: {exc.strerror or exc}") from exc
+        raise UsageError(f"--input: cannot read {source}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:  # a binary file by mistake; exports are UTF-8 JSON or YAML
-        raise CliError(f"cannot read {args.input or 'stdin'}: not UTF-8 text ({exc.reason})") from exc
+        raise UsageError(f"--input: cannot read {source}: not UTF-8 text ({exc.reason})") from exc
     deanonymizer = Deanonymizer(key, edges)
     try:
         restored = deanonymizer.export_text(text)

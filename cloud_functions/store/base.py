@@ -21,17 +21,27 @@ instead of re-sending steady edges. A live edge is read as last seen at ``max(la
 heartbeat)``; the uploader sends ``live=False`` with the true ``last_seen`` when an edge goes
 quiet, before any later heartbeat.
 
+Pages, so that no read of a large graph runs long: :meth:`GraphStore.edges_page` reads at most
+about ``limit`` edges in one of the :class:`PageOrder` s, starting after the :class:`PagePosition`
+the previous page ended at (the handlers carry it in an opaque cursor:
+:mod:`cloud_functions.handlers.paging`). Positions are the store's own (a key, or a client's or
+server's name with a key), compared as Python compares tuples; each store reads them with an index
+in that order (SQLite: keyset queries; DynamoDB: Query pages), and :mod:`cloud_functions.store.edgepages`
+cuts the pages, so that a page never splits what must stay together.
+
 Errors::
 
     StoreError          anything the store refuses or fails at (e.g. the database is unreachable)
     ├── NotFound        the tenant, cluster or token does not exist (for this tenant)
     ├── Conflict        it exists already (tenant, cluster, token hash or token id)
     └── Invalid         an input it does not accept: an id (see check_id), oversized telemetry
-                        (also a ValueError: the caller's fault, worth a 4xx)
+        │               (also a ValueError: the caller's fault, worth a 4xx)
+        └── BadPosition a page position this store does not hand out (a damaged cursor)
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypedDict, TypeVar, Unpack, cast, get_args
@@ -41,7 +51,11 @@ from agent.wire import EdgeDoc
 
 Role = Literal["admin", "owner", "read", "ingest"]  # what a token may do: cloud_functions.auth
 ROLES: tuple[str, ...] = get_args(Role)
-MAX_TELEMETRY_BYTES = 1024 * 1024
+MAX_TELEMETRY_BYTES = 64 * 1024
+"""One OTLP payload: the mapper's counts take a few KB; anonymous senders get no more."""
+MAX_TELEMETRY_KEPT_BYTES = 64 * 1024 * 1024
+"""Telemetry bytes a store keeps at most (the SQLite store drops the oldest payloads past it;
+DynamoDB's expire by TTL, and the per-source rate limit bounds what arrives before)."""
 MAX_ID_LENGTH = 200
 
 
@@ -59,6 +73,10 @@ class Conflict(StoreError):
 
 class Invalid(StoreError, ValueError):
     """An id or a payload the store does not accept."""
+
+
+class BadPosition(Invalid):
+    """A page position of a shape this store never hands out for that order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +143,53 @@ class EdgeFilters(TypedDict, total=False):
     since: float | None
 
 
+class PageOrder(enum.StrEnum):
+    """How :meth:`GraphStore.edges_page` orders a tenant's edges, and what a page never splits."""
+
+    CLUSTER = "cluster"
+    """By cluster id, then edge: the graph, each cluster's edges apart."""
+    EDGE = "edge"
+    """By edge, then cluster id: every cluster's copy of an edge on one page (the merged graph)."""
+    CLIENT = "client"
+    """By client namespace and name: all edges of a client on one page (ClientIntents, IAM and
+    JSON exports: one document, or document entry, per client)."""
+    SERVER = "server"
+    """By workload target namespace and name, edges to other targets left out: all edges to a
+    server on one page (NetworkPolicy exports: one policy per server)."""
+
+
+GROUPED_ORDERS = frozenset({PageOrder.CLIENT, PageOrder.SERVER})
+"""Orders whose pages hold whole workloads; they take no filter but ``cluster_ids``."""
+
+Place = tuple[str | bytes, ...]
+"""A store's position of an edge (or of a workload, in a grouped order): strings and bytes,
+compared as Python compares tuples (which is how the store's index orders them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PagePosition:
+    """Where a page ended: the next starts after it. ``cluster_id``: the cluster of the page's last
+    edge, in :attr:`PageOrder.CLUSTER` order ("" in the others, which run across clusters);
+    ``at``: the store's position of that edge (in a grouped order: of that workload)."""
+
+    cluster_id: str
+    at: Place
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePage:
+    """One page: its edges in page order; ``next``: where the next page starts after (None: this
+    is the last page); ``rows_read``: the stored edges read to cut it (about ``limit``)."""
+
+    edges: tuple[StoredEdge, ...]
+    next: PagePosition | None
+    rows_read: int
+
+
+MAX_PAGE = 100_000
+"""The largest ``limit`` a store accepts (the handlers allow less)."""
+
+
 class GraphStore(Protocol):
     """Per-tenant graphs, tokens and raw telemetry. ``now`` is epoch seconds (the caller's clock)."""
 
@@ -169,6 +234,23 @@ class GraphStore(Protocol):
 
     def edges(self, tenant_id: str, **filters: Unpack[EdgeFilters]) -> list[StoredEdge]:
         """The tenant's edges that pass ``filters``, ordered by cluster and key, liveness applied."""
+
+    def edges_page(
+        self,
+        tenant_id: str,
+        order: PageOrder,
+        *,
+        after: PagePosition | None = None,
+        limit: int,
+        **filters: Unpack[EdgeFilters],
+    ) -> EdgePage:
+        """A page of the edges :meth:`edges` reads, in ``order``, after ``after`` (None: from the
+        start): at most ``limit`` edges, but never a split edge (:attr:`PageOrder.EDGE`) or
+        workload (grouped orders), so a workload with more edges than ``limit`` fills a page alone.
+        Grouped orders take only the ``cluster_ids`` filter (:class:`Invalid` otherwise).
+        :class:`BadPosition` for a position of the wrong shape, :class:`Invalid` for a ``limit``
+        outside [1, :data:`MAX_PAGE`]. Consecutive pages neither repeat nor skip an edge that
+        stayed in the store meanwhile."""
 
     def write_count(self) -> int:
         """Item/row writes since the store was opened (for benchmarks; a migration run while

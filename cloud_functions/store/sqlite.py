@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from cloud_functions.store.base import (
+    MAX_TELEMETRY_BYTES,
+    MAX_TELEMETRY_KEPT_BYTES,
     Cluster,
     Conflict,
     EdgeFilters,
@@ -39,7 +41,10 @@ from cloud_functions.store.sqliteschema import migrate, transaction
 from cloud_functions.store.storedform import read_back
 
 CHECKPOINT_EVERY = 1000  # row writes between nudges of the checkpointer (a few MB of WAL)
-TELEMETRY_KEPT = 10_000  # telemetry rows kept; older ones are dropped as new ones arrive
+TELEMETRY_PRUNE_EVERY = 100  # telemetry inserts between deletions of the oldest
+TELEMETRY_KEPT = MAX_TELEMETRY_KEPT_BYTES // MAX_TELEMETRY_BYTES - TELEMETRY_PRUNE_EVERY
+"""Telemetry rows kept after a pruning; with the rows inserted until the next one, at most
+MAX_TELEMETRY_KEPT_BYTES."""
 
 
 class SqliteGraphStore:
@@ -203,7 +208,7 @@ class SqliteGraphStore:
                 "INSERT INTO telemetry (cluster_hash, content_type, received_at, body) VALUES (?, ?, ?, ?)",
                 (cluster_hash, content_type, now, body),
             )
-            if row.lastrowid is not None and row.lastrowid % 100 == 0:
+            if row.lastrowid is not None and row.lastrowid % TELEMETRY_PRUNE_EVERY == 0:
                 db.execute("DELETE FROM telemetry WHERE id <= ?", (row.lastrowid - TELEMETRY_KEPT,))
             self._writes += 1
 

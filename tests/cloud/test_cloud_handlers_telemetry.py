@@ -80,3 +80,24 @@ def test_each_source_is_rate_limited(cloud: Cloud) -> None:
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert send("10.9.9.8").status == 200, "another source has its own allowance"
     assert len(cloud.store.telemetry(PER_MINUTE + 10)) == PER_MINUTE + 1
+
+
+def test_the_sqlite_store_keeps_a_bounded_number_of_telemetry_bytes(tmp_path: Any) -> None:
+    """Issue 11, defect 7: anonymous telemetry wrote ~10 GB before pruning; now the oldest payloads
+    go once the kept ones would pass MAX_TELEMETRY_KEPT_BYTES."""
+    from cloud_functions.store.base import MAX_TELEMETRY_KEPT_BYTES
+    from cloud_functions.store.sqlite import TELEMETRY_KEPT, TELEMETRY_PRUNE_EVERY, SqliteGraphStore
+
+    store = SqliteGraphStore(tmp_path / "t.db")
+    big = b"\x01" * MAX_TELEMETRY_BYTES
+    sent = TELEMETRY_KEPT + 3 * TELEMETRY_PRUNE_EVERY - 1
+    for i in range(sent):
+        store.record_telemetry(f"c{i}", big, "application/x-protobuf", 1.7e9 + i)
+        if i % 97 == 0:  # bounded at any moment, not only after a pruning
+            assert (
+                len(store.telemetry(limit=10 * TELEMETRY_KEPT)) * MAX_TELEMETRY_BYTES
+                <= MAX_TELEMETRY_KEPT_BYTES
+            )
+    kept = store.telemetry(limit=10 * TELEMETRY_KEPT)
+    assert TELEMETRY_KEPT <= len(kept) < TELEMETRY_KEPT + TELEMETRY_PRUNE_EVERY
+    assert kept[0][0] == f"c{sent - 1}"  # the newest stay

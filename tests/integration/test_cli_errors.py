@@ -134,10 +134,10 @@ def test_deanonymize_bad_inputs(url: str, tmp_path: Path) -> None:
     (tmp_path / "short").write_text("abc")
     (tmp_path / "key").write_bytes(os.urandom(32).hex().encode())
     key = ["--key-file", str(tmp_path / "key")]
-    _one_line(*_cli("--mapper-url", url, "deanonymize", "--key-file", "/no/key"), 1, "/no/key")
-    _one_line(*_cli("--mapper-url", url, "deanonymize", "--key-file", str(tmp_path / "short")), 1, "short")
-    _one_line(*_cli("--mapper-url", url, "deanonymize", *key, "--input", "/no/input"), 1, "/no/input")
-    _one_line(*_cli("--mapper-url", url, "deanonymize", *key, "--input", sys.executable), 1, "UTF-8")
+    _one_line(*_cli("--mapper-url", url, "deanonymize", "--key-file", "/no/key"), 2, "/no/key")
+    _one_line(*_cli("--mapper-url", url, "deanonymize", "--key-file", str(tmp_path / "short")), 2, "short")
+    _one_line(*_cli("--mapper-url", url, "deanonymize", *key, "--input", "/no/input"), 2, "/no/input")
+    _one_line(*_cli("--mapper-url", url, "deanonymize", *key, "--input", sys.executable), 2, "UTF-8")
 
 
 def test_visualize_without_dot(url: str, tmp_path: Path) -> None:

@@ -153,5 +153,5 @@ def test_cli_deanonymize_equals_the_plain_export(
     capsys.readouterr()
     assert cli.main(args) == 0
     assert capsys.readouterr().out == (tmp_path / "plain.yaml").read_text()
-    assert cli.main(["deanonymize", "--key-file", str(tmp_path / "nokey")]) == 1
+    assert cli.main(["deanonymize", "--key-file", str(tmp_path / "nokey")]) == 2
     assert "cannot read" in capsys.readouterr().err

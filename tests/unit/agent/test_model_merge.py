@@ -6,10 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.model import Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity, merge_edges
+from agent.model import (
+    MAX_DETAILS,
+    MAX_VALUES,
+    Edge,
+    HttpResource,
+    InternetTarget,
+    KafkaTopic,
+    Method,
+    WorkloadIdentity,
+    merge_edges,
+)
 
 CLIENT = WorkloadIdentity("shop", "frontend", "Deployment")
 SERVER = WorkloadIdentity("shop", "cartservice", "Deployment")
@@ -132,3 +142,34 @@ def test_the_service_seen_last_wins_even_behind_a_later_sighting_without_one() -
     newest = merge_edges(second, edge(last_seen=20.0, target_service="v3"))
     assert (newest.target_service, newest.target_service_seen) == ("v3", 0.0)  # 0: at last_seen
     assert merge_edges(second, second) == second  # idempotent
+
+
+# Paths drawn from many more values than MAX_DETAILS holds, so merges overflow the bound.
+many_paths = st.lists(
+    st.builds(HttpResource, st.integers(0, 999).map(lambda i: f"/p/{i:03d}"), st.just(("GET",))),
+    max_size=MAX_DETAILS,
+    unique_by=lambda r: r.path,
+).map(lambda rs: tuple(sorted(rs)))
+bounded = st.builds(edge, http=many_paths, truncated=st.booleans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(bounded, bounded, bounded)
+def test_bounded_details_keep_the_merge_commutative_associative_and_idempotent(
+    a: Edge, b: Edge, c: Edge
+) -> None:
+    ab = merge_edges(a, b)
+    assert ab == merge_edges(b, a)
+    assert merge_edges(ab, c) == merge_edges(a, merge_edges(b, c))
+    assert merge_edges(ab, ab) == ab and merge_edges(ab, a) == ab
+    union = sorted({r.path for r in a.http + b.http})
+    assert [r.path for r in ab.http] == union[:MAX_DETAILS]
+    assert ab.truncated == (a.truncated or b.truncated or len(union) > MAX_DETAILS)
+
+
+def test_values_of_one_path_are_bounded_too() -> None:
+    methods = tuple(f"M{i:02d}" for i in range(MAX_VALUES + 5))
+    merged = merge_edges(
+        edge(http=(HttpResource("/", methods[:20]),)), edge(http=(HttpResource("/", methods[20:]),))
+    )
+    assert merged.http == (HttpResource("/", methods[:MAX_VALUES]),) and merged.truncated

@@ -304,3 +304,24 @@ def test_concurrent_writers_and_readers_lose_no_update_and_see_whole_batches(sto
     assert len(got) == len(targets)
     assert {e.count for e in got} == {writers * batches}
     assert sum(e.count for e in got) == writers * batches * len(targets)
+
+
+def test_a_stored_edge_that_no_longer_reads_is_skipped_counted_and_replaced(tmp_path: Path) -> None:
+    """Issue 11, defect 2: an edge an older version stored with a time now out of range (here
+    2500) must not break reads or the uploader's change feed; a new sighting replaces it."""
+    import msgspec
+
+    from agent import wire
+
+    with EdgeStore.in_dir(tmp_path) as store:
+        store.record([edge(), edge(target=REDIS)])
+    late = msgspec.structs.replace(wire.to_doc(edge()), lastSeen=wire.moment(T0).replace(year=2500))
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        key = wire.key_for(FRONTEND, CART).decode()
+        db.execute("UPDATE edges SET doc = ? WHERE key = ?", (msgspec.msgpack.encode(late), key))
+    with EdgeStore.in_dir(tmp_path) as store:
+        assert [e.target for e in store.edges()] == [REDIS]
+        assert [e.target for _, e in store.changed_since(0, 10)] == [REDIS]
+        assert store.unreadable == 2
+        store.record([edge(at=T0 + 5)])
+        assert store.edges() == [edge(at=T0 + 5), edge(target=REDIS)]
