@@ -241,7 +241,7 @@ def skipped_text(skipped: Mapping[str, int], unreadable: int) -> str:
         f"# HELP {SKIPPED_METRIC} Report entries skipped as unusable (the rest of each report is taken).",
         f"# TYPE {SKIPPED_METRIC} counter",
         *(f'{SKIPPED_METRIC}{{reason="{_label(r)}"}} {n}' for r, n in sorted(skipped.items())),
-        f"# HELP {UNREADABLE_METRIC} Stored edges that reads skip (invalid now; an older version wrote them).",
+        f"# HELP {UNREADABLE_METRIC} Stored edges reads skip: invalid now, an older version wrote them.",
         f"# TYPE {UNREADABLE_METRIC} counter",
         f"{UNREADABLE_METRIC} {unreadable}",
     ]

@@ -88,7 +88,7 @@ def check_document(document: DocumentNode) -> None:
                     inner, visiting = fragments[name].selection_set, visiting | {name}
                 n, c = root_fields(inner, visiting) if inner is not None else (0, 0)
                 count, cost = count + n, cost + c
-            if count > MAX_ROOT_FIELDS or cost > MAX_COST:
+            if count > MAX_ROOT_FIELDS:
                 break
         return count, cost
 
@@ -97,10 +97,10 @@ def check_document(document: DocumentNode) -> None:
             roots, cost = root_fields(definition.selection_set, frozenset())
             if roots > MAX_ROOT_FIELDS:
                 raise DocumentTooComplex(f"operation has more than {MAX_ROOT_FIELDS} top-level fields")
+            depth, _ = measure(definition.selection_set, frozenset())
+            if depth > MAX_DEPTH:
+                raise DocumentTooComplex(f"document nests selections deeper than {MAX_DEPTH} levels")
             if cost > MAX_COST:
                 raise DocumentTooComplex(
                     f"operation costs more than {MAX_COST} (a read of the map costs {ROOT_COSTS['edges']})"
                 )
-            depth, _ = measure(definition.selection_set, frozenset())
-            if depth > MAX_DEPTH:
-                raise DocumentTooComplex(f"document nests selections deeper than {MAX_DEPTH} levels")

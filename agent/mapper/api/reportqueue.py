@@ -28,6 +28,8 @@ from agent.model import Edge, Observation
 log = logging.getLogger("agent.mapper.api.reportqueue")
 
 _STOP = None
+GROUP_BATCHES = 32
+"""Queued batches a worker records in one store transaction (group commit)."""
 
 
 class Busy(RuntimeError):
@@ -143,62 +145,73 @@ class ReportQueue:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
-                batch, done = item
-                # An accepted batch is recorded even when nobody waits for it any more (cancelled).
-                waited = done.set_running_or_notify_cancel()
+            items = [self._queue.get()]
+            # Group commit: the batches queued behind this one go to the store in the same
+            # transaction, so waiting for the commit costs one fsync per group, not per report.
+            while len(items) < GROUP_BATCHES and items[-1] is not _STOP:
                 try:
-                    recorded = self._process(batch)
-                except RecordFailed as exc:
-                    if waited:
-                        done.set_exception(exc)
-                else:
-                    if waited:
-                        done.set_result(recorded)
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                work = [item for item in items if item is not _STOP]
+                if work:
+                    self._process(work)
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
+            if items[-1] is _STOP:
+                return
 
-    def _process(self, batch: Sequence[Observation]) -> int:
-        """Resolve and record one batch: the edges recorded, or :class:`RecordFailed`.
+    def _process(self, items: Sequence[_Item]) -> None:
+        """Resolve a group of batches and record their edges in one store call; complete each
+        batch's future with its edge count, or :class:`RecordFailed` for all when the store fails.
 
-        An observation that fails to resolve is logged and counted but does not fail the batch:
-        a retry would fail the same way, and the rest of the batch is recorded."""
+        An observation that fails to resolve is logged and counted but does not fail its batch:
+        a retry would fail the same way, and the rest of the batch is recorded. An accepted batch
+        is recorded even when nobody waits for it any more (cancelled)."""
+        waiting = [done.set_running_or_notify_cancel() for _, done in items]
         edges: list[Edge] = []
+        counts: list[int] = []
         failed, first_error = 0, ""
         resolve = self._resolver.resolve
-        for obs in batch:
-            try:
-                edges.extend(resolve(obs))
-            except Exception as exc:  # noqa: BLE001 (one bad observation must not lose its batch)
-                failed += 1
-                if not first_error:
-                    first_error = f"{type(exc).__name__}: {exc} ({type(obs).__name__})"
+        for batch, _ in items:
+            before = len(edges)
+            for obs in batch:
+                try:
+                    edges.extend(resolve(obs))
+                except Exception as exc:  # noqa: BLE001 (one bad observation must not lose its batch)
+                    failed += 1
+                    if not first_error:
+                        first_error = f"{type(exc).__name__}: {exc} ({type(obs).__name__})"
+            counts.append(len(edges) - before)
+        observations = sum(len(batch) for batch, _ in items)
         if failed:
             log.error(
-                "resolve failed batch_size=%d failed=%d first_error=%s", len(batch), failed, first_error
+                "resolve failed batch_size=%d failed=%d first_error=%s", observations, failed, first_error
             )
-        recorded, error = 0, ""
+        error = ""
         try:
             if edges:
                 self._sink.record(edges)
-                recorded = len(edges)
         except Exception as exc:  # noqa: BLE001 (the worker must survive a failing store)
             error = f"{type(exc).__name__}: {exc}"
-            log.error(  # noqa: TRY400 (one line per event; the batch size says what was lost)
-                "record failed batch_size=%d edges=%d error=%s: %s",
-                len(batch),
+            log.error(  # noqa: TRY400 (one line per event; the sizes say what was lost)
+                "record failed batches=%d batch_size=%d edges=%d error=%s",
+                len(items),
+                observations,
                 len(edges),
-                type(exc).__name__,
-                exc,
+                error,
             )
         with self._stats_lock:
             self.stats.resolve_errors += failed
-            self.stats.record_errors += 1 if edges and not recorded else 0
-            self.stats.edges_recorded += recorded
-            self.stats.batches_done += 1
-        if error:
-            raise RecordFailed(f"report not recorded: {error}")
-        return recorded
+            self.stats.record_errors += 1 if error else 0
+            self.stats.edges_recorded += 0 if error else len(edges)
+            self.stats.batches_done += len(items)
+        for (_, done), waited, count in zip(items, waiting, counts, strict=True):
+            if not waited:
+                continue
+            if error:
+                done.set_exception(RecordFailed(f"report not recorded: {error}"))
+            else:
+                done.set_result(count)

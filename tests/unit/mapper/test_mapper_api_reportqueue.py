@@ -60,15 +60,21 @@ def parts() -> Iterable[tuple[ReportQueue, Resolver, Sink]]:
     ingest.stop(5)
 
 
-def test_one_record_call_per_batch(parts: tuple[ReportQueue, Resolver, Sink]) -> None:
-    ingest, _, sink = parts
-    ingest.submit([obs(1), obs(2), obs(3)])
-    ingest.submit([obs(4)])
-    ingest.submit([])  # nothing to do: not queued
+def test_batches_queued_together_are_recorded_in_one_call(parts: tuple[ReportQueue, Resolver, Sink]) -> None:
+    """Group commit: a report waits for its commit, so the batches queued behind the one being
+    resolved share the next transaction, and each still learns its own edge count."""
+    ingest, resolver, sink = parts
+    resolver.gate.clear()
+    first = ingest.submit([obs(1), obs(2), obs(3)])
+    assert resolver.entered.wait(5)  # the worker holds batch 1 alone
+    second, third = ingest.submit([obs(4)]), ingest.submit([obs(5), obs(6)])
+    assert ingest.submit([]).result(0) == 0  # nothing to do: not queued
+    resolver.gate.set()
     assert ingest.drain(5)
-    assert [len(c) for c in sink.calls] == [3, 1]
-    assert ingest.stats.batches_accepted == 2 and ingest.stats.observations_accepted == 4
-    assert ingest.stats.edges_recorded == 4 and ingest.stats.batches_done == 2
+    assert [len(c) for c in sink.calls] == [3, 3]
+    assert (first.result(5), second.result(5), third.result(5)) == (3, 1, 2)
+    assert ingest.stats.batches_accepted == 3 and ingest.stats.observations_accepted == 6
+    assert ingest.stats.edges_recorded == 6 and ingest.stats.batches_done == 3
 
 
 def test_full_queue_refuses_and_keeps_what_it_accepted(parts: tuple[ReportQueue, Resolver, Sink]) -> None:
@@ -105,7 +111,7 @@ def test_failures_are_logged_once_per_batch_and_the_worker_survives(
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2
     assert "resolve failed batch_size=3 failed=2" in messages[0] and "bad observation" in messages[0]
-    assert "record failed batch_size=2 edges=2" in messages[1] and "disk full" in messages[1]
+    assert "record failed batches=1 batch_size=2 edges=2" in messages[1] and "disk full" in messages[1]
     assert ingest.stats.resolve_errors == 2 and ingest.stats.record_errors == 1
 
 
@@ -117,7 +123,7 @@ def test_stop_drains_then_stops_workers() -> None:
     for i in range(4):
         ingest.submit([obs(i)])
     assert ingest.stop(5)
-    assert len(sink.calls) == 4
+    assert sum(len(c) for c in sink.calls) == 4  # batches queued together share a call
     assert not any(t.name.startswith("mapper-reports") for t in threading.enumerate())
 
 
@@ -167,6 +173,15 @@ def test_fragment_fan_out_is_counted_expanded() -> None:
 def test_many_root_fields_are_refused() -> None:
     with pytest.raises(DocumentTooComplex, match="top-level"):
         check_document(parse("{ " + " ".join(f"a{i}: intents {{ type }}" for i in range(50)) + " }"))
+
+
+def test_reads_of_the_map_cost_more_counted_through_fragments() -> None:
+    """Issue 11, defect 4: hundreds of aliased full reads hidden in an inline fragment."""
+    reads = " ".join(f"a{i}: edges {{ count }}" for i in range(5))
+    for doc in ("{ ... on Query { " + reads + " } }", "{ ...F } fragment F on Query { " + reads + " }"):
+        with pytest.raises(DocumentTooComplex, match="costs more than 400"):
+            check_document(parse(doc))
+    check_document(parse("{ ... on Query { a: edges { count } b: edges { count } c: health } }"))
 
 
 def test_fragment_cycles_are_left_to_validation() -> None:
