@@ -4,7 +4,7 @@ Edges come from :mod:`agent.model` (the resolver's output, the stores' merge res
 module turns them into the edge document that every stage writes and reads — the GraphQL
 ``edges`` query, the JSON export, the CLI, the mapper's store, the uploader's batches, the
 cloud's ingest, store and graph routes, and the console — and back. It imports only
-:mod:`agent.model` and msgspec: every stage sits above it.
+:mod:`agent.model`, :mod:`agent.wiretime` and msgspec: every stage sits above it.
 
 The document is a set of typed structs (msgspec, checked while decoding, in C)::
 
@@ -23,15 +23,13 @@ lists sorted, so equal edges give byte-equal text (:func:`canonical` makes any d
 The mapper's store keeps the same documents in MessagePack (:func:`pack_edge`), read back in half
 the time of JSON.
 
-Times (:func:`format_time`, :func:`parse_time`) are RFC 3339: written in UTC with ``Z`` and
-microseconds (the fraction left out when it is zero), read with any offset and any fraction
-(rounded to microseconds), and always within :data:`RANGE` (:data:`EARLIEST`, :data:`END`).
+Times (:func:`format_time`, :func:`parse_time`, :data:`RANGE`) are :mod:`agent.wiretime`'s,
+re-exported here.
 
 Bounds: the structs bound what a decoder can check in C (counts in [0, 2**53), ports, list
-lengths: :data:`agent.model.MAX_DETAILS`); :func:`problems` checks the rest (non-empty names,
-string lengths, IPs that parse, times in range) and names each bad field, for the cloud's 422s
-and the mapper's skip counts. A document whose detail sets were cut by the merge's bounds
-says so: ``truncated``.
+lengths: :data:`agent.model.MAX_DETAILS`); :func:`agent.wirechecks.problems` checks the rest and
+names each bad field. A document whose detail sets were cut by the merge's bounds says so:
+``truncated``.
 
 Versions: :data:`FORMAT_VERSION` is the version of the edge document and of the documents that
 carry it (the upload body, the JSON export). Version 1 bodies (no ``version``) decode with the
@@ -40,16 +38,16 @@ same structs: the fields added since have defaults.
 Errors::
 
     ValueError
-    └── WireError       bytes that are not a valid document (msgspec's message: what and where)
+    └── WireError       bytes that are not a valid document (msgspec's message: what and where;
+                        defined in agent.wiretime)
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import ipaddress
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from itertools import pairwise
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -69,6 +67,52 @@ from agent.model import (
     merge_edges,
     new_edge,
 )
+from agent.wiretime import EARLIEST, END, RANGE, Time, WireError, format_time, moment, parse_time, seconds
+
+__all__ = [  # the time format (agent.wiretime) is part of the codec: re-exported
+    "ACCEPTED_VERSIONS",
+    "EARLIEST",
+    "END",
+    "EXPORT_API_VERSION",
+    "FORMAT_VERSION",
+    "MAX_COUNT",
+    "RANGE",
+    "AwsTargetDoc",
+    "Details",
+    "EdgeDoc",
+    "EdgesDocument",
+    "IngestBody",
+    "InternetTargetDoc",
+    "MethodName",
+    "TargetDoc",
+    "Time",
+    "WireError",
+    "WorkloadTargetDoc",
+    "canonical",
+    "decode_doc",
+    "decode_docs",
+    "decode_ingest",
+    "document_from_plain",
+    "edge_from_plain",
+    "edge_schema",
+    "encode",
+    "export_document",
+    "format_time",
+    "from_doc",
+    "ingest_schema",
+    "key_bytes",
+    "key_for",
+    "key_hash",
+    "key_of",
+    "moment",
+    "pack_edge",
+    "parse_time",
+    "plain",
+    "seconds",
+    "to_doc",
+    "unpack_edge",
+    "unpack_edges",
+]
 
 FORMAT_VERSION = 2
 """The edge document's version. 1: the same fields less ``targetServiceSeen``, no version on the wire."""
@@ -76,60 +120,12 @@ ACCEPTED_VERSIONS = (1, 2)
 """Versions of upload bodies the cloud reads (the previous one, for one release)."""
 EXPORT_API_VERSION: Final = "network-mapper/v1"
 """``apiVersion`` of the JSON export document (its edges are this module's edge documents)."""
-EARLIEST, END = 946684800.0, 4102444800.0
-"""Times lie in [2000-01-01, 2100-01-01): a time outside is a broken clock or a hostile peer, and
-every stage can rely on times it reads being sane (and written back with a four-digit year)."""
-RANGE = "[2000, 2100)"
 MAX_COUNT = 2**53 - 1
 """Counts lie in [0, 2**53): JSON readers that hold numbers as doubles (the console's) are exact."""
-MAX_NAME = 253
-"""Names and namespaces (DNS subdomain names), DNS names and Service names: at most this long."""
-MAX_TEXT = 2048
-"""An ARN, an HTTP path, a Kafka topic, an AWS action, a kind, an HTTP method: at most this long."""
-MAX_IPS = 64
-"""IPs of one Internet target."""
-
-
-class WireError(ValueError):
-    """Bytes or values that are not a valid edge document (the message says what and where)."""
-
-
-# --------------------------------------------------------------------------- time
-
-
-def moment(timestamp: float) -> datetime:
-    """Epoch seconds → an aware ``datetime`` in UTC (how the documents hold times)."""
-    if not EARLIEST <= timestamp < END:
-        raise WireError(f"time out of range {RANGE}: {timestamp!r}")
-    return datetime.fromtimestamp(timestamp, UTC)
-
-
-def _seconds(at: datetime) -> float:
-    seconds = at.timestamp()  # of an aware datetime: exact microseconds / 10**6, correctly rounded
-    if not EARLIEST <= seconds < END:
-        raise WireError(f"time out of range {RANGE}: {at.isoformat()}")
-    return seconds
-
-
-def format_time(timestamp: float) -> str:
-    """Epoch seconds → ``2026-11-28T02:15:06.918878Z`` (UTC, rounded to the microsecond)."""
-    return _encoder.encode(moment(timestamp)).decode()[1:-1]
-
-
-def parse_time(text: object) -> float:
-    """RFC 3339 (an offset required; any fraction, rounded to microseconds) → epoch seconds;
-    :class:`WireError` naming the text when it is not one or lies outside :data:`RANGE`."""
-    if not isinstance(text, str):
-        raise WireError(f"a time must be an RFC 3339 string, got {type(text).__name__}")
-    try:
-        return _seconds(_time_decoder.decode(_encoder.encode(text)))
-    except msgspec.ValidationError as error:
-        raise WireError(f"not an RFC 3339 time with an offset: {text[:64]!r}") from error
 
 
 # --------------------------------------------------------------------------- the edge document
 
-Time = Annotated[datetime, msgspec.Meta(tz=True)]
 D = TypeVar("D")
 Details = Annotated[tuple[D, ...], msgspec.Meta(max_length=MAX_DETAILS)]
 MethodName = Literal["dns", "tcp", "socket-scan", "kafka", "istio", "aws"]
@@ -198,7 +194,6 @@ class IngestBody(_Doc, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
 
 _encoder = msgspec.json.Encoder()
-_time_decoder = msgspec.json.Decoder(Time)
 _edge_decoder = msgspec.json.Decoder(EdgeDoc)
 _docs_decoder = msgspec.json.Decoder(list[EdgeDoc])
 _ingest_decoder = msgspec.json.Decoder(IngestBody)
@@ -318,7 +313,7 @@ def from_doc(doc: EdgeDoc) -> Edge:
         doc.awsActions,
         doc.targetService,
         doc.ambiguous,
-        _seconds(doc.targetServiceSeen) if doc.targetServiceSeen is not None else 0.0,
+        seconds(doc.targetServiceSeen) if doc.targetServiceSeen is not None else 0.0,
         doc.truncated,
     )
 
@@ -360,78 +355,6 @@ def canonical(doc: EdgeDoc) -> EdgeDoc:
         return doc
     edge = from_doc(doc)
     return to_doc(merge_edges(edge, edge), doc.live)  # an edge merged with itself is canonical
-
-
-# --------------------------------------------------------------------------- bounds
-
-Loc = tuple[str | int, ...]
-
-
-def _ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _name(value: str, *, empty: bool = False, bound: int = MAX_NAME) -> str:
-    """Why ``value`` is no name (empty: unless allowed; longer than ``bound``), or ``""``."""
-    if not value and not empty:
-        return "must not be empty"
-    return f"longer than {bound} characters" if len(value) > bound else ""
-
-
-def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
-    """What is wrong with a decoded document beyond what its structs check, each with where (a
-    path into the document: ``("client", "name")``, ``("target", "ips", 2)``); empty when nothing.
-    An Internet target's ``dnsName`` may be empty (an IP-only target)."""
-    ips: list[tuple[Loc, str]] = []
-    fields: list[tuple[Loc, str, str]] = [
-        (("client", "namespace"), doc.client.namespace, _name(doc.client.namespace)),
-        (("client", "name"), doc.client.name, _name(doc.client.name)),
-        (("client", "kind"), doc.client.kind, _name(doc.client.kind, empty=True, bound=MAX_TEXT)),
-        (("targetService",), doc.targetService, _name(doc.targetService, empty=True)),
-    ]
-    t = doc.target
-    if type(t) is WorkloadTargetDoc:
-        fields += [
-            (("target", "namespace"), t.namespace, _name(t.namespace)),
-            (("target", "name"), t.name, _name(t.name)),
-            (("target", "kind"), t.kind, _name(t.kind, empty=True, bound=MAX_TEXT)),
-        ]
-    elif type(t) is InternetTargetDoc:
-        fields.append((("target", "dnsName"), t.dnsName, _name(t.dnsName, empty=True)))
-        if len(t.ips) > MAX_IPS:
-            ips.append((("target", "ips"), f"more than {MAX_IPS} IPs"))
-        ips += [(("target", "ips", i), "not an IP address") for i, ip in enumerate(t.ips) if not _ip(ip)]
-    else:
-        arn = t.arn  # type: ignore[union-attr]  # the union's last member
-        fields.append((("target", "arn"), arn, _name(arn, bound=MAX_TEXT)))
-    found = [(loc, why) for loc, _, why in fields if why] + ips
-    named = (
-        ("http", [(r.path, r.methods) for r in doc.http]),
-        ("kafkaTopics", [(k.name, k.operations) for k in doc.kafkaTopics]),
-    )
-    for name, items in named:
-        for i, (label, values) in enumerate(items):
-            why = _name(label, bound=MAX_TEXT)
-            if why:
-                found.append(((name, i), why))
-            if any(len(v) > MAX_TEXT for v in values):
-                found.append(((name, i), f"a value is longer than {MAX_TEXT} characters"))
-    found += [
-        (("awsActions", i), why) for i, a in enumerate(doc.awsActions) if (why := _name(a, bound=MAX_TEXT))
-    ]
-    times = (
-        ("firstSeen", doc.firstSeen),
-        ("lastSeen", doc.lastSeen),
-        ("targetServiceSeen", doc.targetServiceSeen),
-    )
-    for name, at in times:
-        if at is not None and not EARLIEST <= at.timestamp() < END:
-            found.append(((name,), f"time out of range {RANGE}"))
-    return found
 
 
 # --------------------------------------------------------------------------- keys

@@ -22,7 +22,7 @@ import msgspec
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
-from agent import boundedjson, wire
+from agent import boundedjson, wire, wirechecks
 from agent.wire import IngestBody, WireError
 from cloud_functions.auth import SECURITY, ApiError, require
 from cloud_functions.store.base import GraphStore
@@ -138,7 +138,7 @@ def decode_body(text: str) -> IngestBody:
     problems = [
         {"loc": ["body", "edges", index, *loc], "type": "value_error", "msg": why}
         for index, doc in enumerate(body.edges)
-        for loc, why in wire.problems(doc)
+        for loc, why in wirechecks.problems(doc)
     ]
     if problems:
         raise invalid(problems)

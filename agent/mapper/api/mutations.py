@@ -34,7 +34,8 @@ from agent.model import (
     TcpConnection,
     WorkloadIdentity,
 )
-from agent.wire import MAX_NAME, MAX_TEXT, RANGE
+from agent.wirechecks import MAX_NAME, MAX_TEXT
+from agent.wiretime import RANGE
 
 KAFKA_SERVER_KIND = "Pod"
 """``reportKafkaMapperResults`` names the Kafka server by *pod* (``serverPodName``): the

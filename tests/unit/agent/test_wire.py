@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import wire
+from agent import wire, wirechecks
 from agent.model import (
     AwsTarget,
     Edge,
@@ -150,14 +150,14 @@ def test_problems_name_each_bad_field_and_pass_a_good_document() -> None:
     good = wire.to_doc(
         Edge(FRONTEND, InternetTarget("", ("10.0.0.1",), 443), T0, T0, aws_actions=("s3:GetObject",))
     )
-    assert wire.problems(good) == []  # an IP-only target: its dnsName may be empty
+    assert wirechecks.problems(good) == []  # an IP-only target: its dnsName may be empty
     bad = msgspec.structs.replace(
         good,
         client=WorkloadIdentity("", "x" * 254),
         target=wire.InternetTargetDoc(dnsName="a", ips=("10.0.0.1", "999.1.1.1"), port=1),
         awsActions=("",),
     )
-    assert wire.problems(bad) == [
+    assert wirechecks.problems(bad) == [
         (("client", "namespace"), "must not be empty"),
         (("client", "name"), "longer than 253 characters"),
         (("target", "ips", 1), "not an IP address"),
