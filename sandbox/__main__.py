@@ -150,6 +150,7 @@ def demo(state_dir: Path, seconds: float) -> int:
     whole = "the whole map" if cloud == EXPECTED_DEMO_MAP else "incomplete"
     print(f"  {edges} demo edges in the cloud ({whole})")
     print(f"  curl -H 'Authorization: Bearer {token}' {base}/graph")
+    print("  (a page at a time: while nextCursor is not null, repeat with ?cursor=<nextCursor>)")
     print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
     print("stop it: python -m sandbox down")
     return 0

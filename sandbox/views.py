@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -113,19 +114,34 @@ def cloud_access(state_dir: Path) -> tuple[str, str, str]:
     return f"http://127.0.0.1:{state.forwards['cloud']}", state.cloud_tenant, state.cloud_read_token
 
 
-def cloud_demo_map(state_dir: Path) -> dict[str, frozenset[str]]:
-    """The cloud's graph of the demo namespace, as {client: servers} names (what `curl …/graph` shows)."""
+def cloud_graph(state_dir: Path) -> list[dict[str, Any]]:
+    """The cloud's graph (what `curl …/graph` shows), every page of it: the edge documents, each
+    with its cluster. The cloud answers a page at a time; ``nextCursor`` asks for the next."""
     import requests
 
+    base, _, token = cloud_access(state_dir)
+    edges: list[dict[str, Any]] = []
+    query: dict[str, str] = {}
+    while True:
+        reply = requests.get(
+            f"{base}/graph", params=query, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        reply.raise_for_status()
+        page = reply.json()
+        edges += page["edges"]
+        if not page.get("nextCursor"):
+            return edges
+        query = {"cursor": page["nextCursor"]}
+
+
+def cloud_demo_map(state_dir: Path) -> dict[str, frozenset[str]]:
+    """The cloud's graph of the demo namespace, as {client: servers} names."""
     from agent.model import WorkloadIdentity
     from agent.wire import edge_from_plain
     from sandbox.topology import DEMO_NS
 
-    base, _, token = cloud_access(state_dir)
-    reply = requests.get(f"{base}/graph", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    reply.raise_for_status()
     found: dict[str, set[str]] = {}
-    for raw in reply.json()["edges"]:
+    for raw in cloud_graph(state_dir):
         edge = edge_from_plain(raw)
         if edge.client.namespace == DEMO_NS and isinstance(edge.target, WorkloadIdentity):
             found.setdefault(edge.client.name, set()).add(edge.target.name)

@@ -4,6 +4,17 @@
 
 Edges of equal key from several clusters are merged first (``agent.model.merge_edges``);
 ``cluster`` narrows the export to some clusters (comma-separated ids).
+
+Pages (:mod:`cloud_functions.handlers.paging`): the edges come from the store a page at a time
+(:meth:`~cloud_functions.store.base.GraphStore.edges_page`), and a page holds whole documents:
+whole clients for ClientIntents (one document per client), IAM (one policy per client) and the
+JSON export (whose edges run by client), whole servers for NetworkPolicy (one policy per server
+workload; edges to other targets give none and are not read). So the documents of a walk's pages,
+joined in order, are the documents of one page as large as the graph. A page holds at most
+``limit`` edges, except that a client (server) with more fills a page alone. Workloads are whole by
+namespace and name, whatever their kinds: document names depend on the kinds that share them.
+The next page's cursor is in the ``X-Next-Cursor`` header (absent on the last page), for every
+format alike: the bodies stay exactly the exporters' documents.
 """
 
 from __future__ import annotations
@@ -23,6 +34,17 @@ from agent.model import Edge
 from cloud_functions.auth import SECURITY, Caller, Store
 from cloud_functions.handlers.admin import TenantId
 from cloud_functions.handlers.graph import ClusterFilter, cluster_ids, json_response, merged, reader
+from cloud_functions.handlers.paging import (
+    DEFAULT_LIMIT,
+    NEXT_CURSOR_HEADER,
+    Cursor,
+    Limit,
+    cursor_header,
+    next_cursor,
+    query_digest,
+    read_page,
+)
+from cloud_functions.store.base import PageOrder
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -41,15 +63,17 @@ class Version(enum.StrEnum):
     V1ALPHA3 = "v1alpha3"
 
 
-def export(edges: Sequence[Edge], fmt: Format, version: Version) -> Response[str]:
+def export(
+    edges: Sequence[Edge], fmt: Format, version: Version, headers: dict[str, str] | None = None
+) -> Response[str]:
     """Edges → the export's response (pure apart from building the response object)."""
     if fmt is Format.CLIENTINTENTS:
-        return Response(200, YAML, yaml_documents(client_intents(edges, str(version))))
+        return Response(200, YAML, yaml_documents(client_intents(edges, str(version))), headers=headers)
     if fmt is Format.NETWORKPOLICY:
-        return Response(200, YAML, yaml_documents(network_policies(edges)))
+        return Response(200, YAML, yaml_documents(network_policies(edges)), headers=headers)
     if fmt is Format.IAM:
-        return json_response(iam_policies(edges))
-    return json_response(wire.export_document(edges))
+        return json_response(iam_policies(edges), headers)
+    return json_response(wire.export_document(edges), headers)
 
 
 @router.get(
@@ -59,7 +83,8 @@ def export(edges: Sequence[Edge], fmt: Format, version: Version) -> Response[str
     summary="Export the tenant's graph",
     responses={
         200: {
-            "description": "YAML documents (clientintents, networkpolicy) or JSON (iam, json)",
+            "description": "A page of YAML documents (clientintents, networkpolicy) or JSON (iam, json)",
+            "headers": NEXT_CURSOR_HEADER,
             "content": {YAML: {"schema": {"type": "string"}}, "application/json": {"schema": {}}},
         }
     },
@@ -71,7 +96,13 @@ def export_graph(  # noqa: PLR0917 - the route's parameters are the query's
     format: Annotated[Format, Query(description="What to export.")] = Format.CLIENTINTENTS,
     version: Annotated[Version, Query(description="ClientIntents API version.")] = Version.V2BETA1,
     cluster: ClusterFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Response[str]:
     tenant = reader(caller, tenantId)
-    edges = [edge for edge, _, _ in merged(store.edges(tenant, cluster_ids=cluster_ids(cluster)))]
-    return export(edges, format, version)
+    order = PageOrder.SERVER if format is Format.NETWORKPOLICY else PageOrder.CLIENT
+    clusters = cluster_ids(cluster)
+    query = query_digest("export", format, version, clusters)
+    page = read_page(store, tenant, order, cursor=cursor, query=query, limit=limit, cluster_ids=clusters)
+    edges = [edge for edge, _, _ in merged(page.edges)]
+    return export(edges, format, version, cursor_header(next_cursor(page, query)))

@@ -3,11 +3,16 @@ caller's own tenant (``curl -H 'Authorization: Bearer …' …/graph``).
 
 Filters: ``cluster`` (ids, comma-separated), ``namespace``, ``workload`` (client or workload
 target), ``protocol`` (how the edge was seen: one of the edge methods), ``since`` (RFC 3339 or
-epoch seconds: edges last seen then or later). Edges come from the store
-(:meth:`~cloud_functions.store.base.GraphStore.edges`, liveness applied) per cluster, each the
-codec's edge document (:class:`agent.wire.EdgeDoc`) with its ``clusterId``, in key order;
-``merge=true`` merges edges of equal key across clusters with :func:`agent.model.merge_edges`
-into one edge with ``clusterIds``.
+epoch seconds: edges last seen then or later). Edges come from the store a page at a time
+(:meth:`~cloud_functions.store.base.GraphStore.edges_page`, liveness applied), by cluster and then
+in the store's order of edges, each the codec's edge document (:class:`agent.wire.EdgeDoc`) with
+its ``clusterId``; ``merge=true`` reads them by edge instead, every cluster's copy of an edge on one
+page, and merges the copies with :func:`agent.model.merge_edges` into one edge with ``clusterIds``.
+
+Pages (:mod:`cloud_functions.handlers.paging`): at most ``limit`` edges a page (read from the
+store: a merged page holds fewer edges when they merge); the body's ``nextCursor`` and the
+``X-Next-Cursor`` header carry the next page's cursor, null and absent on the last page. The pages
+of one walk, joined, are the one page a ``limit`` as large as the graph gives.
 """
 
 from __future__ import annotations
@@ -20,13 +25,23 @@ import msgspec
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from agent import wire
 from agent.model import Edge, Method, merge_edges
 from cloud_functions.auth import SECURITY, ApiError, Caller, Store, require
 from cloud_functions.handlers.admin import TenantId
-from cloud_functions.store.base import StoredEdge, TokenRecord
+from cloud_functions.handlers.paging import (
+    DEFAULT_LIMIT,
+    NEXT_CURSOR_HEADER,
+    Cursor,
+    Limit,
+    cursor_header,
+    next_cursor,
+    query_digest,
+    read_page,
+)
+from cloud_functions.store.base import EdgeFilters, PageOrder, StoredEdge, TokenRecord
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -53,12 +68,19 @@ def graph_edge_schema() -> dict[str, Any]:
 class GraphOut(BaseModel):
     tenantId: str
     edges: Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array", "items": graph_edge_schema()})]
+    nextCursor: str | None = Field(description="The next page's cursor; null on the last page.")
 
 
 GRAPH: dict[str, Any] = {
     "security": SECURITY,
     "tags": ["graph"],
-    "responses": {200: {"description": "The graph", "content": {"application/json": {"model": GraphOut}}}},
+    "responses": {
+        200: {
+            "description": "A page of the graph",
+            "headers": NEXT_CURSOR_HEADER,
+            "content": {"application/json": {"model": GraphOut}},
+        }
+    },
 }
 
 
@@ -84,7 +106,8 @@ def parse_since(text: str | None) -> float | None:
 
 
 def cluster_ids(text: str | None) -> list[str] | None:
-    ids = [c.strip() for c in (text or "").split(",") if c.strip()]
+    """The ``cluster`` filter's ids, sorted and each once (None: every cluster)."""
+    ids = sorted({c.strip() for c in (text or "").split(",") if c.strip()})
     return ids or None
 
 
@@ -99,15 +122,18 @@ def merged(stored: Iterable[StoredEdge]) -> list[tuple[Edge, list[str], bool]]:
     return [(edge, sorted(clusters), live) for edge, clusters, live in by_key.values()]
 
 
-def graph_document(tenant_id: str, stored: list[StoredEdge], merge: bool) -> dict[str, Any]:
-    """The graph response: edge documents with their cluster(s), by cluster (unless merged) and key."""
+def graph_document(
+    tenant_id: str, stored: Iterable[StoredEdge], merge: bool, following: str | None
+) -> dict[str, Any]:
+    """The graph response: a page's edge documents with their cluster(s), in the page's order, and
+    the next page's cursor."""
     rows: list[tuple[wire.EdgeDoc, dict[str, Any]]]
-    if merge:
+    if merge:  # a merged edge sits where the page met its first copy
         rows = [(wire.to_doc(e, live), {"clusterIds": ids}) for e, ids, live in merged(stored)]
-        rows.sort(key=lambda row: wire.key_bytes(row[0]))
-    else:  # the store's order: by cluster and key
+    else:
         rows = [(wire.to_doc(s.edge, s.live), {"clusterId": s.cluster_id}) for s in stored]
-    return {"tenantId": tenant_id, "edges": [msgspec.structs.asdict(doc) | extra for doc, extra in rows]}
+    edges = [msgspec.structs.asdict(doc) | extra for doc, extra in rows]
+    return {"tenantId": tenant_id, "edges": edges, "nextCursor": following}
 
 
 def reader(caller: TokenRecord | None, tenant_id: str | None) -> str:
@@ -115,9 +141,9 @@ def reader(caller: TokenRecord | None, tenant_id: str | None) -> str:
     return require(caller, "read", tenant_id=tenant_id).tenant_id
 
 
-def json_response(document: Any) -> Response[str]:
+def json_response(document: Any, headers: dict[str, str] | None = None) -> Response[str]:
     """JSON of plain values and the codec's documents (:func:`agent.wire.encode`)."""
-    return Response(200, "application/json", wire.encode(document).decode())
+    return Response(200, "application/json", wire.encode(document).decode(), headers=headers)
 
 
 # --------------------------------------------------------------------------- routes
@@ -134,9 +160,11 @@ def tenant_graph(  # noqa: PLR0917 - the route's parameters are the query's
     protocol: ProtocolFilter = None,
     since: SinceFilter = None,
     merge: MergeFlag = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Response[str]:
     reader(caller, tenantId)  # so tenantId is the caller's own tenant
-    return own_graph(store, caller, cluster, namespace, workload, protocol, since, merge)
+    return own_graph(store, caller, cluster, namespace, workload, protocol, since, merge, limit, cursor)
 
 
 def own_graph(  # noqa: PLR0917 - the route's parameters are the query's
@@ -148,18 +176,23 @@ def own_graph(  # noqa: PLR0917 - the route's parameters are the query's
     protocol: ProtocolFilter = None,
     since: SinceFilter = None,
     merge: MergeFlag = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Response[str]:
-    """The caller's own tenant's graph."""
+    """A page of the caller's own tenant's graph."""
     tenant = reader(caller, None)
-    rows = store.edges(
-        tenant,
+    order = PageOrder.EDGE if merge else PageOrder.CLUSTER
+    filters = EdgeFilters(
         cluster_ids=cluster_ids(cluster),
         namespace=namespace or None,
         workload=workload or None,
         method=str(protocol) if protocol else None,
         since=parse_since(since),
     )
-    return json_response(graph_document(tenant, rows, merge))
+    query = query_digest("graph", order, *filters.values())
+    page = read_page(store, tenant, order, cursor=cursor, query=query, limit=limit, **filters)
+    following = next_cursor(page, query)
+    return json_response(graph_document(tenant, page.edges, merge, following), cursor_header(following))
 
 
 for _path in ("/v1/graph", "/graph"):

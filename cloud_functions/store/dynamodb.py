@@ -4,7 +4,8 @@
 
 Every tenant-scoped key starts with the tenant id, so a tenant's requests cannot reach another's
 items. Each cluster's graph is its own partition (writes of many clusters spread out), read with
-a Query on ``begins_with(SK, "EDGE#")``, filtered server-side on the edge items' filter attributes.
+a Query on ``begins_with(SK, "EDGE#")``, filtered server-side on the edge items' filter attributes;
+read a page at a time (:mod:`cloud_functions.store.dynamopages`) in that order or by workload.
 
 Tenants, clusters, tokens and batch markers are created with ``attribute_not_exists`` conditions
 (a token's two items and a cluster with its tenant check go in one transaction). An ingest is the
@@ -25,7 +26,10 @@ from cloud_functions.store.base import (
     Cluster,
     Conflict,
     EdgeFilters,
+    EdgePage,
     NotFound,
+    PageOrder,
+    PagePosition,
     StoredEdge,
     StoreError,
     Tenant,
@@ -51,6 +55,7 @@ from cloud_functions.store.dynamoitems import (
     token_record,
 )
 from cloud_functions.store.dynamomigrations import migrate
+from cloud_functions.store.dynamopages import edges_page
 from cloud_functions.store.dynamotable import NEW, ConditionFailed, DynamoTable, EdgeItems
 from cloud_functions.store.ingestion import ingest_batch
 from cloud_functions.store.storedform import read_back
@@ -176,6 +181,19 @@ class DynamoGraphStore:
             for item in self._table.query(graph_pk(tenant_id, cluster), EDGE_PREFIX, **query):
                 found.append((cluster, text_of(item, "edge").encode(), heartbeat))
         return read_back(found)
+
+    def edges_page(
+        self,
+        tenant_id: str,
+        order: PageOrder,
+        *,
+        after: PagePosition | None = None,
+        limit: int,
+        **filters: Unpack[EdgeFilters],
+    ) -> EdgePage:
+        return edges_page(
+            self._table, self.clusters(tenant_id), order, after=after, limit=limit, filters=filters
+        )
 
     def write_count(self) -> int:
         return self._table.writes()

@@ -12,7 +12,7 @@ see ``check_id``)::
     TOKEN#<token hash>          TOKEN                tenant, token_id, role, cluster, created_at
     GRAPH#<tenant>#<cluster>    EDGE#<key, in hex>   edge (the codec's text), v (version), cns, cname,
                                                      tns, tname, methods (string set), last_seen,
-                                                     live (BOOL)
+                                                     live (BOOL), client_group, server_group
     GRAPH#<tenant>#<cluster>    BATCH#<batch id>     received_at, expires_at (TTL)
     TELEMETRY                   <time>#<uuid>#<part> cluster_hash, content_type, received_at, parts,
                                                      body (bytes, one part), expires_at (TTL)
@@ -21,6 +21,11 @@ see ``check_id``)::
 The filter attributes (``cns``, ``cname``, ``tns``, ``tname``) hold ``"=" + value``, so they are
 never empty: DynamoDB Local, like AWS before 2020, refuses empty strings; other empty strings are
 left out (:func:`strings`).
+
+Two global secondary indexes (:data:`GROUP_INDEXES`, keys only) order a graph partition's edges by
+workload, for pages that hold whole workloads: ``by_client`` on ``client_group`` (every edge item),
+``by_server`` on ``server_group`` (edges to a workload target only: the index skips the others).
+Their values: :func:`group_value`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from cloud_functions.store.storedform import EdgeRecord, filter_fields
 Item = dict[str, Any]
 PART_BYTES = 300_000  # of a telemetry payload per item (an item holds at most 400 KB)
 EDGE_PREFIX = "EDGE#"
+CLIENT_GROUP, SERVER_GROUP = "client_group", "server_group"
+GROUP_INDEXES = {"by_client": CLIENT_GROUP, "by_server": SERVER_GROUP}
+"""The indexes by workload: name → the sort key attribute (the partition key is ``PK``)."""
+MAX_GROUP_BYTES = 1024  # DynamoDB's limit on an index's sort key
 VERSION_KEY = {"PK": {"S": "SCHEMA"}, "SK": {"S": "VERSION"}}
 
 
@@ -86,6 +95,23 @@ def edge_sk(key: bytes) -> str:
     return EDGE_PREFIX + key.hex()
 
 
+def sk_key(sk: str) -> bytes:
+    """The edge key in an edge item's sort key (:func:`edge_sk`)."""
+    return bytes.fromhex(sk.removeprefix(EDGE_PREFIX))
+
+
+def group_value(namespace: str, name: str) -> str:
+    """A workload's value in an index by workload: ``=`` (never empty), the namespace, NUL, the
+    name. NUL sorts before every other character, so the values sort as the (namespace, name)
+    pairs do, and as the exporters sort workloads. A value beyond :data:`MAX_GROUP_BYTES` is cut:
+    workloads sharing so long a start then share one value, and a page holds them together."""
+    value = f"={namespace}\x00{name}"
+    encoded = value.encode()
+    if len(encoded) > MAX_GROUP_BYTES:
+        value = encoded[:MAX_GROUP_BYTES].decode(errors="ignore")  # never half a character
+    return value
+
+
 def edge_item(graph: str, edge: EdgeRecord, version: int) -> Item:
     f = filter_fields(edge.doc)
     item: Item = item_key(graph, edge_sk(edge.key)) | {
@@ -96,8 +122,10 @@ def edge_item(graph: str, edge: EdgeRecord, version: int) -> Item:
         "cname": string("=" + f.client_name),
         "last_seen": number(f.last_seen),
     }
+    item[CLIENT_GROUP] = string(group_value(f.client_namespace, f.client_name))
     if f.target_namespace is not None and f.target_name is not None:
         item |= {"tns": string("=" + f.target_namespace), "tname": string("=" + f.target_name)}
+        item[SERVER_GROUP] = string(group_value(f.target_namespace, f.target_name))
     if f.methods:
         item["methods"] = {"SS": list(f.methods)}
     return item

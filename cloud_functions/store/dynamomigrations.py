@@ -15,10 +15,14 @@ import contextlib
 
 from cloud_functions.store.base import Step, StoreError, check_version
 from cloud_functions.store.dynamoitems import (
+    CLIENT_GROUP,
     EDGE_PREFIX,
+    GROUP_INDEXES,
+    SERVER_GROUP,
     Item,
     bool_of,
     edge_sk,
+    group_value,
     item_key,
     item_version,
     string,
@@ -109,8 +113,37 @@ def _delete_edge(table: DynamoTable, item: Item) -> Item | None:
     return None
 
 
+def _group_indexes(table: DynamoTable) -> None:
+    """The indexes by workload, and on each edge item written before them the values they index
+    (from its filter attributes: an item's workloads never change, so no version check). An edge
+    item rewritten meanwhile by this code has them already; one rewritten by older code still
+    running (a deploy under way) would lack them until its next write."""
+    table.add_indexes(GROUP_INDEXES)
+    missing = {":edge": string(EDGE_PREFIX)}
+    found = table.scan(
+        ProjectionExpression="PK, SK, cns, cname, tns, tname",
+        FilterExpression=f"begins_with(SK, :edge) AND attribute_not_exists({CLIENT_GROUP})",
+        ExpressionAttributeValues=missing,
+    )
+    for item in found:
+        groups = {":c": string(group_value(text_of(item, "cns")[1:], text_of(item, "cname")[1:]))}
+        update = f"SET {CLIENT_GROUP} = :c"
+        if "tns" in item and "tname" in item:
+            groups[":s"] = string(group_value(text_of(item, "tns")[1:], text_of(item, "tname")[1:]))
+            update += f", {SERVER_GROUP} = :s"
+        with contextlib.suppress(ConditionFailed):  # deleted meanwhile: nothing to index
+            table.call(
+                "update_item",
+                Key=item_key(item["PK"]["S"], item["SK"]["S"]),
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues=groups,
+            )
+
+
 MIGRATIONS: tuple[Step[DynamoTable], ...] = (
     Step(2, _owner_tokens, "read tokens become owner tokens"),
     Step(3, _rekey_edges, "edges: the edge codec's canonical text (with live) and key"),
+    Step(4, _group_indexes, "edges: indexes by client and by workload target, for paged reads"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -18,11 +18,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cloud_functions.store.base import Conflict, StoreError
-from cloud_functions.store.dynamoitems import Item, edge_item, edge_sk, item_key, string, text_of
+from cloud_functions.store.dynamoitems import (
+    GROUP_INDEXES,
+    Item,
+    edge_item,
+    edge_sk,
+    item_key,
+    string,
+    text_of,
+)
 from cloud_functions.store.ingestion import EdgeWrite, StoredText
 
 NEW = "attribute_not_exists(PK)"  # the condition of a write that creates an item
 RETRY_DEADLINE = 30.0  # seconds a batch read may keep retrying throttled keys
+INDEX_DEADLINE = 600.0  # seconds a migration waits for new indexes to fill (then the next open waits on)
 
 
 class ConditionFailed(StoreError):
@@ -33,12 +42,29 @@ class ConditionFailed(StoreError):
         self.reasons = reasons
 
 
+def group_index(name: str) -> Item:
+    """The definition of an index by workload (:data:`~cloud_functions.store.dynamoitems.GROUP_INDEXES`):
+    keys only, so that rewriting an edge item (its text changes, its workloads never do) writes
+    nothing to it."""
+    keys = [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": GROUP_INDEXES[name], "KeyType": "RANGE"},
+    ]
+    return {"IndexName": name, "KeySchema": keys, "Projection": {"ProjectionType": "KEYS_ONLY"}}
+
+
+def key_attributes(*names: str) -> list[Item]:
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
 def create_table(client: Any, table_name: str) -> None:
-    """Create the store's table (on-demand billing, ``expires_at`` TTL) and wait until it is active."""
+    """Create the store's table (on-demand billing, ``expires_at`` TTL, the indexes by workload)
+    and wait until it is active."""
     client.create_table(
         TableName=table_name,
         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("PK", "SK")],
+        AttributeDefinitions=key_attributes("PK", "SK", *GROUP_INDEXES.values()),
+        GlobalSecondaryIndexes=[group_index(name) for name in GROUP_INDEXES],
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -110,6 +136,43 @@ class DynamoTable:
         return self._pages(
             "query", KeyConditionExpression=condition, ExpressionAttributeValues=values, **extra
         )
+
+    def query_page(self, request: Item) -> tuple[list[Item], Item | None]:
+        """One Query call: its items (at most ``Limit``, and at most 1 MB of them) and where the
+        next call starts (``LastEvaluatedKey``; None: nothing is left). The table is read
+        consistently; an index cannot be (DynamoDB fills it a moment after the table's write)."""
+        request = dict(request)
+        if "IndexName" not in request:
+            request["ConsistentRead"] = True
+        answer = self.call("query", **request)
+        return answer.get("Items", []), answer.get("LastEvaluatedKey")
+
+    def indexes(self) -> dict[str, str]:
+        """The table's global secondary indexes and their states (``ACTIVE``, ``CREATING`` ...)."""
+        table = self.call("describe_table")["Table"]
+        return {i["IndexName"]: i["IndexStatus"] for i in table.get("GlobalSecondaryIndexes", [])}
+
+    def add_indexes(self, names: Collection[str]) -> None:
+        """Create the indexes by workload among ``names`` the table lacks (one a call: DynamoDB
+        creates one at a time), then wait until every index is active; another container creating
+        one meanwhile is fine. :class:`StoreError` after :data:`INDEX_DEADLINE`."""
+        for name in names:
+            if name in self.indexes():
+                continue
+            create = {"Create": group_index(name)}
+            attributes = key_attributes("PK", GROUP_INDEXES[name])
+            try:
+                self.call(
+                    "update_table", AttributeDefinitions=attributes, GlobalSecondaryIndexUpdates=[create]
+                )
+            except StoreError:
+                if name not in self.indexes():  # not another container's creation: a real failure
+                    raise
+            deadline = time.monotonic() + INDEX_DEADLINE
+            while set(self.indexes().values()) - {"ACTIVE"}:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"dynamodb {self.name}: index {name} not active after {INDEX_DEADLINE}s")
+                time.sleep(0.5)
 
     def scan(self, **request: Any) -> Iterator[Item]:
         """Every item of the table (that ``request``'s filter keeps)."""

@@ -3,8 +3,10 @@
 Why in memory: a UNIQUE index on random 16-byte keys made each 500-edge commit rewrite hundreds
 of scattered index pages (and each checkpoint copy them back), while the rows themselves are
 appended. With the keys here, a new edge is a plain append: SQLite's time per ingested edge fell
-from ~29 to ~11 µs (bench/bench_cloud_ingest.py). The cost is memory, ~120 bytes per edge, which
-suits the SQLite store's use (one machine, up to about a million edges); DynamoDB is for more.
+from ~29 to ~11 µs (bench/bench_cloud_ingest.py). (Since schema version 7 it also adds an entry to
+each index by workload, which paged reads need: those land near their workload's, not at random.)
+The cost is memory, ~120 bytes per edge, which suits the SQLite store's use (one machine, up to
+about a million edges); DynamoDB is for more.
 
 Correctness rests on three rules, kept by :class:`~cloud_functions.store.sqlite.SqliteGraphStore`:
 it is read and changed only inside a write transaction (``BEGIN IMMEDIATE``, so no one else

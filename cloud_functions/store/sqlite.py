@@ -24,7 +24,10 @@ from cloud_functions.store.base import (
     Cluster,
     Conflict,
     EdgeFilters,
+    EdgePage,
     NotFound,
+    PageOrder,
+    PagePosition,
     StoredEdge,
     StoreError,
     Tenant,
@@ -37,6 +40,7 @@ from cloud_functions.store.checkpoints import Checkpointer
 from cloud_functions.store.ingestion import ingest_batch
 from cloud_functions.store.keyindex import KeyIndex
 from cloud_functions.store.sqliteedges import BATCH_SEEN, SqliteEdgeBatch, edges_query
+from cloud_functions.store.sqlitepages import edges_page
 from cloud_functions.store.sqliteschema import migrate, transaction
 from cloud_functions.store.storedform import read_back
 
@@ -195,6 +199,17 @@ class SqliteGraphStore:
 
     def edges(self, tenant_id: str, **filters: Unpack[EdgeFilters]) -> list[StoredEdge]:
         return read_back(self._rows(*edges_query(tenant_id, filters)))
+
+    def edges_page(
+        self,
+        tenant_id: str,
+        order: PageOrder,
+        *,
+        after: PagePosition | None = None,
+        limit: int,
+        **filters: Unpack[EdgeFilters],
+    ) -> EdgePage:
+        return edges_page(self._rows, tenant_id, order, after=after, limit=limit, filters=filters)
 
     def write_count(self) -> int:
         return self._writes

@@ -1,7 +1,8 @@
 """The SQLite store's edge rows: one ingest's access to them (:class:`SqliteEdgeBatch`: the ingest
 service's :class:`~cloud_functions.store.ingestion.EdgeBatch`, in the store's write transaction),
 the query that reads them back for :func:`~cloud_functions.store.storedform.read_back`
-(:func:`edges_query`), and the migration that re-keys them.
+(:func:`edges_query`; its filters' terms, :func:`filter_clauses`, also filter pages:
+:mod:`cloud_functions.store.sqlitepages`), and the migration that re-keys them.
 
 A row (:data:`INSERT_EDGE`): ``id`` (appended in order), cluster number, 16-byte key, the edge's
 text, client and workload-target namespace/name, the methods' JSON, ``last_seen`` and ``live``.
@@ -123,11 +124,20 @@ class SqliteEdgeBatch:
 def edges_query(tenant_id: str, filters: EdgeFilters) -> tuple[str, list[Any]]:
     """The SELECT of a tenant's ``(cluster id, text, heartbeat)`` rows that pass ``filters``, and
     its parameters."""
-    namespace, workload = filters.get("namespace"), filters.get("workload")
     where, params = ["c.tenant_id = ?"], list[Any]([tenant_id])
     if (cluster_ids := filters.get("cluster_ids")) is not None:
         where.append("c.id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(list(cluster_ids)))
+    kept, kept_params = filter_clauses(filters)
+    sql = "SELECT c.id, edge, c.heartbeat FROM edges JOIN clusters c ON c.num = edges.cluster WHERE "
+    return sql + " AND ".join(where + kept), params + kept_params
+
+
+def filter_clauses(filters: EdgeFilters) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (ANDed) of ``filters`` but ``cluster_ids``, over ``edges`` joined with its
+    cluster as ``c`` (the heartbeat), and their parameters."""
+    namespace, workload = filters.get("namespace"), filters.get("workload")
+    where, params = list[str](), list[Any]()
     given = [(column, v) for column, v in (("namespace", namespace), ("name", workload)) if v is not None]
     if given:  # the client side or the target side matches every given field
         sides = [" AND ".join(f"{side}_{column} = ?" for column, _ in given) for side in ("client", "target")]
@@ -139,8 +149,7 @@ def edges_query(tenant_id: str, filters: EdgeFilters) -> tuple[str, list[Any]]:
     if (since := filters.get("since")) is not None:
         where.append("(last_seen >= ? OR (live AND c.heartbeat >= ?))")
         params.extend((since, since))
-    sql = "SELECT c.id, edge, c.heartbeat FROM edges JOIN clusters c ON c.num = edges.cluster WHERE "
-    return sql + " AND ".join(where), params
+    return where, params
 
 
 def rekey_edges(db: sqlite3.Connection) -> None:

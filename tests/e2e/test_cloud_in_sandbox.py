@@ -16,7 +16,7 @@ from agent.model import Edge
 from agent.wire import edge_from_plain, parse_time
 from sandbox.state import StateFile
 from sandbox.topology import AGENT_NS, EXPECTED_DEMO_MAP
-from sandbox.views import cloud_access, cloud_demo_map, mapper_url
+from sandbox.views import cloud_access, cloud_demo_map, cloud_graph, mapper_url
 from tests.e2e.conftest import Sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -49,10 +49,7 @@ def mapper_keys(sb: Sandbox) -> set[tuple[object, object]]:
 
 
 def cloud_edges(sb: Sandbox) -> list[Edge]:
-    base, _, token = cloud_access(sb.state_dir)
-    reply = requests.get(f"{base}/graph", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    reply.raise_for_status()
-    return [edge_from_plain(e) for e in reply.json()["edges"]]
+    return [edge_from_plain(e) for e in cloud_graph(sb.state_dir)]
 
 
 def _cloud_up(sb: Sandbox) -> bool:
