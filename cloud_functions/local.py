@@ -1,10 +1,24 @@
-"""Serve the cloud's Lambda handler over plain HTTP, for local use (``make demo``, tests).
+"""``network-mapper-cloud``: the cloud's Lambda handlers served over HTTP, for local use
+(``make demo``, tests).
 
-Each HTTP request becomes an API Gateway HTTP API **v2** event (``version: "2.0"``,
-``routeKey: "$default"``, lower-cased headers, base64 bodies for binary content) passed to
-the same :class:`~cloud_functions.handlers.CloudApp` the Lambda runs; its response is
-written back. On first start with an empty store the platform admin token is created and
-written to ``--admin-token-file`` (mode 0600), or printed when no file is given.
+Each HTTP request becomes an API Gateway HTTP API **v2** event
+(:func:`~cloud_functions.gatewayevents.http_event`) answered by the same
+:class:`~cloud_functions.handlers.CloudApp` the Lambda runs, in one of ``--workers`` worker
+processes, each over its own connection to the SQLite file ``--db``
+(:mod:`cloud_functions.workerpool`); the answer is written back. uvicorn serves HTTP/1.1 in front
+of them (:mod:`cloud_functions.localserver`, :mod:`cloud_functions.localfront`): bodies chunked
+or not, bounded sizes and read timeouts, and per-tenant limits — ``--rate`` requests a second
+(bursts of ``--burst``) and all workers but one at once — answered ``429`` with ``Retry-After``
+(:mod:`cloud_functions.ratelimit`). On AWS, API Gateway's stage throttling plays that role.
+
+On first start with an empty store the platform admin token is created and written to
+``--admin-token-file`` (mode 0600), or printed when no file is given. Two lines on stdout say
+what happened (``sandbox/supervisor.py`` and ``make demo`` rely on them)::
+
+    network-mapper-cloud: created the admin token: written to admin.token
+    network-mapper-cloud: serving on http://127.0.0.1:8800
+
+SIGTERM or Ctrl-C stop the server: open requests are answered, then the workers stop.
 
     network-mapper-cloud --listen 127.0.0.1:8800 --db cloud.db --admin-token-file admin.token
 """
@@ -12,144 +26,38 @@ written to ``--admin-token-file`` (mode 0600), or printed when no file is given.
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
+import logging
 import os
+import signal
+import sqlite3
 import sys
 import time
-import uuid
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from types import FrameType
 
 from cloud_functions.auth import PLATFORM_TENANT, issue_token
-from cloud_functions.handlers import CloudApp, CloudSettings
-from cloud_functions.store.base import GraphStore
+from cloud_functions.gatewayevents import http_event, response_parts
+from cloud_functions.handlers import CloudSettings
+from cloud_functions.localserver import MAX_REQUEST_BYTES, CloudServer, ServerSettings, default_workers
+from cloud_functions.store.base import GraphStore, StoreError
+from cloud_functions.workerpool import WorkerPool, WorkersUnavailable
 
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
-_TOO_LARGE = b'{"error":{"code":"payload_too_large","message":"request body too large"}}'
-_TEXT_TYPES = ("application/json", "application/yaml", "application/x-www-form-urlencoded", "text/")
+log = logging.getLogger("network-mapper-cloud")
 
+WORKERS_START_TIMEOUT = 60.0
 
-def _is_text(content_type: str) -> bool:
-    content_type = content_type.lower()
-    return any(content_type.startswith(t) for t in _TEXT_TYPES) or content_type.endswith("+json")
-
-
-def http_event(
-    method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes, source_ip: str
-) -> dict[str, Any]:
-    """One HTTP request → the API Gateway HTTP API v2 event it would produce."""
-    url = urlsplit(target)
-    lowered: dict[str, str] = {}
-    for name, value in headers:
-        key = name.lower()
-        lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(url.query, keep_blank_values=True):
-        query[name] = f"{query[name]},{value}" if name in query else value
-    now = time.time()
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": url.path or "/",
-        "rawQueryString": url.query,
-        "headers": lowered,
-        "requestContext": {
-            "accountId": "local",
-            "apiId": "local",
-            "domainName": lowered.get("host", "localhost"),
-            "domainPrefix": lowered.get("host", "localhost").split(".")[0],
-            "http": {
-                "method": method.upper(),
-                "path": unquote(url.path or "/"),
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": lowered.get("user-agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = query
-    if "cookie" in lowered:
-        event["cookies"] = [c.strip() for c in lowered["cookie"].split(";") if c.strip()]
-    if body:
-        text: str | None = None
-        if _is_text(lowered.get("content-type", "")):
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-        if text is None:
-            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode("ascii"), True
-        else:
-            event["body"] = text
-    return event
-
-
-def response_parts(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-    """A Lambda proxy response → (status, headers, body bytes)."""
-    headers: list[tuple[str, str]] = []
-    for name, value in (response.get("headers") or {}).items():
-        headers.extend((name, v) for v in (value if isinstance(value, list) else [value]))
-    for name, values in (response.get("multiValueHeaders") or {}).items():
-        headers.extend((name, v) for v in values)
-    headers.extend(("Set-Cookie", c) for c in response.get("cookies") or [])
-    raw = response.get("body") or ""
-    body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode("utf-8")
-    return int(response.get("statusCode", 200)), headers, body
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: CloudServer
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_REQUEST_BYTES or length < 0:
-            self._send(413, [("Content-Type", "application/json")], _TOO_LARGE)
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
-        event = http_event(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
-        status, headers, payload = response_parts(self.server.app(event, None))
-        self._send(status, headers, payload)
-
-    def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            if name.lower() not in ("content-length", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def __getattr__(self, name: str) -> Any:
-        """Every method (``do_GET``, ``do_TRACE`` …) goes to the handler, which answers 404 for
-        the ones it has no route for (http.server itself would answer 501, an HTML server error)."""
-        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
-            return self._serve
-        raise AttributeError(name)
-
-    def log_message(self, format: str, *args: Any) -> None:  # the CloudApp logs each request
-        pass
-
-
-class CloudServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], app: CloudApp) -> None:
-        super().__init__(address, _Handler)
-        self.app = app
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "CloudServer",
+    "ServerSettings",
+    "ensure_admin_token",
+    "http_event",
+    "main",
+    "response_parts",
+    "serve",
+]
 
 
 def ensure_admin_token(store: GraphStore, token_file: Path | None) -> str | None:
@@ -167,18 +75,53 @@ def ensure_admin_token(store: GraphStore, token_file: Path | None) -> str | None
     return token
 
 
-def serve(listen: str, db: Path, admin_token_file: Path | None = None) -> CloudServer:
-    """Open the store, bootstrap the admin token, and return a bound (not yet serving) server."""
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``; an empty host is 127.0.0.1) → (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def serve(
+    listen: str, db: Path, admin_token_file: Path | None = None, settings: ServerSettings | None = None
+) -> CloudServer:
+    """Open the store, bootstrap the admin token, start the workers, and return a bound (not yet
+    serving) server."""
     from cloud_functions.store.sqlite import SqliteGraphStore
 
-    host, _, port = listen.rpartition(":")
-    store = SqliteGraphStore(db)
-    token = ensure_admin_token(store, admin_token_file)
+    host, port = parse_listen(listen)
+    settings = replace(settings or ServerSettings(), host=host, port=port)
+    store = SqliteGraphStore(db)  # created and migrated here, before the workers open it
+    try:
+        token = ensure_admin_token(store, admin_token_file)
+    finally:
+        store.close()
     if token is not None:
         where = f"written to {admin_token_file}" if admin_token_file else token
         print(f"network-mapper-cloud: created the admin token: {where}", flush=True)
-    settings = CloudSettings(store=f"sqlite:{db}")
-    return CloudServer((host or "127.0.0.1", int(port)), CloudApp(store, settings))
+    workers = WorkerPool(CloudSettings(store=f"sqlite:{db}"), settings.workers)
+    try:
+        server = CloudServer(settings, workers)
+    except OSError:
+        workers.close()
+        raise
+    try:
+        workers.warm_up(WORKERS_START_TIMEOUT)
+    except WorkersUnavailable:
+        server.server_close()
+        raise
+    return server
+
+
+def _stop_on_signals(server: CloudServer) -> None:
+    """SIGINT/SIGTERM stop the server. uvicorn installs its own handlers while it serves and, once
+    stopped, raises the signal it caught again to the handler found before: this one, so the
+    process goes on to stop its workers instead of dying of the signal."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.request_stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,15 +129,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1:8800", help="host:port (default %(default)s)")
     parser.add_argument("--db", type=Path, default=Path("network-mapper-cloud.db"), help="SQLite file")
     parser.add_argument("--admin-token-file", type=Path, help="where to write the admin token on first start")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(), help="worker processes (default %(default)s)"
+    )
+    parser.add_argument("--rate", type=float, default=50.0, help="requests a second per tenant (default 50)")
+    parser.add_argument("--burst", type=int, default=100, help="burst of requests per tenant (default 100)")
     args = parser.parse_args(argv)
-    server = serve(args.listen, args.db, args.admin_token_file)
-    host = args.listen.rpartition(":")[0]
-    print(f"network-mapper-cloud: serving on http://{host}:{server.server_port}", flush=True)
+    if args.workers < 1 or args.rate <= 0 or args.burst < 1:
+        parser.error("--workers and --burst must be at least 1, --rate above 0")
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
+        parse_listen(args.listen)
+    except ValueError:
+        parser.error(f"--listen must be host:port, got {args.listen!r}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = ServerSettings(workers=args.workers, rate=args.rate, burst=args.burst)
+    try:
+        server = serve(args.listen, args.db, args.admin_token_file, settings)
+    except (OSError, sqlite3.Error, StoreError, WorkersUnavailable) as error:
+        log.error("cannot start: %s", error)  # noqa: TRY400 - the message says it all; no traceback
+        return 1
+    _stop_on_signals(server)
+    host, port = server.server_address
+    host = f"[{host}]" if ":" in host else host
+    print(f"network-mapper-cloud: serving on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
     finally:
         server.server_close()
+    log.info("stopped")
     return 0
 
 

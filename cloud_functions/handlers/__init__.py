@@ -5,8 +5,9 @@ passed down: ``CLOUD_STORE`` picks the store (``sqlite:/path`` or ``dynamodb:<ta
 ``CLOUD_DYNAMODB_ENDPOINT`` points boto3 at DynamoDB Local, ``NM_ADMIN_TOKEN_SHA256``
 optionally admits a platform admin token by its hash, and ``NM_MAX_BODY_BYTES`` caps bodies.
 :class:`CloudApp` binds a store and settings to the routes of :mod:`cloud_functions.handlers.app`;
-``cloud_functions.local`` serves the same :class:`CloudApp` over HTTP, and tests drive it with
-recorded events.
+``cloud_functions.local`` serves the same :class:`CloudApp` over HTTP (:meth:`CloudApp.answer`
+also names the tenant the request's token authenticated as), and tests drive it with recorded
+events.
 
 Each request is authenticated before routing (except the public routes), so a request without
 a valid token gets 401 whatever else is wrong with it; routes then check role and tenant.
@@ -74,6 +75,15 @@ def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What :meth:`CloudApp.answer` returns: the Lambda response, and the tenant of the token
+    that authenticated the request ("" when none did: public routes, refused tokens)."""
+
+    response: dict[str, Any]
+    tenant: str = ""
+
+
 class CloudApp:
     """The routes bound to one store and settings; call it with (event, context)."""
 
@@ -83,7 +93,8 @@ class CloudApp:
         self.store = store
         self.settings = settings or CloudSettings()
         self._routes = app
-        # The resolver keeps the current event in class attributes: one request at a time.
+        # The resolver keeps the current event in class attributes: one request at a time per
+        # process (the local server runs worker processes to answer several at once).
         self._lock = threading.Lock()
 
     def _admit(self, event: Mapping[str, Any], path: str) -> TokenRecord | None:
@@ -112,15 +123,21 @@ class CloudApp:
         return caller
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """The Lambda response to ``event``."""
+        return self.answer(event, context).response
+
+    def answer(self, event: Mapping[str, Any], context: Any = None) -> Answer:
+        """The Lambda response to ``event`` and the tenant its token authenticated as (for the
+        local server's per-tenant limits, which know only the bearer token)."""
         started = time.perf_counter()
         request_context = event.get("requestContext")
         http = request_context.get("http") if isinstance(request_context, Mapping) else None
         method, path = http.get("method") if isinstance(http, Mapping) else None, event.get("rawPath")
         if not isinstance(method, str) or not isinstance(path, str):
-            return _json_error(400, "bad_event", "not an API Gateway HTTP API (v2) event")
+            return Answer(_json_error(400, "bad_event", "not an API Gateway HTTP API (v2) event"))
         limit = self.settings.max_body_bytes
         if len(event.get("body") or "") > limit:
-            return _json_error(413, "payload_too_large", f"bodies are limited to {limit} bytes")
+            return Answer(_json_error(413, "payload_too_large", f"bodies are limited to {limit} bytes"))
         tenant = ""
         try:
             caller = self._admit(event, path)
@@ -136,7 +153,7 @@ class CloudApp:
         status, ms = response.get("statusCode"), round((time.perf_counter() - started) * 1000, 2)
         log = {"method": method, "path": path, "status": status, "tenant": tenant, "ms": ms}
         self._routes.logger.info("request", extra=log)
-        return response
+        return Answer(response, tenant)
 
 
 _default: CloudApp | None = None
@@ -153,4 +170,4 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 lambda_handler = handler
 
-__all__ = ["CloudApp", "CloudSettings", "handler", "lambda_handler", "open_store"]
+__all__ = ["Answer", "CloudApp", "CloudSettings", "handler", "lambda_handler", "open_store"]

@@ -12,28 +12,33 @@ import pytest
 import requests
 
 from cloud_functions.auth import hash_token
-from cloud_functions.local import CloudServer, serve
+from cloud_functions.local import serve
+from cloud_functions.store.sqlite import SqliteGraphStore
 from sandbox.supervisor import create_demo_tenant
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[CloudServer, str, str]]:
+def server(tmp_path: Path) -> Iterator[tuple[SqliteGraphStore, str, str]]:
+    """The server (its workers answer over their own connections) and the test's own connection
+    to the same store, to see what the requests left there."""
     running = serve("127.0.0.1:0", tmp_path / "cloud.db", tmp_path / "admin.token")
     thread = threading.Thread(target=running.serve_forever, daemon=True)
     thread.start()
+    store = SqliteGraphStore(tmp_path / "cloud.db")
     try:
         url = f"http://127.0.0.1:{running.server_port}"
-        yield running, url, (tmp_path / "admin.token").read_text().strip()
+        yield store, url, (tmp_path / "admin.token").read_text().strip()
     finally:
+        store.close()
         running.shutdown()
         running.server_close()
         thread.join(5)
 
 
-def test_the_demo_prints_a_read_token(server: tuple[CloudServer, str, str]) -> None:
-    running, url, admin = server
+def test_the_demo_prints_a_read_token(server: tuple[SqliteGraphStore, str, str]) -> None:
+    store, url, admin = server
     tenant, ingest, read = create_demo_tenant(url, admin)
-    record = running.app.store.get_token(hash_token(read))
+    record = store.get_token(hash_token(read))
     assert record is not None and (record.role, record.tenant_id) == ("read", tenant)
     auth = {"Authorization": f"Bearer {read}"}
     with requests.Session() as http:
@@ -46,8 +51,8 @@ def test_the_demo_prints_a_read_token(server: tuple[CloudServer, str, str]) -> N
                 method, f"{url}/v1/tenants/{tenant}/{path}", json=body, headers=auth, timeout=10
             )
             assert reply.status_code == 403, (method, path, reply.text)
-    uploader = running.app.store.get_token(hash_token(ingest))
+    uploader = store.get_token(hash_token(ingest))
     assert uploader is not None and uploader.role == "ingest"
-    assert [c.id for c in running.app.store.clusters(tenant)] == [uploader.cluster_id]
-    roles = sorted(t.role for t in running.app.store.tokens(tenant))
+    assert [c.id for c in store.clusters(tenant)] == [uploader.cluster_id]
+    roles = sorted(t.role for t in store.tokens(tenant))
     assert roles == ["ingest", "owner", "read"], "the owner token exists, but only the read token left"

@@ -7,10 +7,12 @@ import base64
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import yaml
 from cloud_handler_support import CRD, REPO, demo_edges, recorded
 
 from agent.exports import validate
-from cloud_functions.local import CloudServer, serve
+from cloud_functions.local import CloudServer, ServerSettings, serve
 
 
 @pytest.fixture
@@ -108,18 +110,27 @@ def test_binary_telemetry_and_public_routes(server: tuple[str, str]) -> None:
 
 
 def test_concurrent_requests(server: tuple[str, str]) -> None:
+    """Six tenants' owners add clusters at once, each on its own connection: every request is
+    answered, none lost or refused (each tenant has one request in flight at a time)."""
     url, admin = server
+    owners = [
+        requests.post(f"{url}/v1/tenants", json={"name": f"t{n}"}, headers=auth(admin), timeout=20).json()
+        for n in range(6)
+    ]
     results: list[int] = []
 
-    def create(n: int) -> None:
+    def add_clusters(tenant: dict[str, str]) -> None:
         with requests.Session() as http:
             for i in range(5):
                 reply = http.post(
-                    f"{url}/v1/tenants", json={"name": f"t{n}-{i}"}, headers=auth(admin), timeout=20
+                    f"{url}/v1/tenants/{tenant['tenantId']}/clusters",
+                    json={"name": f"c{i}"},
+                    headers=auth(tenant["ownerToken"]),
+                    timeout=20,
                 )
                 results.append(reply.status_code)
 
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=add_clusters, args=(owner,)) for owner in owners]
     for t in threads:
         t.start()
     for t in threads:
@@ -139,20 +150,29 @@ def test_admin_token_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert token_file.read_text().strip() == token, "a store with an admin token keeps it"
 
 
-def test_console_script_cli(tmp_path: Path) -> None:
+def worker_pids(parent: int) -> set[int]:
+    """The pids of ``parent``'s worker processes (multiprocessing ``spawn`` children)."""
+    found = set()
+    for status_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(status_file.read_text().rsplit(")", 1)[1].split()[1])
+            command = (status_file.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent and b"spawn_main" in command:
+            found.add(int(status_file.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_console_script_cli(tmp_path: Path, stop: signal.Signals) -> None:
+    """``python -m cloud_functions.local``: its two lines, its port, its workers, and a clean stop
+    (exit 0, workers gone) on SIGTERM or Ctrl-C."""
     token_file = tmp_path / "admin.token"
     env = os.environ | {"PYTHONPATH": str(REPO), "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    argv = [sys.executable, "-m", "cloud_functions.local", "--listen", "127.0.0.1:0", "--workers", "2"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cloud_functions.local",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            str(tmp_path / "c.db"),
-        ]
-        + ["--admin-token-file", str(token_file)],
+        argv + ["--db", str(tmp_path / "c.db"), "--admin-token-file", str(token_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -165,6 +185,7 @@ def test_console_script_cli(tmp_path: Path) -> None:
         assert token_file.read_text().strip() not in "".join(lines), (
             "the token is not printed when written to a file"
         )
+        assert lines[1].startswith("network-mapper-cloud: serving on http://127.0.0.1:"), lines[1]
         port = int(lines[1].strip().rsplit(":", 1)[1])
         token = token_file.read_text().strip()
         reply = requests.post(
@@ -172,6 +193,41 @@ def test_console_script_cli(tmp_path: Path) -> None:
         )
         assert reply.status_code == 201, reply.text
         assert json.loads(reply.text)["tenantId"].startswith("t_")
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2, workers
+        process.send_signal(stop)
+        assert process.wait(20) == 0, process.stdout.read()
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "the workers stopped too"
     finally:
-        process.terminate()
-        process.wait(10)
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    """A worker killed mid-life breaks the process pool: the requests it fails are answered 503
+    (never a hang), and a new pool of workers answers the next ones."""
+    before = worker_pids(os.getpid())
+    running = serve("127.0.0.1:0", tmp_path / "cloud.db", tmp_path / "admin.token", ServerSettings(workers=2))
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{running.server_port}"
+    try:
+        workers = worker_pids(os.getpid()) - before
+        assert len(workers) == 2
+        os.kill(next(iter(workers)), signal.SIGKILL)
+        statuses = []
+        deadline = time.monotonic() + 30
+        while not statuses or statuses[-1] != 200 or 503 not in statuses:
+            assert time.monotonic() < deadline, f"no recovery: {statuses}"
+            reply = requests.get(f"{url}/healthz", timeout=10)
+            statuses.append(reply.status_code)
+            if reply.status_code == 503:
+                assert reply.json()["error"]["code"] == "unavailable" and reply.headers["Retry-After"] == "1"
+        assert set(statuses) <= {200, 503}
+        now = worker_pids(os.getpid()) - before
+        assert now and not now & workers, "new workers (started as requests come), none of the old"
+    finally:
+        running.shutdown()
+        running.server_close()
+        thread.join(10)

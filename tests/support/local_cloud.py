@@ -2,14 +2,16 @@
 
 :class:`LocalCloud` is the product's cloud — :class:`~cloud_functions.handlers.CloudApp` over a
 :class:`~cloud_functions.store.sqlite.SqliteGraphStore` in a directory of the test's, served by
-:class:`cloud_functions.local.CloudServer` on 127.0.0.1 (port 0: a free one) — provisioned as the
+:class:`cloud_functions.localserver.CloudServer` on 127.0.0.1 (port 0: a free one), the app answering
+in this process (:class:`cloud_functions.workerpool.InProcess`, not the worker processes of
+``network-mapper-cloud``; without per-tenant limits) — provisioned as the
 product provisions it: the platform admin token bootstrapped on the empty store
 (:func:`cloud_functions.local.ensure_admin_token`), then through the cloud's HTTP API a tenant
 (``POST /v1/tenants``: its owner token), one cluster (``POST /v1/tenants/{id}/clusters``: its
 ingest token, :attr:`LocalCloud.token`) and a read token (``POST /v1/tenants/{id}/tokens``).
 
 Nothing of the cloud's behaviour is re-implemented here. What the test adds sits at the HTTP
-boundary, around the app callable the server calls with each request's event:
+boundary, around the app callable the server calls with each request's event (:meth:`CloudApp.answer`):
 
 * a record of every request after provisioning and of its answer, in order
   (:meth:`~LocalCloud.exchanges`), with decoded views: each ingest request decoded with the
@@ -37,10 +39,7 @@ and :meth:`~LocalCloud.telemetry` (the payloads ``/v1/metrics`` kept).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import socket
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -52,9 +51,11 @@ import requests
 
 from agent import wire
 from agent.model import Edge, Target, WorkloadIdentity
-from cloud_functions.handlers import CloudApp, CloudSettings
-from cloud_functions.local import CloudServer, ensure_admin_token
+from cloud_functions.handlers import Answer, CloudApp, CloudSettings
+from cloud_functions.local import ensure_admin_token
+from cloud_functions.localserver import CloudServer, ServerSettings
 from cloud_functions.store.sqlite import SqliteGraphStore
+from cloud_functions.workerpool import InProcess
 
 EdgeKey = tuple[WorkloadIdentity, Target]
 INGEST = "/v1/ingest"
@@ -132,20 +133,18 @@ class _Boundary:
         self._lock = threading.Lock()
         self._exchanges: list[Exchange] = []
 
-    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    def __call__(self, event: Mapping[str, Any]) -> Answer:
         status = self.fail_status
         if status is None:
-            response = self.app(event, context)
+            answer = self.app.answer(event)
         else:
             message = json.dumps({"message": f"injected by the test: HTTP {status}"})
-            response = {
-                "statusCode": status,
-                "headers": {"Content-Type": "application/json"},
-                "body": message,
-            }
+            answer = Answer(
+                {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": message}
+            )
         if self.recording:
-            self._record(event, response, injected=status is not None)
-        return response
+            self._record(event, answer.response, injected=status is not None)
+        return answer
 
     def _record(self, event: Mapping[str, Any], response: Mapping[str, Any], *, injected: bool) -> None:
         raw = event.get("body") or ""
@@ -169,38 +168,6 @@ class _Boundary:
             return list(self._exchanges)
 
 
-class _Server(CloudServer):
-    """The product's server, which also cuts its open connections when it stops (an outage):
-    ``CloudServer`` speaks HTTP/1.1, so a client's pooled connection would otherwise outlive it."""
-
-    def __init__(self, address: tuple[str, int], app: Any) -> None:
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, app)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A connection cut by :meth:`cut_connections` mid-request is the outage, not an error."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-    def cut_connections(self) -> None:
-        with self._open_lock:
-            open_now = list(self._open)
-        for connection in open_now:
-            with contextlib.suppress(OSError):  # closed meanwhile
-                connection.shutdown(socket.SHUT_RDWR)
-
-
 class LocalCloud:
     """The real cloud on 127.0.0.1 with one tenant and cluster (see the module docstring).
 
@@ -219,7 +186,7 @@ class LocalCloud:
         self.store = SqliteGraphStore(self.db)
         self.app = CloudApp(self.store, CloudSettings(store=f"sqlite:{self.db}"))
         self._boundary = _Boundary(self.app)
-        self._server: _Server | None = None
+        self._server: CloudServer | None = None
         self._thread: threading.Thread | None = None
         self.admin_token = self.owner_token = self.read_token = self.token = ""
         self.tenant_id = self.cluster_id = ""
@@ -235,11 +202,10 @@ class LocalCloud:
         """Listen (again) on the same port (the first start picks a free one and provisions)."""
         if self._server is not None:
             raise RuntimeError("already running")
-        self._server = _Server((self.host, self.port), self._boundary)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        settings = ServerSettings(host=self.host, port=self.port, limit_tenants=False)
+        self._server = CloudServer(settings, InProcess(self._boundary))
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         if not self.token:
             try:
@@ -254,8 +220,8 @@ class LocalCloud:
         """Stop listening and cut open connections: refused until :meth:`start` (the store stays)."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.cut_connections()
+        # HTTP/1.1: a client's pooled connection would otherwise outlive the outage.
+        self._server.shutdown(cut_connections=True)
         self._server.server_close()
         assert self._thread is not None
         self._thread.join(10)
