@@ -11,6 +11,7 @@ string lengths, IPs that parse, times within :data:`agent.wiretime.RANGE`.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from agent.wire import EdgeDoc, InternetTargetDoc, WorkloadTargetDoc
 from agent.wiretime import EARLIEST, END, RANGE
@@ -25,7 +26,9 @@ MAX_IPS = 64
 Loc = tuple[str | int, ...]
 
 
-def _ip(text: str) -> bool:
+@lru_cache(maxsize=65536)
+def is_ip(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address (cached: reports repeat a cluster's few IPs)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -62,7 +65,7 @@ def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
         fields.append((("target", "dnsName"), t.dnsName, _name(t.dnsName, empty=True)))
         if len(t.ips) > MAX_IPS:
             ips.append((("target", "ips"), f"more than {MAX_IPS} IPs"))
-        ips += [(("target", "ips", i), "not an IP address") for i, ip in enumerate(t.ips) if not _ip(ip)]
+        ips += [(("target", "ips", i), "not an IP address") for i, ip in enumerate(t.ips) if not is_ip(ip)]
     else:
         arn = t.arn  # type: ignore[union-attr]  # the union's last member
         fields.append((("target", "arn"), arn, _name(arn, bound=MAX_TEXT)))

@@ -16,12 +16,10 @@ and retried forever.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from agent.model import (
@@ -34,7 +32,7 @@ from agent.model import (
     TcpConnection,
     WorkloadIdentity,
 )
-from agent.wirechecks import MAX_NAME, MAX_TEXT
+from agent.wirechecks import MAX_NAME, MAX_TEXT, is_ip
 from agent.wiretime import RANGE
 
 KAFKA_SERVER_KIND = "Pod"
@@ -82,15 +80,6 @@ class Converted:
         return False
 
 
-@lru_cache(maxsize=65536)
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _port(value: Any) -> int | None:
     """A port (absent or null: 0), or None when out of range."""
     port = int(value or 0)
@@ -101,7 +90,7 @@ def _sources(results: Input, converted: Converted) -> Iterable[tuple[str, Input]
     """(srcIp, source entry) of each ``RecordedDestinationsForSrc`` whose srcIp is an IP."""
     for source in results["results"]:
         src = source["srcIp"]
-        if _is_ip(src):
+        if is_ip(src):
             yield src, source
         else:
             for _ in source["destinations"] or [None]:
@@ -123,7 +112,7 @@ def capture_results(results: Input) -> Converted:
             if not out.named(name) or not out.timed(dest["lastSeen"]):
                 continue
             ip = dest.get("destinationIP") or ""
-            if ip and not _is_ip(ip):
+            if ip and not is_ip(ip):
                 out.skip("bad_ip", f"destinationIP is not an IP: {ip[:64]!r}")
                 continue
             client_port = dest.get("srcPort") or 0
@@ -131,7 +120,7 @@ def capture_results(results: Input) -> Converted:
                 out.skip("bad_port", f"srcPort out of range: {client_port}")
                 continue
             server_ip = dest.get("dnsServerIP") or ""
-            if server_ip and not _is_ip(server_ip):
+            if server_ip and not is_ip(server_ip):
                 out.skip("bad_ip", f"dnsServerIP is not an IP: {server_ip[:64]!r}")
                 continue
             seen, ttl = dest["lastSeen"], max(int(dest.get("TTL") or 0), 0)
@@ -160,7 +149,7 @@ def _connections(results: Input, *, socket_scan: bool) -> Converted:
             server = dest.get("destinationIP") or dest["destination"]
             port = _port(dest.get("destinationPort"))
             client_port = _port(dest.get("srcPort"))
-            if not _is_ip(server):
+            if not is_ip(server):
                 out.skip("bad_ip", f"destination is not an IP: {server[:64]!r}")
             elif port is None:
                 out.skip("bad_port", f"destinationPort out of range: {dest.get('destinationPort')}")
@@ -196,7 +185,7 @@ def kafka_results(results: Input) -> Converted:
     server is the pod named by ``serverPodName`` (see :data:`KAFKA_SERVER_KIND`)."""
     out = Converted()
     for r in results["results"]:
-        if not _is_ip(r["srcIp"]):
+        if not is_ip(r["srcIp"]):
             out.skip("bad_ip", f"srcIp is not an IP: {r['srcIp'][:64]!r}")
             continue
         if not (
@@ -257,7 +246,7 @@ def aws_operations(operations: Sequence[Input], now: float) -> Converted:
     out = Converted()
     for op in operations:
         src = op.get("srcIp") or ""
-        if src and not _is_ip(src):
+        if src and not is_ip(src):
             out.skip("bad_ip", f"srcIp is not an IP: {src[:64]!r}")
             continue
         if not op["actions"]:
