@@ -39,7 +39,7 @@ from cloud_functions.store.base import (
     PagePosition,
 )
 
-DEFAULT_LIMIT = 5000
+DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 """A Lambda answers at most 6 MB: edges of a 349k-edge tenant averaged 280 bytes of JSON, so 10,000
 leave room for edges twice as large (and for YAML), where 20,000 would not."""

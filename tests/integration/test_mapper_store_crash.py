@@ -30,13 +30,15 @@ from agent.model import Edge, Method, WorkloadIdentity
 store = EdgeStore(Path(sys.argv[1]))
 first, size = int(sys.argv[2]), int(sys.argv[3])
 hub = WorkloadIdentity("crash", "hub", "Deployment")
+T0 = 1_700_000_000.0  # times in the codec's range; b (up to 3M) keeps them distinct
+TCP = frozenset({Method.TCP})
 for b in range(first, first + 100_000):
     client = WorkloadIdentity("crash", f"batch{b}", "Deployment")
     edges = [
-        Edge(client, WorkloadIdentity("crash", f"t{i}", "Deployment"), b, b, frozenset({Method.TCP}))
+        Edge(client, WorkloadIdentity("crash", f"t{i}", "Deployment"), T0 + b, T0 + b, TCP)
         for i in range(size - 1)
     ]
-    edges.append(Edge(hub, hub, b, b, frozenset({Method.TCP})))  # one shared key: counts batches
+    edges.append(Edge(hub, hub, T0 + b, T0 + b, TCP))  # one shared key: counts batches
     store.record(edges)
     print(f"committed {b}", flush=True)
 """
