@@ -88,11 +88,13 @@ class InProcessMapper:
         return self.log.observations()
 
     def restart(self, token: str, **settings: Any) -> None:
-        """Stop the app (its queue drained), start a new one with ``token`` over the same log."""
-        self._app_transport.close()
+        """Start a new app with ``token`` over the same log, send every request from now on to it,
+        then stop the old one (its queue drained): no request falls between the two."""
+        old = self._app_transport
         self.app = mapper_app(token, self.log, **settings)
         self._app_transport = AsgiTransport(self.app).start()
         self.transport.inner = self._app_transport
+        old.close()
 
     def __enter__(self) -> InProcessMapper:
         self._app_transport.start()
