@@ -138,6 +138,9 @@ class ApiSettings(_Checked):
     open_queries: bool = setting(True, "MAPPER_OPEN_QUERIES", "serve queries without the token")
     max_body_bytes: int = setting(16 << 20, "MAPPER_MAX_BODY_BYTES", "largest request body accepted")
     queue_batches: int = setting(256, "MAPPER_QUEUE_BATCHES", "report batches waiting for resolution")
+    request_timeout: float = setting(
+        30.0, "MAPPER_REQUEST_TIMEOUT", "seconds a request may take to arrive (stalled ones are closed)"
+    )
 
     @property
     def address(self) -> tuple[str, int]:

@@ -23,10 +23,9 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from agent.httpdeadline import read_deadline_protocol
 from cloud_functions.localfront import CloudFront
 from cloud_functions.ratelimit import TenantLimits
 from cloud_functions.workerpool import Backend
@@ -60,72 +59,6 @@ class ServerSettings:
         if not self.limit_tenants:
             return None
         return TenantLimits(self.rate, self.burst, in_flight=max(1, self.workers - 1))
-
-
-_TIMED_OUT = b'{"error":{"code":"request_timeout","message":"the request did not arrive in time"}}'
-_TIMED_OUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    + b"content-length: %d\r\n\r\n" % len(_TIMED_OUT)
-    + _TIMED_OUT
-)
-
-
-class _ReadDeadline(H11Protocol):
-    """h11 under uvicorn, with a deadline on reading each request (head and body)."""
-
-    read_timeout = 30.0
-    _deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()  # the first request is due from the start (uvicorn waits forever for it)
-
-    def data_received(self, data: bytes) -> None:
-        if self._deadline is None:  # the first bytes of a request after an idle keep-alive spell
-            self._arm()
-        super().data_received(data)
-        self._disarm_once_read()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # A pipelined request may have been half read while the previous one was answered.
-        if self.conn.their_state is h11.SEND_BODY and self._deadline is None:
-            self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._deadline = self.loop.call_later(self.read_timeout, self._timed_out)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _disarm_once_read(self) -> None:
-        """Once the request is read to its end, its answer takes as long as it takes."""
-        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-            self._disarm()
-
-    def _timed_out(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
-        started = self.conn.their_state is h11.SEND_BODY or bool(self.conn.trailing_data[0])
-        if started and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            # Part of a request came and nothing was answered yet: say why the connection ends.
-            self.transport.write(_TIMED_OUT_RESPONSE)
-        client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
-        log.info("request not received in time; closing: client=%s started=%s", client, started)
-        self.transport.close()
-
-
-def read_deadline_protocol(timeout: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, closing a connection whose request does not arrive within
-    ``timeout`` s (with 408 when part of it did)."""
-    return type("ReadDeadlineProtocol", (_ReadDeadline,), {"read_timeout": timeout})
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -22,6 +22,7 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
 from agent.anonymize import AnonymizationKeyError, Anonymizer, load_key
+from agent.httpdeadline import read_deadline_protocol
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.kube import ClusterWatcher
@@ -131,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, _already_stopping)
     try:
         host, port = settings.api.address
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # A request must arrive whole within request_timeout: uvicorn alone waits forever for a
+        # stalled one, and a pod that opens connections and sends nothing would hold them.
+        http = read_deadline_protocol(settings.api.request_timeout)
+        uvicorn.run(app, host=host, port=port, log_level="warning", http=http)
     finally:
         if uploader is not None:
             uploader.stop()

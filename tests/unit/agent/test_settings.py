@@ -34,6 +34,7 @@ MAPPER_FLAGS: dict[str, tuple[str, str, str, Any]] = {
     "--open-queries": ("MAPPER_OPEN_QUERIES", "api", "open_queries", False),
     "--max-body-bytes": ("MAPPER_MAX_BODY_BYTES", "api", "max_body_bytes", 1024),
     "--queue-batches": ("MAPPER_QUEUE_BATCHES", "api", "queue_batches", 8),
+    "--request-timeout": ("MAPPER_REQUEST_TIMEOUT", "api", "request_timeout", 2.5),
     "--kubeconfig": ("KUBECONFIG", "cluster", "kubeconfig", "/kube/config"),
     "--cluster-domain": ("CLUSTER_DOMAIN", "cluster", "domain", "corp.internal"),
     "--pod-cidrs": ("MAPPER_POD_CIDRS", "cluster", "pod_cidrs", ("10.244.0.0/16", "fd00::/8")),
