@@ -181,12 +181,12 @@ class EdgeStore:
         if not batch:
             return given
         with self.writing() as db:
-            for key, doc in db.execute(_SELECT_STORED, (_keys_json(list(batch)),)):
-                (stored,) = wire.unpack_edges([doc])
-                if stored is None:  # it cannot be read: the new sighting replaces it
-                    self._skipped(1)
-                else:
-                    batch[key] = merge_edges(stored, batch[key], cumulative=False)
+            rows = db.execute(_SELECT_STORED, (_keys_json(list(batch)),)).fetchall()
+            stored = wire.unpack_edges([doc for _, doc in rows])  # one decoding pass for the batch
+            self._skipped(stored.count(None))  # those cannot be read: the new sightings replace them
+            for (key, _), old in zip(rows, stored, strict=True):
+                if old is not None:
+                    batch[key] = merge_edges(old, batch[key], cumulative=False)
             first = db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()[0]
             db.executemany(
                 _UPSERT,

@@ -85,21 +85,14 @@ def effective(doc: EdgeDoc, heartbeat: float | None) -> Edge:
 def read_back(rows: Iterable[tuple[str, bytes, float | None]]) -> list[StoredEdge]:
     """Stored ``(cluster id, text, the cluster's heartbeat)`` rows → the edges as read, ordered by
     cluster and key."""
-    rows = list(rows)
-    found = []
-    for (cluster, _, heartbeat), doc in zip(rows, _decoded([text for _, text, _ in rows]), strict=True):
-        edge = _readable(doc, heartbeat)
-        if edge is not None and doc is not None:
-            found.append((cluster, wire.key_bytes(doc), StoredEdge(cluster, edge, live=doc.live)))
-    if len(found) < len(rows):
-        log.warning("stored edges skipped, unreadable rows=%d", len(rows) - len(found))
-    found.sort(key=lambda row: row[:2])
-    return [stored for _, _, stored in found]
+    found = in_order(rows)
+    found.sort(key=lambda stored: (stored.cluster_id, wire.key_for(stored.edge.client, stored.edge.target)))
+    return found
 
 
 def in_order(rows: Iterable[tuple[str, bytes, float | None]]) -> list[StoredEdge]:
-    """The same rows → the edges as read, in the rows' order (a page's), unreadable ones skipped
-    and logged as :func:`read_back` does."""
+    """The same rows → the edges as read, in the rows' order (a page's); a row that no longer reads
+    is skipped and logged."""
     rows = list(rows)
     found = []
     for (cluster, _, heartbeat), doc in zip(rows, _decoded([text for _, text, _ in rows]), strict=True):
