@@ -29,7 +29,6 @@ MAX_DEPTH = 64
 MAX_NUMBER_CHARS = 100
 """Characters of one number literal: a double needs fewer than 30, an int below 2**63 19."""
 
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _LONG_NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_NUMBER_CHARS + 1))
@@ -44,13 +43,14 @@ class JsonTooComplex(ValueError):
     """JSON nested deeper than :data:`MAX_DEPTH` or with a number longer than :data:`MAX_NUMBER_CHARS`."""
 
 
-def _too_deep(bare: bytes) -> bool:
-    """Whether the brackets of ``bare`` (strings blanked) nest deeper than :data:`MAX_DEPTH`.
+def _too_deep(brackets: bytes) -> bool:
+    """Whether ``brackets`` (a document's brackets outside strings, nothing else) nest deeper than
+    :data:`MAX_DEPTH`.
 
     Each pass deletes the innermost pairs (in C), so a document of depth d is empty after d
-    passes: no Python loop over its bytes. Unbalanced brackets stop the passes early (malformed
-    JSON: the parser's to report)."""
-    brackets = bare.translate(None, _NOT_BRACKETS)  # (no-op on a skeleton: quotes are gone)
+    passes: no Python loop over its bytes. Unbalanced brackets stop the passes early: refused only
+    when more than :data:`MAX_DEPTH` openers are left (a parser could recurse that deep before
+    finding the fault); otherwise malformed JSON is the parser's to report."""
     for _ in range(MAX_DEPTH):
         shorter = _INNERMOST.sub(b"", brackets)  # one pass: a pair made by this pass waits
         if shorter == brackets:  # none left, or unbalanced: refuse only what could recurse deep

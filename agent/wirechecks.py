@@ -36,8 +36,9 @@ def is_ip(text: str) -> bool:
     return True
 
 
-def _name(value: str, *, empty: bool = False, bound: int = MAX_NAME) -> str:
-    """Why ``value`` is no name (empty: unless allowed; longer than ``bound``), or ``""``."""
+def name_problem(value: str, *, empty: bool = False, bound: int = MAX_NAME) -> str:
+    """Why ``value`` is no name (empty: unless allowed; longer than ``bound``), or ``""``: the rule
+    for documents here and for report entries (:mod:`agent.mapper.api.mutations`)."""
     if not value and not empty:
         return "must not be empty"
     return f"longer than {bound} characters" if len(value) > bound else ""
@@ -48,41 +49,43 @@ def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
     path into the document: ``("client", "name")``, ``("target", "ips", 2)``); empty when nothing.
     An Internet target's ``dnsName`` may be empty (an IP-only target)."""
     ips: list[tuple[Loc, str]] = []
-    fields: list[tuple[Loc, str, str]] = [
-        (("client", "namespace"), doc.client.namespace, _name(doc.client.namespace)),
-        (("client", "name"), doc.client.name, _name(doc.client.name)),
-        (("client", "kind"), doc.client.kind, _name(doc.client.kind, empty=True, bound=MAX_TEXT)),
-        (("targetService",), doc.targetService, _name(doc.targetService, empty=True)),
+    fields: list[tuple[Loc, str]] = [
+        (("client", "namespace"), name_problem(doc.client.namespace)),
+        (("client", "name"), name_problem(doc.client.name)),
+        (("client", "kind"), name_problem(doc.client.kind, empty=True, bound=MAX_TEXT)),
+        (("targetService",), name_problem(doc.targetService, empty=True)),
     ]
     t = doc.target
     if type(t) is WorkloadTargetDoc:
         fields += [
-            (("target", "namespace"), t.namespace, _name(t.namespace)),
-            (("target", "name"), t.name, _name(t.name)),
-            (("target", "kind"), t.kind, _name(t.kind, empty=True, bound=MAX_TEXT)),
+            (("target", "namespace"), name_problem(t.namespace)),
+            (("target", "name"), name_problem(t.name)),
+            (("target", "kind"), name_problem(t.kind, empty=True, bound=MAX_TEXT)),
         ]
     elif type(t) is InternetTargetDoc:
-        fields.append((("target", "dnsName"), t.dnsName, _name(t.dnsName, empty=True)))
+        fields.append((("target", "dnsName"), name_problem(t.dnsName, empty=True)))
         if len(t.ips) > MAX_IPS:
             ips.append((("target", "ips"), f"more than {MAX_IPS} IPs"))
         ips += [(("target", "ips", i), "not an IP address") for i, ip in enumerate(t.ips) if not is_ip(ip)]
     else:
         arn = t.arn  # type: ignore[union-attr]  # the union's last member
-        fields.append((("target", "arn"), arn, _name(arn, bound=MAX_TEXT)))
-    found = [(loc, why) for loc, _, why in fields if why] + ips
+        fields.append((("target", "arn"), name_problem(arn, bound=MAX_TEXT)))
+    found = [(loc, why) for loc, why in fields if why] + ips
     named = (
         ("http", [(r.path, r.methods) for r in doc.http]),
         ("kafkaTopics", [(k.name, k.operations) for k in doc.kafkaTopics]),
     )
     for name, items in named:
         for i, (label, values) in enumerate(items):
-            why = _name(label, bound=MAX_TEXT)
+            why = name_problem(label, bound=MAX_TEXT)
             if why:
                 found.append(((name, i), why))
             if any(len(v) > MAX_TEXT for v in values):
                 found.append(((name, i), f"a value is longer than {MAX_TEXT} characters"))
     found += [
-        (("awsActions", i), why) for i, a in enumerate(doc.awsActions) if (why := _name(a, bound=MAX_TEXT))
+        (("awsActions", i), why)
+        for i, a in enumerate(doc.awsActions)
+        if (why := name_problem(a, bound=MAX_TEXT))
     ]
     times = (
         ("firstSeen", doc.firstSeen),

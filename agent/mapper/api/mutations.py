@@ -32,7 +32,7 @@ from agent.model import (
     TcpConnection,
     WorkloadIdentity,
 )
-from agent.wirechecks import MAX_NAME, MAX_TEXT, is_ip
+from agent.wirechecks import MAX_NAME, MAX_TEXT, is_ip, name_problem
 from agent.wiretime import RANGE
 
 KAFKA_SERVER_KIND = "Pod"
@@ -64,11 +64,11 @@ class Converted:
         """Whether every one of ``names`` is non-empty (unless ``empty``) and at most ``bound``
         long; else the entry is skipped."""
         for name in names:
-            if not name and not empty:
-                self.skip("empty_name", "a name is empty")
-                return False
-            if len(name) > bound:
-                self.skip("too_long", f"longer than {bound} characters: {name[:64]!r}")
+            why = name_problem(name, empty=empty, bound=bound)
+            if why:
+                self.skip(
+                    *(("too_long", f"{why}: {name[:64]!r}") if name else ("empty_name", "a name is empty"))
+                )
                 return False
         return True
 
