@@ -38,26 +38,14 @@ from pathlib import Path
 from types import FrameType
 
 from cloud_functions.auth import PLATFORM_TENANT, issue_token
-from cloud_functions.gatewayevents import http_event, response_parts
 from cloud_functions.handlers import CloudSettings
-from cloud_functions.localserver import MAX_REQUEST_BYTES, CloudServer, ServerSettings, default_workers
+from cloud_functions.localserver import CloudServer, ServerSettings, default_workers
 from cloud_functions.store.base import GraphStore, StoreError
 from cloud_functions.workerpool import WorkerPool, WorkersUnavailable
 
 log = logging.getLogger("network-mapper-cloud")
 
 WORKERS_START_TIMEOUT = 60.0
-
-__all__ = [
-    "MAX_REQUEST_BYTES",
-    "CloudServer",
-    "ServerSettings",
-    "ensure_admin_token",
-    "http_event",
-    "main",
-    "response_parts",
-    "serve",
-]
 
 
 def ensure_admin_token(store: GraphStore, token_file: Path | None) -> str | None:

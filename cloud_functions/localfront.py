@@ -20,12 +20,12 @@ uvicorn, refuses it with ``400``. Every error body is ``{"error": {"code", "mess
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cloud_functions.gatewayevents import http_event, response_parts
+from cloud_functions.handlers import json_error
 from cloud_functions.ratelimit import LimitKeys, TenantLimiter, TenantLimits
 from cloud_functions.workerpool import Backend, WorkersUnavailable
 
@@ -56,11 +56,9 @@ class _Reply:
 
 
 def _error(status: int, code: str, message: str, *, close: bool = False, retry_after: str = "") -> _Reply:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    headers = [("Content-Type", "application/json")]
-    if retry_after:
-        headers.append(("Retry-After", retry_after))
-    return _Reply(status, headers, body, close)
+    """An error answered by the front itself, in the app's own form (:func:`json_error`)."""
+    extra = {"Retry-After": retry_after} if retry_after else None
+    return _Reply(*response_parts(json_error(status, code, message, extra)), close)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -66,10 +66,14 @@ def open_store(settings: CloudSettings) -> GraphStore:
     raise ValueError(f"CLOUD_STORE must be sqlite:/path or dynamodb:<table>, got {spec!r}")
 
 
-def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
+def json_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The Lambda proxy response of an error (``{"error": {"code", "message"}}``): the app's own
+    answers outside routing, and the local server's front (:mod:`cloud_functions.localfront`)."""
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps({"error": {"code": code, "message": message}}),
         "isBase64Encoded": False,
     }
@@ -134,10 +138,10 @@ class CloudApp:
         http = request_context.get("http") if isinstance(request_context, Mapping) else None
         method, path = http.get("method") if isinstance(http, Mapping) else None, event.get("rawPath")
         if not isinstance(method, str) or not isinstance(path, str):
-            return Answer(_json_error(400, "bad_event", "not an API Gateway HTTP API (v2) event"))
+            return Answer(json_error(400, "bad_event", "not an API Gateway HTTP API (v2) event"))
         limit = self.settings.max_body_bytes
         if len(event.get("body") or "") > limit:
-            return Answer(_json_error(413, "payload_too_large", f"bodies are limited to {limit} bytes"))
+            return Answer(json_error(413, "payload_too_large", f"bodies are limited to {limit} bytes"))
         tenant = ""
         try:
             caller = self._admit(event, path)
@@ -146,10 +150,10 @@ class CloudApp:
                 self._routes.app.context.update(store=self.store, caller=caller, settings=self.settings)
                 response = self._routes.app.resolve(event, context)
         except ApiError as error:
-            response = _json_error(error.status, error.code, error.message)
+            response = json_error(error.status, error.code, error.message)
         except Exception:  # a malformed event, or a bug: never a traceback to the client
             self._routes.logger.exception("request failed", extra={"method": method, "path": path})
-            response = _json_error(500, "internal", "internal error")
+            response = json_error(500, "internal", "internal error")
         status, ms = response.get("statusCode"), round((time.perf_counter() - started) * 1000, 2)
         log = {"method": method, "path": path, "status": status, "tenant": tenant, "ms": ms}
         self._routes.logger.info("request", extra=log)
@@ -170,4 +174,4 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 lambda_handler = handler
 
-__all__ = ["Answer", "CloudApp", "CloudSettings", "handler", "lambda_handler", "open_store"]
+__all__ = ["Answer", "CloudApp", "CloudSettings", "handler", "json_error", "lambda_handler", "open_store"]

@@ -14,8 +14,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from cloud_functions.gatewayevents import http_event
 from cloud_functions.handlers import CloudApp, CloudSettings
-from cloud_functions.local import ensure_admin_token, http_event
+from cloud_functions.local import ensure_admin_token
 from cloud_functions.store.sqlite import SqliteGraphStore
 
 REPO = Path(__file__).resolve().parents[2]

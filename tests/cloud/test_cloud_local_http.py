@@ -22,7 +22,8 @@ import yaml
 from cloud_handler_support import CRD, REPO, demo_edges, recorded
 
 from agent.exports import validate
-from cloud_functions.local import CloudServer, ServerSettings, serve
+from cloud_functions.local import serve
+from cloud_functions.localserver import CloudServer, ServerSettings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ the real app, with no socket in between:
   that gets no answer within its ``timeout`` raises :class:`~agent.mapperclient.TransportTimeout`.
 * :class:`CloudTransport`: the cloud's Lambda handler (``cloud_functions.handlers.CloudApp``);
   each request becomes the API Gateway HTTP API v2 event it would produce
-  (``cloud_functions.local.http_event``, the local server's own builder), the handler's answer
+  (``cloud_functions.gatewayevents.http_event``, the local server's own builder), the handler's answer
   the response.
 * :class:`RecordingTransport`: in front of another transport; keeps every exchange, and can
   answer a status itself (a failing proxy in front of the app) or refuse to connect (an outage).
@@ -30,8 +30,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agent.mapperclient import Request, Response, Transport, TransportError, TransportTimeout
+from cloud_functions.gatewayevents import http_event, response_parts
 from cloud_functions.handlers import CloudApp
-from cloud_functions.local import http_event, response_parts
 
 log = logging.getLogger("tests.support.transports")
 
