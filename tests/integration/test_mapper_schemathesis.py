@@ -7,8 +7,6 @@ shapes (depth, size, numbers) for every way a request carries JSON (the POST bod
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -28,6 +25,7 @@ from agent.mapper.resolver import Resolver
 from agent.mapper.store import EdgeStore
 from agent.model import Edge, InternetTarget, Method, WorkloadIdentity
 from agent.settings import ApiSettings
+from tests.support.mapper_app import MapperServer
 
 pytestmark = pytest.mark.slow
 
@@ -53,15 +51,8 @@ class Mapper:
         )
         state = ClusterState()
         app = create_app(ApiSettings(token=TOKEN), self.store, Resolver(state, "cluster.local"), state)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
+        self.server = MapperServer(app).start()
+        self.base = f"http://127.0.0.1:{self.server.port}"
         self.http = requests.Session()
 
     def edges(self) -> int:
@@ -71,8 +62,7 @@ class Mapper:
 
     def close(self) -> None:
         self.http.close()
-        self.server.should_exit = True
-        self.thread.join(15)
+        self.server.stop()
         self.store.close()
 
 
