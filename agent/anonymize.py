@@ -5,8 +5,9 @@ both: it imports only :mod:`agent.model` and :mod:`agent.exports`.
 
 With ``cloud.anonymize=true`` the mapper's uploader (:mod:`agent.mapper.uploader`) sends
 :meth:`Anonymizer.anonymize` of each edge: workload names, namespaces, DNS names (the whole
-name), ARNs and ``target_service`` become ``h-`` + 24 hex digits of HMAC-SHA256 under a key
-that never leaves the cluster (a Secret mounted as a file: :func:`load_key`). Kinds, IPs, ports,
+name), ARNs, ``target_service`` and principals (Istio's ``spiffe://.../ns/<ns>/sa/<sa>``, Kafka's
+``User:CN=<name>``: they name workloads too) become ``h-`` + 24 hex digits of HMAC-SHA256 under a
+key that never leaves the cluster (a Secret mounted as a file: :func:`load_key`). Kinds, IPs, ports,
 HTTP paths and methods, Kafka topics and AWS actions are kept: they are what makes the map
 useful, and are not workload or namespace names.
 
@@ -110,13 +111,28 @@ def _renamed(edge: Edge, rename: Callable[[str], str]) -> Edge:
         target = dataclasses.replace(target, dns_name=rename(target.dns_name))
     elif target.arn != "*":
         target = AwsTarget(rename(target.arn))
+    http = tuple(
+        dataclasses.replace(r, principals=tuple(map(rename, r.principals))) if r.principals else r
+        for r in edge.http
+    )
+    topics = tuple(
+        dataclasses.replace(t, principal=rename(t.principal)) if t.principal else t for t in edge.kafka_topics
+    )
     return dataclasses.replace(
-        edge, client=identity(edge.client), target=target, target_service=rename(edge.target_service)
+        edge,
+        client=identity(edge.client),
+        target=target,
+        target_service=rename(edge.target_service),
+        http=http,
+        kafka_topics=topics,
     )
 
 
 def _names(edge: Edge) -> Iterable[str]:
     yield from (edge.client.namespace, edge.client.name, edge.target_service)
+    for r in edge.http:
+        yield from r.principals
+    yield from (t.principal for t in edge.kafka_topics)
     target = edge.target
     if isinstance(target, WorkloadIdentity):
         yield from (target.namespace, target.name)

@@ -14,7 +14,9 @@ from libpcap, and a float is ~10x cheaper to make than a ``datetime`` on the hot
 from __future__ import annotations
 
 import enum
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 Timestamp = float
 """Seconds since the Unix epoch, UTC."""
@@ -81,7 +83,8 @@ class SocketConnection:
 
 @dataclass(frozen=True, slots=True)
 class KafkaAccess:
-    """One Kafka authorizer decision: a client IP did an operation on a topic of a server."""
+    """One Kafka authorizer decision: a client IP did an operation on a topic of a server, as
+    ``principal`` (``User:CN=...``; empty: unknown), and the authorizer ``allowed`` it or not."""
 
     client_ip: str
     server: WorkloadIdentity
@@ -89,6 +92,8 @@ class KafkaAccess:
     operation: str
     seen_at: Timestamp
     client_port: int = 0
+    principal: str = ""
+    allowed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,8 @@ class IstioRequest:
     method: str
     count: int
     seen_at: Timestamp
+    principal: str = ""  # the source's principal (``spiffe://<domain>/ns/<ns>/sa/<sa>``; empty: plaintext)
+    statuses: tuple[int, ...] = ()  # the response codes of these requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +166,29 @@ class AwsTarget:
 
 @dataclass(frozen=True, slots=True, order=True)
 class HttpResource:
+    """An HTTP path the client called: the methods, the source principals it called as (Istio's
+    ``source_principal``) and the response codes seen. One per path on an edge."""
+
     path: str
     methods: tuple[str, ...] = ()
+    principals: tuple[str, ...] = ()
+    statuses: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class KafkaTopic:
+    """What one principal (empty: unknown) did on a topic: the operations the broker allowed, and
+    those it ``denied`` (kept to show what an ACL would break; never exported as granted). One per
+    (topic, principal) on an edge."""
+
     name: str
     operations: tuple[str, ...] = ()
+    principal: str = ""
+    denied: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.principal)
 
 
 Target = WorkloadIdentity | InternetTarget | AwsTarget
@@ -233,53 +255,59 @@ MAX_DETAILS = 256
 smallest values, so a client that requests ever new paths (IDs in them) cannot grow one edge
 without limit, while merging stays commutative, associative and idempotent."""
 MAX_VALUES = 32
-"""Bound of the HTTP methods of one path and the operations on one topic (the same rule)."""
+"""Bound of the values of one detail: the HTTP methods, principals and response codes of one path,
+the operations (allowed or denied) on one topic (the same rule)."""
 
-Named = tuple[tuple[str, tuple[str, ...]], ...]
 
-
-def _smallest(values: set[str], bound: int) -> tuple[tuple[str, ...], bool]:
+def _smallest(values: set[Any], bound: int) -> tuple[tuple[Any, ...], bool]:
     """The ``bound`` smallest of ``values``, sorted, and whether any were left out."""
     ordered = sorted(values)
     return tuple(ordered[:bound]), len(ordered) > bound
 
 
-def _merge_named(a: Named, b: Named) -> tuple[Named, bool]:
-    """Union by name of values, bounded (:data:`MAX_DETAILS` names, :data:`MAX_VALUES` values
-    each); and whether anything was left out."""
-    merged: dict[str, set[str]] = {}
-    for name, values in a + b:
-        merged.setdefault(name, set()).update(values)
-    names, cut = _smallest(set(merged), MAX_DETAILS)
+def _merged_details(rows: Iterable[tuple[Hashable, tuple[tuple[Any, ...], ...]]]) -> tuple[list[Any], bool]:
+    """Rows of (key, value tuples) → per key, each value tuple's union, bounded (:data:`MAX_DETAILS`
+    keys, :data:`MAX_VALUES` values each), keys sorted; and whether anything was left out."""
+    merged: dict[Any, list[set[Any]]] = {}
+    for key, values in rows:
+        sets = merged.get(key)
+        if sets is None:
+            merged[key] = [set(v) for v in values]
+        else:
+            for into, more in zip(sets, values, strict=True):
+                into.update(more)
+    keys, cut = _smallest(set(merged), MAX_DETAILS)
     out = []
-    for name in names:
-        values, cut_values = _smallest(merged[name], MAX_VALUES)
-        out.append((name, values))
-        cut = cut or cut_values
-    return tuple(out), cut
+    for key in keys:
+        parts = []
+        for value_set in merged[key]:
+            kept, cut_values = _smallest(value_set, MAX_VALUES)
+            parts.append(kept)
+            cut = cut or cut_values
+        out.append((key, parts))
+    return out, cut
 
 
 def _merged_http(
     a: tuple[HttpResource, ...], b: tuple[HttpResource, ...]
 ) -> tuple[tuple[HttpResource, ...], bool]:
-    named, cut = _merge_named(tuple((r.path, r.methods) for r in a), tuple((r.path, r.methods) for r in b))
-    return tuple(HttpResource(path, methods) for path, methods in named), cut
+    rows, cut = _merged_details((r.path, (r.methods, r.principals, r.statuses)) for r in a + b)
+    return tuple(HttpResource(path, *parts) for path, parts in rows), cut
 
 
 def _merged_kafka(
     a: tuple[KafkaTopic, ...], b: tuple[KafkaTopic, ...]
 ) -> tuple[tuple[KafkaTopic, ...], bool]:
-    named, cut = _merge_named(
-        tuple((t.name, t.operations) for t in a), tuple((t.name, t.operations) for t in b)
-    )
-    return tuple(KafkaTopic(name, ops) for name, ops in named), cut
+    rows, cut = _merged_details(((t.name, t.principal), (t.operations, t.denied)) for t in a + b)
+    return tuple(KafkaTopic(name, ops, principal, denied) for (name, principal), (ops, denied) in rows), cut
 
 
 def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
     """The one merge of two sightings of the same edge (``a.key == b.key``), used by every store.
 
-    ``first_seen`` is the earliest, ``last_seen`` the latest; methods, AWS actions, HTTP methods
-    per path and Kafka operations per topic are unions; ``target_service`` is the non-empty one
+    ``first_seen`` is the earliest, ``last_seen`` the latest; methods, AWS actions, HTTP methods,
+    principals and response codes per path, and Kafka operations (allowed, denied) per topic and
+    principal are unions; ``target_service`` is the non-empty one
     seen last (by ``target_service_seen``; on a tie the greater name: an empty one never erases a
     known service, and a later sighting without one keeps when the known one was seen);
     ``ambiguous`` holds only while both are ambiguous (one unambiguous sighting pins the edge to

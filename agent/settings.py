@@ -102,17 +102,30 @@ class _Checked:
                 raise SettingsError(f"{_flag(f)} (env {f.metadata['env']}): {exc}") from exc
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SnifferSettings(_Checked):
-    """The node agent: capture DNS and TCP SYNs, scan sockets, report to the mapper."""
-
-    mapper_url: str = setting(
+def mapper_url_setting() -> Any:
+    """The producers' (the sniffer's, the watchers') mapper endpoint: one variable for all."""
+    return setting(
         "http://network-mapper:9090/query",
         "OTTERIZE_MAPPER_API",
         "the mapper's GraphQL endpoint",
         flag="mapper_url",
     )
-    token: str = setting("", "NETWORK_MAPPER_TOKEN", "agent token sent as 'Authorization: Bearer'")
+
+
+def token_setting() -> Any:
+    return setting("", "NETWORK_MAPPER_TOKEN", "agent token sent as 'Authorization: Bearer'")
+
+
+def kubeconfig_setting() -> Any:
+    return setting("", "KUBECONFIG", "kubeconfig file (empty: in-cluster configuration)")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnifferSettings(_Checked):
+    """The node agent: capture DNS and TCP SYNs, scan sockets, report to the mapper."""
+
+    mapper_url: str = mapper_url_setting()
+    token: str = token_setting()
     report_interval: float = setting(1.0, "SNIFFER_REPORT_INTERVAL", "seconds between reports to the mapper")
     socket_scan_interval: float = setting(5.0, "SNIFFER_SOCKET_SCAN_INTERVAL", "seconds between /proc scans")
     max_pending_pairs: int = setting(
@@ -125,6 +138,141 @@ class SnifferSettings(_Checked):
         "0.0.0.0:9091", "SNIFFER_HEALTH_ADDRESS", "host:port for /healthz and /metrics", check=parse_address
     )
     request_timeout: float = setting(10.0, "SNIFFER_REQUEST_TIMEOUT", "seconds per request to the mapper")
+
+
+def server_patterns(value: tuple[str, ...]) -> None:
+    for item in value:
+        server, colon, container = item.partition(":")
+        name, dot, namespace = server.rpartition(".")
+        if not dot or not name or not namespace or (colon and not container):
+            raise ValueError(f"not a POD.NAMESPACE[:CONTAINER] item: {item!r}")
+
+
+def log_file_items(value: tuple[str, ...]) -> None:
+    for item in value:
+        path, sep, pod = item.rpartition("=")
+        if not sep or not path or ":" in pod:
+            raise ValueError(f"not a PATH=POD.NAMESPACE item: {item!r}")
+        server_patterns((pod,))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KafkaWatcherSettings(_Checked):
+    """The Kafka watcher: read Kafka's authorizer log lines (pod logs, files), report topic accesses."""
+
+    mapper_url: str = mapper_url_setting()
+    token: str = token_setting()
+    kafka_servers: tuple[str, ...] = setting(
+        (),
+        "OTTERIZE_KAFKA_SERVERS",
+        "Kafka server pods whose logs to read, comma-separated POD.NAMESPACE[:CONTAINER] items (globs"
+        " allowed: kafka-*.kafka; the container defaults to the pod's first)",
+        check=server_patterns,
+    )
+    log_files: tuple[str, ...] = setting(
+        (),
+        "KAFKA_WATCHER_LOG_FILES",
+        "authorizer log files to tail, comma-separated PATH=POD.NAMESPACE items (the broker pod"
+        " that writes the file)",
+        check=log_file_items,
+        flag="log_files",
+    )
+    kubeconfig: str = kubeconfig_setting()
+    poll_interval: float = setting(
+        5.0, "KAFKA_WATCHER_POLL_INTERVAL", "seconds between reads of the logs", flag="poll_interval"
+    )
+    report_interval: float = setting(
+        10.0, "KAFKA_WATCHER_REPORT_INTERVAL", "seconds between reports to the mapper", flag="report_interval"
+    )
+    max_pending: int = setting(
+        100_000,
+        "KAFKA_WATCHER_MAX_PENDING",
+        "bound on distinct (client IP, server pod, topic, operation) accesses held between reports",
+        flag="max_pending",
+    )
+    request_timeout: float = setting(
+        10.0, "KAFKA_WATCHER_REQUEST_TIMEOUT", "seconds per request", flag="request_timeout"
+    )
+    health_address: str = setting(
+        "0.0.0.0:9092",
+        "KAFKA_WATCHER_HEALTH_ADDRESS",
+        "host:port for /healthz and /metrics",
+        check=parse_address,
+        flag="health_address",
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IstioWatcherSettings(_Checked):
+    """The Istio watcher: scrape sidecars' istio_requests_total, report HTTP paths and methods."""
+
+    mapper_url: str = mapper_url_setting()
+    token: str = token_setting()
+    kubeconfig: str = kubeconfig_setting()
+    namespaces: tuple[str, ...] = setting(
+        (),
+        "ISTIO_WATCHER_NAMESPACES",
+        "namespaces to watch, comma-separated (empty: all)",
+        flag="namespaces",
+    )
+    metrics_port: int = setting(
+        15090, "ISTIO_WATCHER_METRICS_PORT", "the sidecars' Prometheus port", flag="metrics_port"
+    )
+    scrape_interval: float = setting(
+        10.0, "ISTIO_WATCHER_SCRAPE_INTERVAL", "seconds between scrapes", flag="scrape_interval"
+    )
+    scrape_timeout: float = setting(
+        3.0,
+        "ISTIO_WATCHER_SCRAPE_TIMEOUT",
+        "seconds per sidecar scrape, connecting and reading included",
+        flag="scrape_timeout",
+    )
+    max_concurrent_scrapes: int = setting(
+        16, "ISTIO_WATCHER_MAX_CONCURRENT_SCRAPES", "sidecars scraped at once", flag="max_concurrent_scrapes"
+    )
+    max_series_per_pod: int = setting(
+        5_000,
+        "ISTIO_WATCHER_MAX_SERIES_PER_POD",
+        "istio_requests_total series kept per sidecar (the excess is counted and skipped)",
+        flag="max_series_per_pod",
+    )
+    max_scrape_bytes: int = setting(
+        64 << 20,
+        "ISTIO_WATCHER_MAX_SCRAPE_BYTES",
+        "largest sidecar scrape read (a larger one counts as a failed scrape)",
+        flag="max_scrape_bytes",
+    )
+    path_templates: bool = setting(
+        True,
+        "ISTIO_WATCHER_PATH_TEMPLATES",
+        "template numeric, UUID and hash-like path segments (/api/orders/{id}); false keeps paths as seen",
+        flag="path_templates",
+    )
+    report_interval: float = setting(
+        10.0,
+        "ISTIO_WATCHER_REPORT_INTERVAL",
+        "seconds between reports to the mapper",
+        flag="report_interval",
+    )
+    max_pending: int = setting(
+        100_000,
+        "ISTIO_WATCHER_MAX_PENDING",
+        "bound on distinct (source, destination, path, method) requests held between reports",
+        flag="max_pending",
+    )
+    request_timeout: float = setting(
+        10.0,
+        "ISTIO_WATCHER_REQUEST_TIMEOUT",
+        "seconds per request to the mapper or the Kubernetes API",
+        flag="request_timeout",
+    )
+    health_address: str = setting(
+        "0.0.0.0:9093",
+        "ISTIO_WATCHER_HEALTH_ADDRESS",
+        "host:port for /healthz and /metrics",
+        check=parse_address,
+        flag="health_address",
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -222,7 +370,7 @@ class TelemetrySettings(_Checked):
 class ClusterSettings(_Checked):
     """The cluster (agent.mapper.kube, agent.mapper.resolver): how to reach it, its names and ranges."""
 
-    kubeconfig: str = setting("", "KUBECONFIG", "kubeconfig file (empty: in-cluster configuration)")
+    kubeconfig: str = kubeconfig_setting()
     domain: str = setting("cluster.local", "CLUSTER_DOMAIN", "the cluster's DNS domain")
     pod_cidrs: tuple[str, ...] = setting(
         (),

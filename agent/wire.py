@@ -13,7 +13,8 @@ The document is a set of typed structs (msgspec, checked while decoding, in C)::
              | {"type": "internet", "dnsName", "ips", "port"}
              | {"type": "aws", "arn"},
      "methods": [...], "firstSeen": RFC 3339, "lastSeen": RFC 3339, "count": n,
-     "http": [{"path", "methods"}], "kafkaTopics": [{"name", "operations"}],
+     "http": [{"path", "methods", "principals", "statuses"}],
+     "kafkaTopics": [{"name", "operations", "principal", "denied"}],
      "awsActions": [...], "targetService": "", "ambiguous": false, "live": false,
      "targetServiceSeen": RFC 3339 | null}
 
@@ -114,10 +115,13 @@ __all__ = [  # the time format (agent.wiretime) is part of the codec: re-exporte
     "unpack_edges",
 ]
 
-FORMAT_VERSION = 2
-"""The edge document's version. 1: the same fields less ``targetServiceSeen``, no version on the wire."""
-ACCEPTED_VERSIONS = (1, 2)
-"""Versions of upload bodies the cloud reads (the previous one, for one release)."""
+FORMAT_VERSION = 3
+"""The edge document's version. 3 adds the HTTP resources' ``principals`` and ``statuses`` and the
+Kafka topics' ``principal`` and ``denied``; 2 added ``targetServiceSeen`` and ``truncated``; 1 had
+no version on the wire."""
+ACCEPTED_VERSIONS = (1, 2, 3)
+"""Versions of upload bodies the cloud reads: all so far (the same structs read them; the fields a
+version lacks take their defaults)."""
 EXPORT_API_VERSION: Final = "network-mapper/v1"
 """``apiVersion`` of the JSON export document (its edges are this module's edge documents)."""
 MAX_COUNT = 2**53 - 1
@@ -255,6 +259,29 @@ def _method_names_of(methods: frozenset[Method]) -> tuple[MethodName, ...]:
     return found
 
 
+def _sorted_http(r: HttpResource) -> HttpResource:
+    return HttpResource(
+        r.path, tuple(sorted(r.methods)), tuple(sorted(r.principals)), tuple(sorted(r.statuses))
+    )
+
+
+def _sorted_topic(t: KafkaTopic) -> KafkaTopic:
+    return KafkaTopic(t.name, tuple(sorted(t.operations)), t.principal, tuple(sorted(t.denied)))
+
+
+def _path(r: HttpResource) -> str:
+    return r.path
+
+
+def _topic_key(t: KafkaTopic) -> tuple[str, str]:
+    return (t.name, t.principal)
+
+
+def _canonical_values(*values: tuple[Any, ...]) -> bool:
+    """Each of ``values`` strictly sorted and within :data:`agent.model.MAX_VALUES`."""
+    return all(len(v) <= MAX_VALUES and (len(v) < 2 or _strictly_sorted(v)) for v in values)
+
+
 def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
     """The document of ``edge`` (canonical: every list sorted)."""
     t = edge.target
@@ -272,10 +299,10 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
         firstSeen=moment(edge.first_seen),
         lastSeen=moment(edge.last_seen),
         count=min(edge.count, MAX_COUNT),  # saturates: a decoder refuses more
-        http=tuple(sorted([HttpResource(r.path, tuple(sorted(r.methods))) for r in edge.http])),
-        kafkaTopics=tuple(
-            sorted([KafkaTopic(k.name, tuple(sorted(k.operations))) for k in edge.kafka_topics])
-        ),
+        http=tuple(sorted(map(_sorted_http, edge.http), key=_path)) if edge.http else (),
+        kafkaTopics=tuple(sorted(map(_sorted_topic, edge.kafka_topics), key=_topic_key))
+        if edge.kafka_topics
+        else (),
         awsActions=tuple(sorted(edge.aws_actions)),
         targetService=edge.target_service,
         ambiguous=edge.ambiguous,
@@ -318,7 +345,7 @@ def from_doc(doc: EdgeDoc) -> Edge:
     )
 
 
-def _strictly_sorted(values: Iterable[str]) -> bool:
+def _strictly_sorted(values: Iterable[Any]) -> bool:
     return all(a < b for a, b in pairwise(values))
 
 
@@ -341,14 +368,14 @@ def canonical(doc: EdgeDoc) -> EdgeDoc:
             not http
             or (
                 _strictly_sorted(r.path for r in http)
-                and all(len(r.methods) <= MAX_VALUES and _strictly_sorted(r.methods) for r in http)
+                and all(_canonical_values(r.methods, r.principals, r.statuses) for r in http)
             )
         )
         and (
             not topics
             or (
-                _strictly_sorted(t.name for t in topics)
-                and all(len(t.operations) <= MAX_VALUES and _strictly_sorted(t.operations) for t in topics)
+                _strictly_sorted(t.key for t in topics)
+                and all(_canonical_values(t.operations, t.denied) for t in topics)
             )
         )
     ):

@@ -72,8 +72,8 @@ def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
         fields.append((("target", "arn"), name_problem(arn, bound=MAX_TEXT)))
     found = [(loc, why) for loc, why in fields if why] + ips
     named = (
-        ("http", [(r.path, r.methods) for r in doc.http]),
-        ("kafkaTopics", [(k.name, k.operations) for k in doc.kafkaTopics]),
+        ("http", [(r.path, (*r.methods, *r.principals)) for r in doc.http]),
+        ("kafkaTopics", [(k.name, (*k.operations, *k.denied, k.principal)) for k in doc.kafkaTopics]),
     )
     for name, items in named:
         for i, (label, values) in enumerate(items):
@@ -82,6 +82,11 @@ def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
                 found.append(((name, i), why))
             if any(len(v) > MAX_TEXT for v in values):
                 found.append(((name, i), f"a value is longer than {MAX_TEXT} characters"))
+    found += [
+        (("http", i, "statuses"), "a response code is not in 100-599")
+        for i, r in enumerate(doc.http)
+        if any(not 100 <= code <= 599 for code in r.statuses)
+    ]
     found += [
         (("awsActions", i), why)
         for i, a in enumerate(doc.awsActions)

@@ -1,9 +1,11 @@
-"""``python -m sandbox up|down|status|demo`` — a Kubernetes cluster on one machine.
+"""``python -m sandbox up|down|status|demo|restart`` — a Kubernetes cluster on one machine.
 
 ``up`` starts the supervisor (:mod:`sandbox.supervisor`) detached and waits until it is
 ready; it is idempotent. ``down`` stops it and removes exactly what the state file
 (:mod:`sandbox.state`) lists, even after a crash. ``status`` prints the pods. ``demo`` is
-``up`` plus the pods table and ten seconds of live traffic.
+``up`` plus the pods table and ten seconds of live traffic. ``restart <ns> <pod> [container]``
+restarts one container of a running pod (its restart count goes up, its log becomes the
+previous log), through the supervisor's control endpoint (:mod:`sandbox.control`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,20 @@ def status(state_dir: Path) -> int:
     return 0
 
 
+def restart(state_dir: Path, namespace: str, pod: str, container: str | None) -> int:
+    from sandbox.control import send
+
+    state = StateFile(state_dir).load()
+    if not is_up(state):
+        print("sandbox is not up", file=sys.stderr)
+        return 1
+    if not send(state.forwards["control"], namespace, pod, "restart", container):
+        print(f"no running pod {namespace}/{pod}* with container {container or '(first)'}", file=sys.stderr)
+        return 1
+    print(f"restarted {namespace}/{pod} container {container or '(first)'}")
+    return 0
+
+
 def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
     import requests
 
@@ -124,8 +140,8 @@ def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
 
 
 def demo(state_dir: Path, seconds: float) -> int:
-    from sandbox.topology import EXPECTED_DEMO_MAP
-    from sandbox.views import cloud_access, mapper_url, traffic_view, wait_for_demo_map
+    from sandbox.topology import EXPECTED_DEMO_MAP, ISTIO_NS, KAFKA_NS
+    from sandbox.views import cloud_access, mapper_url, traffic_view, wait_for_demo_map, wait_for_watcher_maps
 
     if rc := up(state_dir):
         return rc
@@ -135,12 +151,18 @@ def demo(state_dir: Path, seconds: float) -> int:
     url = mapper_url(state_dir)
     print("\nwaiting for the network-mapper to map otterize-ecom-demo (up to 60s) ...", flush=True)
     complete, took = wait_for_demo_map(url, 60.0)
+    print(f"demo map {'complete' if complete else 'INCOMPLETE'} after {took:.0f}s", flush=True)
+    print(f"\nwaiting for the Kafka and Istio watchers ({KAFKA_NS}, {ISTIO_NS}; up to 60s) ...", flush=True)
+    complete, took = wait_for_watcher_maps(url, 60.0)
     print(
-        f"map {'complete' if complete else 'INCOMPLETE'} after {took:.0f}s; network-mapper list:\n",
+        f"watchers' map {'complete' if complete else 'INCOMPLETE'} after {took:.0f}s; network-mapper list:\n",
         flush=True,
     )
     subprocess.run([sys.executable, "-m", "agent.cli", "--mapper-url", url, "list"], check=False)
     print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
+    print(
+        f"     network-mapper --mapper-url {url} export --format istio   (or kafka-acl, kafka-acl-commands)"
+    )
     base, tenant, token = cloud_access(state_dir)
     print(f"\nthe local cloud ({base}) holds tenant {tenant}'s graph, uploaded by the mapper:", flush=True)
     deadline = time.monotonic() + 60
@@ -152,6 +174,9 @@ def demo(state_dir: Path, seconds: float) -> int:
     print(f"  curl -H 'Authorization: Bearer {token}' {base}/graph")
     print("  (a page at a time: while nextCursor is not null, repeat with ?cursor=<nextCursor>)")
     print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
+    print(f"  Kafka's authorizer log: kubectl ... logs -n {KAFKA_NS} kafka-0 | grep kafka.authorizer.logger")
+    print(f"  Istio sidecars: kubectl ... logs -n {ISTIO_NS} deploy/server -c istio-proxy")
+    print("restart a container: python -m sandbox restart <namespace> <pod> [container]")
     print("stop it: python -m sandbox down")
     return 0
 
@@ -167,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show the pods")
     d = sub.add_parser("demo", help="up, then show pods and live traffic")
     d.add_argument("--seconds", type=float, default=10.0, help="how long to capture traffic")
+    r = sub.add_parser("restart", help="restart one container of a pod (as if its process exited)")
+    r.add_argument("namespace")
+    r.add_argument("pod", help="the pod's name (or a prefix of it)")
+    r.add_argument("container", nargs="?", help="the container (default: the pod's first)")
     s = sub.add_parser("supervise", help=argparse.SUPPRESS)
     s.add_argument("--state-dir", type=Path, dest="sup_state_dir", required=True)
     args = parser.parse_args(argv)
@@ -183,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "down": lambda: down(args.state_dir),
         "status": lambda: status(args.state_dir),
         "demo": lambda: demo(args.state_dir, args.seconds),
+        "restart": lambda: restart(args.state_dir, args.namespace, args.pod, args.container),
     }
     return commands[args.command]()
 

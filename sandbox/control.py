@@ -1,33 +1,47 @@
-"""The supervisor's control endpoint, for tests that need an outage: pause and resume a pod.
+"""The supervisor's control endpoint, for tests and the demo: outages and container restarts.
 
-``POST /pods/<namespace>/<name-prefix>/pause`` stops that pod's process and keeps it
-stopped; ``.../resume`` starts it again. Served on 127.0.0.1 (port in the state file's
-``forwards["control"]``) by :mod:`sandbox.supervisor`, which owns the processes.
+``POST /pods/<namespace>/<name-prefix>/pause`` stops that pod's containers and keeps them
+stopped; ``.../resume`` starts them again (each comes back as a restart). ``.../restart`` restarts
+the pod's first container at once, ``.../restart/<container>`` the named one; it answers once the
+new container instance runs (its restart count up, its old log kept as the previous log). 200 when
+a pod matched and the action was done, 404 otherwise. Served on 127.0.0.1 (port in the state
+file's ``forwards["control"]``) by :mod:`sandbox.supervisor`, which owns the processes;
+:func:`send` is the client (``python -m sandbox restart ...`` uses it).
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote
 
 log = logging.getLogger(__name__)
 
-Action = Callable[[str, str, str], bool]
-"""(namespace, pod name prefix, "pause" | "resume") → whether a pod matched."""
+Action = Callable[[str, str, str, str | None], bool]
+"""(namespace, pod name prefix, "pause" | "resume" | "restart", container or None) → done."""
+
+ACTIONS = frozenset({"pause", "resume", "restart"})
+_TIMEOUT = 30.0  # a restart waits for the new instance; the supervisor gives up after 10 s
+
+
+def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
+    """``/pods/<ns>/<prefix>/<action>[/<container>]`` → its parts; None when malformed."""
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    if len(parts) not in (4, 5) or parts[0] != "pods" or parts[3] not in ACTIONS:
+        return None
+    if len(parts) == 5 and parts[3] != "restart":
+        return None  # pause and resume act on the whole pod
+    return parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else None
 
 
 def serve(action: Action) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            parts = self.path.strip("/").split("/")
-            ok = (
-                len(parts) == 4
-                and parts[0] == "pods"
-                and parts[3] in {"pause", "resume"}
-                and action(parts[1], parts[2], parts[3])
-            )
+            parsed = parse_path(self.path)
+            ok = parsed is not None and action(*parsed)
             self.send_response(200 if ok else 404)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -36,5 +50,21 @@ def serve(action: Action) -> ThreadingHTTPServer:
             log.info("control %s", format % args)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
     return server
+
+
+def send(port: int, namespace: str, prefix: str, action: str, container: str | None = None) -> bool:
+    """Ask the supervisor listening on 127.0.0.1:``port``; True when it did it."""
+    path = "/pods/" + "/".join(quote(p, safe="") for p in (namespace, prefix, action))
+    if container:
+        path += "/" + quote(container, safe="")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_TIMEOUT)
+    try:
+        conn.request("POST", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    finally:
+        conn.close()

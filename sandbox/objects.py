@@ -3,7 +3,9 @@
 What a cluster's controllers would create — Deployment → ReplicaSet → Pod, StatefulSet →
 Pod, CronJob → Job → Pod, DaemonSet → Pod, Services, Endpoints and EndpointSlices — is
 built here as plain dicts and sent to the API server by :mod:`sandbox.supervisor` through
-the real ``kubernetes`` client, so the API sees the same objects a real cluster has.
+the real ``kubernetes`` client, so the API sees the same objects a real cluster has. Pods list
+every container of their workload (its own, then its sidecars); their status is built from the
+kubelet's :class:`~sandbox.kubelet.ContainerState` of each (restarts, container IDs, last state).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.topology import NODE_IP, NODE_NAME, Workload
+from sandbox.kubelet import ContainerState, Terminated
+from sandbox.topology import NODE_IP, NODE_NAME, Container, Workload
 
 Manifest = dict[str, Any]
 
@@ -67,15 +70,30 @@ def _object(kind: str, name: str, w: Workload, spec: Manifest) -> Manifest:
     return {"apiVersion": _KIND_API[kind], "kind": kind, "metadata": _meta(name, w), "spec": spec}
 
 
+def _image(c: Container) -> str:
+    return f"sandbox/{c.module}"
+
+
+def _container(c: Container) -> Manifest:
+    return {
+        "name": c.name,
+        "image": _image(c),
+        "ports": [{"containerPort": port, "protocol": "TCP"} for port in c.ports],
+    }
+
+
+def _pod_spec(w: Workload) -> Manifest:
+    spec: Manifest = {"containers": [_container(c) for c in w.containers]}
+    if w.service_account:
+        spec["serviceAccountName"] = w.service_account
+    return spec
+
+
 def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
     """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them."""
     selector = {"matchLabels": {"app": w.name}}
-    container = {
-        "name": w.name,
-        "image": f"sandbox/{w.module}",
-        "ports": [{"containerPort": w.port, "protocol": "TCP"}] if w.port else [],
-    }
-    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": {"containers": [container]}}
+    # The template as written; an injector's pod labels (``pod_labels``) appear on the pod only.
+    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": _pod_spec(w)}
     spec: Manifest = {"selector": selector, "template": template}
     owners: list[Manifest]
     seed = f"{w.namespace}/{w.name}/{generation}"
@@ -109,19 +127,46 @@ def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
     pod: Manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**_meta(pod_name, w), "annotations": dict(w.annotations)},
-        "spec": {
-            "nodeName": NODE_NAME,
-            "hostNetwork": w.host_network,
-            "containers": [container],
-        },
+        "metadata": {**_meta(pod_name, w, w.pod_labels), "annotations": dict(w.annotations)},
+        "spec": {"nodeName": NODE_NAME, "hostNetwork": w.host_network, **_pod_spec(w)},
     }
     _owned_by(pod, owner_kind, owner)
     return PodPlan(w, pod_name, NODE_IP if w.host_network else ip, tuple(owners), pod)
 
 
-def running_status(w: Workload, ip: str, started: str) -> Manifest:
-    """What the kubelet reports once the pod's process runs."""
+def _terminated(t: Terminated) -> Manifest:
+    return {
+        "exitCode": t.exit_code,
+        "reason": t.reason,
+        "startedAt": t.started_at,
+        "finishedAt": t.finished_at,
+        "containerID": t.container_id,
+    }
+
+
+def container_status(c: Container, state: ContainerState) -> Manifest:
+    """One ``status.containerStatuses`` entry, as the kubelet reports it."""
+    status: Manifest = {
+        "name": c.name,
+        "image": _image(c),
+        "imageID": "",
+        "containerID": state.container_id,
+        "ready": state.running,
+        "started": state.running,
+        "restartCount": state.restart_count,
+        "state": (
+            {"running": {"startedAt": state.started_at}}
+            if state.exited is None
+            else {"terminated": _terminated(state.exited)}
+        ),
+        "lastState": {"terminated": _terminated(state.last)} if state.last else {},
+    }
+    return status
+
+
+def pod_status(w: Workload, ip: str, started: str, states: tuple[ContainerState, ...]) -> Manifest:
+    """What the kubelet reports for the pod once its processes run (``states`` in container order)."""
+    ready = "True" if all(s.running for s in states) else "False"
     return {
         "status": {
             "phase": "Running",
@@ -129,18 +174,13 @@ def running_status(w: Workload, ip: str, started: str) -> Manifest:
             "podIPs": [{"ip": ip}],
             "hostIP": NODE_IP,
             "startTime": started,
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [
-                {
-                    "name": w.name,
-                    "image": f"sandbox/{w.module}",
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 0,
-                    "started": True,
-                    "state": {"running": {"startedAt": started}},
-                }
+            "conditions": [
+                {"type": "Initialized", "status": "True"},
+                {"type": "Ready", "status": ready},
+                {"type": "ContainersReady", "status": ready},
+                {"type": "PodScheduled", "status": "True"},
             ],
+            "containerStatuses": [container_status(c, s) for c, s in zip(w.containers, states, strict=True)],
         }
     }
 
@@ -151,7 +191,7 @@ def _ports(w: Workload) -> list[Manifest]:
             {"name": "dns", "port": w.service_port, "targetPort": w.port, "protocol": "UDP"},
             {"name": "dns-tcp", "port": w.service_port, "targetPort": w.port, "protocol": "TCP"},
         ]
-    return [{"name": "main", "port": w.service_port, "targetPort": w.port, "protocol": "TCP"}]
+    return [{"name": "main", "port": w.service_port, "targetPort": w.serving_port, "protocol": "TCP"}]
 
 
 def service(w: Workload, cluster_ip: str | None = None) -> Manifest:

@@ -4,15 +4,15 @@ Started detached by ``python -m sandbox up``; it builds the network (:mod:`sandb
 serves the Kubernetes API stand-in (:mod:`sandbox.apiserver`) on 127.0.0.1 and, through a
 forward, on the node's bridge address (reached by pods at the ``kubernetes`` Service's
 ClusterIP), creates the workloads' API objects (:mod:`sandbox.objects`) through the real
-``kubernetes`` client, runs each pod's process (:mod:`sandbox.kubelet`), publishes
-Services/Endpoints/EndpointSlices and programs the ClusterIP DNAT rules. It records every
-namespace and process in the state file before making it, marks the state ready, and on
-SIGTERM stops its pods. ``down`` removes what the state file lists.
+``kubernetes`` client, runs each pod's containers (:mod:`sandbox.kubelet`) and publishes their
+status (restarts included) through the API, publishes Services/Endpoints/EndpointSlices and
+programs the ClusterIP DNAT rules. It records every namespace and process in the state file
+before making it, marks the state ready, and on SIGTERM stops its pods. ``down`` removes what
+the state file lists.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
@@ -35,7 +35,8 @@ from sandbox import network, objects
 from sandbox.apiserver import ApiServer
 from sandbox.control import serve as serve_control
 from sandbox.forward import Forward
-from sandbox.kubelet import PodProcess
+from sandbox.kubelet import ContainerProcess, ContainerSpec, PodProcess
+from sandbox.product import WORKLOADS
 from sandbox.state import StateFile
 from sandbox.topology import (
     API_NODE_PORT,
@@ -46,7 +47,6 @@ from sandbox.topology import (
     DNS_SERVICE_IP,
     NODE_IP,
     SYSTEM_NS,
-    WORKLOADS,
     Workload,
 )
 
@@ -93,6 +93,8 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self._state_lock = threading.Lock()
         self.cluster_ips: dict[tuple[str, str], str] = {}
+        self._status_lock = threading.Lock()  # one status patch at a time: the last one is the newest
+        self._published: dict[tuple[str, str], tuple[Workload, str, str]] = {}  # pod -> (w, ip, start)
 
     # ---------------------------------------------------------------- write-ahead records
     def _record_ns(self, name: str) -> None:
@@ -199,29 +201,53 @@ class Supervisor:
         _, pod_cfg = kubeconfig_paths(self.files.dir)
         fill = {
             "pod_ip": plan.ip,
+            "pod_name": plan.pod_name,
+            "namespace": w.namespace,
             "kubeconfig": str(pod_cfg),
             "data_dir": str(self.files.dir / "mapper-data"),
             "token": self.state.token,
             "cloud_token": self.state.cloud_ingest_token,
         }
-        argv = ["-m", w.module, *(a.format(**fill) for a in w.args)]
-        env = {k: v.format(**fill) for k, v in w.env.items()}
-        role = f"{w.namespace}/{plan.pod_name}"
+        specs = [
+            ContainerSpec(
+                c.name,
+                ("-m", c.module, *(a.format(**fill) for a in c.args)),
+                {k: v.format(**fill) for k, v in c.env.items()},
+            )
+            for c in w.containers
+        ]
         proc = PodProcess(
             w.namespace,
             plan.pod_name,
             ns,
-            argv,
+            specs,
             log_dir=self.log_dir,
             python=self.python,
-            env=env,
-            on_start=functools.partial(self._record_pid, role),
+            on_change=self._container_changed,
         ).start()
         self.pods.append(proc)
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.core.patch_namespaced_pod_status(
-            plan.pod_name, w.namespace, objects.running_status(w, plan.ip, started)
-        )
+        self._published[(w.namespace, plan.pod_name)] = (w, plan.ip, started)
+        self._publish_status(proc)
+
+    def _container_changed(self, pod: PodProcess, container: ContainerProcess) -> None:
+        """A container started or exited: record its pid, then tell the API (once the pod's first
+        status is out; until then :meth:`_run_pod` publishes it)."""
+        if container.alive():
+            first = container is pod.containers[0]
+            role = f"{pod.namespace}/{pod.pod}" + ("" if first else f"/{container.name}")
+            self._record_pid(role, container.pid)
+        if (pod.namespace, pod.pod) in self._published:
+            self._publish_status(pod)
+
+    def _publish_status(self, pod: PodProcess) -> None:
+        w, ip, started = self._published[(pod.namespace, pod.pod)]
+        with self._status_lock:  # the states are read inside the lock: a later patch is never older
+            body = objects.pod_status(w, ip, started, pod.states())
+            try:
+                self.core.patch_namespaced_pod_status(pod.pod, pod.namespace, body)
+            except k8s.ApiException as exc:  # e.g. a test deleted the pod: keep the kubelet going
+                log.warning("pod status not published ns=%s pod=%s: %s", pod.namespace, pod.pod, exc.reason)
 
     def _publish_endpoints(self, w: Workload, plan: objects.PodPlan) -> list[network.ServiceRule]:
         pods = [(plan.pod_name, plan.ip)]
@@ -229,40 +255,35 @@ class Supervisor:
         self._create(objects.endpoint_slice(w, pods))
         cluster_ip = self.cluster_ips[(w.namespace, w.service)]
         return [
-            network.ServiceRule(cluster_ip, w.service_port, proto, ((plan.ip, w.port),))
+            network.ServiceRule(cluster_ip, w.service_port, proto, ((plan.ip, w.serving_port),))
             for proto in (("udp", "tcp") if w.protocol == "UDP" else ("tcp",))
         ]
 
-    def _start_internet(self) -> None:
-        argv = ["-m", "sandbox.workloads", "internet", "--port", "80"]
+    def _start_outside(self, name: str, argv: tuple[str, ...]) -> None:
+        """A process "on the Internet": no pod in the API, so nothing but its pid is recorded."""
+        role = f"internet/{name}"
         proc = PodProcess(
             "internet",
-            "www",
+            name,
             network.INTERNET_NETNS,
-            argv,
+            [ContainerSpec(name, argv)],
             log_dir=self.log_dir,
             python=self.python,
-            on_start=functools.partial(self._record_pid, "internet/www"),
+            on_change=lambda _pod, c: self._record_pid(role, c.pid) if c.alive() else None,
         ).start()
         self.pods.append(proc)
+
+    def _start_internet(self) -> None:
+        self._start_outside("www", ("-m", "sandbox.workloads", "internet", "--port", "80"))
 
     def _start_cloud(self) -> None:
         """The local cloud backend in the "Internet" namespace, with a tenant for this cluster."""
         cloud_dir = self.files.dir / "cloud"
         cloud_dir.mkdir(exist_ok=True)
         admin_file = cloud_dir / "admin.token"
-        argv = ["-m", "cloud_functions.local", "--listen", f"{CLOUD_IP}:{CLOUD_PORT}"]
-        argv += ["--db", str(cloud_dir / "cloud.db"), "--admin-token-file", str(admin_file)]
-        proc = PodProcess(
-            "internet",
-            "cloud",
-            network.INTERNET_NETNS,
-            argv,
-            log_dir=self.log_dir,
-            python=self.python,
-            on_start=functools.partial(self._record_pid, "internet/cloud"),
-        ).start()
-        self.pods.append(proc)
+        argv: tuple[str, ...] = ("-m", "cloud_functions.local", "--listen", f"{CLOUD_IP}:{CLOUD_PORT}")
+        argv += ("--db", str(cloud_dir / "cloud.db"), "--admin-token-file", str(admin_file))
+        self._start_outside("cloud", argv)
         fwd = Forward(("127.0.0.1", 0), (CLOUD_IP, CLOUD_PORT), target_ns=network.INTERNET_NETNS).start()
         self.state.forwards["cloud"] = fwd.port
         base = f"http://127.0.0.1:{fwd.port}"
@@ -280,12 +301,26 @@ class Supervisor:
         self.state.cloud_tenant, self.state.cloud_ingest_token, self.state.cloud_read_token = tenant
         self._save()
 
-    def _control(self, namespace: str, prefix: str, action: str) -> bool:
+    def _control(self, namespace: str, prefix: str, action: str, container: str | None) -> bool:
         matched = [p for p in self.pods if p.namespace == namespace and p.pod.startswith(prefix)]
+        done = bool(matched)
         for p in matched:
-            p.pause() if action == "pause" else p.resume()
-        log.info("control %s ns=%s prefix=%s pods=%d", action, namespace, prefix, len(matched))
-        return bool(matched)
+            if action == "pause":
+                p.pause()
+            elif action == "resume":
+                p.resume()
+            else:
+                done = p.restart(container) and done
+        log.info(
+            "control %s ns=%s prefix=%s container=%s pods=%d ok=%s",
+            action,
+            namespace,
+            prefix,
+            container,
+            len(matched),
+            done,
+        )
+        return done
 
     def _stop_pods(self) -> None:
         for p in self.pods:

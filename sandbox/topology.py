@@ -1,10 +1,14 @@
 """What the sandbox cluster runs: namespaces, workloads, their ports and their calls.
 
-This is pure data. :mod:`sandbox.cluster` turns it into API objects (Deployment →
+This is pure data. :mod:`sandbox.objects` turns it into API objects (Deployment →
 ReplicaSet → Pod, StatefulSet → Pod, CronJob → Job → Pod, Services, Endpoints,
-EndpointSlices) and into processes in network namespaces. The calls reproduce the
-Google microservices-demo pattern in ``otterize-ecom-demo`` (the map in DESIGN.md §4) plus
-one workload for each identity rule the mapper must honour.
+EndpointSlices) and :mod:`sandbox.supervisor` into processes in network namespaces (one per
+container: a pod may carry a sidecar beside its workload). The calls reproduce the
+Google microservices-demo pattern in ``otterize-ecom-demo`` (the map in DESIGN.md §4), one
+workload for each identity rule the mapper must honour, and Otterize's two watcher tutorials:
+Kafka clients of a broker that logs its authorizer decisions (``otterize-tutorial-kafka-mapping``,
+:data:`EXPECTED_KAFKA`) and Istio workloads whose sidecars count HTTP requests
+(``otterize-tutorial-istio``, :data:`EXPECTED_ISTIO`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,18 @@ EXTERNAL_NAMES = {"api.example.com": INTERNET_IP, CLOUD_NAME: CLOUD_IP}
 
 
 @dataclass(frozen=True, slots=True)
+class Container:
+    """A further container of a workload's pod (a sidecar): its own process, beside the workload's,
+    in the pod's network namespace, running ``python -m <module> <args>``."""
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+    ports: tuple[int, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """One workload and the program its pod runs (``python -m sandbox.workloads ...``)."""
 
@@ -49,10 +65,25 @@ class Workload:
     module: str = "sandbox.workloads"
     service_name: str = ""  # defaults to the workload's name
     env: dict[str, str] = field(default_factory=dict)  # "{token}"-style placeholders allowed
+    sidecars: tuple[Container, ...] = ()  # containers after the workload's own, in its pod
+    target_port: int = 0  # the Service's targetPort when not ``port`` (a sidecar in front of it)
+    pod_labels: dict[str, str] = field(default_factory=dict)  # on pods only (as an injector adds)
+    service_account: str = ""  # "" = the namespace's "default"
 
     @property
     def service(self) -> str:
         return self.service_name or self.name
+
+    @property
+    def serving_port(self) -> int:
+        """Where the Service's traffic goes in the pod (its endpoints' port)."""
+        return self.target_port or self.port
+
+    @property
+    def containers(self) -> tuple[Container, ...]:
+        """The pod's containers, the workload's own first (named after the workload)."""
+        own = Container(self.name, self.module, self.args, (self.port,) if self.port else (), self.env)
+        return (own, *self.sidecars)
 
 
 def _svc(ns: str, name: str, port: int, calls: tuple[str, ...] = (), service_port: int = 0) -> Workload:
@@ -207,49 +238,6 @@ SYSTEM: tuple[Workload, ...] = (
 AGENT_NS = "otterize-system"
 MAPPER_PORT = 9090
 
-# The product itself, as the helm chart would run it: the mapper as a Deployment with a
-# Service, the sniffer as a hostNetwork DaemonSet pod in the node's namespace.
-AGENTS: tuple[Workload, ...] = (
-    Workload(
-        AGENT_NS,
-        "network-mapper",
-        "Deployment",
-        (
-            "--listen-address",
-            f"0.0.0.0:{MAPPER_PORT}",
-            "--data-dir",
-            "{data_dir}",
-            "--kubeconfig",
-            "{kubeconfig}",
-        ),
-        port=MAPPER_PORT,
-        service_port=MAPPER_PORT,
-        module="agent.mapper",
-        env={
-            "NETWORK_MAPPER_TOKEN": "{token}",
-            "NETWORK_MAPPER_CLOUD_URL": f"http://{CLOUD_NAME}:{CLOUD_PORT}",
-            "NETWORK_MAPPER_CLOUD_TOKEN": "{cloud_token}",
-            "NETWORK_MAPPER_UPLOAD_INTERVAL": "5",  # the demo's pace; the default is 60 s
-        },
-    ),
-    Workload(
-        AGENT_NS,
-        "network-mapper-node-agent",
-        "DaemonSet",
-        (
-            "--mapper-url",
-            f"http://network-mapper.{AGENT_NS}.svc.{CLUSTER_DOMAIN}:{MAPPER_PORT}/query",
-            "--health-address",
-            "127.0.0.1:9091",
-        ),
-        host_network=True,
-        module="agent.sniffer",
-        env={"NETWORK_MAPPER_TOKEN": "{token}"},
-    ),
-)
-
-WORKLOADS: tuple[Workload, ...] = SYSTEM + AGENTS + DEMO + EXTRAS
-
 EXPECTED_DEMO_MAP: dict[str, frozenset[str]] = {
     "cartservice": frozenset({"redis-cart"}),
     "checkoutservice": frozenset(
@@ -277,3 +265,137 @@ EXPECTED_DEMO_MAP: dict[str, frozenset[str]] = {
     "recommendationservice": frozenset({"productcatalogservice"}),
 }
 """The map DESIGN.md §4 expects for ``otterize-ecom-demo``."""
+
+
+# --- Otterize's Kafka tutorial: clients of a broker whose authorizer log shows their accesses -----
+
+KAFKA_NS = "otterize-tutorial-kafka-mapping"
+KAFKA_PORT = 9092
+KAFKA_PRINCIPALS = {
+    # mTLS principals, as an SSL listener builds them from the client certificates' subjects.
+    "client": "User:CN=client,O=Otterize Tutorial",
+    "client2": "User:CN=client2,O=Otterize Tutorial",
+}
+KAFKA_GROUPS = {"client": "client-group", "client2": "client2-group"}
+
+KAFKA_ACLS: tuple[tuple[str, str, str, str, str], ...] = (
+    # (permission, operation, resource type, resource name, principal); no ACL names topic
+    # "payments", so the authorizer's default (deny) answers client2's attempt to consume it.
+    ("ALLOW", "READ", "TOPIC", "mytopic", KAFKA_PRINCIPALS["client"]),
+    ("ALLOW", "DESCRIBE", "TOPIC", "mytopic", KAFKA_PRINCIPALS["client"]),
+    ("ALLOW", "READ", "GROUP", KAFKA_GROUPS["client"], KAFKA_PRINCIPALS["client"]),
+    ("ALLOW", "WRITE", "TOPIC", "mytopic", KAFKA_PRINCIPALS["client2"]),
+    ("ALLOW", "DESCRIBE", "TOPIC", "mytopic", KAFKA_PRINCIPALS["client2"]),
+    ("ALLOW", "READ", "GROUP", KAFKA_GROUPS["client2"], KAFKA_PRINCIPALS["client2"]),
+)
+KAFKA_CLIENT_CALLS: dict[str, tuple[tuple[str, str], ...]] = {
+    # (request, topic), repeated every few seconds in this order.
+    "client": (("CONSUME", "mytopic"), ("DESCRIBE", "mytopic")),
+    "client2": (("DESCRIBE", "mytopic"), ("PRODUCE", "mytopic"), ("CONSUME", "payments")),
+}
+
+
+def _kafka_client(name: str) -> Workload:
+    calls = tuple(a for request, topic in KAFKA_CLIENT_CALLS[name] for a in ("--call", f"{request} {topic}"))
+    args: tuple[str, ...] = ("--bootstrap", f"kafka:{KAFKA_PORT}", "--principal", KAFKA_PRINCIPALS[name])
+    args += ("--group", KAFKA_GROUPS[name], *calls)
+    return Workload(KAFKA_NS, name, "Deployment", args, module="sandbox.kafkaclient")
+
+
+KAFKA: tuple[Workload, ...] = (
+    Workload(
+        KAFKA_NS,
+        "kafka",
+        "StatefulSet",
+        ("--port", str(KAFKA_PORT), *(a for acl in KAFKA_ACLS for a in ("--acl", ":".join(acl)))),
+        port=KAFKA_PORT,
+        service_port=KAFKA_PORT,
+        module="sandbox.kafkabroker",
+    ),
+    _kafka_client("client"),
+    _kafka_client("client2"),
+)
+
+EXPECTED_KAFKA: dict[str, dict[str, frozenset[str]]] = {
+    "client": {"mytopic": frozenset({"CONSUME", "DESCRIBE"})},
+    "client2": {"mytopic": frozenset({"DESCRIBE", "PRODUCE"})},
+}
+"""The tutorial's expected result: workload → topic → operations the broker allowed."""
+KAFKA_DENIED: dict[str, dict[str, frozenset[str]]] = {"client2": {"payments": frozenset({"CONSUME"})}}
+"""Accesses the broker's ACL table denies (logged at INFO, as ``Denied``)."""
+
+# --- Otterize's Istio tutorial: sidecars count the HTTP requests between workloads --------------
+
+ISTIO_NS = "otterize-tutorial-istio"
+ISTIO_STATS_PORT = 15090  # Envoy's Prometheus endpoint, /stats/prometheus
+ISTIO_OUTBOUND_PORT = 15001
+ISTIO_INBOUND_PORT = 15006
+MESH_APP_PORT = 8080
+ISTIO_CALLS: dict[str, tuple[str, ...]] = {
+    # "<a-b>" in a URL becomes a random number from a to b at each call.
+    "client": ("GET http://server/api/cart?user=<1-5>", "POST http://server/api/orders/<1000-1999>"),
+    "client2": ("GET http://server/api/cart",),
+}
+
+
+def _mesh(name: str, args: tuple[str, ...], port: int = 0, service_port: int = 0) -> Workload:
+    """A workload with Istio's sidecar injected: the pod labels, annotation and ``istio-proxy``."""
+    flags: dict[str, object] = {
+        "namespace": ISTIO_NS,
+        "workload": name,
+        "app": name,
+        "service-account": name,
+        "cluster-domain": CLUSTER_DOMAIN,
+        "pod-name": "{pod_name}",
+        "pod-ip": "{pod_ip}",
+        "stats-port": ISTIO_STATS_PORT,
+        "outbound-port": ISTIO_OUTBOUND_PORT,
+    }
+    if port:  # a server: the sidecar's inbound listener in front of the workload's port
+        flags |= {"inbound-port": ISTIO_INBOUND_PORT, "app-port": port}
+    proxy_args = tuple(a for flag, value in flags.items() for a in (f"--{flag}", str(value)))
+    ports = (ISTIO_STATS_PORT, ISTIO_INBOUND_PORT) if port else (ISTIO_STATS_PORT,)
+    return Workload(
+        ISTIO_NS,
+        name,
+        "Deployment",
+        args,
+        port=port,
+        service_port=service_port,
+        module="sandbox.meshapp",
+        sidecars=(Container("istio-proxy", "sandbox.istiosidecar", proxy_args, ports),),
+        target_port=ISTIO_INBOUND_PORT if port else 0,
+        pod_labels={
+            "security.istio.io/tlsMode": "istio",
+            "service.istio.io/canonical-name": name,
+            "service.istio.io/canonical-revision": "latest",
+        },
+        annotations={
+            "sidecar.istio.io/status": '{"initContainers":["istio-init"],"containers":["istio-proxy"]}',
+            # What the injector adds so `kubectl logs` without -c reads the workload, not the proxy.
+            "kubectl.kubernetes.io/default-container": name,
+            "kubectl.kubernetes.io/default-logs-container": name,
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(ISTIO_STATS_PORT),
+            "prometheus.io/path": "/stats/prometheus",
+        },
+        service_account=name,
+    )
+
+
+def _mesh_client(name: str) -> Workload:
+    proxy = f"127.0.0.1:{ISTIO_OUTBOUND_PORT}"
+    return _mesh(name, ("client", "--proxy", proxy, *(a for c in ISTIO_CALLS[name] for a in ("--call", c))))
+
+
+ISTIO: tuple[Workload, ...] = (
+    _mesh("server", ("server", "--port", str(MESH_APP_PORT)), port=MESH_APP_PORT, service_port=80),
+    _mesh_client("client"),
+    _mesh_client("client2"),
+)
+
+EXPECTED_ISTIO: dict[tuple[str, str], dict[str, frozenset[str]]] = {
+    ("client", "server"): {"/api/cart": frozenset({"GET"}), "/api/orders/{id}": frozenset({"POST"})},
+    ("client2", "server"): {"/api/cart": frozenset({"GET"})},
+}
+"""The tutorial's expected result: (client, server) → path (query dropped, ids as ``{id}``) → methods."""

@@ -20,13 +20,16 @@ def _core(state_dir: Path) -> k8s.CoreV1Api:
 
 def pods_table(state_dir: Path) -> str:
     pods = _core(state_dir).list_pod_for_all_namespaces().items
-    rows = [("NAMESPACE", "POD", "IP", "PHASE", "OWNER")]
+    rows = [("NAMESPACE", "POD", "READY", "RESTARTS", "IP", "PHASE", "OWNER")]
     for p in sorted(pods, key=lambda p: (p.metadata.namespace, p.metadata.name)):
         owner = p.metadata.owner_references[0] if p.metadata.owner_references else None
+        statuses = p.status.container_statuses or []
         rows.append(
             (
                 p.metadata.namespace,
                 p.metadata.name,
+                f"{sum(1 for c in statuses if c.ready)}/{len(p.spec.containers)}",
+                str(sum(c.restart_count for c in statuses)),
                 (p.status.pod_ip or "-") + (" (hostNetwork)" if p.spec.host_network else ""),
                 p.status.phase or "-",
                 f"{owner.kind}/{owner.name}" if owner else "-",
@@ -146,3 +149,66 @@ def cloud_demo_map(state_dir: Path) -> dict[str, frozenset[str]]:
         if edge.client.namespace == DEMO_NS and isinstance(edge.target, WorkloadIdentity):
             found.setdefault(edge.client.name, set()).add(edge.target.name)
     return {k: frozenset(v) for k, v in found.items()}
+
+
+INTENTS_QUERY = """query($namespaces: [String!]) {
+  intents(namespaces: $namespaces) {
+    client { name namespace } server { name namespace } type
+    kafkaTopics { name operations } httpResources { path methods }
+  }
+}"""
+
+KafkaMap = dict[str, dict[str, frozenset[str]]]
+IstioMap = dict[tuple[str, str], dict[str, frozenset[str]]]
+
+
+def watcher_maps(url: str) -> tuple[KafkaMap, IstioMap]:
+    """What the Kafka and Istio watchers made of the tutorials, read as the Otterize CLI reads it
+    (the ``intents`` query): {client: {topic: operations}} and {(client, server): {path: methods}}."""
+    from agent.mapperclient import HttpMapperClient
+    from sandbox.topology import ISTIO_NS, KAFKA_NS
+
+    client = HttpMapperClient(url, "", 10.0)
+    try:
+        intents = client.execute(INTENTS_QUERY, {"namespaces": [KAFKA_NS, ISTIO_NS]})["intents"]
+    finally:
+        client.close()
+    kafka: dict[str, dict[str, set[str]]] = {}
+    istio: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for intent in intents:
+        who, server = intent["client"], intent["server"]["name"]
+        if intent["type"] == "KAFKA" and who["namespace"] == KAFKA_NS:
+            for topic in intent["kafkaTopics"]:
+                kafka.setdefault(who["name"], {}).setdefault(topic["name"], set()).update(topic["operations"])
+        elif intent["type"] == "HTTP" and who["namespace"] == ISTIO_NS:
+            for resource in intent["httpResources"]:
+                paths = istio.setdefault((who["name"], server), {})
+                paths.setdefault(resource["path"], set()).update(resource["methods"])
+    return (
+        {c: {t: frozenset(ops) for t, ops in topics.items()} for c, topics in kafka.items()},
+        {pair: {p: frozenset(m) for p, m in paths.items()} for pair, paths in istio.items()},
+    )
+
+
+def wait_for_watcher_maps(url: str, timeout: float) -> tuple[bool, float]:
+    """Polls the mapper until the watchers' maps are the tutorials' expected ones; (complete?, seconds)."""
+    import time
+
+    from agent.mapperclient import MapperError
+    from sandbox.topology import EXPECTED_ISTIO, EXPECTED_KAFKA
+
+    start = time.monotonic()
+    last: tuple[int, int] = (-1, -1)
+    while (elapsed := time.monotonic() - start) < timeout:
+        try:
+            kafka, istio = watcher_maps(url)
+        except MapperError:
+            kafka, istio = {}, {}
+        if kafka == EXPECTED_KAFKA and istio == EXPECTED_ISTIO:
+            return True, elapsed
+        have = (sum(map(len, kafka.values())), sum(map(len, istio.values())))
+        if have != last:
+            print(f"  mapped {have[0]} topics and {have[1]} HTTP paths after {elapsed:.0f}s", flush=True)
+            last = have
+        time.sleep(1)
+    return False, timeout

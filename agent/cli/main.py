@@ -2,7 +2,9 @@
 
 Reads the map from the mapper's GraphQL API (over ``--mapper-url``, usually a
 ``kubectl port-forward`` to 127.0.0.1:9090) through :mod:`agent.mapperclient`, and shows it
-(``list``, ``visualize``) or writes it as policies (``export``, through :mod:`agent.exports`).
+(``list``, ``visualize``) or writes it as policies (``export``, through :mod:`agent.exports`:
+ClientIntents, NetworkPolicies, Istio AuthorizationPolicies, Strimzi KafkaUsers or kafka-acls.sh
+lines, IAM policies, JSON).
 ``reset`` clears the mapper's captured data. ``deanonymize`` maps a cloud export made from
 anonymized uploads back to real names, with the cluster's key and the mapper's edges.
 """
@@ -26,8 +28,9 @@ import yaml
 
 from agent.cli import queries
 from agent.cli.render import NO_EDGES, dot, listing
-from agent.exports import clientintents, iam_policies, jsonexport, networkpolicy, yaml_documents
-from agent.mapperclient import HttpMapperClient, MapperError, MapperRejected, MapperUnavailable
+from agent.exports import clientintents, iam_policies, jsonexport, kafkaacl, networkpolicy, yaml_documents
+from agent.exports.istio import authorization_policies
+from agent.mapperclient import HttpMapperClient, MapperError, MapperRejected, MapperUnavailable, Transport
 from agent.model import Edge, WorkloadIdentity
 
 DEFAULT_URL = "http://127.0.0.1:9090/query"
@@ -41,6 +44,18 @@ EXIT_CODES = """exit status:
   2  a bad flag, value or path (output, input, key file; one line on stderr says which)"""
 
 MAX_TIMEOUT = 86400.0  # a day; far larger values overflow the socket layer's time_t
+
+YAML_FORMATS = ("yaml", "networkpolicy", "istio", "kafka-acl")  # documents: --distinct-files can split them
+LABELLED_FORMATS = frozenset({"networkpolicy", "istio", "kafka-acl"})  # these read the workloads' labels
+FORMAT_HELP = """what to export (default yaml):
+  yaml                ClientIntents (--intents-version)
+  networkpolicy       Kubernetes NetworkPolicies admitting the observed clients
+  istio               Istio AuthorizationPolicies: the observed principals on the observed HTTP paths
+  kafka-acl           Strimzi KafkaUsers (--kafka-user-version): per observed principal, one ACL per
+                      topic operation the brokers allowed (never a denied one)
+  kafka-acl-commands  the same ACLs as kafka-acls.sh lines, for the principals exactly as observed
+                      (User:ANONYMOUS too); '#' lines note accesses of unknown principals
+  iam, json           AWS IAM policies; the edges (JSON)"""
 
 
 class CliError(Exception):
@@ -175,13 +190,18 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     filters(vis)
     vis.add_argument("-o", "--output", type=output_file, required=True, help="file to write (.png or .svg)")
     vis.add_argument("--format", choices=["png", "svg"], help="image format (default: from the file name)")
-    exp = sub.add_parser("export", help="export ClientIntents, NetworkPolicies or JSON")
+    exp = sub.add_parser(
+        "export",
+        help="export ClientIntents, NetworkPolicies, Istio or Kafka ACLs, IAM policies or JSON",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     filters(exp)
     exp.add_argument(
         "--format",
-        choices=["yaml", "json", "networkpolicy", "iam"],
+        choices=[*YAML_FORMATS, "kafka-acl-commands", "iam", "json"],
         default="yaml",
-        help="yaml: ClientIntents; networkpolicy: Kubernetes NetworkPolicies; iam: AWS IAM policies (JSON)",
+        metavar="FORMAT",
+        help=FORMAT_HELP,
     )
     exp.add_argument(
         "-o",
@@ -196,6 +216,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=["v2beta1", "v1alpha3"],
         default="v2beta1",
         help="ClientIntents API version",
+    )
+    kafka_user_help = "KafkaUser API version (v1beta2: Strimzi up to 0.51; v1: from 0.49)"
+    exp.add_argument(
+        "--kafka-user-version", choices=kafkaacl.VERSIONS, default="v1beta2", help=kafka_user_help
     )
     sub.add_parser("reset", help="forget everything the mapper has captured")
     dea = sub.add_parser(
@@ -241,12 +265,18 @@ def fetch_edges(client: HttpMapperClient, args: argparse.Namespace) -> list[Edge
 
 
 def _documents(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> list[dict[str, Any]]:
-    if args.format == "networkpolicy":
-        # Select pods by their real labels when the mapper knows them.
-        def labels_of(w: WorkloadIdentity) -> dict[str, str]:
-            return labels.get((w.namespace, w.name)) or networkpolicy.default_labels(w)
+    # Select pods (and find Strimzi's cluster label) by their real labels when the mapper knows them.
+    def labels_of(w: WorkloadIdentity) -> dict[str, str]:
+        return labels.get((w.namespace, w.name)) or networkpolicy.default_labels(w)
 
+    if args.format == "networkpolicy":
         return networkpolicy.network_policies(edges, labels_of=labels_of)
+    if args.format == "istio":
+        return authorization_policies(edges, labels_of=labels_of)
+    if args.format == "kafka-acl":
+        for note in kafkaacl.without_kafka_user(edges):
+            print(f"network-mapper: {note}", file=sys.stderr)
+        return kafkaacl.kafka_users(edges, args.kafka_user_version, labels_of=labels_of)
     return clientintents.client_intents(edges, version=args.intents_version)
 
 
@@ -261,6 +291,10 @@ def export(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> str:
         doc: Any = jsonexport.edges_document(edges) if args.format == "json" else iam_policies(edges)
         text = json.dumps(doc, indent=2) + "\n"
         docs = [doc]
+    elif args.format == "kafka-acl-commands":
+        lines = kafkaacl.kafka_acl_commands(edges)
+        text = "".join(f"{line}\n" for line in lines)
+        docs = [line for line in lines if not line.startswith("#")]
     else:
         docs = _documents(edges, args, labels)
         text = yaml_documents(docs)
@@ -271,15 +305,16 @@ def export(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> str:
         return f"wrote {len(docs)} files to {args.output}"
     if args.output:
         _write(args.output, text)
-        return f"wrote {len(docs)} documents to {args.output}"
+        what = "commands" if args.format == "kafka-acl-commands" else "documents"
+        return f"wrote {len(docs)} {what} to {args.output}"
     return text.rstrip("\n")
 
 
 def _check_export(args: argparse.Namespace) -> None:
     """What argparse cannot check alone: -o's kind depends on --distinct-files."""
     if args.distinct_files:
-        if not args.output or args.format in {"json", "iam"}:
-            raise UsageError("--distinct-files needs --output DIR and a yaml or networkpolicy format")
+        if not args.output or args.format not in YAML_FORMATS:
+            raise UsageError(f"--distinct-files needs --output DIR and a format of {', '.join(YAML_FORMATS)}")
         if args.output.exists() and not args.output.is_dir():
             raise UsageError(f"argument -o/--output: {args.output} is not a directory (--distinct-files)")
     elif args.output and args.output.is_dir():
@@ -351,9 +386,10 @@ def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
     return restored.rstrip("\n")
 
 
-def run(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace, transport: Transport | None = None) -> str:
+    """The command's work; what to print. ``transport``: to the mapper (default: HTTP), a test seam."""
     check(args)
-    client = HttpMapperClient(args.mapper_url, args.token, args.timeout)
+    client = HttpMapperClient(args.mapper_url, args.token, args.timeout, transport)
     try:
         if args.command == "reset":
             client.execute(queries.RESET_MUTATION, {})
@@ -365,7 +401,7 @@ def run(args: argparse.Namespace) -> str:
             return visualize(edges, args)
         if args.command == "deanonymize":
             return deanonymize(edges, args)
-        return export(edges, args, fetch_labels(client, args) if args.format == "networkpolicy" else {})
+        return export(edges, args, fetch_labels(client, args) if args.format in LABELLED_FORMATS else {})
     except MapperUnavailable as exc:
         raise CliError(
             f"cannot reach the mapper at {args.mapper_url} ({exc}). Is it running? "
@@ -380,10 +416,10 @@ def run(args: argparse.Namespace) -> str:
         client.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
     args = build_parser(os.environ).parse_args(argv)
     try:
-        print(run(args))
+        print(run(args, transport))
     except UsageError as exc:  # worded like argparse's own usage errors
         print(f"network-mapper: error: {exc}", file=sys.stderr)
         return exc.status

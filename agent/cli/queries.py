@@ -19,8 +19,8 @@ query Edges($namespaces: [String!]) {
     client { name namespace kind }
     target { type name namespace kind dnsName ips port arn }
     methods firstSeen lastSeen count targetService targetServiceSeen ambiguous live
-    http { path methods }
-    kafkaTopics { name operations }
+    http { path methods principals statuses }
+    kafkaTopics { name operations principal denied }
     awsActions
   }
 }

@@ -2,7 +2,10 @@
 
 The listing keeps the Otterize CLI's format (``<client> in namespace <ns> calls:`` then
 ``  - <server>`` lines, ``in namespace <ns>`` for other namespaces), adding Internet and AWS
-targets, which Otterize's listing leaves out. The DOT text goes to graphviz (``dot``).
+targets, which Otterize's listing leaves out, and the HTTP paths and Kafka topics seen in brackets.
+Kafka operations the broker denied are shown, marked ``(denied)``, so users see what an ACL made from
+the map would refuse: ``[topic mytopic consume/describe; topic payments consume (denied)]``. The DOT
+text goes to graphviz (``dot``).
 """
 
 from __future__ import annotations
@@ -10,12 +13,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from agent.model import AwsTarget, Edge, InternetTarget, WorkloadIdentity
+from agent.model import AwsTarget, Edge, InternetTarget, KafkaTopic, WorkloadIdentity
 
 NO_EDGES = (
     "No connections found. The mapper sees DNS lookups and new TCP connections as they happen, "
     "and open connections at each socket scan: let traffic flow and try again."
 )
+
+
+def _topic_details(topics: Iterable[KafkaTopic]) -> list[str]:
+    """Per topic, its principals together: the allowed operations, then those a principal was denied
+    and never allowed (an ACL made from the map would refuse them too)."""
+    allowed: dict[str, set[str]] = defaultdict(set)
+    refused: dict[str, set[str]] = defaultdict(set)
+    for topic in topics:
+        allowed[topic.name].update(topic.operations)
+        refused[topic.name].update(set(topic.denied) - set(topic.operations))
+    details = []
+    for name in sorted(allowed):
+        parts = ["/".join(sorted(allowed[name]))] if allowed[name] else []
+        if refused[name]:
+            parts.append(f"{'/'.join(sorted(refused[name]))} (denied)")
+        details.append(f"topic {name} {', '.join(parts)}".strip())
+    return details
 
 
 def _target_line(client: WorkloadIdentity, edge: Edge) -> str:
@@ -28,7 +48,7 @@ def _target_line(client: WorkloadIdentity, edge: Edge) -> str:
     else:
         line = f"{t.arn} (AWS: {', '.join(edge.aws_actions) or 'no actions'})"
     details = [f"{h.path} {'/'.join(h.methods)}".strip() for h in edge.http]
-    details += [f"topic {k.name} {'/'.join(k.operations)}".strip() for k in edge.kafka_topics]
+    details += _topic_details(edge.kafka_topics)
     if details:
         line += f" [{'; '.join(details)}]"
     if edge.ambiguous:

@@ -1,4 +1,5 @@
-"""Pure exporters: the store's edges → ClientIntents, NetworkPolicies and the JSON export.
+"""Pure exporters: the store's edges → ClientIntents, NetworkPolicies, Istio AuthorizationPolicies,
+Strimzi KafkaUsers and ``kafka-acls.sh`` lines, IAM policies and the JSON export.
 
 Used alike by the CLI (which writes the files), the mapper's API and the cloud, which imports
 only ``agent.model`` and ``agent.exports`` from the agent. Every function takes edges (or a
@@ -13,7 +14,9 @@ from typing import Any
 
 from agent.exports.clientintents import client_intents, validate
 from agent.exports.iam import iam_policies
+from agent.exports.istio import authorization_policies
 from agent.exports.jsonexport import edges_document, edges_from_document
+from agent.exports.kafkaacl import kafka_acl_commands, kafka_users
 from agent.exports.networkpolicy import network_policies
 
 
@@ -27,10 +30,13 @@ def yaml_documents(documents: Iterable[Mapping[str, Any]]) -> str:
 
 
 __all__ = [
+    "authorization_policies",
     "client_intents",
     "edges_document",
     "edges_from_document",
     "iam_policies",
+    "kafka_acl_commands",
+    "kafka_users",
     "network_policies",
     "validate",
     "yaml_documents",

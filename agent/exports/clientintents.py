@@ -2,7 +2,8 @@
 
 Data comes from the store's edges (``agent.model.Edge``); the documents go to the CLI
 (``network-mapper export``, which writes the files), the mapper's API and the cloud's export
-handler. Pure: no I/O, except that :func:`validate` reads the CRD file it is given.
+handler. Pure: no I/O, except that :func:`validate` reads the CRD file it is given. :func:`validate`
+checks any exporter's documents against the CRD of their kind (KafkaUser, AuthorizationPolicy too).
 
 The shapes follow the intents operator's real CRD (``shared/data/clientintents-crd.yaml``):
 
@@ -17,8 +18,13 @@ The shapes follow the intents operator's real CRD (``shared/data/clientintents-c
   ``kubernetes.default``), and for every edge with ``target_service`` when
   ``prefer_services=True``;
 * Kafka edges become ``kafka{name: <server>.<namespace>, topics}`` (v1alpha3: ``type: kafka``
-  with ``kafkaTopics``). If no topic operation maps to the CRD's enum, the edge falls back
-  to a plain workload target, so the connection is still allowed;
+  with ``kafkaTopics``), a topic's operations merged over the principals that used it. Only the
+  operations the broker allowed are exported: denied ones (``KafkaTopic.denied``) never are, as
+  that would grant what was refused. If no allowed topic operation maps to the CRD's enum, the
+  edge falls back to a plain workload target, so the connection is still allowed;
+* HTTP paths are written as Istio matches them (:func:`agent.exports.istio.path_pattern`: the
+  operator copies them into AuthorizationPolicies), so a template ``/orders/{id}`` becomes
+  ``/orders/*``; paths that become one merge their methods;
 * internet edges become one ``internet`` target per destination: per DNS name
   (``domains: [name]``) or, without a name, per IP (``ips: [ip]``), with ``ports`` being the
   union of the ports seen (omitted when none is known). Resolved IPs of named targets are
@@ -47,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.exports.istio import path_pattern
 from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, WorkloadIdentity
 
 API_GROUP = "k8s.otterize.com"
@@ -100,13 +107,13 @@ def _add_http(paths: dict[str, set[str]], resources: Iterable[HttpResource]) -> 
         methods = http_methods(resource.methods)
         if resource.methods and not methods:
             continue
-        paths.setdefault(resource.path, set()).update(methods)
+        paths.setdefault(path_pattern(resource.path), set()).update(methods)
 
 
 def _add_kafka(topics: dict[str, set[str]], observed: Iterable[KafkaTopic]) -> bool:
     added = False
     for topic in observed:
-        operations = kafka_operations(topic.operations)
+        operations = kafka_operations(topic.operations)  # allowed only: never topic.denied
         if operations:
             topics.setdefault(topic.name, set()).update(operations)
             added = True
@@ -272,7 +279,7 @@ def client_intents(
 
 # --------------------------------------------------------------------------- validation
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -310,39 +317,63 @@ def _load_crd(path: str) -> dict[str, Any]:
     return loaded
 
 
+def _object_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A CRD's root schema with what every object has: Istio's CRDs leave out the ``apiVersion``,
+    ``kind`` and ``metadata`` that the API server always accepts (strictness would reject them)."""
+    implicit = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return {**schema, "properties": {**implicit, **schema.get("properties", {})}}
+
+
 def validate(
     document: Mapping[str, Any], crd: str | os.PathLike[str] | Mapping[str, Any], *, strict: bool = True
 ) -> list[str]:
-    """Problems with a ClientIntents ``document`` against the CRD (a path or the parsed CRD).
+    """Problems with a ``document`` against the CRD of its kind (a path or the parsed CRD): a
+    ClientIntents against the intents operator's, a KafkaUser against Strimzi's, an
+    AuthorizationPolicy against Istio's.
 
-    Checks apiVersion/kind, metadata name and namespace (DNS-1123), and the version's
-    ``openAPIV3Schema`` with ``jsonschema``; ``strict`` also rejects unknown fields, as
-    ``kubectl apply`` does by default. ``x-kubernetes-*`` extensions are not evaluated.
-    Returns ``[]`` when the document is valid. Needs ``jsonschema`` (a dev dependency).
+    Checks apiVersion (the CRD's group and one of its versions with a schema) and kind, metadata
+    name and namespace (DNS-1123) and label values, and the version's ``openAPIV3Schema`` with
+    ``jsonschema``; ``strict`` also rejects unknown fields, as ``kubectl apply`` does by default.
+    ``x-kubernetes-*`` extensions (CEL rules) are not evaluated. Returns ``[]`` when the document is
+    valid. Needs ``jsonschema`` (a dev dependency).
     """
     import jsonschema  # type: ignore[import-untyped, unused-ignore]
 
     parsed = crd if isinstance(crd, Mapping) else _load_crd(os.fspath(crd))
     schemas = crd_schemas(parsed)
+    crd_spec = parsed.get("spec", {})
+    crd_group, crd_kind = crd_spec.get("group", API_GROUP), crd_spec.get("names", {}).get("kind", KIND)
     api_version = str(document.get("apiVersion", ""))
     group, _, version = api_version.partition("/")
     problems: list[str] = []
-    if group != API_GROUP or version not in schemas:
-        return [f"apiVersion: {api_version!r} is not one of {sorted(f'{API_GROUP}/{v}' for v in schemas)}"]
-    if document.get("kind") != KIND:
-        problems.append(f"kind: {document.get('kind')!r} is not {KIND!r}")
-    metadata = document.get("metadata")
+    if group != crd_group or version not in schemas:
+        return [f"apiVersion: {api_version!r} is not one of {sorted(f'{crd_group}/{v}' for v in schemas)}"]
+    if document.get("kind") != crd_kind:
+        problems.append(f"kind: {document.get('kind')!r} is not {crd_kind!r}")
+    problems += _metadata_problems(document.get("metadata"))
+    schema = _object_schema(schemas[version])
+    validator = jsonschema.Draft7Validator(_strict(schema) if strict else schema)
+    for error in sorted(validator.iter_errors(dict(document)), key=lambda e: list(map(str, e.absolute_path))):
+        where = ".".join(str(p) for p in error.absolute_path) or "<root>"
+        problems.append(f"{where}: {error.message}")
+    return problems
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _metadata_problems(metadata: Any) -> list[str]:
     metadata = metadata if isinstance(metadata, Mapping) else {}
+    problems = []
     name, namespace = metadata.get("name"), metadata.get("namespace")
-    if not (isinstance(name, str) and len(name) <= 253 and _DNS_SUBDOMAIN.match(name)):
+    if not (isinstance(name, str) and len(name) <= 253 and DNS_SUBDOMAIN.match(name)):
         problems.append(f"metadata.name: {name!r} is not a DNS-1123 subdomain")
     if namespace is not None and not (
         isinstance(namespace, str) and len(namespace) <= 63 and _DNS_LABEL.match(namespace)
     ):
         problems.append(f"metadata.namespace: {namespace!r} is not a DNS-1123 label")
-    schema = _strict(schemas[version]) if strict else schemas[version]
-    validator = jsonschema.Draft7Validator(schema)
-    for error in sorted(validator.iter_errors(dict(document)), key=lambda e: list(map(str, e.absolute_path))):
-        where = ".".join(str(p) for p in error.absolute_path) or "<root>"
-        problems.append(f"{where}: {error.message}")
+    labels = metadata.get("labels") or {}
+    for key, value in labels.items() if isinstance(labels, Mapping) else ():
+        if not (isinstance(value, str) and len(value) <= 63 and _LABEL_VALUE.match(value)):
+            problems.append(f"metadata.labels.{key}: {value!r} is not a label value")
     return problems

@@ -234,7 +234,13 @@ class Resolver:
                 self.stats["kafka_server_pod_unknown"] += 1  # kept as the bare pod
         elif not server.kind:
             server = self._workload(server.namespace, server.name)
-        t, topics = obs.seen_at, (KafkaTopic(obs.topic, (obs.operation,)),)
+        op = (obs.operation,)
+        topic = (
+            KafkaTopic(obs.topic, op, obs.principal)
+            if obs.allowed
+            else KafkaTopic(obs.topic, (), obs.principal, op)
+        )
+        t, topics = obs.seen_at, (topic,)
         return self._edge(Edge(client[0], server, t, t, _KAFKA, kafka_topics=topics, ambiguous=client[1]))
 
     def _istio(self, obs: IstioRequest) -> list[Edge]:
@@ -244,7 +250,9 @@ class Resolver:
             return []
         source = self._workload(obs.source_namespace, obs.source_workload)
         destination = self._workload(obs.destination_namespace, obs.destination_workload)
-        http = (HttpResource(obs.path, (obs.method,) if obs.method else ()),) if obs.path else ()
+        principals = (obs.principal,) if obs.principal else ()
+        methods = (obs.method,) if obs.method else ()
+        http = (HttpResource(obs.path, methods, principals, obs.statuses),) if obs.path else ()
         t, service = obs.seen_at, obs.destination_service
         return self._edge(Edge(source, destination, t, t, _ISTIO, obs.count, http, target_service=service))
 

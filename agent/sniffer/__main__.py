@@ -2,27 +2,28 @@
 
 Wires the parts, each running in its own thread: libpcap capture (:mod:`.capture`) and the
 ``/proc`` socket scan (:mod:`.sockets`) add observations to the collector (:mod:`.pairs`); the
-reporter (:mod:`.reporter`) sends them to the mapper; :mod:`.health` serves ``/healthz`` and
-``/metrics``. Settings come from flags over environment (:class:`agent.settings.SnifferSettings`).
+reporter (:mod:`agent.reporter`, with :mod:`.reports`' mutations) sends them to the mapper;
+:mod:`agent.health` serves ``/healthz`` and ``/metrics``. Settings come from flags over
+environment (:class:`agent.settings.SnifferSettings`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 
+from agent.lifecycle import serve_until_signalled
+from agent.mapperclient import HttpMapperClient
+from agent.reporter import Reporter
 from agent.settings import SettingsError, SnifferSettings, load
 from agent.sniffer.capture import LibpcapSource, PacketCapture
-from agent.sniffer.health import HealthServer
 from agent.sniffer.metrics import SnifferMetrics
-from agent.sniffer.pairs import PairCollector
-from agent.sniffer.reporter import reporter_from_settings
+from agent.sniffer.pairs import PairCollector, PairKey, Seen
+from agent.sniffer.reports import mutations_for
 from agent.sniffer.sockets import SocketScanner
 
 log = logging.getLogger("agent.sniffer")
@@ -39,6 +40,18 @@ def scan_sockets(
         metrics.socket_scans.inc()
         if stop.wait(settings.socket_scan_interval):
             return
+
+
+def reporter_from_settings(
+    settings: SnifferSettings, metrics: SnifferMetrics
+) -> tuple[PairCollector, Reporter[PairKey, Seen]]:
+    """The collector and the reporter that sends it to the mapper."""
+    collector = PairCollector(settings.max_pending_pairs, metrics)
+    client = HttpMapperClient(settings.mapper_url, settings.token, settings.request_timeout)
+    reporter = Reporter(
+        collector, mutations_for, client, settings.report_interval, metrics=metrics, name="sniffer"
+    )
+    return collector, reporter
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,35 +72,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"network-mapper-sniffer: cannot capture ({exc}); it needs root or CAP_NET_RAW", file=sys.stderr
         )
         return 1
-    capture = PacketCapture(source, collector.add, metrics).start()
+    capture = PacketCapture(source, collector.add, metrics)
     stopping = threading.Event()
     scans = threading.Thread(
         target=scan_sockets, args=(settings, collector, metrics, stopping), name="socket-scan", daemon=True
     )
-    scans.start()
-    reporter.start()
-    health = HealthServer(
+    log.info(
+        "sniffer starting mapper_url=%s report_interval=%.1fs", settings.mapper_url, settings.report_interval
+    )
+
+    def stop_parts() -> None:
+        capture.stop()
+        scans.join(5)
+
+    return serve_until_signalled(
+        "network-mapper-sniffer",
         settings.health_address,
         metrics,
-        lambda: capture.is_alive() and scans.is_alive() and reporter.is_alive(),
+        [capture, scans],
+        reporter,
+        stopping,
+        stop_parts,
     )
-    health.start()
-    log.info(
-        "sniffer started mapper_url=%s report_interval=%.1fs", settings.mapper_url, settings.report_interval
-    )
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
-    capture.stop()
-    scans.join(5)
-    reporter.stop()  # flushes what is pending
-    health.stop()
-    log.info("sniffer stopped %s", metrics.snapshot())
-    return 0
 
 
 if __name__ == "__main__":

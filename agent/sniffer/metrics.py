@@ -1,80 +1,19 @@
-"""The sniffer's counters, rendered as Prometheus text (exposition format 0.0.4).
+"""The sniffer's counters (:class:`agent.metrics.Metrics`).
 
 The capture loop counts packets, parsed DNS responses and parse errors, the socket scanner
 counts scans, the reporter's collector counts pending and dropped pairs and the reporter
-counts mutations sent and failed. ``health.py`` serves :meth:`SnifferMetrics.render` at
+counts mutations sent and failed. :mod:`agent.health` serves :meth:`SnifferMetrics.render` at
 ``/metrics``.
-
-Why plain counters and not the OpenTelemetry SDK: ``packets_seen`` is incremented on the
-capture hot path, once per packet. Measured on these machines, an OpenTelemetry SDK
-``Counter.add(1)`` costs ~7-8 µs, a lock-guarded integer increment ~0.6 µs, while a whole
-DNS response parse costs ~3 µs; the SDK would triple the per-packet cost. The sniffer also
-needs no metric pipeline beyond one scrape endpoint, so a dozen lines of thread-safe counters
-and a text renderer are the smaller dependency. The names follow Prometheus conventions
-(``_total`` suffix on counters), so an OpenTelemetry collector can scrape them unchanged.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from agent.metrics import Counter, Gauge, Metrics
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "network_mapper_sniffer_"
 
 
-def _render(name: str, help: str, kind: str, value: float) -> str:
-    return f"# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-
-
-class Counter:
-    """A monotonically increasing integer, safe to increment from any thread."""
-
-    __slots__ = ("_lock", "_value", "help", "name")
-
-    def __init__(self, name: str, help: str) -> None:
-        self.name = name
-        self.help = help
-        self._value = 0
-        self._lock = threading.Lock()
-
-    def inc(self, amount: int = 1) -> None:
-        if amount < 0:
-            raise ValueError(f"counter {self.name} cannot decrease (got {amount})")
-        with self._lock:
-            self._value += amount
-
-    @property
-    def value(self) -> int:
-        return self._value
-
-    def render(self) -> str:
-        return _render(self.name, self.help, "counter", self._value)
-
-
-class Gauge:
-    """A value read from a function at scrape time (0 until :meth:`set_function`)."""
-
-    __slots__ = ("_function", "help", "name")
-
-    def __init__(self, name: str, help: str) -> None:
-        self.name = name
-        self.help = help
-        self._function: Callable[[], float] = lambda: 0
-
-    def set_function(self, function: Callable[[], float]) -> None:
-        """Read the value from ``function`` on every scrape (e.g. ``len(collector)``)."""
-        self._function = function
-
-    @property
-    def value(self) -> float:
-        return self._function()
-
-    def render(self) -> str:
-        return _render(self.name, self.help, "gauge", self.value)
-
-
-class SnifferMetrics:
+class SnifferMetrics(Metrics):
     """Every metric of the sniffer. One instance per process, passed to each component."""
 
     def __init__(self) -> None:
@@ -94,12 +33,3 @@ class SnifferMetrics:
             f"{PREFIX}report_failures_total", "Failed requests to the mapper (each attempt counts)."
         )
         self.socket_scans = Counter(f"{PREFIX}socket_scans_total", "Completed /proc socket scans.")
-        self._all: tuple[Counter | Gauge, ...] = tuple(vars(self).values())  # the above, in order
-
-    def render(self) -> str:
-        """All metrics in the Prometheus text exposition format 0.0.4 (see ``CONTENT_TYPE``)."""
-        return "".join(metric.render() for metric in self._all)
-
-    def snapshot(self) -> dict[str, float]:
-        """``{metric name: value}``, for logs and tests."""
-        return {metric.name: metric.value for metric in self._all}

@@ -1,28 +1,21 @@
 """The sniffer's pending observations, aggregated into bounded pairs.
 
 Observations come from the capture loop (``DnsAnswer``, ``TcpConnection``) and the socket scan
-(``SocketConnection``) through :meth:`PairCollector.add`; the reporter drains them and merges back
-what it could not send. Pairs are keyed by (kind, source, destination, server port), so memory is
-bounded by distinct pairs, not packets, and hard-bounded by ``max_pairs``: a new pair beyond the
-bound is dropped and counted (updates to known pairs always succeed). A pair keeps what its newest
-sighting said, the union of the IPs a name resolved to (newest first, at most
-:data:`MAX_IPS_PER_NAME`) and the last known client hostname.
-
-An observation whose time cannot be written on the wire (outside [2000, 2100),
-:func:`agent.wire.format_time`) is refused and counted apart (:attr:`PairCollector.bad_times`):
-it is a broken clock, not a full collector.
+(``SocketConnection``) through :meth:`PairCollector.add`; the reporter (:mod:`agent.reporter`)
+drains them and merges back what it could not send. Pairs are keyed by (kind, source,
+destination, server port), so memory is bounded by distinct pairs, not packets, and
+hard-bounded by ``max_pairs`` (the bound, drops and refused times are :mod:`agent.pending`'s). A
+pair keeps what its newest sighting said, the union of the IPs a name resolved to (newest first,
+at most :data:`MAX_IPS_PER_NAME`) and the last known client hostname.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
+from agent import pending
 from agent.model import DnsAnswer, Method, SocketConnection, TcpConnection
 from agent.sniffer.metrics import SnifferMetrics
-from agent.wire import EARLIEST, END
 
 MAX_IPS_PER_NAME = 16
 """A DNS pair keeps the union of the IPs it resolved to, newest first, up to this many."""
@@ -52,7 +45,6 @@ class Seen(NamedTuple):
 
 
 _new = tuple.__new__  # builds a NamedTuple in half the time of its constructor (hot path)
-_EARLIEST, _END = EARLIEST, END
 _DNS, _TCP, _SOCKET = Method.DNS, Method.TCP, Method.SOCKET_SCAN
 
 
@@ -83,98 +75,20 @@ def combine(a: Seen, b: Seen) -> Seen:
     return new._replace(ips=ips, hostname=new.hostname or old.hostname)
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """What one drain took: the pending pairs, and what was refused since the previous drain:
-    ``dropped`` new pairs because the bound was reached, ``bad_times`` observations because
-    their time cannot be written."""
-
-    pairs: Mapping[PairKey, Seen]
-    dropped: int = 0
-    bad_times: int = 0
-
-    def __len__(self) -> int:
-        return len(self.pairs)
+Batch = pending.Batch[PairKey, Seen]
 
 
-class PairCollector:
-    """Pending pairs, aggregated and bounded. Thread-safe: the capture and scanner threads
-    :meth:`add`, the reporter thread :meth:`drain` and :meth:`merge`."""
+class PairCollector(pending.Pending[PairKey, Seen]):
+    """Pending pairs (:class:`agent.pending.Pending`), bounded by ``max_pairs``. Thread-safe: the
+    capture and scanner threads :meth:`add`, the reporter thread drains and merges back."""
 
     def __init__(self, max_pairs: int, metrics: SnifferMetrics | None = None) -> None:
-        self.max_pairs = max_pairs
-        self._metrics = metrics
-        self._lock = threading.Lock()
-        self._pending: dict[PairKey, Seen] = {}
-        self._dropped_total = 0
-        self._dropped_since_drain = 0
-        self._bad_times_total = 0
-        self._bad_times_since_drain = 0
+        super().__init__(max_pairs, combine, on_drop=metrics.pairs_dropped.inc if metrics else None)
         if metrics is not None:
             metrics.pairs_pending.set_function(self.__len__)
 
     def add(self, observation: ReportedObservation) -> bool:
         """Record one observation; False when it was a new pair refused by the bound, or its
-        time cannot be written (see the module docstring)."""
+        time cannot be written (see :mod:`agent.pending`)."""
         key, seen = pair_of(observation)
-        if not _EARLIEST <= seen[0] < _END:  # seen[0]: last_seen (indexing is the fast path)
-            with self._lock:
-                self._bad_times_total += 1
-                self._bad_times_since_drain += 1
-            return False
-        with self._lock:
-            pending = self._pending
-            old = pending.get(key)
-            if old is not None:
-                pending[key] = combine(old, seen)
-                return True
-            if len(pending) < self.max_pairs:
-                pending[key] = seen
-                return True
-            self._dropped_total += 1
-            self._dropped_since_drain += 1
-        if self._metrics is not None:
-            self._metrics.pairs_dropped.inc()
-        return False
-
-    def merge(self, pairs: Mapping[PairKey, Seen]) -> int:
-        """Put pairs back (a batch that failed to send): same bound, newest sighting wins.
-        Returns how many were dropped because the bound was reached."""
-        dropped = 0
-        with self._lock:
-            pending = self._pending
-            for key, seen in pairs.items():
-                old = pending.get(key)
-                if old is not None:
-                    pending[key] = combine(old, seen)
-                elif len(pending) < self.max_pairs:
-                    pending[key] = seen
-                else:
-                    dropped += 1
-            if dropped:
-                self._dropped_total += dropped
-                self._dropped_since_drain += dropped
-        if dropped and self._metrics is not None:
-            self._metrics.pairs_dropped.inc(dropped)
-        return dropped
-
-    def drain(self) -> Batch:
-        """Take every pending pair (swapping dicts: O(1) under the lock)."""
-        with self._lock:
-            pairs, self._pending = self._pending, {}
-            dropped, self._dropped_since_drain = self._dropped_since_drain, 0
-            bad_times, self._bad_times_since_drain = self._bad_times_since_drain, 0
-        return Batch(pairs, dropped, bad_times)
-
-    @property
-    def dropped(self) -> int:
-        """New pairs refused by the bound since the collector was made."""
-        return self._dropped_total
-
-    @property
-    def bad_times(self) -> int:
-        """Observations refused since the collector was made because their time cannot be written."""
-        return self._bad_times_total
-
-    def __len__(self) -> int:
-        return len(self._pending)
+        return self.put(key, seen, seen[0])  # seen[0]: last_seen (indexing is the fast path)

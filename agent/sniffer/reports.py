@@ -10,11 +10,11 @@ per source IP; the mapper's side of these shapes is :mod:`agent.mapper.api.mutat
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from agent.model import Method
+from agent.reporter import Mutation
 from agent.sniffer.pairs import Batch, PairKey, Seen
 from agent.wire import format_time
 
@@ -24,18 +24,6 @@ _MUTATIONS: Mapping[Method, tuple[str, str]] = {
     Method.TCP: ("reportTCPCaptureResults", "CaptureTCPResults"),
     Method.SOCKET_SCAN: ("reportSocketScanResults", "SocketScanResults"),
 }
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Mutation:
-    """One GraphQL request: ``field`` names the mutation; ``pairs`` are what it carries (put
-    back into the collector when it fails)."""
-
-    kind: Method
-    field: str
-    query: str
-    variables: dict[str, Any]
-    pairs: Mapping[PairKey, Seen] = dataclasses.field(repr=False)
 
 
 def destinations(key: PairKey, seen: Seen) -> list[dict[str, Any]]:
@@ -74,15 +62,15 @@ def results_for(pairs: Mapping[PairKey, Seen]) -> dict[str, Any]:
     }
 
 
-def mutations_for(batch: Batch) -> list[Mutation]:
+def mutations_for(batch: Batch) -> list[Mutation[PairKey, Seen]]:
     """A drained batch → the mutations to send (DNS, TCP, socket scan; empty ones skipped)."""
     by_kind: dict[Method, dict[PairKey, Seen]] = {kind: {} for kind in _MUTATIONS}
-    for key, seen in batch.pairs.items():
+    for key, seen in batch.entries.items():
         by_kind[key.kind][key] = seen
     mutations = []
     for kind, (name, input_type) in _MUTATIONS.items():
         if by_kind[kind]:
             query = f"mutation {name}($results: {input_type}!) {{ {name}(results: $results) }}"
             variables = {"results": results_for(by_kind[kind])}
-            mutations.append(Mutation(kind, name, query, variables, by_kind[kind]))
+            mutations.append(Mutation(name, query, variables, by_kind[kind]))
     return mutations

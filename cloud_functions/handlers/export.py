@@ -1,6 +1,8 @@
-"""``GET /v1/tenants/{tenantId}/export``: the tenant's graph as ClientIntents, NetworkPolicies
-(YAML), IAM policies — from :mod:`agent.exports`, the CLI's own exporters — or the JSON export
-(the codec's :class:`agent.wire.EdgesDocument`).
+"""``GET /v1/tenants/{tenantId}/export``: the tenant's graph as ClientIntents, NetworkPolicies, Istio
+AuthorizationPolicies, Strimzi KafkaUsers (YAML), IAM policies — from :mod:`agent.exports`, the
+CLI's own exporters — or the JSON export (the codec's :class:`agent.wire.EdgesDocument`). The cloud
+knows no pod labels: NetworkPolicies and AuthorizationPolicies select ``app.kubernetes.io/name``, and
+KafkaUsers name their Strimzi cluster after the Kafka server workload (the exporters' defaults).
 
 Edges of equal key from several clusters are merged first (``agent.model.merge_edges``);
 ``cluster`` narrows the export to some clusters (comma-separated ids).
@@ -8,11 +10,13 @@ Edges of equal key from several clusters are merged first (``agent.model.merge_e
 Pages (:mod:`cloud_functions.handlers.paging`): the edges come from the store a page at a time
 (:meth:`~cloud_functions.store.base.GraphStore.edges_page`), and a page holds whole documents:
 whole clients for ClientIntents (one document per client), IAM (one policy per client) and the
-JSON export (whose edges run by client), whole servers for NetworkPolicy (one policy per server
-workload; edges to other targets give none and are not read). So the documents of a walk's pages,
-joined in order, are the documents of one page as large as the graph. A page holds at most
-``limit`` edges, except that a client (server) with more fills a page alone. Workloads are whole by
-namespace and name, whatever their kinds: document names depend on the kinds that share them.
+JSON export (whose edges run by client), whole servers for NetworkPolicy and Istio (one policy per
+server workload; edges to other targets give none and are not read) and for KafkaUsers (one per
+server and principal, named within the server: a principal's ACLs on a server come from all its
+clients' edges to that server). So the documents of a walk's pages, joined in order, are the
+documents of one page as large as the graph. A page holds at most ``limit`` edges, except that a
+client (server) with more fills a page alone. Workloads are whole by namespace and name, whatever
+their kinds: document names depend on the kinds that share them.
 The next page's cursor is in the ``X-Next-Cursor`` header (absent on the last page), for every
 format alike: the bodies stay exactly the exporters' documents.
 """
@@ -28,7 +32,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from agent import wire
-from agent.exports import client_intents, network_policies, yaml_documents
+from agent.exports import (
+    authorization_policies,
+    client_intents,
+    kafka_users,
+    network_policies,
+    yaml_documents,
+)
 from agent.exports.iam import iam_policies
 from agent.model import Edge
 from cloud_functions.auth import SECURITY, Caller, Store
@@ -54,8 +64,14 @@ YAML = "application/yaml"
 class Format(enum.StrEnum):
     CLIENTINTENTS = "clientintents"
     NETWORKPOLICY = "networkpolicy"
+    ISTIO = "istio"
+    KAFKA_ACL = "kafka-acl"
     IAM = "iam"
     JSON = "json"
+
+
+SERVER_FORMATS = frozenset({Format.NETWORKPOLICY, Format.ISTIO, Format.KAFKA_ACL})
+"""Formats whose documents are per server workload: paged by server (see the module docstring)."""
 
 
 class Version(enum.StrEnum):
@@ -71,6 +87,10 @@ def export(
         return Response(200, YAML, yaml_documents(client_intents(edges, str(version))), headers=headers)
     if fmt is Format.NETWORKPOLICY:
         return Response(200, YAML, yaml_documents(network_policies(edges)), headers=headers)
+    if fmt is Format.ISTIO:
+        return Response(200, YAML, yaml_documents(authorization_policies(edges)), headers=headers)
+    if fmt is Format.KAFKA_ACL:
+        return Response(200, YAML, yaml_documents(kafka_users(edges)), headers=headers)
     if fmt is Format.IAM:
         return json_response(iam_policies(edges), headers)
     return json_response(wire.export_document(edges), headers)
@@ -83,7 +103,8 @@ def export(
     summary="Export the tenant's graph",
     responses={
         200: {
-            "description": "A page of YAML documents (clientintents, networkpolicy) or JSON (iam, json)",
+            "description": "A page of YAML documents (clientintents, networkpolicy, istio, kafka-acl) "
+            "or JSON (iam, json)",
             "headers": NEXT_CURSOR_HEADER,
             "content": {YAML: {"schema": {"type": "string"}}, "application/json": {"schema": {}}},
         }
@@ -100,7 +121,7 @@ def export_graph(  # noqa: PLR0917 - the route's parameters are the query's
     cursor: Cursor = None,
 ) -> Response[str]:
     tenant = reader(caller, tenantId)
-    order = PageOrder.SERVER if format is Format.NETWORKPOLICY else PageOrder.CLIENT
+    order = PageOrder.SERVER if format in SERVER_FORMATS else PageOrder.CLIENT
     clusters = cluster_ids(cluster)
     query = query_digest("export", format, version, clusters)
     page = read_page(store, tenant, order, cursor=cursor, query=query, limit=limit, cluster_ids=clusters)

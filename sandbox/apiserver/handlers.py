@@ -26,7 +26,15 @@ from sandbox.apiserver.errors import (
     path_not_found,
     unsupported_media_type,
 )
-from sandbox.apiserver.logs import LogOptions, LogReader, parse_time
+from sandbox.apiserver.logs import (
+    LogOptions,
+    LogReader,
+    container_id,
+    container_log_file,
+    log_container,
+    parse_time,
+    running_instance,
+)
 from sandbox.apiserver.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, json_patch, merge_patch
 from sandbox.apiserver.selectors import parse_field_selector, parse_label_selector
 from sandbox.apiserver.store import Obj, Store, parse_resource_version
@@ -248,6 +256,8 @@ class Api:
         query = request.query
         namespace, name = target.namespace or "", str(target.name)
         pod = self.store.get("pods", namespace, name)
+        container, first = log_container(pod, name, query.get("container", ""))
+        previous = _flag(query, "previous")
         if query.get("sinceTime") and query.get("sinceSeconds"):
             raise bad_request("at most one of sinceTime or sinceSeconds may be specified")
         since = None
@@ -258,13 +268,18 @@ class Api:
                 raise bad_request(f"invalid sinceTime: {query['sinceTime']!r}") from None
         seconds = _int_param(query, "sinceSeconds")
         if seconds is not None:
+            if seconds <= 0:
+                raise bad_request("sinceSeconds: Invalid value: must be greater than 0")
             since = datetime.now(UTC) - timedelta(seconds=seconds)
         stream = query.get("stream", "All")
         if stream not in ("All", "Stdout", "Stderr"):
             raise bad_request(f"invalid stream {stream!r}: must be All, Stdout or Stderr")
+        tail = _int_param(query, "tailLines")
+        if tail is not None and tail < 0:
+            raise bad_request("tailLines: Invalid value: must be greater than or equal to 0")
         options = LogOptions(
             since=since,
-            tail=_int_param(query, "tailLines"),
+            tail=tail,
             timestamps=_flag(query, "timestamps"),
             stream=None if stream == "All" else stream.lower(),
         )
@@ -272,18 +287,30 @@ class Api:
         text = "text/plain"
         if self.log_dir is None:
             return Response(200, b"", text)
-        reader = LogReader(self.log_dir / f"{namespace}_{name}.log", options)
-        if not _flag(query, "follow"):
-            data = reader.initial()
+        path = container_log_file(self.log_dir, namespace, name, container, first=first, previous=previous)
+        if previous and not path.exists():
+            # The kubelet's wording (validateContainerLogStatus), relayed as a 400 by the API server.
+            raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+        reader = LogReader(path, options)
+        if previous or not _flag(query, "follow"):  # a previous instance has ended: nothing to follow
+            try:
+                data = reader.initial()
+            finally:
+                reader.close()
             return Response(200, data[:limit] if limit is not None else data, text)
         uid = pod["metadata"]["uid"]
+        instance = container_id(pod, container)
 
         def still_there() -> bool:
-            # A pod deleted (or deleted and recreated under the same name) ends the stream.
+            # The pod deleted (or deleted and recreated under the same name), or the container
+            # instance followed stopped or restarted, ends the stream, as with the kubelet.
             try:
-                return bool(self.store.get("pods", namespace, name)["metadata"]["uid"] == uid)
+                current = self.store.get("pods", namespace, name)
             except ApiError:
                 return False
+            if current["metadata"]["uid"] != uid:
+                return False
+            return not instance or running_instance(current, container) == instance
 
         return Response(
             200, content_type=text, stream=streams.follow_log(reader, still_there, self.stop, limit)

@@ -3,8 +3,8 @@
 Both are generators of byte chunks that `server.py` writes with chunked transfer encoding, one
 flush per chunk. An empty chunk is a heartbeat: the generator is idle, and the HTTP layer uses it
 to notice a client that went away. Watch events come from `Store.wait_for_events`; log bytes from
-`logs.LogReader`. Streams end at their deadline, when the pod goes away (logs), or when the
-server stops (`stop` event set / store closed).
+`logs.LogReader`. Streams end at their deadline, when the pod goes away or its container stops
+or restarts (logs), or when the server stops (`stop` event set / store closed).
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def follow_log(
     stop: threading.Event,
     limit_bytes: int | None = None,
 ) -> Iterator[bytes]:
-    """The log so far, then appended records until the pod is gone, the limit hit, or stop."""
+    """The log so far, then appended records until the container (or its pod) is gone, the limit
+    hit, or stop. The reader's file is closed however the stream ends."""
     sent = 0
 
     def capped(data: bytes) -> bytes:
@@ -133,10 +134,13 @@ def follow_log(
         sent += len(data)
         return data
 
-    yield capped(reader.initial())
-    while not stop.is_set() and (limit_bytes is None or sent < limit_bytes):
-        if not still_there():
-            yield capped(reader.poll())  # whatever the runner wrote before the pod went away
-            return
-        stop.wait(LOG_POLL_SECONDS)
-        yield capped(reader.poll())
+    try:
+        yield capped(reader.initial())
+        while not stop.is_set() and (limit_bytes is None or sent < limit_bytes):
+            if not still_there():
+                yield capped(reader.poll())  # whatever the runner wrote before the container went away
+                return
+            stop.wait(LOG_POLL_SECONDS)
+            yield capped(reader.poll())
+    finally:
+        reader.close()

@@ -1,17 +1,35 @@
 """Exports from the cloud: the CLI's exporters over the tenant's (merged) graph; every
-ClientIntents document validates against the intents operator's CRD."""
+ClientIntents document validates against the intents operator's CRD, every AuthorizationPolicy
+against Istio's and every KafkaUser against Strimzi's; Istio and Kafka ACL exports page by server."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
-from cloud_handler_support import CRD, Cloud, cloud_fixture, demo_edges, edge, recorded  # noqa: F401
+from cloud_handler_support import (  # noqa: F401
+    CRD,
+    EXPORTS,
+    Cloud,
+    cloud_fixture,
+    demo_edges,
+    edge,
+    recorded,
+)
 
 from agent import wire
-from agent.exports import client_intents, edges_from_document, network_policies, validate
+from agent.exports import (
+    authorization_policies,
+    client_intents,
+    edges_from_document,
+    kafka_users,
+    network_policies,
+    validate,
+)
 from agent.exports.iam import iam_policies
+from cloud_functions.handlers.paging import NEXT_CURSOR
 
 
 @pytest.fixture
@@ -94,3 +112,91 @@ def test_empty_graph_exports_are_empty(cloud: Cloud) -> None:
     assert json.loads(export(cloud, format="iam")[1]) == []
     empty = {"apiVersion": "network-mapper/v1", "version": wire.FORMAT_VERSION, "edges": []}
     assert json.loads(export(cloud, format="json")[1]) == empty  # the codec's EdgesDocument
+
+
+# --------------------------------------------------------------------------- Istio and Kafka ACLs
+
+
+def tutorial_edges() -> list[dict[str, Any]]:
+    """The Otterize Istio and Kafka tutorials' edges (principals, a denied access), as uploaded."""
+    document = json.loads((EXPORTS / "otterize-tutorial-edges.json").read_text(encoding="utf-8"))
+    edges: list[dict[str, Any]] = document["edges"]
+    return edges
+
+
+def test_istio_and_kafka_acl_equal_the_cli_export_and_validate(cloud: Cloud) -> None:
+    (cluster,) = cloud.a.clusters
+    assert cloud.ingest(cloud.a, cluster, "tutorial", tutorial_edges()).status == 200
+    edges = edges_from_document({"apiVersion": "network-mapper/v1", "edges": tutorial_edges()})
+    content_type, text = export(cloud, format="istio")
+    assert content_type == "application/yaml"
+    assert text == (EXPORTS / "otterize-tutorial-istio.yaml").read_text(encoding="utf-8")
+    assert list(yaml.safe_load_all(text)) == authorization_policies(edges)
+    istio_crd = EXPORTS / "istio-authorizationpolicy-crd.yaml"
+    assert all(validate(d, istio_crd) == [] for d in yaml.safe_load_all(text))
+    content_type, text = export(cloud, format="kafka-acl")
+    assert content_type == "application/yaml"
+    assert text == (EXPORTS / "otterize-tutorial-kafka-acl.yaml").read_text(encoding="utf-8")
+    assert list(yaml.safe_load_all(text)) == kafka_users(edges)
+    assert "payments" not in text  # the denied access
+    for document in yaml.safe_load_all(text):  # Strimzi's published CRD serves v1; see the exporter's tests
+        assert (
+            validate(
+                {**document, "apiVersion": "kafka.strimzi.io/v1"}, EXPORTS / "strimzi-kafkauser-crd.yaml"
+            )
+            == []
+        )
+
+
+def _http_edge(client: str, server: str, path: str) -> dict[str, Any]:
+    principal = f"spiffe://cluster.local/ns/shop/sa/{client}"
+    resource = {"path": path, "methods": ["GET"], "principals": [principal], "statuses": [200]}
+    return edge(client, server, method="istio", http=[resource])
+
+
+def _kafka_edge(client: str, server: str, topic: str, principal: str) -> dict[str, Any]:
+    topics = [{"name": topic, "operations": ["consume"], "principal": principal, "denied": ["produce"]}]
+    return edge(client, server, method="kafka", kafkaTopics=topics)
+
+
+@pytest.mark.parametrize("fmt", ["istio", "kafka-acl"])
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_istio_and_kafka_acl_pages_hold_whole_servers(cloud: Cloud, fmt: str, limit: int) -> None:
+    """Walking the pages gives the documents of one large page: a server's clients (a principal's
+    clients, for KafkaUsers) are never split, even where one server has more edges than a page."""
+    (cluster,) = cloud.a.clusters
+    edges = tutorial_edges()
+    edges += [_http_edge(f"web-{i}", "api", f"/items/{{id}}/{i}") for i in range(4)]
+    edges += [_http_edge("web-0", "search", "/q")]
+    edges += [_kafka_edge(f"worker-{i}", "broker", "jobs", "User:CN=worker") for i in range(4)]
+    edges += [_kafka_edge("worker-0", "broker-b", "jobs", "User:CN=worker")]
+    assert cloud.ingest(cloud.a, cluster, "paged", edges).status == 200
+    whole = cloud.request(
+        "GET",
+        f"/v1/tenants/{cloud.a.id}/export",
+        token=cloud.a.read_token,
+        query={"format": fmt, "limit": "500"},
+    )
+    assert whole.status == 200 and NEXT_CURSOR.lower() not in whole.headers
+    query = {"format": fmt, "limit": str(limit)}
+    pages = []
+    while True:
+        reply = cloud.request(
+            "GET", f"/v1/tenants/{cloud.a.id}/export", token=cloud.a.read_token, query=query
+        )
+        assert reply.status == 200, reply
+        pages.append(reply)
+        cursor = reply.headers.get(NEXT_CURSOR.lower())
+        if cursor is None:
+            break
+        assert len(pages) < 100, "a walk that does not end"
+        query = {**query, "cursor": cursor}
+    assert len(pages) > 1
+    walked = [d for page in pages for d in yaml.safe_load_all(page.text)]
+    assert walked == list(yaml.safe_load_all(whole.text))
+    if fmt == "kafka-acl":
+        (worker,) = [d for d in walked if d["metadata"]["labels"]["strimzi.io/cluster"] == "broker"]
+        assert [a["operations"] for a in worker["spec"]["authorization"]["acls"]] == [["Read"]]
+    else:
+        (api,) = [d for d in walked if d["metadata"]["name"] == "access-to-api-from-observed-clients"]
+        assert len(api["spec"]["rules"]) == 4

@@ -69,7 +69,7 @@ def test_merge_true_merges_equal_edges_across_clusters(two_clusters: tuple[Cloud
     cart = next(e for e in edges if e["target"]["name"] == "cart")
     assert cart["clusterIds"] == sorted([first, second])
     assert cart["count"] == 5  # merge_edges keeps the maximum of cumulative counts
-    assert cart["http"] == [{"path": "/cart", "methods": ["GET", "POST"]}]
+    assert cart["http"] == [{"path": "/cart", "methods": ["GET", "POST"], "principals": [], "statuses": []}]
     assert all("clusterId" not in e for e in edges)
 
 

@@ -144,7 +144,8 @@ def test_opted_out_not_one_telemetry_request_leaves(
 def helm_mapper_env(values: dict[str, Any]) -> dict[str, str]:
     """The plain ``value`` variables of the mapper container in the chart rendered with ``values``."""
     rendered = helm.Chart.load(CHART).render(values, name="network-mapper", namespace="network-mapper")
-    docs = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    manifests = [text for path, text in rendered.items() if not path.endswith("NOTES.txt")]
+    docs = [doc for text in manifests for doc in yaml.safe_load_all(text) if doc]
     [deployment] = [d for d in docs if d["kind"] == "Deployment"]
     [mapper] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "mapper"]
     return {e["name"]: e["value"] for e in mapper["env"] if "value" in e}

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
+from agent.health import HealthServer
 from agent.mapperclient import HttpMapperClient, Transport
+from agent.metrics import CONTENT_TYPE
 from agent.model import DnsAnswer, Observation, SocketConnection, TcpConnection
-from agent.sniffer.health import HealthServer
-from agent.sniffer.metrics import CONTENT_TYPE, SnifferMetrics
-from agent.sniffer.pairs import PairCollector
-from agent.sniffer.reporter import Reporter
+from agent.reporter import Reporter
+from agent.sniffer.metrics import SnifferMetrics
+from agent.sniffer.pairs import PairCollector, PairKey, Seen
+from agent.sniffer.reports import mutations_for
 from agent.wire import format_time, parse_time
 from tests.support.mapper_app import InProcessMapper, MapperServer, ObservationLog, mapper_app
 
@@ -97,17 +99,24 @@ def make_reporter(
     metrics: SnifferMetrics,
     transport: Transport | None = None,
     token: str = TOKEN,
-) -> Reporter:
+) -> Reporter[PairKey, Seen]:
     client = HttpMapperClient(url, token, timeout=2.0, transport=transport)
     return Reporter(
-        collector, client, 0.05, metrics=metrics, attempts=2, backoff_initial=0.01, backoff_max=0.2
+        collector,
+        mutations_for,
+        client,
+        0.05,
+        metrics=metrics,
+        attempts=2,
+        backoff_initial=0.01,
+        backoff_max=0.2,
     )
 
 
 @pytest.fixture
 def reporter(
     mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics
-) -> Iterator[Reporter]:
+) -> Iterator[Reporter[PairKey, Seen]]:
     running = make_reporter(mapper.url, collector, metrics, mapper.transport)
     running.start()
     yield running
@@ -262,7 +271,9 @@ def test_stop_flushes_what_is_pending(
     mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics
 ) -> None:
     client = HttpMapperClient(mapper.url, TOKEN, timeout=2.0, transport=mapper.transport)
-    reporter = Reporter(collector, client, 60.0, metrics=metrics)  # would not report for a minute
+    reporter = Reporter(
+        collector, mutations_for, client, 60.0, metrics=metrics
+    )  # would not report for a minute
     reporter.start()
     added = observations(40, 3)
     for observation in added:

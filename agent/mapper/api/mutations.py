@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.mapper.api.queries import kafka_operation
 from agent.model import (
     AwsOperation,
     DnsAnswer,
@@ -43,7 +44,7 @@ maps that pod to its workload."""
 Input = Mapping[str, Any]
 
 
-REASONS = ("bad_ip", "bad_port", "bad_time", "empty_name", "too_long", "no_actions")
+REASONS = ("bad_ip", "bad_port", "bad_time", "bad_status", "empty_name", "too_long", "no_actions")
 """Why an entry was skipped: a closed set (the ``reason`` label of the skip counter)."""
 
 
@@ -182,36 +183,51 @@ def socket_results(results: Input) -> Converted:
 
 def kafka_results(results: Input) -> Converted:
     """``reportKafkaMapperResults`` (the Kafka watcher) → :class:`KafkaAccess` per result; the
-    server is the pod named by ``serverPodName`` (see :data:`KAFKA_SERVER_KIND`)."""
+    server is the pod named by ``serverPodName`` (see :data:`KAFKA_SERVER_KIND`). The extension
+    fields ``principal`` (absent: unknown) and ``allowed`` (absent or null: allowed — Otterize's
+    watcher reports what the broker logged, which by default is allowed accesses) are carried."""
     out = Converted()
     for r in results["results"]:
         if not is_ip(r["srcIp"]):
             out.skip("bad_ip", f"srcIp is not an IP: {r['srcIp'][:64]!r}")
             continue
+        principal = r.get("principal") or ""
         if not (
             out.named(r["serverNamespace"], r["serverPodName"])
             and out.named(r["topic"], r["operation"], bound=MAX_TEXT)
+            and out.named(principal, empty=True, bound=MAX_TEXT)
             and out.timed(r["lastSeen"])
         ):
             continue
         server = WorkloadIdentity(r["serverNamespace"], r["serverPodName"], KAFKA_SERVER_KIND)
-        operation = r["operation"].strip().lower()
-        out.observations.append(KafkaAccess(r["srcIp"], server, r["topic"], operation, r["lastSeen"]))
+        # One spelling per operation in the store: Kafka's Read (AclAuthorizer), READ (KRaft) and
+        # Otterize's consume all become "consume"; an operation we do not know is kept, lower-cased.
+        known = kafka_operation(r["operation"].strip())
+        operation = known.lower().replace("_", "-") if known else r["operation"].strip().lower()
+        allowed = r.get("allowed") is not False
+        out.observations.append(
+            KafkaAccess(r["srcIp"], server, r["topic"], operation, r["lastSeen"], 0, principal, allowed)
+        )
     return out
 
 
 def istio_results(results: Input) -> Converted:
     """``reportIstioConnectionResults`` (the Istio watcher) → one :class:`IstioRequest` per
-    method, ``count=1`` (the watcher reports deltas); no methods → one request with method ``""``."""
+    method, ``count=1`` (the watcher reports deltas); no methods → one request with method ``""``.
+    The extension fields ``srcPrincipal`` and ``responseCodes`` (100-599) are carried."""
     out = Converted()
     for r in results["results"]:
+        principal, codes = r.get("srcPrincipal") or "", tuple(r.get("responseCodes") or ())
         if not (
             out.named(r["srcWorkload"], r["srcWorkloadNamespace"])
             and out.named(r["dstWorkload"], r["dstWorkloadNamespace"])
             and out.named(r["dstServiceName"], empty=True)
-            and out.named(r["path"], *r["methods"], empty=True, bound=MAX_TEXT)
+            and out.named(r["path"], *r["methods"], principal, empty=True, bound=MAX_TEXT)
             and out.timed(r["lastSeen"])
         ):
+            continue
+        if not all(100 <= code <= 599 for code in codes):
+            out.skip("bad_status", f"a response code is not in 100-599: {codes[:8]}")
             continue
         for method in r["methods"] or [""]:
             out.observations.append(
@@ -225,6 +241,8 @@ def istio_results(results: Input) -> Converted:
                     method,
                     1,
                     r["lastSeen"],
+                    principal,
+                    codes,
                 )
             )
     return out

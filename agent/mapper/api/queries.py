@@ -129,10 +129,14 @@ def service_intents(
 
 
 def _kafka_topics(edge: Edge) -> list[Shape]:
-    return [
-        {"name": t.name, "operations": [op for op in map(kafka_operation, t.operations) if op]}
-        for t in edge.kafka_topics
-    ]
+    """Per topic (all principals together) the operations the broker *allowed*: a denied access is
+    no intent (exporting it would grant what was refused); a topic with none is left out."""
+    allowed: dict[str, set[str]] = {}
+    for t in edge.kafka_topics:
+        ops = {op for op in map(kafka_operation, t.operations) if op}
+        if ops:
+            allowed.setdefault(t.name, set()).update(ops)
+    return [{"name": name, "operations": sorted(ops)} for name, ops in sorted(allowed.items())]
 
 
 def _http_resources(edge: Edge) -> list[Shape]:
@@ -156,8 +160,9 @@ def _intents_of(edge: Edge, labels: _Labels) -> list[Shape]:
         return []
     server = _identity(target, labels, edge.target_service)
     out = []
-    if edge.kafka_topics:
-        out.append(_intent(client, server, "KAFKA", kafkaTopics=_kafka_topics(edge)))
+    topics = _kafka_topics(edge)
+    if topics:
+        out.append(_intent(client, server, "KAFKA", kafkaTopics=topics))
     if edge.http:
         out.append(_intent(client, server, "HTTP", httpResources=_http_resources(edge)))
     return out or [_intent(client, server, None)]

@@ -36,6 +36,8 @@ JOB = WorkloadIdentity("shop", "frontend", "CronJob")  # same name, other kind: 
 NAMES = ("shop", "frontend", "cartservice", "data", "redis-cart", "streaming", "kafka-broker", "load")
 NAMES += ("loadgenerator",)
 NAMES += ("api.example.com", "arn:aws:s3:::orders", "cart-svc")
+SPIFFE = "spiffe://cluster.local/ns/shop/sa/frontend"
+NAMES += (SPIFFE, "User:CN=cartservice,O=Shop")  # principals name workloads too
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -46,9 +48,19 @@ def edge(client: WorkloadIdentity, target: object, **kw: object) -> Edge:
 
 
 EDGES = [
-    edge(FRONTEND, CART, http=(HttpResource("/cart", ("GET", "POST")), HttpResource("/x", ())), count=3),
+    edge(
+        FRONTEND,
+        CART,
+        http=(HttpResource("/cart", ("GET", "POST"), (SPIFFE,), (200,)), HttpResource("/x", ())),
+        count=3,
+    ),
     edge(FRONTEND, REDIS, target_service="cart-svc"),  # cross-namespace: redis-cart.data
-    edge(CART, KAFKA, kafka_topics=(KafkaTopic("orders", ("Read", "Write")),), methods={Method.KAFKA}),
+    edge(
+        CART,
+        KAFKA,
+        kafka_topics=(KafkaTopic("orders", ("Read", "Write"), "User:CN=cartservice,O=Shop", ("Delete",)),),
+        methods={Method.KAFKA},
+    ),
     edge(CART, KAFKA, http=(HttpResource("/admin", ("GET",)),)),
     edge(LOADGEN, FRONTEND),
     edge(LOADGEN, InternetTarget("api.example.com", ("93.184.216.34",), 443)),

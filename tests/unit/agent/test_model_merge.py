@@ -101,8 +101,18 @@ edges = st.builds(
     last_seen=st.floats(1000, 2000),
     count=st.integers(1, 50),
     methods=st.frozensets(st.sampled_from(Method)),
-    http=st.lists(st.builds(HttpResource, names, st.lists(names).map(tuple))).map(tuple),
-    kafka_topics=st.lists(st.builds(KafkaTopic, names, st.lists(names).map(tuple))).map(tuple),
+    http=st.lists(
+        st.builds(
+            HttpResource,
+            names,
+            st.lists(names).map(tuple),
+            st.lists(names).map(tuple),
+            st.lists(st.sampled_from([200, 404, 503])).map(tuple),
+        )
+    ).map(tuple),
+    kafka_topics=st.lists(
+        st.builds(KafkaTopic, names, st.lists(names).map(tuple), names, st.lists(names).map(tuple))
+    ).map(tuple),
     aws_actions=st.lists(names).map(tuple),
     target_service=st.sampled_from(["", "svc-a", "svc-b"]),
     ambiguous=st.booleans(),
@@ -117,6 +127,30 @@ def test_merging_again_changes_nothing(a: Edge, b: Edge) -> None:
     assert merge_edges(merged, merged) == merged
     assert merge_edges(merged, a) == merged
     assert merge_edges(b, a) == merged  # the order does not matter
+
+
+def test_principals_codes_and_verdicts_are_unions_per_path_and_per_topic_and_principal() -> None:
+    alice, bob = "User:CN=alice,O=Example\\, Inc.", "User:CN=bob"
+    a = edge(
+        http=(HttpResource("/cart", ("GET",), ("spiffe://cluster.local/ns/shop/sa/web",), (200,)),),
+        kafka_topics=(KafkaTopic("orders", ("read",), alice), KafkaTopic("orders", (), bob, ("write",))),
+    )
+    b = edge(
+        http=(HttpResource("/cart", ("POST",), ("spiffe://cluster.local/ns/shop/sa/api",), (503, 201)),),
+        kafka_topics=(
+            KafkaTopic("orders", ("describe",), alice, ("write",)),
+            KafkaTopic("orders", ("read",)),
+        ),
+    )
+    merged = merge_edges(a, b)
+    web, api = "spiffe://cluster.local/ns/shop/sa/web", "spiffe://cluster.local/ns/shop/sa/api"
+    assert merged.http == (HttpResource("/cart", ("GET", "POST"), (api, web), (200, 201, 503)),)
+    assert merged.kafka_topics == (  # by (topic, principal): the unknown principal sorts first
+        KafkaTopic("orders", ("read",), ""),
+        KafkaTopic("orders", ("describe", "read"), alice, ("write",)),
+        KafkaTopic("orders", (), bob, ("write",)),
+    )
+    assert merge_edges(b, a) == merged and merge_edges(merged, a) == merged
 
 
 def test_new_edge_equals_the_plain_constructor() -> None:

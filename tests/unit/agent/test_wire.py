@@ -97,8 +97,8 @@ def test_a_version_1_upload_body_is_read_and_unknown_versions_are_refused() -> N
     edge |= {"firstSeen": "2026-11-28T02:15:06.918878Z", "lastSeen": "2026-11-28T02:15:06.918878Z"}
     old = wire.decode_ingest(json.dumps({"batchId": "b", "anonymized": False, "edges": [edge]}))
     assert old.version == 1 and wire.from_doc(old.edges[0]).target == AwsTarget("*")
-    with pytest.raises(wire.WireError, match="version 3"):
-        wire.decode_ingest(json.dumps({"version": 3, "batchId": "b", "edges": []}))
+    with pytest.raises(wire.WireError, match="version 4"):
+        wire.decode_ingest(json.dumps({"version": 4, "batchId": "b", "edges": []}))
     with pytest.raises(wire.WireError, match=r"\$\.edges\[0\]\.target\.type"):
         wire.decode_ingest(json.dumps({"batchId": "b", "edges": [edge | {"target": {"type": "satellite"}}]}))
     with pytest.raises(wire.WireError, match="out of range"):
@@ -156,11 +156,16 @@ def test_problems_name_each_bad_field_and_pass_a_good_document() -> None:
         client=WorkloadIdentity("", "x" * 254),
         target=wire.InternetTargetDoc(dnsName="a", ips=("10.0.0.1", "999.1.1.1"), port=1),
         awsActions=("",),
+        http=(HttpResource("/a", ("GET",), ("p" * 2049,), (200,)), HttpResource("/b", (), (), (200, 42))),
+        kafkaTopics=(KafkaTopic("orders", ("read",), "User:" + "x" * 2048),),
     )
     assert wirechecks.problems(bad) == [
         (("client", "namespace"), "must not be empty"),
         (("client", "name"), "longer than 253 characters"),
         (("target", "ips", 1), "not an IP address"),
+        (("http", 0), "a value is longer than 2048 characters"),
+        (("kafkaTopics", 0), "a value is longer than 2048 characters"),
+        (("http", 1, "statuses"), "a response code is not in 100-599"),
         (("awsActions", 0), "must not be empty"),
     ]
 

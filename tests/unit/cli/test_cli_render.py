@@ -7,7 +7,7 @@ import pytest
 from agent.cli.main import build_parser
 from agent.cli.queries import EdgeFormatError, edge_from_json, labels_from_intents
 from agent.cli.render import dot, listing
-from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, Method, WorkloadIdentity
+from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
 
 NS = "otterize-ecom-demo"
 
@@ -39,6 +39,25 @@ def test_listing_is_otterize_format_with_internet_and_cross_namespace() -> None:
         "  - api.example.com (Internet: 198.51.100.10)",
         "audit in namespace sandbox-extras calls:",
         "  - arn:aws:s3:::bucket (AWS: s3:GetObject)",
+    ]
+
+
+def test_listing_marks_denied_kafka_accesses() -> None:
+    kafka = _w("kafka", kind="StatefulSet")
+    topics = (
+        KafkaTopic("mytopic", ("consume", "describe"), "User:CN=client"),
+        KafkaTopic("payments", (), "User:CN=client", ("consume",)),
+        KafkaTopic("orders", ("describe",), "User:CN=a", ("produce", "describe")),  # describe: allowed too
+        KafkaTopic("orders", ("produce",), "User:CN=b"),  # allowed to b, denied to a: both shown
+    )
+    principals = (f"spiffe://cluster.local/ns/{NS}/sa/client",)
+    http = (HttpResource("/api/orders/{id}", ("POST",), principals, (201,)),)
+    edges = [_e(_w("client"), kafka, kafka_topics=topics), _e(_w("client"), _w("server"), http=http)]
+    assert listing(edges).splitlines() == [
+        "client in namespace otterize-ecom-demo calls:",
+        "  - kafka [topic mytopic consume/describe; topic orders describe/produce, produce (denied);"
+        " topic payments consume (denied)]",
+        "  - server [/api/orders/{id} POST]",
     ]
 
 

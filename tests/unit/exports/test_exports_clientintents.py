@@ -1,5 +1,6 @@
 """ClientIntents export: exact documents, enum mapping, and every document validates against
-the intents operator's real CRD (v2beta1 and v1alpha3)."""
+the intents operator's real CRD (v2beta1 and v1alpha3). :func:`load_crd` and the committed CRD
+copies here serve the other exporters' tests too (KafkaUser, AuthorizationPolicy)."""
 
 from __future__ import annotations
 
@@ -29,15 +30,16 @@ from agent.model import (
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "tests" / "data" / "exports"
 COMMITTED_CRD = DATA / "clientintents-crd.yaml"
-SHARED_CRD = ROOT / ".." / "shared" / "data" / "clientintents-crd.yaml"
+SHARED_DATA = ROOT / ".." / "shared" / "data"
+CRD_FILES = ("clientintents-crd.yaml", "strimzi-kafkauser-crd.yaml", "istio-authorizationpolicy-crd.yaml")
 VERSIONS = ("v2beta1", "v1alpha3")
 T0 = 1764296106.918878
 
 
 @functools.cache
-def load_crd() -> dict[str, Any]:
-    """The committed copy (deterministic); ``test_committed_crd_matches_shared`` guards drift."""
-    loaded: dict[str, Any] = yaml.safe_load(COMMITTED_CRD.read_text(encoding="utf-8"))
+def load_crd(file: str = "clientintents-crd.yaml") -> dict[str, Any]:
+    """A committed CRD copy (deterministic); ``test_committed_crds_match_shared`` guards drift."""
+    loaded: dict[str, Any] = yaml.safe_load((DATA / file).read_text(encoding="utf-8"))
     return loaded
 
 
@@ -59,10 +61,11 @@ def edge(client: WorkloadIdentity, target: Any, **kw: Any) -> Edge:
     return Edge(client, target, T0, T0 + 1, frozenset({Method.TCP}), **kw)
 
 
-def test_committed_crd_matches_shared() -> None:
-    if not SHARED_CRD.exists():
+@pytest.mark.parametrize("file", CRD_FILES)
+def test_committed_crds_match_shared(file: str) -> None:
+    if not (SHARED_DATA / file).exists():
         pytest.skip("../shared is not beside this checkout")
-    assert yaml.safe_load(SHARED_CRD.read_text()) == yaml.safe_load(COMMITTED_CRD.read_text())
+    assert yaml.safe_load((SHARED_DATA / file).read_text()) == load_crd(file)
 
 
 def test_validate_accepts_a_path(demo_edges: list[Edge]) -> None:
@@ -196,6 +199,54 @@ def test_kafka_without_known_operations_falls_back_to_network_access() -> None:
     assert client_intents(edges)[0]["spec"]["targets"] == [
         {"kubernetes": {"name": "kafka", "kind": "StatefulSet"}}
     ]
+
+
+def test_denied_operations_are_never_exported_and_topics_merge_over_principals() -> None:
+    c = deploy("client")
+    kafka = deploy("kafka", kind="StatefulSet")
+    topics = (
+        KafkaTopic("mytopic", ("consume",), "User:CN=a", ("produce",)),
+        KafkaTopic("mytopic", ("describe",), "User:CN=b", ("alter",)),
+        KafkaTopic("mytopic", ("produce",), "User:CN=c"),  # allowed to one principal: exported
+        KafkaTopic("payments", (), "User:CN=a", ("consume",)),  # only denied: no topic
+    )
+    edges = [edge(c, kafka, kafka_topics=topics)]
+    assert client_intents(edges)[0]["spec"]["targets"] == [
+        {
+            "kafka": {
+                "name": "kafka.shop",
+                "topics": [{"name": "mytopic", "operations": ["consume", "produce", "describe"]}],
+            }
+        }
+    ]
+    assert client_intents(edges, "v1alpha3")[0]["spec"]["calls"] == [
+        {
+            "name": "kafka.shop",
+            "type": "kafka",
+            "kafkaTopics": [{"name": "mytopic", "operations": ["consume", "produce", "describe"]}],
+        }
+    ]
+    only_denied = [edge(c, kafka, kafka_topics=(KafkaTopic("payments", (), "User:CN=a", ("consume",)),))]
+    # nothing allowed: the connection itself was seen, so it stays a plain workload target
+    assert client_intents(only_denied)[0]["spec"]["targets"] == [
+        {"kubernetes": {"name": "kafka", "kind": "StatefulSet"}}
+    ]
+
+
+def test_http_path_templates_are_written_as_istio_matches_them() -> None:
+    resources = (
+        HttpResource("/api/orders/{id}", ("POST",)),
+        HttpResource("/api/orders/{orderId}", ("GET",)),  # the same pattern: methods merge
+        HttpResource("/api/orders/{id}/items", ("GET",)),
+        HttpResource("/api/cart", ("GET",)),
+    )
+    doc = client_intents([edge(deploy("client"), deploy("server"), http=resources)])[0]
+    assert doc["spec"]["targets"][0]["kubernetes"]["http"] == [
+        {"path": "/api/cart", "methods": ["GET"]},
+        {"path": "/api/orders/*", "methods": ["GET", "POST"]},
+        {"path": "/api/orders/{*}/items", "methods": ["GET"]},
+    ]
+    assert validate(doc, load_crd()) == []
 
 
 def test_same_name_two_kinds_get_distinct_document_names() -> None:

@@ -49,7 +49,7 @@ def test_exact_document() -> None:
     at = "2026-11-28T02:15:06.918878Z"
     assert edges_document(edges) == {
         "apiVersion": "network-mapper/v1",
-        "version": 2,
+        "version": 3,
         "edges": [
             {
                 "client": frontend,
@@ -64,7 +64,7 @@ def test_exact_document() -> None:
                 "lastSeen": "2026-11-28T02:16:06.918878Z",
                 "count": 3,
                 **empty,
-                "http": [{"path": "/products", "methods": ["GET", "POST"]}],
+                "http": [{"path": "/products", "methods": ["GET", "POST"], "principals": [], "statuses": []}],
                 "targetService": "productcatalog",
             },
             {
@@ -109,8 +109,13 @@ def test_demo_fixture_round_trips() -> None:
     def same_times(edge: dict[str, Any]) -> dict[str, Any]:
         return edge | {"firstSeen": parse_time(edge["firstSeen"]), "lastSeen": parse_time(edge["lastSeen"])}
 
-    new_fields = {"live": False, "targetServiceSeen": None, "truncated": False}
-    assert [same_times(e) for e in again["edges"]] == [same_times(e) | new_fields for e in document["edges"]]
+    def with_new_fields(edge: dict[str, Any]) -> dict[str, Any]:  # what versions 2 and 3 added, defaulted
+        http = [{"principals": [], "statuses": []} | r for r in edge["http"]]
+        topics = [{"principal": "", "denied": []} | t for t in edge["kafkaTopics"]]
+        added = {"live": False, "targetServiceSeen": None, "truncated": False}
+        return same_times(edge) | added | {"http": http, "kafkaTopics": topics}
+
+    assert [same_times(e) for e in again["edges"]] == [with_new_fields(e) for e in document["edges"]]
     assert edges_from_document(json.loads(json.dumps(again))) == edges
 
 

@@ -6,7 +6,10 @@
 * every rendered manifest validates against the newest Kubernetes schema (strict: no unknown fields);
 * the telemetry opt-out ``--set global.telemetry.enabled=false`` reaches every container of
   every workload as ``OTTERIZE_TELEMETRY_ENABLED=false`` (default: ``"true"``);
-* the cloud, anonymization and persistence values are wired to the mapper's variables.
+* the cloud, anonymization and persistence values are wired to the mapper's variables;
+* ``kafkawatcher.enable`` adds the Kafka watcher (its servers as ``pod.namespace`` items) and grants
+  ``pods/log`` then only; ``enableIstioCollection`` adds the Istio watcher and the Istio
+  ``Telemetry`` resource, valid against Istio's published CRD.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -22,6 +26,13 @@ import yaml
 CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper"
 WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "ReplicaSet", "Pod"}
 OPT_OUT = {"global": {"telemetry": {"enabled": False}}}
+SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+KAFKA_SERVERS = [
+    {"name": "kafka-0", "namespace": "otterize-tutorial-kafka-mapping"},
+    {"name": "my-cluster-kafka-*", "namespace": "strimzi"},
+]
+WATCHERS = {"kafkawatcher": {"enable": True, "kafkaServers": KAFKA_SERVERS}, "enableIstioCollection": True}
+CUSTOM_KINDS = {"Telemetry"}  # validated against the published CRD, not Kubernetes' own schemas
 FULL = {
     "cloud": {"url": "https://cloud.example.com", "token": "ingest", "anonymize": True},
     "persistence": {"enabled": True, "storageClass": "fast"},
@@ -31,7 +42,8 @@ FULL = {
 
 def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     rendered = helm.Chart.load(CHART).render(values or {}, name="nm", namespace="observability")
-    return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    manifests = [text for path, text in rendered.items() if not path.endswith("NOTES.txt")]
+    return [doc for text in manifests for doc in yaml.safe_load_all(text) if doc]
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -161,14 +173,20 @@ def test_cloud_anonymization_and_persistence_are_wired() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [pytest.param({}, id="default"), pytest.param(OPT_OUT, id="opt-out"), pytest.param(FULL, id="full")],
+    [
+        pytest.param({}, id="default"),
+        pytest.param(OPT_OUT, id="opt-out"),
+        pytest.param(FULL, id="full"),
+        pytest.param(WATCHERS, id="watchers"),
+    ],
 )
 def test_every_manifest_validates_strictly(values: dict[str, Any]) -> None:
     docs = render(values)
     assert docs
     version = kubernetes_validate.latest_version()
     for doc in docs:
-        kubernetes_validate.validate(doc, version, strict=True)
+        if doc["kind"] not in CUSTOM_KINDS:
+            kubernetes_validate.validate(doc, version, strict=True)
 
 
 @pytest.mark.parametrize(
@@ -179,13 +197,71 @@ def test_every_manifest_validates_strictly(values: dict[str, Any]) -> None:
         pytest.param(OPT_OUT, "false", id="set-false"),
         pytest.param({**FULL, **OPT_OUT}, "false", id="full-set-false"),
         pytest.param({"global": {"telemetry": {"enabled": "false"}}}, "false", id="set-string-false"),
+        pytest.param({**WATCHERS, **OPT_OUT}, "false", id="watchers-set-false"),
     ],
 )
 def test_telemetry_setting_reaches_every_container(values: dict[str, Any], expected: str) -> None:
     found = containers(render(values))
-    assert {name.rsplit("/", 1)[0] for name, _ in found} == {
-        "Deployment/network-mapper",
-        "DaemonSet/network-mapper-sniffer",
-    }
+    workloads = {"Deployment/network-mapper", "DaemonSet/network-mapper-sniffer"}
+    if "kafkawatcher" in values:
+        workloads |= {"Deployment/network-mapper-kafka-watcher", "Deployment/network-mapper-istio-watcher"}
+    assert {name.rsplit("/", 1)[0] for name, _ in found} == workloads
     for name, container in found:
         assert env(container).get("OTTERIZE_TELEMETRY_ENABLED") == expected, name
+
+
+def crd_schema(file: str, version: str) -> dict[str, Any]:
+    crd = yaml.safe_load((SHARED / file).read_text(encoding="utf-8"))
+    (found,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema: dict[str, Any] = found["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_watchers_are_off_by_default_and_pods_log_is_granted_only_with_the_kafka_watcher() -> None:
+    docs = render()
+    assert not [d for d in docs if "watcher" in d["metadata"]["name"] or d["kind"] == "Telemetry"]
+    role = find(docs, "ClusterRole", "network-mapper-observability")
+    assert all("pods/log" not in rule["resources"] for rule in role["rules"])
+    role = find(render({"enableIstioCollection": True}), "ClusterRole", "network-mapper-observability")
+    assert all("pods/log" not in rule["resources"] for rule in role["rules"])
+    role = find(render(WATCHERS), "ClusterRole", "network-mapper-observability")
+    assert {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]} in role["rules"]
+
+
+def test_the_kafka_watcher_reads_the_listed_servers_and_reports_to_the_mapper() -> None:
+    docs = render(WATCHERS)
+    deployment = find(docs, "Deployment", "network-mapper-kafka-watcher")
+    (watcher,) = pod_spec(deployment)["containers"]
+    assert watcher["command"] == ["network-mapper-kafka-watcher"]
+    assert pod_spec(deployment)["serviceAccountName"] == "network-mapper"
+    variables = env(watcher)
+    assert variables["OTTERIZE_KAFKA_SERVERS"] == (
+        "kafka-0.otterize-tutorial-kafka-mapping,my-cluster-kafka-*.strimzi"
+    )
+    assert (
+        variables["OTTERIZE_MAPPER_API"] == "http://network-mapper.observability.svc.cluster.local:9090/query"
+    )
+    assert variables["NETWORK_MAPPER_TOKEN"] == {
+        "secretKeyRef": {"name": "network-mapper", "key": "agent-token"}
+    }
+    assert watcher["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_istio_collection_adds_the_watcher_and_a_telemetry_resource_valid_against_istios_crd() -> None:
+    docs = render({"enableIstioCollection": True})
+    deployment = find(docs, "Deployment", "network-mapper-istio-watcher")
+    (watcher,) = pod_spec(deployment)["containers"]
+    assert watcher["command"] == ["network-mapper-istio-watcher"]
+    assert env(watcher)["ISTIO_WATCHER_PATH_TEMPLATES"] == "true"
+    telemetry = find(docs, "Telemetry", "network-mapper-http-paths")
+    assert telemetry["apiVersion"] == "telemetry.istio.io/v1"
+    assert telemetry["metadata"]["namespace"] == "istio-system"  # the mesh's root: applies mesh-wide
+    jsonschema.validate(telemetry, crd_schema("istio-telemetry-crd.yaml", "v1"))
+    (override,) = telemetry["spec"]["metrics"][0]["overrides"]
+    assert override["tagOverrides"] == {
+        "request_method": {"value": "request.method"},
+        "request_path": {"value": "request.path"},
+    }
+    off = render({"enableIstioCollection": True, "istiowatcher": {"pathTemplates": False}})
+    (watcher,) = pod_spec(find(off, "Deployment", "network-mapper-istio-watcher"))["containers"]
+    assert env(watcher)["ISTIO_WATCHER_PATH_TEMPLATES"] == "false"

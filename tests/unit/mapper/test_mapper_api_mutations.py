@@ -353,6 +353,38 @@ def test_kafka_results_name_the_server_pod_for_the_resolver() -> None:
     assert converted.skipped.total() == 1
 
 
+def test_kafka_results_carry_the_principal_and_the_verdict() -> None:
+    entry = {"srcIp": "10.0.0.1", "serverPodName": "kafka-0", "serverNamespace": "infra", "topic": "orders"}
+    entry |= {"operation": "Read", "lastSeen": T0, "principal": "User:CN=client,O=Example\\, Inc."}
+    converted = mutations.kafka_results(
+        {"results": [entry, entry | {"allowed": False}, entry | {"allowed": None}]}
+    )
+    server = WorkloadIdentity("infra", "kafka-0", "Pod")
+    principal = "User:CN=client,O=Example\\, Inc."
+    assert converted.observations == [
+        KafkaAccess("10.0.0.1", server, "orders", "consume", T0, 0, principal, True),
+        KafkaAccess("10.0.0.1", server, "orders", "consume", T0, 0, principal, False),
+        KafkaAccess(
+            "10.0.0.1", server, "orders", "consume", T0, 0, principal, True
+        ),  # null: Otterize's default
+    ]
+
+
+def test_istio_results_carry_the_principal_and_the_codes_and_skip_impossible_codes() -> None:
+    base = {"srcWorkload": "web", "srcWorkloadNamespace": "shop", "dstWorkload": "cart"}
+    base |= {"dstServiceName": "cart", "dstWorkloadNamespace": "shop", "path": "/cart", "lastSeen": T0}
+    base |= {"methods": ["GET"], "srcPrincipal": "spiffe://cluster.local/ns/shop/sa/web"}
+    converted = mutations.istio_results(
+        {"results": [base | {"responseCodes": [200, 503]}, base | {"responseCodes": [200, 99]}]}
+    )
+    assert converted.observations == [
+        IstioRequest(
+            "web", "shop", "cart", "shop", "cart", "/cart", "GET", 1, T0, base["srcPrincipal"], (200, 503)
+        )
+    ]
+    assert converted.skipped == {"bad_status": 1}
+
+
 def test_istio_results_one_request_per_method() -> None:
     base = {
         "srcWorkload": "frontend",

@@ -133,6 +133,18 @@ def test_intents_types() -> None:
     }
 
 
+def test_kafka_intents_merge_principals_and_leave_denied_accesses_out() -> None:
+    topics = (
+        KafkaTopic("orders", ("consume",), "User:CN=a"),
+        KafkaTopic("orders", ("describe",), "User:CN=b", ("produce",)),
+        KafkaTopic("payments", (), "User:CN=a", ("consume",)),  # only denied: no intent
+    )
+    (kafka,) = queries.intents([edge(CART, KAFKA, kafka_topics=topics)], Labels(LABELS))
+    assert kafka["kafkaTopics"] == [{"name": "orders", "operations": ["CONSUME", "DESCRIBE"]}]
+    denied_only = edge(CART, KAFKA, kafka_topics=topics[2:])
+    assert [i["type"] for i in queries.intents([denied_only], Labels(LABELS))] == [None]  # the connection
+
+
 def test_intents_exclude_services_with_labels() -> None:
     shaped = queries.intents(EDGES, Labels(LABELS), exclude_service_with_labels=["skip"])
     # every intent touching cartservice (as client or server) is gone
@@ -173,7 +185,12 @@ def test_mapped_edge_keeps_everything() -> None:
     }
     kafka = queries.mapped_edge(EDGES[3])
     assert kafka["kafkaTopics"] == [
-        {"name": "orders", "operations": ["consume", "describe-configs", "weird"]}
+        {
+            "name": "orders",
+            "operations": ["consume", "describe-configs", "weird"],
+            "principal": "",
+            "denied": [],
+        }
     ]
     assert kafka["target"] == {
         "type": "workload",

@@ -288,6 +288,25 @@ def test_kafka_access_edge(state: ClusterState) -> None:
     assert edge.methods == frozenset({Method.KAFKA})
 
 
+def test_kafka_access_keeps_the_principal_and_a_denial_apart(state: ClusterState) -> None:
+    server = WorkloadIdentity(NS, "redis")
+    allowed = KafkaAccess("10.244.0.20", server, "orders", "read", T0 + 10, 0, "User:CN=cart", True)
+    denied = KafkaAccess("10.244.0.20", server, "orders", "write", T0 + 10, 0, "User:CN=cart", False)
+    [a] = Resolver(state).resolve(allowed)
+    [d] = Resolver(state).resolve(denied)
+    assert a.kafka_topics == (KafkaTopic("orders", ("read",), "User:CN=cart"),)
+    assert d.kafka_topics == (KafkaTopic("orders", (), "User:CN=cart", ("write",)),)
+
+
+def test_istio_request_keeps_the_principal_and_codes(state: ClusterState) -> None:
+    principal = "spiffe://cluster.local/ns/shop/sa/frontend"
+    obs = IstioRequest(
+        "frontend", NS, "cart", NS, "cartservice", "/cart", "GET", 1, T0, principal, (200, 404)
+    )
+    [edge] = Resolver(state).resolve(obs)
+    assert edge.http == (HttpResource("/cart", ("GET",), (principal,), (200, 404)),)
+
+
 def test_istio_request_edge(state: ClusterState) -> None:
     obs = IstioRequest("frontend", NS, "cart", NS, "cartservice", "/cart", "GET", 7, T0 + 10)
     [edge] = Resolver(state).resolve(obs)

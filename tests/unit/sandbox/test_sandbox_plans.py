@@ -2,7 +2,8 @@
 
 from sandbox import objects
 from sandbox.network import NFT_TABLE, ServiceRule, service_ruleset
-from sandbox.topology import DEMO, EXPECTED_DEMO_MAP, EXTRAS, NODE_IP, WORKLOADS
+from sandbox.product import WORKLOADS
+from sandbox.topology import DEMO, EXPECTED_DEMO_MAP, EXTRAS, NODE_IP
 
 
 def _by_name(name: str) -> objects.Workload:

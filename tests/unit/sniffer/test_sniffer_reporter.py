@@ -14,10 +14,10 @@ import pytest
 
 from agent.mapperclient import HttpMapperClient
 from agent.model import DnsAnswer, Method, SocketConnection, TcpConnection
+from agent.reporter import Reporter
 from agent.settings import parse_address
 from agent.sniffer.metrics import SnifferMetrics
 from agent.sniffer.pairs import MAX_CNAMES, MAX_IPS_PER_NAME, Batch, PairCollector, PairKey, Seen
-from agent.sniffer.reporter import Reporter
 from agent.sniffer.reports import mutations_for
 from agent.wire import format_time
 from tests.support.mapper_app import InProcessMapper
@@ -48,7 +48,7 @@ def test_aggregation_keeps_the_latest_time_whatever_the_arrival_order() -> None:
         assert collector.add(tcp("10.0.0.1", "10.0.0.2", 80, at))
     collector.add(tcp("10.0.0.1", "10.0.0.2", 443, T0))  # another port is another pair
     batch = collector.drain()
-    assert dict(batch.pairs) == {
+    assert dict(batch.entries) == {
         PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 80): Seen(T0 + 30, client_port=40000),
         PairKey(Method.TCP, "10.0.0.1", "10.0.0.2", 443): Seen(T0, client_port=40000),
     }
@@ -61,7 +61,7 @@ def test_dns_keeps_the_latest_ttl_and_the_union_of_ips_newest_first() -> None:
     collector.add(dns("10.0.0.1", "api.example.com", ("1.1.1.1", "2.2.2.2"), T0 + 1, ttl=60))
     collector.add(dns("10.0.0.1", "api.example.com", ("3.3.3.3", "1.1.1.1"), T0 + 2, ttl=20))
     collector.add(dns("10.0.0.1", "api.example.com", ("4.4.4.4",), T0, ttl=99))  # older: IP kept, TTL not
-    (seen,) = collector.drain().pairs.values()
+    (seen,) = collector.drain().entries.values()
     assert seen == Seen(
         T0 + 2, ("3.3.3.3", "1.1.1.1", "2.2.2.2", "4.4.4.4"), 20, client_port=53000, server_ip="10.96.0.10"
     )
@@ -74,7 +74,7 @@ def test_dns_keeps_the_newest_sighting_of_port_server_and_cname_chain() -> None:
         DnsAnswer("10.0.0.1", 41000, "10.96.0.10", "shop.example.com", ("1.1.1.1",), T0 + 5, chain, 60)
     )
     collector.add(DnsAnswer("10.0.0.1", 42000, "10.96.0.11", "shop.example.com", ("2.2.2.2",), T0, (), 10))
-    (seen,) = collector.drain().pairs.values()
+    (seen,) = collector.drain().entries.values()
     assert seen == Seen(T0 + 5, ("1.1.1.1", "2.2.2.2"), 60, "", 41000, "10.96.0.10", chain)
 
 
@@ -82,7 +82,7 @@ def test_dns_cname_chain_is_capped() -> None:
     collector = PairCollector(max_pairs=10)
     chain = tuple(f"hop{i}.example.com" for i in range(3 * MAX_CNAMES))
     collector.add(dns("10.0.0.1", "deep.example.com", ("1.1.1.1",), T0, cnames=chain))
-    (seen,) = collector.drain().pairs.values()
+    (seen,) = collector.drain().entries.values()
     assert seen.cnames == chain[:MAX_CNAMES]
 
 
@@ -90,7 +90,7 @@ def test_dns_ip_union_is_capped() -> None:
     collector = PairCollector(max_pairs=10)
     for i in range(3 * MAX_IPS_PER_NAME):
         collector.add(dns("10.0.0.1", "rr.example.com", (f"1.1.1.{i}",), T0 + i))
-    (seen,) = collector.drain().pairs.values()
+    (seen,) = collector.drain().entries.values()
     assert len(seen.ips) == MAX_IPS_PER_NAME
     assert seen.ips[0] == f"1.1.1.{3 * MAX_IPS_PER_NAME - 1}"
 
@@ -99,7 +99,7 @@ def test_socket_scan_keeps_a_known_hostname() -> None:
     collector = PairCollector(max_pairs=10)
     collector.add(sock("10.0.0.1", "10.0.0.2", 6379, T0, host="cart-7d9f"))
     collector.add(sock("10.0.0.1", "10.0.0.2", 6379, T0 + 5))  # client not local this time
-    (seen,) = collector.drain().pairs.values()
+    (seen,) = collector.drain().entries.values()
     assert seen == Seen(T0 + 5, hostname="cart-7d9f", client_port=50000)
 
 
@@ -138,7 +138,7 @@ def test_bound_drops_exactly_the_new_pairs_beyond_it_and_counts_them() -> None:
     assert collector.dropped == flood - bound
     batch = collector.drain()
     assert batch.dropped == flood - bound  # reported once per drain ...
-    assert batch.pairs[PairKey(Method.TCP, "10.1.0.0", "10.0.0.2", 80)].last_seen == T0 + 9
+    assert batch.entries[PairKey(Method.TCP, "10.1.0.0", "10.0.0.2", 80)].last_seen == T0 + 9
     assert collector.drain().dropped == 0  # ... then reset; the total stays
     assert collector.dropped == flood - bound
     assert metrics.pairs_pending.value == 0
@@ -174,15 +174,15 @@ def test_merge_back_newest_time_wins_and_overflow_is_dropped() -> None:
     # While the batch was in flight: a newer sighting of port 80, and two new pairs.
     collector.add(tcp("10.0.0.1", "10.0.0.9", 80, T0 + 50))
     collector.add(tcp("10.0.0.3", "10.0.0.9", 80, T0 + 50))
-    assert collector.merge(failed.pairs) == 0
-    merged = collector.drain().pairs
+    assert collector.merge(failed.entries) == 0
+    merged = collector.drain().entries
     assert merged[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 80)].last_seen == T0 + 50
     assert merged[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)].last_seen == T0
     assert len(merged) == 3
     # Older pending data merged under newer: still newest wins.
     collector.merge(merged)
     collector.merge({PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81): Seen(T0 - 100, client_port=1)})
-    assert collector.drain().pairs[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)] == Seen(
+    assert collector.drain().entries[PairKey(Method.TCP, "10.0.0.1", "10.0.0.9", 81)] == Seen(
         T0, client_port=40000
     )
     # A merge beyond the bound: the overflow is counted as dropped.
@@ -334,8 +334,8 @@ def test_a_mixed_batch_gives_one_mutation_per_kind_and_skips_empty_ones() -> Non
     collector.add(sock("10.0.0.1", "10.0.0.2", 80, T0))
     mutations = mutations_for(collector.drain())
     assert [m.field for m in mutations] == ["reportTCPCaptureResults", "reportSocketScanResults"]
-    assert [m.kind for m in mutations] == [Method.TCP, Method.SOCKET_SCAN]
-    assert all(len(m.pairs) == 1 for m in mutations)
+    assert [m.field for m in mutations] == ["reportTCPCaptureResults", "reportSocketScanResults"]
+    assert all(len(m.entries) == 1 for m in mutations)
 
 
 # ------------------------------------------------------------- report_once, against the real mapper app
@@ -351,10 +351,17 @@ def mapper() -> Iterator[InProcessMapper]:
 
 def _reporter(
     mapper: InProcessMapper, collector: PairCollector, metrics: SnifferMetrics, token: str = TOKEN
-) -> Reporter:
+) -> Reporter[PairKey, Seen]:
     client = HttpMapperClient(mapper.url, token, timeout=5.0, transport=mapper.transport)
     return Reporter(
-        collector, client, 0.01, metrics=metrics, attempts=3, backoff_initial=0.001, backoff_max=0.01
+        collector,
+        mutations_for,
+        client,
+        0.01,
+        metrics=metrics,
+        attempts=3,
+        backoff_initial=0.001,
+        backoff_max=0.01,
     )
 
 

@@ -1,12 +1,12 @@
-"""The sniffer's probe and scrape endpoint: ``/healthz`` and ``/metrics`` over HTTP.
+"""A producer's probe and scrape endpoint (the sniffer's, the watchers'): ``/healthz`` and
+``/metrics`` over HTTP.
 
-Kubernetes' liveness probe reads ``/healthz``: 200 ``ok`` while ``is_healthy()`` is true
-(the sniffer's ``__main__`` passes a callable that checks the capture and reporter threads
-are alive), 503 otherwise, so a sniffer whose capture or reporter died is restarted. A mapper
-that is down does not make the sniffer unhealthy: restarting would lose the pending pairs the
-reporter is keeping for it. ``/metrics`` serves :class:`~agent.sniffer.metrics.SnifferMetrics`
-as Prometheus text. The server is the standard library's threading HTTP server, in a daemon
-thread of its own.
+Kubernetes' liveness probe reads ``/healthz``: 200 ``ok`` while ``is_healthy()`` is true (each
+``__main__`` passes a callable that checks its threads are alive), 503 otherwise, so a producer
+whose capture, scraper or reporter died is restarted. A mapper that is down does not make a
+producer unhealthy: restarting would lose the pending observations its reporter is keeping for
+it. ``/metrics`` serves the process's :class:`agent.metrics.Metrics` as Prometheus text. The
+server is the standard library's threading HTTP server, in a daemon thread of its own.
 """
 
 from __future__ import annotations
@@ -17,18 +17,16 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from agent.metrics import CONTENT_TYPE, Metrics
 from agent.settings import parse_address
-from agent.sniffer.metrics import CONTENT_TYPE, SnifferMetrics
 
-log = logging.getLogger("agent.sniffer.health")
+log = logging.getLogger("agent.health")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(
-        self, address: tuple[str, int], metrics: SnifferMetrics, is_healthy: Callable[[], bool]
-    ) -> None:
+    def __init__(self, address: tuple[str, int], metrics: Metrics, is_healthy: Callable[[], bool]) -> None:
         self.metrics = metrics
         self.is_healthy = is_healthy
         if ":" in address[0]:
@@ -38,7 +36,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    server_version = "network-mapper-sniffer"
+    server_version = "network-mapper"
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -68,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
 class HealthServer:
     """Serves ``/healthz`` and ``/metrics`` on ``address`` (``host:port``; port 0 picks one)."""
 
-    def __init__(self, address: str, metrics: SnifferMetrics, is_healthy: Callable[[], bool]) -> None:
+    def __init__(self, address: str, metrics: Metrics, is_healthy: Callable[[], bool]) -> None:
         self._address = parse_address(address)
         self._metrics = metrics
         self._is_healthy = is_healthy
@@ -82,7 +80,7 @@ class HealthServer:
         self._server = _Server(self._address, self._metrics, self._is_healthy)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            name="sniffer-health",
+            name="health",
             kwargs={"poll_interval": 0.2},
             daemon=True,
         )
