@@ -363,7 +363,16 @@ def test_a_tenant_over_its_rate_gets_429_and_others_do_not(cloud: Cloud) -> None
         assert refused.json()["error"]["code"] == "rate_limited"
         assert int(refused.headers["Retry-After"]) >= 1
         # Every token of the tenant counts against the same bucket: the owner token is limited too.
-        owner = http.get(f"{cloud.url}/v1/tenants/{noisy.id}/clusters", headers=auth(noisy.owner), timeout=10)
-        assert owner.status_code == 429
+        # It may get the token or two refilled since (RATE a second, on a loaded machine), but not
+        # a bucket of its own (BURST answers before the first 429).
+        admitted = 0
+        while admitted < BURST:
+            owner = http.get(
+                f"{cloud.url}/v1/tenants/{noisy.id}/clusters", headers=auth(noisy.owner), timeout=10
+            )
+            if owner.status_code == 429:
+                break
+            admitted += 1
+        assert admitted < BURST // 2, f"the owner token had a bucket of its own ({admitted} admitted)"
         assert http.get(f"{cloud.url}/v1/graph", headers=auth(quiet.read), timeout=10).status_code == 200
         assert http.get(f"{cloud.url}/healthz", timeout=10).status_code == 200
