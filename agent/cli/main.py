@@ -2,9 +2,8 @@
 
 Reads the map from the mapper's GraphQL API (over ``--mapper-url``, usually a
 ``kubectl port-forward`` to 127.0.0.1:9090) through :mod:`agent.mapperclient`, and shows it
-(``list``, ``visualize``) or writes it as policies (``export``, through :mod:`agent.exports`:
-ClientIntents, NetworkPolicies, Istio AuthorizationPolicies, Strimzi KafkaUsers or kafka-acls.sh
-lines, IAM policies, JSON).
+(``list``, ``visualize``) or writes it as policies (``export``: :mod:`agent.cli.exporting`, through
+:mod:`agent.exports`). Output paths and the one-line errors are :mod:`agent.cli.output`'s.
 ``reset`` clears the mapper's captured data. ``deanonymize`` maps a cloud export made from
 anonymized uploads back to real names, with the cluster's key and the mapper's edges.
 """
@@ -12,7 +11,6 @@ anonymized uploads back to real names, with the cluster's key and the mapper's e
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -24,12 +22,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-import yaml
-
 from agent.cli import queries
+from agent.cli.exporting import FORMAT_HELP, LABELLED_FORMATS, YAML_FORMATS, Labels, check_export, export
+from agent.cli.output import CliError, UsageError, write
 from agent.cli.render import NO_EDGES, dot, listing
-from agent.exports import clientintents, iam_policies, jsonexport, kafkaacl, networkpolicy, yaml_documents
-from agent.exports.istio import authorization_policies
+from agent.exports import kafkaacl
 from agent.mapperclient import HttpMapperClient, MapperError, MapperRejected, MapperUnavailable, Transport
 from agent.model import Edge, WorkloadIdentity
 
@@ -44,30 +41,6 @@ EXIT_CODES = """exit status:
   2  a bad flag, value or path (output, input, key file; one line on stderr says which)"""
 
 MAX_TIMEOUT = 86400.0  # a day; far larger values overflow the socket layer's time_t
-
-YAML_FORMATS = ("yaml", "networkpolicy", "istio", "kafka-acl")  # documents: --distinct-files can split them
-LABELLED_FORMATS = frozenset({"networkpolicy", "istio", "kafka-acl"})  # these read the workloads' labels
-FORMAT_HELP = """what to export (default yaml):
-  yaml                ClientIntents (--intents-version)
-  networkpolicy       Kubernetes NetworkPolicies admitting the observed clients
-  istio               Istio AuthorizationPolicies: the observed principals on the observed HTTP paths
-  kafka-acl           Strimzi KafkaUsers (--kafka-user-version): per observed principal, one ACL per
-                      topic operation the brokers allowed (never a denied one)
-  kafka-acl-commands  the same ACLs as kafka-acls.sh lines, for the principals exactly as observed
-                      (User:ANONYMOUS too); '#' lines note accesses of unknown principals
-  iam, json           AWS IAM policies; the edges (JSON)"""
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status :attr:`status` (1: runtime)."""
-
-    status = 1
-
-
-class UsageError(CliError):
-    """A flag or path the user gave cannot be used: one line, exit 2 like argparse's own errors."""
-
-    status = 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,26 +108,6 @@ def output_file(text: str) -> Path:
     return path
 
 
-def _mkdir(path: Path, flag: str = "-o/--output") -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # the path's fault, as in _write
-        raise UsageError(f"argument {flag}: cannot create {path}: {exc.strerror or exc}") from exc
-
-
-def _write(path: Path, data: str | bytes, flag: str = "-o/--output") -> None:
-    """Writes ``data`` to the user's output ``path``, creating its directory; an OS refusal
-    (read-only place, no space, ...) is the path's fault, so a usage error naming it."""
-    _mkdir(path.parent)
-    try:
-        if isinstance(data, bytes):
-            path.write_bytes(data)
-        else:
-            path.write_text(data)
-    except OSError as exc:
-        raise UsageError(f"argument {flag}: cannot write {path}: {exc.strerror or exc}") from exc
-
-
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="network-mapper",
@@ -206,7 +159,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     exp.add_argument(
         "-o",
         "--output",
-        type=output_path,  # a file or a directory, depending on --distinct-files: see _check_export
+        type=output_path,  # a file or a directory, depending on --distinct-files: see check_export
         help="file, or directory with --distinct-files (default: stdout)",
     )
     exp.add_argument("--distinct-files", action="store_true", help="one file per document in --output DIR")
@@ -242,9 +195,6 @@ def _label_match(labels: Mapping[str, str], wanted: Sequence[str]) -> bool:
     return True
 
 
-Labels = dict[tuple[str, str], dict[str, str]]
-
-
 def fetch_labels(client: HttpMapperClient, args: argparse.Namespace) -> Labels:
     variables: dict[str, Any] = {"namespaces": args.namespace or None}
     return queries.labels_from_intents(client.execute(queries.LABELS_QUERY, variables)["intents"])
@@ -264,65 +214,6 @@ def fetch_edges(client: HttpMapperClient, args: argparse.Namespace) -> list[Edge
     return found
 
 
-def _documents(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> list[dict[str, Any]]:
-    # Select pods (and find Strimzi's cluster label) by their real labels when the mapper knows them.
-    def labels_of(w: WorkloadIdentity) -> dict[str, str]:
-        return labels.get((w.namespace, w.name)) or networkpolicy.default_labels(w)
-
-    if args.format == "networkpolicy":
-        return networkpolicy.network_policies(edges, labels_of=labels_of)
-    if args.format == "istio":
-        return authorization_policies(edges, labels_of=labels_of)
-    if args.format == "kafka-acl":
-        for note in kafkaacl.without_kafka_user(edges):
-            print(f"network-mapper: {note}", file=sys.stderr)
-        return kafkaacl.kafka_users(edges, args.kafka_user_version, labels_of=labels_of)
-    return clientintents.client_intents(edges, version=args.intents_version)
-
-
-def _file_name(doc: dict[str, Any]) -> str:
-    meta = doc["metadata"]
-    return f"{meta['namespace']}.{meta['name']}.yaml"
-
-
-def export(edges: list[Edge], args: argparse.Namespace, labels: Labels) -> str:
-    """Writes the export where asked; returns what to print (the export itself, or a summary)."""
-    if args.format in {"json", "iam"}:
-        doc: Any = jsonexport.edges_document(edges) if args.format == "json" else iam_policies(edges)
-        text = json.dumps(doc, indent=2) + "\n"
-        docs = [doc]
-    elif args.format == "kafka-acl-commands":
-        lines = kafkaacl.kafka_acl_commands(edges)
-        text = "".join(f"{line}\n" for line in lines)
-        docs = [line for line in lines if not line.startswith("#")]
-    else:
-        docs = _documents(edges, args, labels)
-        text = yaml_documents(docs)
-    if args.distinct_files:
-        _mkdir(args.output)  # even for no documents, as the user asked for the directory
-        for doc in docs:
-            _write(args.output / _file_name(doc), yaml.safe_dump(doc, sort_keys=False))
-        return f"wrote {len(docs)} files to {args.output}"
-    if args.output:
-        _write(args.output, text)
-        what = "commands" if args.format == "kafka-acl-commands" else "documents"
-        return f"wrote {len(docs)} {what} to {args.output}"
-    return text.rstrip("\n")
-
-
-def _check_export(args: argparse.Namespace) -> None:
-    """What argparse cannot check alone: -o's kind depends on --distinct-files."""
-    if args.distinct_files:
-        if not args.output or args.format not in YAML_FORMATS:
-            raise UsageError(f"--distinct-files needs --output DIR and a format of {', '.join(YAML_FORMATS)}")
-        if args.output.exists() and not args.output.is_dir():
-            raise UsageError(f"argument -o/--output: {args.output} is not a directory (--distinct-files)")
-    elif args.output and args.output.is_dir():
-        raise UsageError(
-            f"argument -o/--output: {args.output} is a directory; name a file, or add --distinct-files"
-        )
-
-
 def _image_format(args: argparse.Namespace) -> str:
     fmt: str = args.format or (args.output.suffix.lstrip(".") or "png")
     if fmt not in {"png", "svg"}:
@@ -335,7 +226,7 @@ def _image_format(args: argparse.Namespace) -> str:
 def check(args: argparse.Namespace) -> None:
     """Usage errors found before the mapper is asked anything (no waiting for a useless answer)."""
     if args.command == "export":
-        _check_export(args)
+        check_export(args)
     elif args.command == "visualize":
         _image_format(args)
         if not shutil.which("dot"):  # the environment, not the map: say so before fetching it
@@ -349,7 +240,7 @@ def visualize(edges: list[Edge], args: argparse.Namespace) -> str:
     if proc.returncode != 0:
         detail = " ".join(proc.stderr.decode(errors="replace").split())  # one line
         raise CliError(f"graphviz failed: {detail}")
-    _write(args.output, proc.stdout)
+    write(args.output, proc.stdout)
     return f"wrote {fmt} of {len(edges)} edges to {args.output}"
 
 
@@ -381,7 +272,7 @@ def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
             file=sys.stderr,
         )
     if args.output:
-        _write(args.output, restored)
+        write(args.output, restored)
         return f"wrote the de-anonymized export to {args.output}"
     return restored.rstrip("\n")
 

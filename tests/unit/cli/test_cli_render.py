@@ -117,7 +117,7 @@ def test_parser_reads_env_defaults_and_flags_win() -> None:
 def test_export_iam_and_json_print_json(tmp_path: object) -> None:
     import json
 
-    from agent.cli.main import export
+    from agent.cli.exporting import export
 
     edges = [
         _e(_w("audit", "x"), AwsTarget("arn:aws:s3:::bucket"), aws_actions=("s3:GetObject", "s3:PutObject")),
