@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import requests
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
 from sandbox.kubelet import cri_timestamp, log_path
+from tests.support.apiserver import RunningApi, running_api
 
 NS = "mesh"
 POD = "server-7d4b9c8f6d-x2x5k"
@@ -30,20 +31,19 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server(log_dir: Path) -> Iterator[ApiServer]:
-    api_server = ApiServer(log_dir=log_dir)
-    api_server.start()
-    yield api_server
-    api_server.stop()
+def running(log_dir: Path, tmp_path: Path) -> Iterator[RunningApi]:
+    with running_api(tmp_path, log_dir) as api:
+        yield api
 
 
 @pytest.fixture
-def api_client(server: ApiServer, tmp_path: Path) -> Iterator[client.ApiClient]:
-    configuration = client.Configuration()
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    with client.ApiClient(configuration) as api:
-        yield api
+def server(running: RunningApi) -> ApiServer:
+    return running.server
+
+
+@pytest.fixture
+def api_client(running: RunningApi) -> client.ApiClient:
+    return running.api
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import requests
-from kubernetes import client, config
+from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.cli.queries import EDGES_QUERY
@@ -40,7 +40,7 @@ from agent.mapper.store import EdgeStore
 from agent.mapperclient import HttpMapperClient
 from agent.settings import ApiSettings
 from agent.wire import format_time
-from sandbox.apiserver import ApiServer
+from tests.support.apiserver import running_api
 from tests.support.mapper_app import MapperServer
 from tests.support.mapper_process import REPO, clean_env, free_port, wait_until
 
@@ -186,18 +186,9 @@ class Watcher:
 
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[tuple[Path, client.CoreV1Api]]:
-    server = ApiServer()
-    server.start()
-    try:
-        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        with client.ApiClient(configuration) as api:
-            core = client.CoreV1Api(api)
-            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-            yield kubeconfig, core
-    finally:
-        server.stop()
+    with running_api(tmp_path) as running:
+        running.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        yield running.kubeconfig, running.core
 
 
 @pytest.fixture

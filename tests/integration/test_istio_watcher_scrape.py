@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from agent.watchers.istiopods import SidecarPod
 from agent.watchers.istiowatcher import PodLister, PodListError, ScrapeFailed, SidecarScraper
-from sandbox.apiserver import ApiServer
+from tests.support.apiserver import running_api
 from tests.support.mapper_process import REPO, free_port
 
 REAL = (REPO / "tests" / "data" / "istio" / "istio-1.5-sidecar-stats.txt").read_bytes()
@@ -125,26 +125,18 @@ def _pod(name: str, namespace: str, labels: dict[str, str], phase: str = "Runnin
 
 
 def test_the_lister_finds_running_sidecar_pods_of_the_watched_namespaces(tmp_path: Path) -> None:
-    server = ApiServer()
-    server.start()
-    try:
-        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        with client.ApiClient(configuration) as api:
-            core = client.CoreV1Api(api)
-            mesh = {"security.istio.io/tlsMode": "istio"}
-            for ns in ("shop", "other"):
-                core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-                core.create_namespaced_pod(ns, _pod(f"meshed-{ns}", ns, mesh))
-            core.create_namespaced_pod("shop", _pod("plain", "shop", {}))
-            core.create_namespaced_pod("shop", _pod("pending", "shop", mesh, phase="Pending"))
+    with running_api(tmp_path) as running:
+        core, kubeconfig = running.core, running.kubeconfig
+        mesh = {"security.istio.io/tlsMode": "istio"}
+        for ns in ("shop", "other"):
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+            core.create_namespaced_pod(ns, _pod(f"meshed-{ns}", ns, mesh))
+        core.create_namespaced_pod("shop", _pod("plain", "shop", {}))
+        core.create_namespaced_pod("shop", _pod("pending", "shop", mesh, phase="Pending"))
         watched = PodLister.from_kubeconfig(str(kubeconfig), ["shop"], 5.0)()
         everywhere = PodLister.from_kubeconfig(str(kubeconfig), [], 5.0)()
         assert [(p.namespace, p.name, p.ip) for p in watched] == [("shop", "meshed-shop", "10.1.0.9")]
         assert sorted(p.name for p in everywhere) == ["meshed-other", "meshed-shop"]
         assert watched[0].started_at == 1_767_225_600.0
-    finally:
-        server.stop()
     with pytest.raises(PodListError):
         PodLister.from_kubeconfig(str(kubeconfig), ["shop"], 1.0)()

@@ -20,22 +20,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from kubernetes import client, config
+from kubernetes import client
 
 from agent.model import KafkaAccess
 from agent.wire import parse_time
-from sandbox.apiserver import ApiServer
 from sandbox.kubelet import cri_timestamp, log_path
+from tests.support.apiserver import running_api
 from tests.support.mapper_app import MapperServer, ObservationLog, mapper_app
+from tests.support.mapper_process import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "kafka"
@@ -65,14 +65,6 @@ def audit(host: str, topic: str, operation: str = "Read", allowed: bool = True) 
     return READ_LINE.replace(_ACCESS, access)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
 class WatcherProcess:
     """The watcher as a child process; its output is collected by a thread."""
 
@@ -88,7 +80,7 @@ class WatcherProcess:
         )
         threading.Thread(target=self._collect, daemon=True).start()
         self.health_url = ""
-        wait_until(self._found_health_url, "the watcher's health endpoint")
+        wait_until(self._found_health_url, 30, "the watcher's health endpoint")
 
     def _collect(self) -> None:
         assert self.process.stdout is not None
@@ -115,7 +107,7 @@ class WatcherProcess:
     def wait_polls(self, count: int = 2) -> None:
         """Until ``count`` more polls have completed: a line written before has been read."""
         target = self.metric("polls_total") + count
-        wait_until(lambda: self.metric("polls_total") >= target, f"{count} more polls")
+        wait_until(lambda: self.metric("polls_total") >= target, 30, f"{count} more polls")
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -130,22 +122,10 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def api_server(log_dir: Path) -> Iterator[ApiServer]:
-    server = ApiServer(log_dir=log_dir)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def v1(api_server: ApiServer, tmp_path: Path) -> Iterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    kubeconfig = api_server.write_kubeconfig(tmp_path / "kubeconfig")
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    with client.ApiClient(configuration) as api:
-        core = client.CoreV1Api(api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-        yield core
+def v1(log_dir: Path, tmp_path: Path) -> Iterator[client.CoreV1Api]:
+    with running_api(tmp_path, log_dir) as running:  # its kubeconfig: tmp_path / "kubeconfig"
+        running.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        yield running.core
 
 
 @pytest.fixture
@@ -222,7 +202,6 @@ def observed_keys(observed: ObservationLog) -> Counter[tuple[Any, ...]]:
 
 
 def test_lines_over_polls_restarts_and_rotation_are_each_reported_once(
-    api_server: ApiServer,
     v1: client.CoreV1Api,
     log_dir: Path,
     tmp_path: Path,
@@ -320,10 +299,10 @@ def test_lines_over_polls_restarts_and_rotation_are_each_reported_once(
             expect(expected, message, "kafka-file-0", None)
         lines_written += 4
 
-        wait_until(lambda: set(observed_keys(observed)) == set(expected), "every access at the mapper")
+        wait_until(lambda: set(observed_keys(observed)) == set(expected), 30, "every access at the mapper")
         # Some more polls and reports: nothing read twice, nothing reported twice.
         watcher.wait_polls(5)
-        wait_until(lambda: watcher.metric("accesses_pending") == 0, "nothing left to report")
+        wait_until(lambda: watcher.metric("accesses_pending") == 0, 30, "nothing left to report")
         found = observed_keys(observed)
         assert found == Counter(dict.fromkeys(expected, 1))
         for o in observed.observations():
@@ -351,7 +330,6 @@ def test_lines_over_polls_restarts_and_rotation_are_each_reported_once(
 
 
 def test_a_named_container_is_read_and_a_wrong_name_is_counted_not_fatal(
-    api_server: ApiServer,
     v1: client.CoreV1Api,
     log_dir: Path,
     tmp_path: Path,
@@ -385,7 +363,7 @@ def test_a_named_container_is_read_and_a_wrong_name_is_counted_not_fatal(
         broker.write_text(
             f"{cri_timestamp(now)} stdout F {audit('10.244.6.2', 'this-one')}\n", encoding="utf-8"
         )
-        wait_until(lambda: len(observed.observations()) == 1, "the broker container's access")
+        wait_until(lambda: len(observed.observations()) == 1, 30, "the broker container's access")
         watcher.wait_polls(3)
         [access] = observed.observations()
         assert isinstance(access, KafkaAccess)

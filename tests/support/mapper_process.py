@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from kubernetes import client, config
+from kubernetes import client
 
 from agent.cli.queries import EDGES_QUERY, edge_from_json
 from agent.mapperclient import HttpMapperClient
 from agent.model import Edge, Target, WorkloadIdentity
 from agent.wire import format_time
 from sandbox.apiserver import ApiServer
+from tests.support.apiserver import running_api
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_TOKEN = "agent-token-for-tests"
@@ -201,19 +202,11 @@ def _populate(api: client.ApiClient) -> tuple[dict[WorkloadIdentity, str], list[
 @contextlib.contextmanager
 def running_cluster(directory: Path) -> Iterator[Cluster]:
     """The sandbox API server with the workloads above; stopped on exit."""
-    server = ApiServer()
-    server.start()
-    try:
-        kubeconfig = server.write_kubeconfig(directory / "kubeconfig")
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        with client.ApiClient(configuration) as api:
-            pod_ips, names = _populate(api)
-            uid = client.CoreV1Api(api).read_namespace("kube-system").metadata.uid
+    with running_api(directory) as running:
+        pod_ips, names = _populate(running.api)
+        uid = running.core.read_namespace("kube-system").metadata.uid
         assert uid, "the API server gave kube-system no UID"
-        yield Cluster(server, kubeconfig, uid, pod_ips, tuple(dict.fromkeys(names)))
-    finally:
-        server.stop()
+        yield Cluster(running.server, running.kubeconfig, uid, pod_ips, tuple(dict.fromkeys(names)))
 
 
 # --------------------------------------------------------------------------- the mapper
