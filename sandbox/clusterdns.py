@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Generic, TypeVar
 
 from dnslib import CNAME, QTYPE, RCODE, RR, A, DNSRecord
@@ -29,6 +27,8 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+from sandbox.programs import stop_on_signals
 
 log = logging.getLogger("sandbox.clusterdns")
 
@@ -430,15 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(server.address, server.port, zone.cluster_domain, sorted(zone.externals), sorted(zone.cnames)),
         args.kubeconfig,
     )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    stop_on_signals(lambda signum: log.info("signal %d: stopping", signum)).wait()
     server.stop()
     source.stop()
     return 0

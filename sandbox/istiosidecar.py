@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import signal
 import sys
 import threading
 import time
@@ -32,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -47,6 +45,7 @@ from sandbox.istiometrics import (
     request_labels,
     service_fqdn,
 )
+from sandbox.programs import stop_on_signals
 
 UPSTREAM_TIMEOUT = 5.0
 # Not forwarded: connection-level headers, and the metadata exchange's (the sidecar sets its own).
@@ -276,14 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(stats) {args.outbound_port} (outbound) {args.inbound_port or '-'} (inbound -> {args.app_port})",
         flush=True,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    stop_on_signals().wait()
     for server in servers:
         server.shutdown()
         server.server_close()

@@ -26,14 +26,14 @@ denied at INFO — with the client's real peer address as the host.
 from __future__ import annotations
 
 import argparse
-import signal
 import socketserver
 import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import FrameType
+
+from sandbox.programs import stop_on_signals
 
 AUDIT_LOGGER = "kafka.authorizer.logger"
 WILDCARD = "*"
@@ -336,13 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = _Server(args.port, broker)
     for message, logger in startup_lines(len(broker.acls), args.port):
         broker.log("INFO", message, logger)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
     stop.wait()
     broker.log(

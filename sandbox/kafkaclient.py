@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
+
+from sandbox.programs import host_port_argument, stop_on_signals
 
 log = logging.getLogger("sandbox.kafkaclient")
 
@@ -44,13 +44,6 @@ def _call_arg(value: str) -> str:
     if len(parts) != 2 or parts[0] not in VERBS or not parts[1]:
         raise argparse.ArgumentTypeError(f"expected '<CONSUME|PRODUCE|DESCRIBE> <topic>', got {value!r}")
     return value
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
 
 
 class _Session:
@@ -120,21 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.kafkaclient", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--bootstrap", type=_host_port, required=True, metavar="HOST:PORT")
+    parser.add_argument("--bootstrap", type=host_port_argument, required=True, metavar="HOST:PORT")
     parser.add_argument("--principal", required=True, help="e.g. 'User:CN=client,O=Otterize Tutorial'")
     parser.add_argument("--group", required=True, help="the consumer group")
     parser.add_argument("--call", action="append", required=True, type=_call_arg, metavar="'VERB TOPIC'")
     parser.add_argument("--interval", type=float, default=3.0, metavar="SECONDS")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d, stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(lambda signum: log.info("signal %d, stopping", signum))
     return run(args.bootstrap, args.principal, args.group, args.call, interval=args.interval, stop=stop)
 
 

@@ -17,14 +17,14 @@ import json
 import logging
 import random
 import re
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
+
+from sandbox.programs import host_port_argument, stop_on_signals
 
 log = logging.getLogger("sandbox.meshapp")
 
@@ -118,31 +118,17 @@ def _call_arg(value: str) -> str:
     return value
 
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.meshapp", description=__doc__.splitlines()[0])
     roles = parser.add_subparsers(dest="role", required=True)
     roles.add_parser("server", help="the HTTP API").add_argument("--port", type=int, default=8080)
     client = roles.add_parser("client", help="calls through the sidecar")
-    client.add_argument("--proxy", type=_host_port, required=True, metavar="HOST:PORT")
+    client.add_argument("--proxy", type=host_port_argument, required=True, metavar="HOST:PORT")
     client.add_argument("--call", action="append", required=True, type=_call_arg, metavar="'METHOD URL'")
     client.add_argument("--interval", type=float, default=2.5, metavar="SECONDS")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d, stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(lambda signum: log.info("signal %d, stopping", signum))
     if args.role == "server":
         return run_server(args.port, stop)
     return run_client(args.proxy, args.call, args.interval, stop)

@@ -23,7 +23,6 @@ import argparse
 import http.client
 import logging
 import random
-import signal
 import socket
 import socketserver
 import sys
@@ -32,9 +31,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
+
+from sandbox.programs import host_port, stop_on_signals
 
 log = logging.getLogger("sandbox.workloads")
 
@@ -80,7 +80,7 @@ def _http_get(target: str, timeout: float) -> tuple[bool, str, str | None]:
 
 
 def _connect(target: str, timeout: float) -> tuple[bool, str, str | None]:
-    with socket.create_connection(_host_port(target), timeout=timeout) as sock:
+    with socket.create_connection(host_port(target), timeout=timeout) as sock:
         return True, "connected", _peer(sock)
 
 
@@ -104,7 +104,7 @@ def _peer(sock: socket.socket | None) -> str | None:
 def _check_target(value: str) -> None:
     """Raise ValueError unless ``value`` is an http:// URL with a host, or HOST:PORT."""
     if "://" not in value:
-        _host_port(value)
+        host_port(value)
     elif urlsplit(value).scheme != "http" or not urlsplit(value).hostname:
         raise ValueError(f"expected an http:// URL or HOST:PORT, got {value!r}")
 
@@ -120,13 +120,6 @@ def _arg(check: Callable[[str], object]) -> Callable[[str], str]:
         return value
 
     return parse
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -210,7 +203,7 @@ def _hold(target: str, interval: float, stop: threading.Event) -> None:
 
     The name is resolved once, at start: later DNS traffic must not reveal this edge.
     """
-    host, port = _host_port(target)
+    host, port = host_port(target)
     address: str | None = None
     while address is None and not stop.is_set():
         try:
@@ -298,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     service.add_argument("--interval", type=float, default=2.0, metavar="SECONDS")
     service.add_argument(
-        "--hold", type=_arg(_host_port), metavar="HOST:PORT", help="one long-lived connection, Redis PINGs"
+        "--hold", type=_arg(host_port), metavar="HOST:PORT", help="one long-lived connection, Redis PINGs"
     )
     service.add_argument("--hold-interval", type=float, default=HOLD_PING_INTERVAL, metavar="SECONDS")
     roles.add_parser("redis", help="answers RESP PING").add_argument("--port", type=int, default=6379)
@@ -310,14 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # StreamHandler flushes every record: the pod log shows events as they happen.
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s: signal %d, stopping", args.role, signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(lambda signum: log.info("%s: signal %d, stopping", args.role, signum))
     if args.role == "service":
         return run_service(
             args.port, args.call, args.interval, stop, hold=args.hold, hold_interval=args.hold_interval
