@@ -63,6 +63,15 @@ class ReportCounters(Protocol):
     def report_failures(self) -> Counter: ...
 
 
+def report_counters(prefix: str) -> tuple[Counter, Counter]:
+    """A producer's :class:`ReportCounters`, named ``<prefix>reports_sent_total`` and
+    ``<prefix>report_failures_total``: ``self.reports_sent, self.report_failures = report_counters(...)``."""
+    return (
+        Counter(f"{prefix}reports_sent_total", "Report mutations accepted by the mapper."),
+        Counter(f"{prefix}report_failures_total", "Failed requests to the mapper (each attempt counts)."),
+    )
+
+
 class Reporter(Generic[K, V]):
     """Every ``interval`` seconds, drain ``collector`` and send ``mutations_for`` its batch through
     ``client``; ``name`` names the thread and the log lines (``sniffer``, ``kafka-watcher`` ...).

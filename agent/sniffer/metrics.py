@@ -9,6 +9,7 @@ counts mutations sent and failed. :mod:`agent.health` serves :meth:`SnifferMetri
 from __future__ import annotations
 
 from agent.metrics import Counter, Gauge, Metrics
+from agent.reporter import report_counters
 
 PREFIX = "network_mapper_sniffer_"
 
@@ -28,8 +29,5 @@ class SnifferMetrics(Metrics):
         self.pairs_dropped = Counter(
             f"{PREFIX}pairs_dropped_total", "New pairs refused because the pending bound was reached."
         )
-        self.reports_sent = Counter(f"{PREFIX}reports_sent_total", "Report mutations accepted by the mapper.")
-        self.report_failures = Counter(
-            f"{PREFIX}report_failures_total", "Failed requests to the mapper (each attempt counts)."
-        )
+        self.reports_sent, self.report_failures = report_counters(PREFIX)
         self.socket_scans = Counter(f"{PREFIX}socket_scans_total", "Completed /proc socket scans.")

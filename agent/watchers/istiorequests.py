@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from agent import pending
 from agent.metrics import Counter, Gauge, Metrics
+from agent.reporter import report_counters
 from agent.watchers.istio import (
     RequestKey,
     RequestLines,
@@ -83,10 +84,7 @@ class IstioWatcherMetrics(Metrics):
         self.requests_dropped = Counter(
             f"{PREFIX}requests_dropped_total", "New requests refused because the pending bound was reached."
         )
-        self.reports_sent = Counter(f"{PREFIX}reports_sent_total", "Report mutations accepted by the mapper.")
-        self.report_failures = Counter(
-            f"{PREFIX}report_failures_total", "Failed requests to the mapper (each attempt counts)."
-        )
+        self.reports_sent, self.report_failures = report_counters(PREFIX)
 
 
 class RequestCollector(pending.Pending[RequestKey, RequestSeen]):

@@ -31,7 +31,7 @@ from agent.lifecycle import serve_until_signalled
 from agent.mapperclient import HttpMapperClient
 from agent.metrics import Counter, Gauge, Metrics
 from agent.pending import Pending
-from agent.reporter import Reporter
+from agent.reporter import Reporter, report_counters
 from agent.settings import KafkaWatcherSettings, SettingsError, load
 from agent.watchers.kafka import LineKind, TopicAccess, classify_authorizer_line
 from agent.watchers.kafkalogs import PodLogSource, ServerPattern
@@ -63,10 +63,7 @@ class KafkaWatcherMetrics(Metrics):
         self.accesses_dropped = Counter(
             f"{PREFIX}accesses_dropped_total", "New accesses refused because the pending bound was reached."
         )
-        self.reports_sent = Counter(f"{PREFIX}reports_sent_total", "Report mutations accepted by the mapper.")
-        self.report_failures = Counter(
-            f"{PREFIX}report_failures_total", "Failed requests to the mapper (each attempt counts)."
-        )
+        self.reports_sent, self.report_failures = report_counters(PREFIX)
         self.polls = Counter(f"{PREFIX}polls_total", "Completed polls of the log sources.")
         self.poll_failures = Counter(
             f"{PREFIX}poll_failures_total", "Failed reads of a source (an API request, a log file)."
