@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import random
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 import tenacity
@@ -61,6 +61,14 @@ class ReportCounters(Protocol):
 
     @property
     def report_failures(self) -> Counter: ...
+
+
+def sorted_chunks(entries: Mapping[K, V], size: int) -> Iterator[dict[K, V]]:
+    """``entries`` in key order (stable output), ``size`` at most per chunk: what one mutation
+    carries when a batch is too large for one request."""
+    ordered = sorted(entries.items())
+    for start in range(0, len(ordered), size):
+        yield dict(ordered[start : start + size])
 
 
 def report_counters(prefix: str) -> tuple[Counter, Counter]:

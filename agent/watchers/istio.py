@@ -39,14 +39,14 @@ from __future__ import annotations
 import enum
 import heapq
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import pending
-from agent.reporter import Mutation
+from agent.reporter import Mutation, sorted_chunks
 from agent.watchers.paths import strip_query, template_path
 from agent.wire import format_time
 
@@ -291,18 +291,11 @@ def connections(key: RequestKey, seen: RequestSeen) -> list[dict[str, Any]]:
     return [{**common, "srcPrincipal": principal} for principal in sorted(seen.principals)]
 
 
-def _chunks(
-    items: list[tuple[RequestKey, RequestSeen]], size: int
-) -> Iterable[dict[RequestKey, RequestSeen]]:
-    for start in range(0, len(items), size):
-        yield dict(items[start : start + size])
-
-
 def mutations_for(batch: Batch) -> list[Mutation[RequestKey, RequestSeen]]:
     """A drained batch → ``reportIstioConnectionResults`` mutations of at most
     :data:`RESULTS_PER_MUTATION` entries each (sorted, for stable output; none when empty)."""
     mutations = []
-    for chunk in _chunks(sorted(batch.entries.items()), RESULTS_PER_MUTATION):
+    for chunk in sorted_chunks(batch.entries, RESULTS_PER_MUTATION):
         results = [c for key, seen in chunk.items() for c in connections(key, seen)]
         mutations.append(Mutation(MUTATION, QUERY, {"results": {"results": results}}, chunk))
     return mutations

@@ -19,11 +19,10 @@ lower-cases them and maps them to its ``KafkaOperation`` values.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from agent.pending import Batch
-from agent.reporter import Mutation
+from agent.reporter import Mutation, sorted_chunks
 from agent.watchers.kafka import TopicAccess
 from agent.wire import format_time
 
@@ -111,10 +110,8 @@ def result_for(key: AccessKey, last_seen: float) -> dict[str, Any]:
 def mutations_for(batch: Batch[AccessKey, float]) -> list[Mutation[AccessKey, float]]:
     """A drained batch → its mutations, in key order (stable output), at most
     :data:`MAX_RESULTS_PER_MUTATION` results each; none for an empty batch."""
-    entries = sorted(batch.entries.items())
     mutations = []
-    for start in range(0, len(entries), MAX_RESULTS_PER_MUTATION):
-        chunk: Mapping[AccessKey, float] = dict(entries[start : start + MAX_RESULTS_PER_MUTATION])
+    for chunk in sorted_chunks(batch.entries, MAX_RESULTS_PER_MUTATION):
         variables = {"results": {"results": [result_for(key, seen) for key, seen in chunk.items()]}}
         mutations.append(Mutation(MUTATION, _QUERY, variables, chunk))
     return mutations
