@@ -140,20 +140,34 @@ class SnifferSettings(_Checked):
     request_timeout: float = setting(10.0, "SNIFFER_REQUEST_TIMEOUT", "seconds per request to the mapper")
 
 
+def server_item(item: str) -> tuple[str, str, str]:
+    """A ``--kafka-servers`` item ``POD.NAMESPACE[:CONTAINER]`` → (pod, namespace, container or
+    ""): the one reading of it, for this check and for the watcher. ValueError when it is not one."""
+    server, colon, container = item.partition(":")
+    pod, dot, namespace = server.rpartition(".")
+    if not dot or not pod or not namespace or (colon and not container):
+        raise ValueError(f"not a POD.NAMESPACE[:CONTAINER] item: {item!r}")
+    return pod, namespace, container
+
+
+def log_file_item(item: str) -> tuple[str, str, str]:
+    """A ``--log-files`` item ``PATH=POD.NAMESPACE`` → (path, pod, namespace). ValueError when it
+    is not one."""
+    path, sep, server = item.rpartition("=")
+    if not sep or not path or ":" in server:
+        raise ValueError(f"not a PATH=POD.NAMESPACE item: {item!r}")
+    pod, namespace, _ = server_item(server)
+    return path, pod, namespace
+
+
 def server_patterns(value: tuple[str, ...]) -> None:
     for item in value:
-        server, colon, container = item.partition(":")
-        name, dot, namespace = server.rpartition(".")
-        if not dot or not name or not namespace or (colon and not container):
-            raise ValueError(f"not a POD.NAMESPACE[:CONTAINER] item: {item!r}")
+        server_item(item)
 
 
 def log_file_items(value: tuple[str, ...]) -> None:
     for item in value:
-        path, sep, pod = item.rpartition("=")
-        if not sep or not path or ":" in pod:
-            raise ValueError(f"not a PATH=POD.NAMESPACE item: {item!r}")
-        server_patterns((pod,))
+        log_file_item(item)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from agent.settings import server_item
+
 __all__ = [
     "LogCursor",
     "LogTarget",
@@ -80,11 +82,7 @@ class ServerPattern:
     @classmethod
     def parse(cls, item: str) -> ServerPattern:
         """Raises ValueError for an item that is not ``POD.NAMESPACE[:CONTAINER]``."""
-        server, colon, container = item.partition(":")
-        pod, dot, namespace = server.rpartition(".")
-        if not dot or not pod or not namespace or (colon and not container):
-            raise ValueError(f"not a POD.NAMESPACE[:CONTAINER] item: {item!r}")
-        return cls(pod, namespace, container)
+        return cls(*server_item(item))
 
     @property
     def any_namespace(self) -> bool:

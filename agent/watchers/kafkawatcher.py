@@ -32,7 +32,7 @@ from agent.mapperclient import HttpMapperClient
 from agent.metrics import Counter, Gauge, Metrics
 from agent.pending import Pending
 from agent.reporter import Reporter, report_counters
-from agent.settings import KafkaWatcherSettings, SettingsError, load
+from agent.settings import KafkaWatcherSettings, SettingsError, load, log_file_item
 from agent.watchers.kafka import LineKind, TopicAccess, classify_authorizer_line
 from agent.watchers.kafkalogs import PodLogSource, ServerPattern
 from agent.watchers.kafkareports import AccessKey, access_key, combine, mutations_for
@@ -80,8 +80,7 @@ class LogFile:
 
     @classmethod
     def parse(cls, item: str) -> LogFile:
-        path, _, server = item.rpartition("=")
-        pod, _, namespace = server.rpartition(".")
+        path, pod, namespace = log_file_item(item)
         return cls(Path(path), namespace, pod)
 
 
