@@ -1,8 +1,8 @@
 """How a producer process runs once its ``main`` has wired it (the sniffer, the Kafka and Istio
-watchers): its parts (capture, scans, log polling, scraping) and its reporter run in threads of
-their own; ``/healthz`` (:mod:`agent.health`) says healthy while every one is alive; SIGTERM or
-SIGINT stops the parts, flushes the reporter (what is pending goes to the mapper once more) and
-stops the health endpoint, in that order.
+watchers, the AWS components): its parts (capture, scans, log polling, scraping, serving) and its
+reporter run in threads of their own; ``/healthz`` (:mod:`agent.health`) says healthy while every one
+is alive; SIGTERM or SIGINT stops the parts, flushes the reporter (what is pending goes to the mapper
+once more) and stops the health endpoint, in that order.
 """
 
 from __future__ import annotations
@@ -35,15 +35,17 @@ def serve_until_signalled(  # noqa: PLR0917 - a main's parts, in the order they 
     health_address: str,
     metrics: Metrics,
     parts: Sequence[Part],
-    reporter: Reporter[Any, Any],
+    reporter: Reporter[Any, Any] | None,
     stopping: threading.Event,
     stop_parts: Callable[[], None],
 ) -> int:
-    """Run ``parts`` and ``reporter`` until a signal sets ``stopping``; then ``stop_parts()``, the
-    reporter's last flush, the health endpoint's stop. 1 when the health address cannot be served
-    (nothing started), else 0."""
+    """Run ``parts`` and ``reporter`` (None for a component that reports nothing, the DNS forwarder)
+    until a signal sets ``stopping``; then ``stop_parts()``, the reporter's last flush, the health
+    endpoint's stop. 1 when the health address cannot be served (nothing started), else 0."""
     health = HealthServer(
-        health_address, metrics, lambda: all(p.is_alive() for p in parts) and reporter.is_alive()
+        health_address,
+        metrics,
+        lambda: all(p.is_alive() for p in parts) and (reporter is None or reporter.is_alive()),
     )
     try:
         health.start()
@@ -52,7 +54,8 @@ def serve_until_signalled(  # noqa: PLR0917 - a main's parts, in the order they 
         return 1
     for part in parts:
         part.start()
-    reporter.start()
+    if reporter is not None:
+        reporter.start()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()
@@ -61,7 +64,8 @@ def serve_until_signalled(  # noqa: PLR0917 - a main's parts, in the order they 
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     stop_parts()
-    reporter.stop()  # flushes what is pending
+    if reporter is not None:
+        reporter.stop()  # flushes what is pending
     health.stop()
     log.info("stopped prog=%s %s", prog, metrics.snapshot())
     return 0

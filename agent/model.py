@@ -117,6 +117,23 @@ class IstioRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class IamCall:
+    """What one signed AWS request asks IAM for (``agent.aws.iam_actions`` → the IAM proxy).
+
+    ``known`` is False when the operation, or its IAM action, is not in the datasets: ``action`` is
+    then ``<prefix>:<Operation>`` as the request names it (``<prefix>:Unknown`` when the request
+    names no operation), so it is reported and counted, never dropped.
+    """
+
+    service: str  # the SigV4 credential scope's service: s3, dynamodb, sqs, sts, ...
+    operation: str  # the API operation: ListObjectsV2, PutItem, ... ("" when not found)
+    action: str  # the IAM action: s3:ListBucket, dynamodb:PutItem, ...
+    resource: str  # the ARN the action applies to, or "*" when it has none
+    region: str  # from the credential scope
+    known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class AwsOperation:
     """A signed AWS API request seen by the IAM proxy, mapped to its IAM action and resource."""
 

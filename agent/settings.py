@@ -88,7 +88,7 @@ def _flag(f: dataclasses.Field[Any]) -> str:
     return "--" + name.lower().replace("_", "-")
 
 
-class _Checked:
+class CheckedSettings:
     """Runs the checks of a settings dataclass's fields whenever one is built."""
 
     __slots__ = ()
@@ -121,7 +121,7 @@ def kubeconfig_setting() -> Any:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class SnifferSettings(_Checked):
+class SnifferSettings(CheckedSettings):
     """The node agent: capture DNS and TCP SYNs, scan sockets, report to the mapper."""
 
     mapper_url: str = mapper_url_setting()
@@ -171,7 +171,7 @@ def log_file_items(value: tuple[str, ...]) -> None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class KafkaWatcherSettings(_Checked):
+class KafkaWatcherSettings(CheckedSettings):
     """The Kafka watcher: read Kafka's authorizer log lines (pod logs, files), report topic accesses."""
 
     mapper_url: str = mapper_url_setting()
@@ -217,7 +217,7 @@ class KafkaWatcherSettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class IstioWatcherSettings(_Checked):
+class IstioWatcherSettings(CheckedSettings):
     """The Istio watcher: scrape sidecars' istio_requests_total, report HTTP paths and methods."""
 
     mapper_url: str = mapper_url_setting()
@@ -290,7 +290,7 @@ class IstioWatcherSettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ApiSettings(_Checked):
+class ApiSettings(CheckedSettings):
     """The GraphQL API (agent.mapper.api): where it listens, who may report, how much it takes."""
 
     listen_address: str = setting(
@@ -311,7 +311,7 @@ class ApiSettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class StoreSettings(_Checked):
+class StoreSettings(CheckedSettings):
     """The edge store (agent.mapper.store)."""
 
     data_dir: Path = setting(
@@ -320,7 +320,7 @@ class StoreSettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class UploadSettings(_Checked):
+class UploadSettings(CheckedSettings):
     """Uploads of edges to the cloud backend (agent.mapper.uploader)."""
 
     cloud_url: str = setting(
@@ -353,7 +353,7 @@ class UploadSettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AnonymizationSettings(_Checked):
+class AnonymizationSettings(CheckedSettings):
     """Anonymized uploads (agent.anonymize): names replaced by keyed hashes before they leave."""
 
     enabled: bool = setting(
@@ -372,7 +372,7 @@ class AnonymizationSettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TelemetrySettings(_Checked):
+class TelemetrySettings(CheckedSettings):
     """Anonymous usage counts (agent.mapper.telemetry); any of the opt-outs turns them off."""
 
     enabled: bool = setting(True, "OTTERIZE_TELEMETRY_ENABLED", "send anonymous usage counts (never names)")
@@ -381,7 +381,7 @@ class TelemetrySettings(_Checked):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ClusterSettings(_Checked):
+class ClusterSettings(CheckedSettings):
     """The cluster (agent.mapper.kube, agent.mapper.resolver): how to reach it, its names and ranges."""
 
     kubeconfig: str = kubeconfig_setting()

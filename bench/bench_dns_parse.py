@@ -16,11 +16,10 @@ on the mix.
 from __future__ import annotations
 
 import struct
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dnslib import AAAA, CNAME, QTYPE, RR, A, DNSRecord
+from rates import rates  # bench/rates.py: run as `python bench/<bench>.py`
 from scapy.layers.dns import DNS
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -125,24 +124,6 @@ def dns_payloads(frame: bytes, linktype: int) -> list[bytes]:
         out.append(data[2 : 2 + length])
         data = data[2 + length :]
     return out
-
-
-def rates(contenders: dict[str, tuple[Callable[[], object], int]], budget: float) -> dict[str, float]:
-    """Items per second of each contender: best of 7 rounds, interleaved so that a change in
-    machine load (this runs on shared CI machines) hits all of them alike."""
-    rounds = {}
-    for name, (fn, _) in contenders.items():
-        start = time.perf_counter()
-        fn()
-        rounds[name] = max(1, int(budget / len(contenders) / 7 / max(time.perf_counter() - start, 1e-9)))
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(7):
-        for name, (fn, _) in contenders.items():
-            start = time.perf_counter()
-            for _ in range(rounds[name]):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / rounds[name])
-    return {name: items / best[name] for name, (_, items) in contenders.items()}
 
 
 def main() -> None:

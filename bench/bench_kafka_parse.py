@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from rates import rates  # bench/rates.py: run as `python bench/<bench>.py`
 
 from agent.watchers.kafka import LineKind, TopicAccess, classify_authorizer_line
 
@@ -96,24 +96,6 @@ def distinct_audit_lines(audit: list[str], count: int) -> list[str]:
         line = re.sub(r"host = [0-9.]+ ", f"host = 10.{n % 250}.{n // 250 % 250}.{n % 7 + 1} ", line)
         out.append(re.sub(r"(Topic:(?:LITERAL:)?)([\w.-]+)", rf"\g<1>\g<2>-{n}", line, count=1))
     return out
-
-
-def rates(contenders: dict[str, tuple[Callable[[], object], int]], budget: float) -> dict[str, float]:
-    """Items per second of each contender: best of 7 rounds, interleaved so that a change in
-    machine load (this runs on shared CI machines) hits all of them alike."""
-    rounds = {}
-    for name, (fn, _) in contenders.items():
-        start = time.perf_counter()
-        fn()
-        rounds[name] = max(1, int(budget / len(contenders) / 7 / max(time.perf_counter() - start, 1e-9)))
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(7):
-        for name, (fn, _) in contenders.items():
-            start = time.perf_counter()
-            for _ in range(rounds[name]):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / rounds[name])
-    return {name: items / best[name] for name, (_, items) in contenders.items()}
 
 
 def main() -> None:

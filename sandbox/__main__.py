@@ -11,6 +11,7 @@ previous log), through the supervisor's control endpoint (:mod:`sandbox.control`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -71,6 +72,20 @@ def up(state_dir: Path, timeout: float = 90.0) -> int:
     return 1
 
 
+def _remove_host_dirs(state: SandboxState) -> None:
+    """The /etc/netns directories, and the mount points the kubelet made on the machine for pods'
+    volumes: those only if still empty, deepest first (nothing was ever mounted on them outside the
+    pods' own mount namespaces)."""
+    for d in state.etc_netns:
+        for f in Path(d).glob("*"):
+            f.unlink()
+        if Path(d).exists():
+            Path(d).rmdir()
+    for d in sorted(state.mount_points, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            Path(d).rmdir()
+
+
 def down(state_dir: Path, quiet: bool = False) -> int:
     files = StateFile(state_dir)
     if not files.exists():
@@ -90,11 +105,7 @@ def down(state_dir: Path, quiet: bool = False) -> int:
     # Pods first, the node (which holds the bridge and the nft table) last.
     for name in sorted(state.netns, key=lambda n: n == network.NODE_NETNS):
         network.delete_netns(name)
-    for d in state.etc_netns:
-        for f in Path(d).glob("*"):
-            f.unlink()
-        if Path(d).exists():
-            Path(d).rmdir()
+    _remove_host_dirs(state)
     for f in sorted(state_dir.rglob("*"), reverse=True):
         f.unlink() if f.is_file() or f.is_symlink() else f.rmdir()
     state_dir.rmdir()
@@ -140,8 +151,16 @@ def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
 
 
 def demo(state_dir: Path, seconds: float) -> int:
+    from sandbox.awsdemo import AWS_DEMO_NS, CLIENT
     from sandbox.topology import EXPECTED_DEMO_MAP, ISTIO_NS, KAFKA_NS
-    from sandbox.views import cloud_access, mapper_url, traffic_view, wait_for_demo_map, wait_for_watcher_maps
+    from sandbox.views import (
+        cloud_access,
+        mapper_url,
+        traffic_view,
+        wait_for_aws_map,
+        wait_for_demo_map,
+        wait_for_watcher_maps,
+    )
 
     if rc := up(state_dir):
         return rc
@@ -158,7 +177,29 @@ def demo(state_dir: Path, seconds: float) -> int:
         f"watchers' map {'complete' if complete else 'INCOMPLETE'} after {took:.0f}s; network-mapper list:\n",
         flush=True,
     )
+    print(f"\nwaiting for the IAM proxy's view of {AWS_DEMO_NS} (up to 60s) ...", flush=True)
+    complete, took = wait_for_aws_map(url, 60.0)
+    print(
+        f"AWS map {'complete' if complete else 'INCOMPLETE'} after {took:.0f}s; network-mapper list:\n",
+        flush=True,
+    )
     subprocess.run([sys.executable, "-m", "agent.cli", "--mapper-url", url, "list"], check=False)
+    print(f"\n{CLIENT}'s least-privilege IAM policy (network-mapper export --format iam -n {AWS_DEMO_NS}):")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "--mapper-url",
+            url,
+            "export",
+            "--format",
+            "iam",
+            "-n",
+            AWS_DEMO_NS,
+        ],
+        check=False,
+    )
     print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
     print(
         f"     network-mapper --mapper-url {url} export --format istio   (or kafka-acl, kafka-acl-commands)"
@@ -176,6 +217,10 @@ def demo(state_dir: Path, seconds: float) -> int:
     print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
     print(f"  Kafka's authorizer log: kubectl ... logs -n {KAFKA_NS} kafka-0 | grep kafka.authorizer.logger")
     print(f"  Istio sidecars: kubectl ... logs -n {ISTIO_NS} deploy/server -c istio-proxy")
+    print(
+        f"  AWS visibility: kubectl ... get pod -n {AWS_DEMO_NS} -o yaml   (the webhook's patch: dnsConfig,"
+    )
+    print("    AWS_CA_BUNDLE); proxy: kubectl ... logs -n otterize-system deploy/network-mapper-aws-proxy")
     print("restart a container: python -m sandbox restart <namespace> <pod> [container]")
     print("stop it: python -m sandbox down")
     return 0

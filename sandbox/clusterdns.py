@@ -2,7 +2,8 @@
 
 Data comes from the sandbox's Kubernetes API server: Services and Pods are listed and then
 watched (the real ``kubernetes`` client) into an immutable :class:`ClusterState` snapshot;
-the command line adds the names of the fake Internet (``--external``, ``--cname``). Data goes
+the command line adds the names of the fake Internet (``--external``, ``--cname``, and
+``--external-suffix`` for every name under a domain, such as ``amazonaws.com``). Data goes
 out as DNS answers over UDP and TCP (dnslib) to the pods, whose ``resolv.conf`` points here.
 
 The answer logic, :func:`answer`, is pure (name + state → records), so it is tested
@@ -70,21 +71,30 @@ class ClusterState:
 
 @dataclass(frozen=True, slots=True)
 class Zone:
-    """The configuration: cluster domain and the names of the sandbox's fake Internet."""
+    """The configuration: cluster domain and the names of the sandbox's fake Internet.
+
+    ``suffixes`` give every name under a domain (at any depth, and the domain itself) the
+    same addresses, as a wildcard record would; exact ``externals`` and ``cnames`` win over
+    them, the longest suffix wins among them, and names in the cluster domain never match one.
+    """
 
     cluster_domain: str = "cluster.local"
     externals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cnames: Mapping[str, str] = field(default_factory=dict)
+    suffixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
-    def from_flags(cls, cluster_domain: str, externals: Sequence[str], cnames: Sequence[str]) -> Zone:
-        """Build from ``NAME=IP[,IP...]`` and ``NAME=TARGET`` flag values (repeatable)."""
-        addresses: dict[str, tuple[str, ...]] = {}
-        for name, value in (_split_flag(flag) for flag in externals):
-            ips = tuple(str(ipaddress.IPv4Address(ip.strip())) for ip in value.split(","))
-            addresses[name] = addresses.get(name, ()) + ips
+    def from_flags(
+        cls,
+        cluster_domain: str,
+        externals: Sequence[str],
+        cnames: Sequence[str],
+        suffixes: Sequence[str] = (),
+    ) -> Zone:
+        """Build from ``NAME=IP[,IP...]``, ``NAME=TARGET`` and ``SUFFIX=IP[,IP...]`` flag
+        values (each repeatable)."""
         targets = {name: _normalize(value) for name, value in (_split_flag(flag) for flag in cnames)}
-        return cls(_normalize(cluster_domain), addresses, targets)
+        return cls(_normalize(cluster_domain), _address_flags(externals), targets, _address_flags(suffixes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +129,12 @@ def answer(qname: str, qtype: str, state: ClusterState, zone: Zone) -> Answer:
         name = target
     addresses = _addresses(name, state, zone)
     if addresses is None:
-        in_cluster = name == zone.cluster_domain or name.endswith("." + zone.cluster_domain)
         # Before the first list, "unknown" may just mean "not loaded yet": ask to retry.
-        rcode = "SERVFAIL" if in_cluster and not state.synced else "NXDOMAIN"
+        rcode = "SERVFAIL" if _in_cluster_domain(name, zone) and not state.synced else "NXDOMAIN"
         return Answer(rcode, tuple(records))
     if qtype in ("A", "ANY"):
-        ttl = EXTERNAL_TTL if name in zone.externals else CLUSTER_TTL
+        external = name in zone.externals or not _in_cluster_domain(name, zone)
+        ttl = EXTERNAL_TTL if external else CLUSTER_TTL
         records.extend(Record(name, "A", ip, ttl) for ip in addresses)
     return Answer("NOERROR", tuple(records))
 
@@ -138,7 +148,23 @@ def _addresses(name: str, state: ClusterState, zone: Zone) -> tuple[str, ...] | 
         if name.endswith(f".{kind}.{zone.cluster_domain}") and len(labels) == 2:
             # <svc>.<ns>.svc.<domain> or <a-b-c-d>.<ns>.pod.<domain>; other shapes do not exist here
             return lookup(labels[0], labels[1], state)
+    if _in_cluster_domain(name, zone):
+        return None
+    return _suffix_addresses(name, zone)
+
+
+def _suffix_addresses(name: str, zone: Zone) -> tuple[str, ...] | None:
+    """The addresses of the longest configured suffix that ``name`` is, or is under."""
+    labels = name.split(".")
+    for start in range(len(labels)):  # longest candidate first
+        addresses = zone.suffixes.get(".".join(labels[start:]))
+        if addresses is not None:
+            return addresses
     return None
+
+
+def _in_cluster_domain(name: str, zone: Zone) -> bool:
+    return name == zone.cluster_domain or name.endswith("." + zone.cluster_domain)
 
 
 def _service_addresses(name: str, namespace: str, state: ClusterState) -> tuple[str, ...] | None:
@@ -179,6 +205,15 @@ def _headless_addresses(service: Service, state: ClusterState) -> tuple[str, ...
 
 def _normalize(name: str) -> str:
     return name.strip().rstrip(".").lower()
+
+
+def _address_flags(flags: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``NAME=IP[,IP...]`` values → name → addresses (a name given twice gets both lists)."""
+    addresses: dict[str, tuple[str, ...]] = {}
+    for name, value in (_split_flag(flag) for flag in flags):
+        ips = tuple(str(ipaddress.IPv4Address(ip.strip())) for ip in value.split(","))
+        addresses[name] = addresses.get(name, ()) + ips
+    return addresses
 
 
 def _split_flag(flag: str) -> tuple[str, str]:
@@ -410,6 +445,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cluster-domain", default="cluster.local")
     parser.add_argument("--external", action="append", default=[], metavar="NAME=IP[,IP]")
     parser.add_argument("--cname", action="append", default=[], metavar="NAME=TARGET")
+    parser.add_argument(
+        "--external-suffix",
+        action="append",
+        default=[],
+        metavar="SUFFIX=IP[,IP]",
+        help="every name under SUFFIX (any depth, and SUFFIX itself) resolves to IP",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -417,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log.setLevel(args.log_level)  # only ours: the kubernetes client's DEBUG dumps whole responses
     try:
-        zone = Zone.from_flags(args.cluster_domain, args.external, args.cname)
+        zone = Zone.from_flags(args.cluster_domain, args.external, args.cname, args.external_suffix)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -426,11 +468,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = ClusterDNSServer(ClusterResolver(zone, source.snapshot), args.address, args.port)
     server.start()
     log.info(
-        "clusterdns serving %s:%d (udp+tcp) for %s, externals %s, cnames %s, API from %s",
-        *(server.address, server.port, zone.cluster_domain, sorted(zone.externals), sorted(zone.cnames)),
-        args.kubeconfig,
+        "clusterdns serving %s:%d (udp+tcp) for %s, externals %s, suffixes %s, cnames %s, API from %s",
+        *(server.address, server.port, zone.cluster_domain, sorted(zone.externals), sorted(zone.suffixes)),
+        *(sorted(zone.cnames), args.kubeconfig),
     )
-    stop_on_signals(lambda signum: log.info("signal %d: stopping", signum)).wait()
+    stop = stop_on_signals(lambda signum: log.info("signal %d: stopping", signum))
+    # Wake up now and then: the kernel may hand SIGTERM to a server thread, and Python runs the
+    # handler only when the main thread next runs bytecode; an untimed wait() never would.
+    while not stop.wait(0.5):
+        pass
     server.stop()
     source.stop()
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
 import subprocess
 import sys
 import threading
@@ -66,6 +67,24 @@ class ContainerSpec:
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    # (directory on the machine, path in the container, read-only): bound before the program starts
+    mounts: tuple[tuple[Path, str, bool], ...] = ()
+
+
+def _setup_script(mounts: Sequence[tuple[Path, str, bool]]) -> str:
+    """The shell run in the pod's namespaces before the program: its hostname, then its volumes.
+
+    ``ip netns exec`` has already given the process a mount namespace of its own whose mounts do not
+    propagate back, so a bind mount here is seen by this container only, as a container's volume is.
+    The mount point is made on the machine's filesystem when missing (recorded by the caller).
+    """
+    steps = ['hostname "$0"']
+    for source, target, read_only in mounts:
+        src, dst = shlex.quote(str(source)), shlex.quote(target)
+        steps.append(f"mkdir -p {dst} && mount --bind {src} {dst}")
+        if read_only:
+            steps.append(f"mount -o remount,bind,ro {dst}")
+    return " && ".join([*steps, 'exec "$@"'])
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +147,7 @@ class ContainerProcess:
             "--uts",
             "sh",
             "-c",
-            'hostname "$0" && exec "$@"',
+            _setup_script(spec.mounts),
             pod.pod,
             "env",
             f"HOSTNAME={pod.pod}",

@@ -16,8 +16,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +72,22 @@ def entered(name: str) -> Iterator[None]:
             _setns(own)
     finally:
         os.close(own)
+
+
+def wait_for_port(name: str, address: tuple[str, int], timeout: float = 60.0) -> None:
+    """A readiness gate: return once ``address`` accepts a TCP connection made in namespace ``name``;
+    TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with entered(name):
+                sock = socket.create_connection(address, timeout=1)
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{address[0]}:{address[1]} accepted no connection within {timeout:g} s"
+                ) from exc
+            time.sleep(0.2)
+        else:
+            sock.close()
+            return

@@ -5,7 +5,8 @@ Layout (all inside namespaces this module creates; the root namespace gets nothi
     nm-node   bridge nm-br0 10.244.0.1/16, ip_forward, bridge-nf-call-iptables,
               nftables table ``ip nm_proxy``: ClusterIP → endpoint DNAT (like kube-proxy)
       ├─ veth ─ nm-p<N> pod namespaces, eth0 10.244.x.y/16, default via 10.244.0.1
-      └─ veth ─ nm-inet "the Internet": 198.51.100.10/24, default via 198.51.100.1
+      ├─ veth ─ nm-inet "the Internet": 198.51.100.10/24 (+ the cloud's .20), default via 198.51.100.1
+      └─ veth ─ nm-aws  "AWS" (its stand-in): 203.0.113.10/24, default via 203.0.113.1
 
 Each name is recorded in the :class:`~sandbox.state.StateFile` before it is created so that
 ``down`` can remove it after any crash. Service rules are rebuilt atomically (one
@@ -20,12 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import netns
-from sandbox.topology import CLOUD_IP, INTERNET_GATEWAY, INTERNET_IP, NODE_IP, SERVICE_CIDR
+from sandbox.topology import (
+    AWS_GATEWAY,
+    AWS_IP,
+    CLOUD_IP,
+    INTERNET_GATEWAY,
+    INTERNET_IP,
+    NODE_IP,
+    SERVICE_CIDR,
+)
 
 log = logging.getLogger(__name__)
 
 NODE_NETNS = "nm-node"
 INTERNET_NETNS = "nm-inet"
+AWS_NETNS = "nm-aws"
 BRIDGE = "nm-br0"
 NFT_TABLE = "nm_proxy"
 ETC_NETNS = Path("/etc/netns")
@@ -93,23 +103,32 @@ def create_pod_netns(record: Record, ns: str, host_if: str, ip: str) -> None:
     _join(ns, host_if, None, f"{ip}/16", NODE_IP)
 
 
-def create_internet(record: Record) -> None:
-    """A namespace standing for the Internet, routed (not bridged) from the node."""
-    if netns.exists(INTERNET_NETNS):
+def create_outside(record: Record, ns: str, host_if: str, gateway: str, addresses: Sequence[str]) -> None:
+    """A namespace standing for a network outside the cluster, routed (not bridged) from the node:
+    ``gateway``/24 on the node's side, ``addresses`` (the first is the primary) on the far side."""
+    if netns.exists(ns):
         return
-    record(INTERNET_NETNS)
-    netns.run("ip", "netns", "add", INTERNET_NETNS)
-    _join(INTERNET_NETNS, "nm-inet0", f"{INTERNET_GATEWAY}/24", f"{INTERNET_IP}/24", INTERNET_GATEWAY)
-    netns.run("ip", "addr", "add", f"{CLOUD_IP}/24", "dev", "eth0", netns=INTERNET_NETNS)
+    record(ns)
+    netns.run("ip", "netns", "add", ns)
+    _join(ns, host_if, f"{gateway}/24", f"{addresses[0]}/24", gateway)
+    for address in addresses[1:]:
+        netns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0", netns=ns)
 
 
-def write_resolv_conf(record: Record, ns: str, nameserver: str, search: Sequence[str]) -> None:
-    """``ip netns exec`` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf."""
+def create_internet(record: Record) -> None:
+    """The Internet (a web server, the product's cloud) and "AWS" (its stand-in's endpoints)."""
+    create_outside(record, INTERNET_NETNS, "nm-inet0", INTERNET_GATEWAY, (INTERNET_IP, CLOUD_IP))
+    create_outside(record, AWS_NETNS, "nm-aws0", AWS_GATEWAY, (AWS_IP,))
+
+
+def write_resolv_conf(record: Record, ns: str, text: str) -> None:
+    """``ip netns exec`` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf; ``text`` is
+    what the pod's DNS policy gives (:func:`sandbox.podspec.resolv_conf`)."""
     d = ETC_NETNS / ns
     if not d.exists():
         record(str(d))
         d.mkdir(parents=True)
-    (d / "resolv.conf").write_text(f"nameserver {nameserver}\nsearch {' '.join(search)}\noptions ndots:5\n")
+    (d / "resolv.conf").write_text(text)
     # An empty hosts file keeps the root namespace's entries from leaking into pods.
     (d / "hosts").write_text("127.0.0.1 localhost\n")
 

@@ -11,11 +11,12 @@ kubelet's :class:`~sandbox.kubelet.ContainerState` of each (restarts, container 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.kubelet import ContainerState, Terminated
-from sandbox.topology import NODE_IP, NODE_NAME, Container, Workload
+from sandbox.topology import NODE_IP, NODE_NAME, Container, Volume, Workload
 
 Manifest = dict[str, Any]
 
@@ -74,26 +75,64 @@ def _image(c: Container) -> str:
     return f"sandbox/{c.module}"
 
 
-def _container(c: Container) -> Manifest:
-    return {
+_FIELD_VARS = {"pod_name": ("POD_NAME", "metadata.name"), "pod_ip": ("POD_IP", "status.podIP")}
+
+
+def _container(c: Container, fill: Mapping[str, str]) -> Manifest:
+    """The container as a pod spec states it: the kubelet (:mod:`sandbox.podspec`) runs what is
+    stored, so the program, its arguments and environment are all here."""
+    # The pod's own name and IP reach a container as in a real manifest: env from fieldRef, and
+    # $(VAR) references in args and env, which the kubelet expands.
+    fill = {**fill, **{key: f"$({var})" for key, (var, _) in _FIELD_VARS.items()}}
+    texts = [*c.args, *c.env.values()]
+    env: list[Manifest] = [
+        {"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+        for key, (var, path) in _FIELD_VARS.items()
+        if any("{" + key + "}" in t for t in texts)
+    ]
+    env += [{"name": k, "value": v.format(**fill)} for k, v in c.env.items()]
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for k, (secret, key) in c.secret_env.items()
+    ]
+    manifest: Manifest = {
         "name": c.name,
         "image": _image(c),
+        "command": ["python", "-m", c.module],
+        "args": [a.format(**fill) for a in c.args],
         "ports": [{"containerPort": port, "protocol": "TCP"} for port in c.ports],
     }
+    if env:
+        manifest["env"] = env
+    if c.mounts:
+        manifest["volumeMounts"] = [{"name": v, "mountPath": p, "readOnly": True} for v, p in c.mounts]
+    return manifest
 
 
-def _pod_spec(w: Workload) -> Manifest:
-    spec: Manifest = {"containers": [_container(c) for c in w.containers]}
+def _volume(v: Volume) -> Manifest:
+    if v.kind == "secret":
+        return {"name": v.name, "secret": {"secretName": v.source}}
+    return {"name": v.name, "configMap": {"name": v.source}}
+
+
+def _pod_spec(w: Workload, fill: Mapping[str, str]) -> Manifest:
+    spec: Manifest = {"containers": [_container(c, fill) for c in w.containers]}
+    if w.volumes:
+        spec["volumes"] = [_volume(v) for v in w.volumes]
     if w.service_account:
         spec["serviceAccountName"] = w.service_account
     return spec
 
 
-def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
-    """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them."""
+def plan_pod(w: Workload, ip: str, generation: int = 0, fill: Mapping[str, str] | None = None) -> PodPlan:
+    """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them.
+
+    ``fill`` gives the values of the ``{placeholders}`` in the containers' args and env (the token,
+    the kubeconfig, ...); ``{pod_name}`` and ``{pod_ip}`` become ``$(POD_NAME)``/``$(POD_IP)``."""
+    fill = dict(fill or {})
     selector = {"matchLabels": {"app": w.name}}
     # The template as written; an injector's pod labels (``pod_labels``) appear on the pod only.
-    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": _pod_spec(w)}
+    template = {"metadata": {"labels": {"app": w.name, **w.labels}}, "spec": _pod_spec(w, fill)}
     spec: Manifest = {"selector": selector, "template": template}
     owners: list[Manifest]
     seed = f"{w.namespace}/{w.name}/{generation}"
@@ -128,7 +167,7 @@ def plan_pod(w: Workload, ip: str, generation: int = 0) -> PodPlan:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {**_meta(pod_name, w, w.pod_labels), "annotations": dict(w.annotations)},
-        "spec": {"nodeName": NODE_NAME, "hostNetwork": w.host_network, **_pod_spec(w)},
+        "spec": {"nodeName": NODE_NAME, "hostNetwork": w.host_network, **_pod_spec(w, fill)},
     }
     _owned_by(pod, owner_kind, owner)
     return PodPlan(w, pod_name, NODE_IP if w.host_network else ip, tuple(owners), pod)
@@ -191,7 +230,8 @@ def _ports(w: Workload) -> list[Manifest]:
             {"name": "dns", "port": w.service_port, "targetPort": w.port, "protocol": "UDP"},
             {"name": "dns-tcp", "port": w.service_port, "targetPort": w.port, "protocol": "TCP"},
         ]
-    return [{"name": "main", "port": w.service_port, "targetPort": w.serving_port, "protocol": "TCP"}]
+    main = {"name": "main", "port": w.service_port, "targetPort": w.serving_port, "protocol": "TCP"}
+    return [main, *({"name": n, "port": p, "targetPort": p, "protocol": "TCP"} for n, p in w.more_ports)]
 
 
 def service(w: Workload, cluster_ip: str | None = None) -> Manifest:

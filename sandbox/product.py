@@ -8,8 +8,14 @@ compares (``tests/unit/helm/test_helm_sandbox.py``). What the sandbox adds is on
 cluster gives a pod by itself: ``--kubeconfig`` instead of the in-cluster service account, the
 token's value instead of the Secret reference, and the local cloud's address.
 
+:data:`AWS_AGENTS` are AWS visibility's (``aws.visibility.enabled``): the IAM proxy, the DNS forwarder
+and the admission webhook, with the Secrets and ConfigMap the chart mounts (made by
+:mod:`sandbox.awssetup`); they start before the AWS demo's clients, each gating the next pods on
+its port, as readiness would.
+
 :data:`WORKLOADS` is the whole cluster: the system pods, the product, and the patterns of
-:mod:`sandbox.topology` (the demo, the identity extras, the Kafka and Istio tutorials).
+:mod:`sandbox.topology` (the demo, the identity extras, the Kafka and Istio tutorials) and the AWS demo
+(:mod:`sandbox.awsdemo`).
 :mod:`sandbox.supervisor` turns it into API objects and processes.
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.awsdemo import AWS_DEMO, PROXY_VOLUMES, WEBHOOK_VOLUMES
 from sandbox.topology import (
     AGENT_NS,
     CLOUD_NAME,
@@ -43,6 +50,7 @@ CHART_VALUES: dict[str, Any] = {
     },
     "enableIstioCollection": True,
     "istiowatcher": {"scrapeInterval": 2, "reportInterval": 2},
+    "aws": {"visibility": {"enabled": True}},
 }
 """The values the sandbox "installs" the chart with (release ``network-mapper`` in ``otterize-system``)."""
 
@@ -112,10 +120,90 @@ AGENTS: tuple[Workload, ...] = (
     ),
 )
 
+_AWS_PROXY_HOST = f"network-mapper-aws-proxy.{AGENT_NS}.svc.{CLUSTER_DOMAIN}"
+
+AWS_AGENTS: tuple[Workload, ...] = (
+    # Started before the webhook and the demo's clients: the webhook points pods at the forwarder,
+    # the forwarder health-checks the proxy.
+    Workload(
+        AGENT_NS,
+        "network-mapper-aws-proxy",
+        "Deployment",
+        (),
+        port=8443,
+        service_port=443,
+        more_ports=(("health", 9094),),
+        module="agent.aws.proxy_runner",
+        env={
+            **_IN_CLUSTER,
+            "OTTERIZE_MAPPER_API": MAPPER_URL,
+            "AWS_PROXY_LISTEN_ADDRESS": "0.0.0.0:8443",
+            "AWS_PROXY_HEALTH_ADDRESS": "0.0.0.0:9094",
+            "AWS_PROXY_CONFDIR": "/etc/network-mapper/proxy-ca",
+            # What the image's system trust store is on a real node: the public roots.
+            "AWS_PROXY_UPSTREAM_CA_BUNDLE": "{public_roots}",
+        },
+        volumes=PROXY_VOLUMES,
+        mounts=(("proxy-ca", "/etc/network-mapper/proxy-ca"),),
+        wait_ready=True,
+    ),
+    Workload(
+        AGENT_NS,
+        "network-mapper-aws-dns",
+        "Deployment",
+        (),
+        port=5353,
+        service_port=53,
+        protocol="UDP",
+        module="agent.aws.dns_forwarder",
+        env={
+            "OTTERIZE_TELEMETRY_ENABLED": "true",
+            "AWS_DNS_LISTEN_ADDRESS": "0.0.0.0:5353",
+            "AWS_DNS_HEALTH_ADDRESS": "0.0.0.0:9095",
+            "AWS_DNS_PROXY_HOST": _AWS_PROXY_HOST,
+            "AWS_DNS_PROXY_HEALTH_URL": f"http://{_AWS_PROXY_HOST}:9094/healthz",
+            "AWS_DNS_HEALTH_INTERVAL": "2",
+            "AWS_DNS_ANSWER_TTL": "5",
+        },
+        wait_ready=True,
+    ),
+    Workload(
+        AGENT_NS,
+        "network-mapper-aws-webhook",
+        "Deployment",
+        ("--kubeconfig", "{kubeconfig}"),
+        port=8443,
+        service_port=443,
+        module="agent.aws.webhookserver",
+        env={
+            "OTTERIZE_TELEMETRY_ENABLED": "true",
+            "AWS_WEBHOOK_LISTEN_ADDRESS": "0.0.0.0:8443",
+            "AWS_WEBHOOK_FORWARDER_SERVICE": f"{AGENT_NS}/network-mapper-aws-dns",
+            "AWS_WEBHOOK_CLUSTER_DOMAIN": CLUSTER_DOMAIN,
+            "AWS_WEBHOOK_SYSTEM_CA_FILE": "{public_roots}",
+        },
+        volumes=WEBHOOK_VOLUMES,
+        mounts=(
+            ("webhook-tls", "/etc/network-mapper/webhook-tls"),
+            ("proxy-ca-cert", "/etc/network-mapper/proxy-ca-cert"),
+        ),
+        wait_ready=True,
+    ),
+)
+"""AWS visibility (``aws.visibility.enabled``): the IAM proxy, the DNS forwarder and the webhook."""
+
 WATCHER_MODULES = {
     "network-mapper-kafka-watcher": "agent.watchers.kafkawatcher",
     "network-mapper-istio-watcher": "agent.watchers.istiowatcher",
 }
 """The chart's commands (the image's console scripts) → the modules the sandbox runs them as."""
 
-WORKLOADS: tuple[Workload, ...] = SYSTEM + AGENTS + DEMO + EXTRAS + KAFKA + ISTIO
+AWS_MODULES = {
+    "network-mapper-aws-proxy": "agent.aws.proxy_runner",
+    "network-mapper-aws-dns-forwarder": "agent.aws.dns_forwarder",
+    "network-mapper-aws-webhook": "agent.aws.webhookserver",
+}
+SANDBOX_ONLY_ENV = frozenset({"AWS_PROXY_UPSTREAM_CA_BUNDLE", "AWS_WEBHOOK_SYSTEM_CA_FILE"})
+"""Where a real image's system trust store would do: the sandbox's public roots (sandbox.awssetup)."""
+
+WORKLOADS: tuple[Workload, ...] = SYSTEM + AGENTS + AWS_AGENTS + DEMO + EXTRAS + KAFKA + ISTIO + AWS_DEMO

@@ -27,9 +27,22 @@ def host_port_argument(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+class StopEvent(threading.Event):
+    """An event whose untimed :meth:`wait` wakes every half second: Python runs a signal handler only
+    when the main thread executes bytecode, and a signal the kernel delivered to another thread
+    would otherwise wait for an untimed ``Event.wait`` in the main thread forever."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            return super().wait(timeout)
+        while not super().wait(0.5):
+            pass
+        return True
+
+
 def stop_on_signals(told: Callable[[int], object] | None = None) -> threading.Event:
     """An event that SIGTERM or SIGINT sets (``told(signum)`` first, to log it, say)."""
-    stop = threading.Event()
+    stop = StopEvent()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if told is not None:

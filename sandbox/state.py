@@ -19,6 +19,7 @@ DEFAULT_STATE_DIR = Path("/run/network-mapper-sandbox")
 class SandboxState:
     netns: list[str] = field(default_factory=list)
     etc_netns: list[str] = field(default_factory=list)  # /etc/netns/<name> directories we made
+    mount_points: list[str] = field(default_factory=list)  # directories made for pods' volume mounts
     pids: dict[str, int] = field(default_factory=dict)  # role -> pid (supervisor, pods)
     api_port: int = 0
     forwards: dict[str, int] = field(default_factory=dict)  # name -> 127.0.0.1 port

@@ -17,9 +17,11 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -31,16 +33,20 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import utils as k8s_utils
 
-from sandbox import network, objects
+from sandbox import awssetup, netns, network, objects, podspec
 from sandbox.apiserver import ApiServer
+from sandbox.awscloud import prepare
+from sandbox.awsdemo import AWS_PORT
 from sandbox.control import serve as serve_control
 from sandbox.forward import Forward
 from sandbox.kubelet import ContainerProcess, ContainerSpec, PodProcess
 from sandbox.product import WORKLOADS
 from sandbox.state import StateFile
 from sandbox.topology import (
+    AGENT_NS,
     API_NODE_PORT,
     API_SERVICE_IP,
+    AWS_IP,
     CLOUD_IP,
     CLOUD_PORT,
     CLUSTER_DOMAIN,
@@ -79,8 +85,14 @@ def kubeconfig_paths(state_dir: Path) -> tuple[Path, Path]:
     return state_dir / "kubeconfig", state_dir / "kubeconfig-incluster"
 
 
-def search_domains(namespace: str) -> list[str]:
-    return [f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN]
+def node_dial(host: str, port: int, timeout: float) -> socket.socket:
+    """A connection made in the node's namespace (where ClusterIPs are DNATed), for the API server."""
+    with netns.entered(network.NODE_NETNS):
+        return socket.create_connection((host, port), timeout)
+
+
+def search_domains(namespace: str) -> tuple[str, ...]:
+    return podspec.cluster_search(namespace, CLUSTER_DOMAIN)
 
 
 class Supervisor:
@@ -95,6 +107,8 @@ class Supervisor:
         self.cluster_ips: dict[tuple[str, str], str] = {}
         self._status_lock = threading.Lock()  # one status patch at a time: the last one is the newest
         self._published: dict[tuple[str, str], tuple[Workload, str, str]] = {}  # pod -> (w, ip, start)
+        self.cluster_dns = podspec.ClusterDns(DNS_SERVICE_IP, CLUSTER_DOMAIN)
+        self.image_env: dict[str, str] = {}  # what every sandbox image sets (its trust store)
 
     # ---------------------------------------------------------------- write-ahead records
     def _record_ns(self, name: str) -> None:
@@ -121,11 +135,11 @@ class Supervisor:
         self.state.token = secrets.token_hex(16)
         network.create_node(self._record_ns)
         network.create_internet(self._record_ns)
-        network.write_resolv_conf(
-            self._record_ns, network.NODE_NETNS, DNS_SERVICE_IP, search_domains("default")
-        )
+        node_resolv = podspec.ResolvConf((DNS_SERVICE_IP,), search_domains("default"), ("ndots:5",))
+        network.write_resolv_conf(self._record_ns, network.NODE_NETNS, node_resolv.text())
 
-        api = ApiServer(host="127.0.0.1", port=0, log_dir=self.log_dir)
+        # Admission webhooks are Services: the API server reaches their ClusterIPs from the node.
+        api = ApiServer(host="127.0.0.1", port=0, log_dir=self.log_dir, dial=node_dial)
         self.state.api_port = api.start()
         user_cfg, pod_cfg = kubeconfig_paths(self.files.dir)
         api.write_kubeconfig(user_cfg)
@@ -141,18 +155,24 @@ class Supervisor:
         api_client = k8s_config.new_client_from_config(config_file=str(user_cfg))
         self.core = k8s.CoreV1Api(api_client)
         self.api_client = api_client
+        core = self.core
+        self.sources = podspec.Sources(
+            lambda ns, name: podspec.secret_data(self._read(core.read_namespaced_secret, ns, name)),
+            lambda ns, name: podspec.config_map_data(self._read(core.read_namespaced_config_map, ns, name)),
+        )
         self._create_namespaces()
         for w in WORKLOADS:
             if w.service_port:
                 self._create_service(w)
         self._start_internet()
         self._start_cloud()
+        self._start_aws()
         control = serve_control(self._control)
         self.state.forwards["control"] = control.server_address[1]
         rules = [network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),))]
         network.apply_services(rules)
         for i, w in enumerate(WORKLOADS):
-            plan = objects.plan_pod(w, f"10.244.1.{10 + i}")
+            plan = objects.plan_pod(w, f"10.244.1.{10 + i}", fill=self._fill())
             self._run_pod(plan, i)
             if w.name == "network-mapper":
                 # The user's side reaches the mapper like `kubectl port-forward` would.
@@ -162,6 +182,8 @@ class Supervisor:
                 # Published pod by pod, as an endpoints controller would, so early callers connect.
                 rules += self._publish_endpoints(w, plan)
                 network.apply_services(rules)
+            if w.wait_ready:
+                netns.wait_for_port(network.NODE_NETNS, (plan.ip, w.port))
         self.state.ready = True
         self._save()
         log.info("sandbox ready pods=%d api_port=%d", len(self.pods), self.state.api_port)
@@ -185,37 +207,32 @@ class Supervisor:
         self.cluster_ips[(w.namespace, w.service)] = svc.spec.cluster_ip
 
     def _run_pod(self, plan: objects.PodPlan, index: int) -> None:
+        """Create the pod's owners and the pod through the API (where admission may patch it), then
+        run the pod *as stored*: its commands, env, volumes and DNS come from the stored spec."""
         w = plan.workload
         owner_uid = ""
+        stored: Any = None
         for manifest in (*plan.owners, plan.pod):
             refs = manifest["metadata"].get("ownerReferences")
             if refs:
                 refs[0]["uid"] = owner_uid
-            owner_uid = self._create(manifest).metadata.uid
+            stored = self._create(manifest)
+            owner_uid = stored.metadata.uid
+        pod = self.api_client.sanitize_for_serialization(stored)
+        run = podspec.pod_run(pod, plan.ip, self.cluster_dns, self.sources, self.image_env)
         if w.host_network:
             ns = network.NODE_NETNS
         else:
             ns = f"nm-{plan.pod_name}"[:64]
             network.create_pod_netns(self._record_ns, ns, f"nmv{index}", plan.ip)
-            network.write_resolv_conf(self._record_ns, ns, DNS_SERVICE_IP, search_domains(w.namespace))
-        _, pod_cfg = kubeconfig_paths(self.files.dir)
-        fill = {
-            "pod_ip": plan.ip,
-            "pod_name": plan.pod_name,
-            "namespace": w.namespace,
-            "kubeconfig": str(pod_cfg),
-            "data_dir": str(self.files.dir / "mapper-data"),
-            "token": self.state.token,
-            "cloud_token": self.state.cloud_ingest_token,
-        }
-        specs = [
-            ContainerSpec(
-                c.name,
-                ("-m", c.module, *(a.format(**fill) for a in c.args)),
-                {k: v.format(**fill) for k, v in c.env.items()},
-            )
-            for c in w.containers
-        ]
+            network.write_resolv_conf(self._record_ns, ns, run.resolv.text())
+        volume_dirs = self._write_volumes(w.namespace, plan.pod_name, run.volumes)
+        specs = []
+        for c in run.containers:
+            for m in c.mounts:
+                self._record_mount_point(m.path)
+            mounts = tuple((volume_dirs[m.volume], m.path, m.read_only) for m in c.mounts)
+            specs.append(ContainerSpec(c.name, c.argv, c.env, mounts))
         proc = PodProcess(
             w.namespace,
             plan.pod_name,
@@ -229,6 +246,52 @@ class Supervisor:
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._published[(w.namespace, plan.pod_name)] = (w, plan.ip, started)
         self._publish_status(proc)
+
+    def _fill(self) -> dict[str, str]:
+        """The values of the workloads' ``{placeholders}`` (what a real cluster gives by itself)."""
+        _, pod_cfg = kubeconfig_paths(self.files.dir)
+        return {
+            "public_roots": self.image_env.get("AWS_CA_BUNDLE", ""),
+            "kubeconfig": str(pod_cfg),
+            "data_dir": str(self.files.dir / "mapper-data"),
+            "token": self.state.token,
+            "cloud_token": self.state.cloud_ingest_token,
+            "state_dir": str(self.files.dir),
+        }
+
+    def _read(self, read: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.api_client.sanitize_for_serialization(read(name, namespace)))
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _write_volumes(
+        self, namespace: str, pod: str, volumes: Mapping[str, Mapping[str, bytes]]
+    ) -> dict[str, Path]:
+        """Each volume's files under the state directory (what the kubelet keeps under /var/lib/kubelet)."""
+        dirs = {}
+        for name, files in volumes.items():
+            d = self.files.dir / "volumes" / f"{namespace}_{pod}" / name
+            d.mkdir(parents=True, exist_ok=True)
+            for file_name, content in files.items():
+                (d / file_name).write_bytes(content)
+            dirs[name] = d
+        return dirs
+
+    def _record_mount_point(self, path: str) -> None:
+        """Write-ahead record of each directory about to be made on the machine for a mount point."""
+        missing = []
+        p = Path(path)
+        while not p.exists():
+            missing.append(str(p))
+            p = p.parent
+        if missing:
+            with self._state_lock:
+                self.state.mount_points.extend(m for m in missing if m not in self.state.mount_points)
+                self.files.save(self.state)
+            Path(path).mkdir(parents=True, exist_ok=True)
 
     def _container_changed(self, pod: PodProcess, container: ContainerProcess) -> None:
         """A container started or exited: record its pid, then tell the API (once the pod's first
@@ -255,17 +318,20 @@ class Supervisor:
         self._create(objects.endpoint_slice(w, pods))
         cluster_ip = self.cluster_ips[(w.namespace, w.service)]
         return [
-            network.ServiceRule(cluster_ip, w.service_port, proto, ((plan.ip, w.serving_port),))
-            for proto in (("udp", "tcp") if w.protocol == "UDP" else ("tcp",))
+            *(
+                network.ServiceRule(cluster_ip, w.service_port, proto, ((plan.ip, w.serving_port),))
+                for proto in (("udp", "tcp") if w.protocol == "UDP" else ("tcp",))
+            ),
+            *(network.ServiceRule(cluster_ip, port, "tcp", ((plan.ip, port),)) for _, port in w.more_ports),
         ]
 
-    def _start_outside(self, name: str, argv: tuple[str, ...]) -> None:
-        """A process "on the Internet": no pod in the API, so nothing but its pid is recorded."""
+    def _start_outside(self, name: str, argv: tuple[str, ...], where: str = network.INTERNET_NETNS) -> None:
+        """A process "on the Internet" (or "AWS"): no pod in the API, so nothing but its pid is recorded."""
         role = f"internet/{name}"
         proc = PodProcess(
             "internet",
             name,
-            network.INTERNET_NETNS,
+            where,
             [ContainerSpec(name, argv)],
             log_dir=self.log_dir,
             python=self.python,
@@ -275,6 +341,23 @@ class Supervisor:
 
     def _start_internet(self) -> None:
         self._start_outside("www", ("-m", "sandbox.workloads", "internet", "--port", "80"))
+
+    def _start_aws(self) -> None:
+        """AWS visibility's prerequisites: "AWS" (the stand-in in its own namespace, with the demo's
+        bucket, table and queue made through it), the trust every pod gets, the chart's objects and
+        the demo's credentials."""
+        trust = awssetup.write_trust(self.files.dir / "aws")
+        self.image_env["AWS_CA_BUNDLE"] = str(trust.public_roots)
+        (self.files.dir / "aws-signatures").mkdir(exist_ok=True)
+        for manifest in (*awssetup.product_objects(AGENT_NS), awssetup.credentials_secret()):
+            self._create(manifest)
+        argv: tuple[str, ...] = ("-m", "sandbox.awscloud", "--listen", f"{AWS_IP}:{AWS_PORT}")
+        argv += ("--cert-file", str(trust.cert_file), "--key-file", str(trust.key_file))
+        self._start_outside("aws", argv, network.AWS_NETNS)
+        fwd = Forward(("127.0.0.1", 0), (AWS_IP, AWS_PORT), target_ns=network.AWS_NETNS).start()
+        self.state.forwards["aws"] = fwd.port
+        netns.wait_for_port(network.AWS_NETNS, (AWS_IP, AWS_PORT))
+        prepare(("127.0.0.1", fwd.port), trust.public_roots)
 
     def _start_cloud(self) -> None:
         """The local cloud backend in the "Internet" namespace, with a tenant for this cluster."""

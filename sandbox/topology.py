@@ -34,6 +34,10 @@ CLOUD_IP = "198.51.100.20"
 CLOUD_PORT = 8800
 CLOUD_NAME = "cloud.network-mapper.example"
 EXTERNAL_NAMES = {"api.example.com": INTERNET_IP, CLOUD_NAME: CLOUD_IP}
+# "AWS" (sandbox.awsdemo): every name under amazonaws.com is its stand-in's address.
+AWS_IP = "203.0.113.10"  # TEST-NET-3: never a real address
+AWS_GATEWAY = "203.0.113.1"
+EXTERNAL_SUFFIXES = {"amazonaws.com": AWS_IP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,17 @@ class Container:
     args: tuple[str, ...]
     ports: tuple[int, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable → (Secret, key)
+    mounts: tuple[tuple[str, str], ...] = ()  # (volume name, mount path), read-only
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """A pod volume from a Secret or a ConfigMap of the pod's namespace."""
+
+    name: str
+    kind: str  # "secret" | "configMap"
+    source: str  # the Secret's or ConfigMap's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,11 @@ class Workload:
     target_port: int = 0  # the Service's targetPort when not ``port`` (a sidecar in front of it)
     pod_labels: dict[str, str] = field(default_factory=dict)  # on pods only (as an injector adds)
     service_account: str = ""  # "" = the namespace's "default"
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)  # the workload's own container
+    mounts: tuple[tuple[str, str], ...] = ()  # the workload's own container's (volume, path)
+    volumes: tuple[Volume, ...] = ()
+    more_ports: tuple[tuple[str, int], ...] = ()  # further TCP (name, port) of the Service and the pod
+    wait_ready: bool = False  # the next pods wait until its port accepts connections (a readiness gate)
 
     @property
     def service(self) -> str:
@@ -82,7 +102,8 @@ class Workload:
     @property
     def containers(self) -> tuple[Container, ...]:
         """The pod's containers, the workload's own first (named after the workload)."""
-        own = Container(self.name, self.module, self.args, (self.port,) if self.port else (), self.env)
+        ports = ((self.port,) if self.port else ()) + tuple(p for _, p in self.more_ports)
+        own = Container(self.name, self.module, self.args, ports, self.env, self.secret_env, self.mounts)
         return (own, *self.sidecars)
 
 
@@ -225,6 +246,7 @@ SYSTEM: tuple[Workload, ...] = (
             "--cluster-domain",
             CLUSTER_DOMAIN,
             *(a for name, ip in EXTERNAL_NAMES.items() for a in ("--external", f"{name}={ip}")),
+            *(a for name, ip in EXTERNAL_SUFFIXES.items() for a in ("--external-suffix", f"{name}={ip}")),
         ),
         port=53,
         service_port=53,

@@ -212,3 +212,50 @@ def wait_for_watcher_maps(url: str, timeout: float) -> tuple[bool, float]:
             last = have
         time.sleep(1)
     return False, timeout
+
+
+AwsMap = dict[str, dict[str, frozenset[str]]]
+
+
+def aws_map(url: str) -> AwsMap:
+    """What the IAM proxy showed of the AWS demo: {client: {resource ARN: IAM actions}}."""
+    from agent.cli.queries import EDGES_QUERY, edge_from_json
+    from agent.mapperclient import HttpMapperClient
+    from agent.model import AwsTarget
+    from sandbox.awsdemo import AWS_DEMO_NS
+
+    client = HttpMapperClient(url, "", 10.0)
+    try:
+        raw = client.execute(EDGES_QUERY, {"namespaces": [AWS_DEMO_NS]})["edges"]
+    finally:
+        client.close()
+    found: dict[str, dict[str, set[str]]] = {}
+    for edge in map(edge_from_json, raw):
+        if isinstance(edge.target, AwsTarget) and edge.client.namespace == AWS_DEMO_NS:
+            found.setdefault(edge.client.name, {}).setdefault(edge.target.arn, set()).update(edge.aws_actions)
+    return {c: {arn: frozenset(a) for arn, a in arns.items()} for c, arns in found.items()}
+
+
+def wait_for_aws_map(url: str, timeout: float) -> tuple[bool, float]:
+    """Polls the mapper until ``aws-client``'s AWS calls are the expected ones (and the unlabelled
+    client's are absent); (complete?, seconds)."""
+    import time
+
+    from agent.mapperclient import MapperError
+    from sandbox.awsdemo import CLIENT, EXPECTED_IAM
+
+    start = time.monotonic()
+    last = -1
+    while (elapsed := time.monotonic() - start) < timeout:
+        try:
+            current = aws_map(url)
+        except MapperError:
+            current = {}
+        if current == {CLIENT: EXPECTED_IAM}:
+            return True, elapsed
+        have = sum(len(actions) for actions in current.get(CLIENT, {}).values())
+        if have != last:
+            print(f"  mapped {have} AWS actions of {CLIENT} after {elapsed:.0f}s", flush=True)
+            last = have
+        time.sleep(1)
+    return False, timeout

@@ -67,7 +67,18 @@ class NameResolver:
         if name == self._domain or name.endswith(self._domain_suffix):
             self.stats["dns_cluster_name_unsupported"] += 1
             return [], None
-        return [(InternetTarget(name, tuple(sorted(ips))), "", False)], ALWAYS
+        return self._internet_targets(name, ips, t)
+
+    def _internet_targets(self, name: str, ips: tuple[str, ...], t: float) -> tuple[list[Hit], Span | None]:
+        external = tuple(ip for ip in ips if not self._servers.in_cluster(ip, t))
+        if len(external) == len(ips):
+            return [(InternetTarget(name, tuple(sorted(ips))), "", False)], ALWAYS
+        # A name outside the cluster answered with the cluster's own addresses: DNS interception (the
+        # AWS visibility forwarder answers AWS names with its proxy's Service) or split-horizon DNS.
+        # Those addresses are not the Internet; the connections that follow show what they are.
+        self.stats["dns_external_name_in_cluster"] += 1
+        hits: list[Hit] = [(InternetTarget(name, tuple(sorted(external))), "", False)] if external else []
+        return hits, None
 
     def _service_name_targets(
         self, namespace: str, name: str, ips: tuple[str, ...], t: float

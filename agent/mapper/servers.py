@@ -57,6 +57,18 @@ class ServerResolver:
             return [], None
         return [(InternetTarget("", (ip,), port), "", False)], ALWAYS
 
+    def in_cluster(self, ip: str, t: float) -> bool:
+        """Whether `ip` is the cluster's at `t`: a Service's, a pod's, a node's, or inside the internal
+        CIDRs (or loopback, link-local...): never an Internet address."""
+        state = self.state
+        return (
+            state.service_span_at_ip(ip, t) is not None
+            or state.pod_span_at(ip, t) is not None
+            or state.is_node_ip(ip)
+            or state.is_known_ip(ip)
+            or not self._external(ip)
+        )
+
     def service_hits(self, service: ServiceInfo) -> list[Hit]:
         """The workloads behind `service` (its endpoints' pods), named with the service."""
         targets = self.state.service_targets(service)

@@ -7,5 +7,6 @@ Start it in-process with `ApiServer(...).start()` or as `python -m sandbox.apise
 """
 
 from sandbox.apiserver.server import CONTEXT_NAME, ApiServer
+from sandbox.apiserver.webhookclient import Dial, tcp_dial
 
-__all__ = ["CONTEXT_NAME", "ApiServer"]
+__all__ = ["CONTEXT_NAME", "ApiServer", "Dial", "tcp_dial"]

@@ -1,9 +1,13 @@
 """Validation and defaulting of request bodies before they reach the store.
 
-Bodies come from `server.py` (POST/PUT/PATCH) and leave as objects ready for `Store.create` /
+Bodies come from `handlers.py` (POST/PUT/PATCH) and leave as objects ready for `Store.create` /
 `Store.update`. This is where the sandbox imitates the real registries' per-resource strategies:
-Service ClusterIP allocation from 10.96.0.0/16, Pod phase defaulting, the status subresource split
-(a main-resource write keeps the stored status; a status write keeps everything but status).
+Service ClusterIP allocation from 10.96.0.0/16 (after admission webhooks, as in the registry), Pod
+defaulting (phase, and the spec fields kube's defaulting fills: dnsPolicy, restartPolicy,
+imagePullPolicy, ...), Secrets (`stringData` merged into base64 `data` and dropped, type Opaque by
+default and immutable), MutatingWebhookConfigurations (`webhookconfig.normalize`), the status
+subresource split (a main-resource write keeps the stored status; a status write keeps everything
+but status).
 
 Deviation, on purpose: a create keeps the `status` the body carries (the real server drops it),
 because the sandbox's pod runner creates pods with status.podIP/phase already known.
@@ -11,11 +15,14 @@ because the sandbox's pod runner creates pods with status.podIP/phase already kn
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 import threading
 from typing import Any
 
+from sandbox.apiserver import webhookconfig
 from sandbox.apiserver.discovery import ResourceType
 from sandbox.apiserver.errors import ApiError, bad_request, conflict, invalid
 
@@ -25,6 +32,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+SECRET_MAX_BYTES = 1024 * 1024
 
 
 class ClusterIPAllocator:
@@ -107,6 +116,12 @@ def check_body(rt: ResourceType, body: Any, path_namespace: str | None, path_nam
     if path_name is not None:
         metadata["name"] = path_name
     _check_name(rt, metadata)
+    _check_contents(rt, body)
+    return body
+
+
+def _check_contents(rt: ResourceType, body: Obj) -> None:
+    metadata = body["metadata"]
     for field in ("labels", "annotations"):
         value = metadata.get(field)
         if value is not None and not (
@@ -115,7 +130,54 @@ def check_body(rt: ResourceType, body: Any, path_namespace: str | None, path_nam
             raise invalid(
                 rt.kind, str(metadata.get("name", "")), f"metadata.{field}", "must map strings to strings"
             )
-    return body
+    if rt.plural == "secrets":
+        _normalize_secret(body)
+    elif rt.group == webhookconfig.GROUP:
+        webhookconfig.normalize(body)
+
+
+def _normalize_secret(secret: Obj) -> None:
+    """`stringData` merged into `data` (base64, winning on shared keys) and dropped; type defaulted."""
+    data = secret.get("data") or {}
+    string_data = secret.pop("stringData", None) or {}
+    if not isinstance(data, dict) or not isinstance(string_data, dict):
+        raise bad_request("data and stringData of a Secret must be JSON objects")
+    data = {key: value or "" for key, value in data.items()}
+    for key, value in string_data.items():
+        if not isinstance(value, str):
+            raise bad_request(f"stringData[{key}] must be a string")
+        data[key] = base64.b64encode(value.encode()).decode("ascii")
+    secret["type"] = secret.get("type") or "Opaque"
+    _check_secret_data(str(secret["metadata"].get("name", "")), secret["type"], data)
+    if data:
+        secret["data"] = data
+    else:
+        secret.pop("data", None)  # omitempty, as the real server renders it
+
+
+def _check_secret_data(name: str, kind: str, data: dict[str, Any]) -> None:
+    size = 0
+    for key, value in data.items():
+        try:
+            size += len(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            raise bad_request(
+                f'Secret in version "v1" cannot be handled as a Secret: data[{key}]: illegal base64 data'
+            ) from None
+        if not _CONFIG_KEY.match(key):
+            raise invalid(
+                "Secret",
+                name,
+                f"data[{key}]",
+                f"Invalid value: {key!r}: a valid config key must consist of alphanumeric characters, "
+                "'-', '_' or '.'",
+            )
+    if size > SECRET_MAX_BYTES:
+        raise invalid("Secret", name, "data", f"Too long: must have at most {SECRET_MAX_BYTES} bytes")
+    if kind == "kubernetes.io/tls":
+        for key in ("tls.crt", "tls.key"):
+            if key not in data:
+                raise invalid("Secret", name, f"data[{key}]", "Required value")
 
 
 def _check_name(rt: ResourceType, metadata: Obj) -> None:
@@ -138,42 +200,78 @@ def _check_name(rt: ResourceType, metadata: Obj) -> None:
         )
 
 
-def default_on_create(rt: ResourceType, obj: Obj, allocator: ClusterIPAllocator) -> Obj:
-    """Fill what the real registry's defaulting fills (the parts clients here read back)."""
+def default_fields(rt: ResourceType, obj: Obj) -> Obj:
+    """Fill what the real server's defaulting fills (the parts clients here read back), before
+    admission webhooks see the object and again after each one patches it."""
     spec = obj.setdefault("spec", {}) if rt.plural not in _SPECLESS else None
-    if rt.plural == "pods":
-        status = obj.setdefault("status", {})
-        status.setdefault("phase", "Pending")
-        if status.get("podIP") and "podIPs" not in status:
-            status["podIPs"] = [{"ip": status["podIP"]}]
+    if spec is not None and not isinstance(spec, dict):
+        raise bad_request(f"spec of a {rt.kind} must be a JSON object")
+    if rt.plural == "pods" and spec is not None:
+        _default_pod(obj, spec)
     elif rt.plural == "namespaces":
         obj.setdefault("status", {}).setdefault("phase", "Active")
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get(
             "name", ""
         )
     elif rt.plural == "services" and spec is not None:
-        _default_service(rt, obj, spec, allocator)
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
     elif rt.group == "apps" and rt.plural != "daemonsets" and spec is not None:
         spec.setdefault("replicas", 1)
     return obj
 
 
 # Resources whose objects carry no `spec` at all.
-_SPECLESS = frozenset({"endpoints", "configmaps", "events", "endpointslices"})
+_SPECLESS = frozenset(
+    {"endpoints", "configmaps", "events", "endpointslices", "secrets", "mutatingwebhookconfigurations"}
+)
 
 
-def _default_service(rt: ResourceType, obj: Obj, spec: Obj, allocator: ClusterIPAllocator) -> None:
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    for port in spec.get("ports") or []:
-        port.setdefault("protocol", "TCP")
-        port.setdefault("targetPort", port.get("port"))
-    if spec["type"] == "ExternalName":
-        return
+def _default_pod(obj: Obj, spec: Obj) -> None:
+    # k8s.io/kubernetes/pkg/apis/core/v1/defaults.go, for the fields the sandbox's kubelet and
+    # admission webhooks look at.
+    status = obj.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    if status.get("podIP") and "podIPs" not in status:
+        status["podIPs"] = [{"ip": status["podIP"]}]
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        if not isinstance(container, dict):
+            continue
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        container.setdefault("imagePullPolicy", image_pull_policy(str(container.get("image", ""))))
+        for port in container.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+
+
+def image_pull_policy(image: str) -> str:
+    """Always for `:latest` or an untagged image, else IfNotPresent (a digest counts as a tag)."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def allocate_cluster_ip(rt: ResourceType, obj: Obj, allocator: ClusterIPAllocator) -> Obj:
+    """A Service's ClusterIP: the one asked for (reserved) or a free one; other objects unchanged."""
+    spec = obj.get("spec")
+    if rt.plural != "services" or not isinstance(spec, dict) or spec.get("type") == "ExternalName":
+        return obj
     cluster_ip = spec.get("clusterIP")
     if cluster_ip == "None":
         spec["clusterIPs"] = ["None"]
-        return
+        return obj
     if cluster_ip:
         try:
             allocator.reserve(str(cluster_ip))
@@ -184,6 +282,7 @@ def _default_service(rt: ResourceType, obj: Obj, spec: Obj, allocator: ClusterIP
     spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("ipFamilies", ["IPv4"])
     spec.setdefault("ipFamilyPolicy", "SingleStack")
+    return obj
 
 
 def merge_update(rt: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:
@@ -208,7 +307,17 @@ def merge_update(rt: ResourceType, old: Obj, new: Obj, subresource: str | None) 
             new.pop("status", None)
     if rt.plural == "services":
         _keep_cluster_ip(rt, old, new)
+    elif rt.plural == "secrets":
+        _keep_secret_immutables(old, new)
     return new
+
+
+def _keep_secret_immutables(old: Obj, new: Obj) -> None:
+    name = str(old["metadata"].get("name", ""))
+    if new.get("type") != old.get("type"):
+        raise invalid("Secret", name, "type", f"Invalid value: {new.get('type')!r}: field is immutable")
+    if old.get("immutable") and (new.get("data") != old.get("data") or not new.get("immutable")):
+        raise invalid("Secret", name, "data", "Forbidden: field is immutable when `immutable` is set")
 
 
 def _keep_cluster_ip(rt: ResourceType, old: Obj, new: Obj) -> None:

@@ -62,7 +62,7 @@ class ResourceType:
     kind: str
     namespaced: bool
     short_names: tuple[str, ...] = ()
-    # "status" and "log" are the subresources served; status exists on every resource here.
+    # "status" and "log" are the subresources served (Secrets and webhook configurations have none).
     subresources: tuple[str, ...] = ("status",)
     field_selectors: tuple[str, ...] = _BASE_FIELDS
     categories: tuple[str, ...] = ()
@@ -95,6 +95,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "endpoints", "endpoints", "Endpoints", True, ("ep",), subresources=()),
     ResourceType("", "v1", "nodes", "node", "Node", False, ("no",)),
     ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, ("cm",), subresources=()),
+    ResourceType("", "v1", "secrets", "secret", "Secret", True, (), (), (*_BASE_FIELDS, "type")),
     ResourceType("", "v1", "events", "event", "Event", True, ("ev",), (), _EVENT_FIELDS),
     ResourceType(
         "discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True, subresources=()
@@ -109,6 +110,16 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), categories=("all",)),
     ResourceType("batch", "v1", "jobs", "job", "Job", True, categories=("all",)),
     ResourceType("batch", "v1", "cronjobs", "cronjob", "CronJob", True, ("cj",), categories=("all",)),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "MutatingWebhookConfiguration",
+        False,
+        subresources=(),
+        categories=("api-extensions",),
+    ),
 )
 
 _BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}

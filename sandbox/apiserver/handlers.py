@@ -3,7 +3,7 @@
 `server.py` turns each HTTP request into a `Request` and writes back the `Response` returned by
 `Api.handle`. Paths follow the real server: `/api/v1/...` for the core group, `/apis/{group}/{version}/...`
 otherwise, `namespaces/{ns}/` for namespaced resources, `/{name}/status` and `/{name}/log`
-subresources. Objects go to and from `store.Store` through the checks in `admission.py`.
+subresources. Objects go to and from `store.Store` through `admission.py` (and `webhooks.py` on create).
 Every failure is raised as `ApiError`, which becomes a `Status` response.
 """
 
@@ -38,6 +38,7 @@ from sandbox.apiserver.logs import (
 from sandbox.apiserver.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, json_patch, merge_patch
 from sandbox.apiserver.selectors import parse_field_selector, parse_label_selector
 from sandbox.apiserver.store import Obj, Store, parse_resource_version
+from sandbox.apiserver.webhooks import MutatingWebhooks
 
 JSON = "application/json"
 # Namespaces the real server refuses to delete.
@@ -87,10 +88,11 @@ def _int_param(query: dict[str, str], name: str) -> int | None:
 class Api:
     """The API server's behaviour: discovery, CRUD, watch and logs over one `Store`."""
 
-    def __init__(self, store: Store, log_dir: Path | None, server_address: str = "") -> None:
+    def __init__(self, store: Store, log_dir: Path | None, webhooks: MutatingWebhooks) -> None:
         self.store = store
+        self.webhooks = webhooks
         self.log_dir = log_dir
-        self.server_address = server_address
+        self.server_address = ""  # set by the server once bound
         self.allocator = admission.ClusterIPAllocator()
         self.stop = threading.Event()
         self.default_watch_timeout = 1800.0
@@ -335,7 +337,9 @@ class Api:
                 f'namespaces "{target.namespace}" not found',
                 {"name": target.namespace, "kind": "namespaces"},
             )
-        obj = admission.default_on_create(rt, obj, self.allocator)
+        # Defaulting, then the mutating webhooks, then the registry's allocation, as kube orders them.
+        obj = self.webhooks.admit_create(rt, admission.default_fields(rt, obj), target.namespace)
+        obj = admission.allocate_cluster_ip(rt, obj, self.allocator)
         try:
             created = self.store.create(rt.key, obj)
         except ApiError:

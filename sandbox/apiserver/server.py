@@ -33,6 +33,8 @@ import yaml
 from sandbox.apiserver.errors import ApiError, status_object
 from sandbox.apiserver.handlers import Api, Request, Response
 from sandbox.apiserver.store import Store
+from sandbox.apiserver.webhookclient import Dial, tcp_dial
+from sandbox.apiserver.webhooks import MutatingWebhooks
 
 log = logging.getLogger("sandbox.apiserver")
 
@@ -222,14 +224,19 @@ class ApiServer:
         *,
         require_token: bool = False,
         token: str | None = None,
+        dial: Dial = tcp_dial,
     ) -> None:
+        """`dial(host, port, timeout)` opens the TCP connections to admission webhooks (a Service's
+        ClusterIP and port, or a webhook URL's host and port): pass one that connects from where
+        ClusterIPs are reachable."""
         self.host = host
         self.requested_port = port
         self.cluster_name = cluster_name
         self.token = token or secrets.token_hex(16)
         self.require_token = require_token
         self.store = Store(history_limit=history_limit)
-        self.api = Api(self.store, Path(log_dir) if log_dir is not None else None)
+        webhooks = MutatingWebhooks(self.store, dial)
+        self.api = Api(self.store, Path(log_dir) if log_dir is not None else None, webhooks)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._preload()

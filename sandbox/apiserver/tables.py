@@ -213,6 +213,17 @@ COLUMNS: dict[str, list[Column]] = {
         ("Version", "string", 0, _field("status", "nodeInfo", "kubeletVersion", default="")),
     ],
     "configmaps": [_NAME, ("Data", "integer", 0, lambda o, _n: len(o.get("data") or {})), _AGE],
+    "secrets": [
+        _NAME,
+        ("Type", "string", 0, _field("type", default="")),
+        ("Data", "integer", 0, lambda o, _n: len(o.get("data") or {})),
+        _AGE,
+    ],
+    "admissionregistration.k8s.io/mutatingwebhookconfigurations": [
+        _NAME,
+        ("Webhooks", "integer", 0, lambda o, _n: len(o.get("webhooks") or [])),
+        _AGE,
+    ],
     "apps/deployments": [
         _NAME,
         ("Ready", "string", 0, _ratio(("status", "readyReplicas"), ("spec", "replicas"))),

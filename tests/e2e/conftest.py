@@ -33,6 +33,19 @@ class Sandbox:
         return pods[0]
 
 
+def network_mapper(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``network-mapper`` CLI against the sandbox's mapper, as a user runs it."""
+    from sandbox.views import mapper_url
+
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--mapper-url", mapper_url(sb.state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def sandbox_cli(*args: str, state_dir: Path = DEFAULT_STATE_DIR) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sandbox", "--state-dir", str(state_dir), *args],

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -24,19 +22,10 @@ from sandbox.state import StateFile
 from sandbox.topology import AGENT_NS, DEMO_NS, EXPECTED_DEMO_MAP, EXTRAS_NS
 from sandbox.views import demo_map, mapper_url
 from tests.e2e.conftest import Sandbox, sandbox_cli
+from tests.e2e.conftest import network_mapper as cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 CRD = Path(__file__).parents[1] / "data" / "exports" / "clientintents-crd.yaml"
-
-
-def cli(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--mapper-url", mapper_url(sb.state_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -175,7 +175,7 @@ def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
     """What ``make demo`` shows: each expected edge (but the held Redis connection, which makes
     no new SYN) is seen on the node as a DNS answer and a connection to the Service."""
     from sandbox.network import NODE_NETNS
-    from sandbox.topology import EXPECTED_DEMO_MAP, EXTERNAL_NAMES
+    from sandbox.topology import EXPECTED_DEMO_MAP, EXTERNAL_NAMES, EXTERNAL_SUFFIXES
     from sandbox.traffic import capture
     from sandbox.views import ip_to_pod
 
@@ -188,7 +188,8 @@ def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
             if conn.server_name and conn.server_name.startswith(f"svc {DEMO_NS}/"):
                 seen.setdefault(app, set()).add(conn.server_name.split("/")[1])
         for name, _ in client.dns_answers:
-            assert name.endswith(".svc.cluster.local") or name in EXTERNAL_NAMES, name
+            external = name in EXTERNAL_NAMES or any(name.endswith(f".{s}") for s in EXTERNAL_SUFFIXES)
+            assert name.endswith(".svc.cluster.local") or external, name
     expected = {c: set(s) - {"redis-cart"} for c, s in EXPECTED_DEMO_MAP.items()}
     assert {c: s for c, s in seen.items() if c in expected} == {c: s for c, s in expected.items() if s}
 

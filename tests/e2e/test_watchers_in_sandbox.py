@@ -7,7 +7,6 @@ exported."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,11 @@ from agent.exports import validate
 from sandbox.topology import EXPECTED_ISTIO, EXPECTED_KAFKA, ISTIO_NS, KAFKA_DENIED, KAFKA_NS
 from sandbox.views import mapper_url, wait_for_watcher_maps, watcher_maps
 from tests.e2e.conftest import Sandbox
+from tests.e2e.conftest import network_mapper as cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 DATA = Path(__file__).parents[1] / "data" / "exports"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def cli(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--mapper-url", mapper_url(sb.state_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def documents(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

@@ -21,6 +21,8 @@ def _leftovers() -> list[str]:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if ": nm" in ln]
     found += [f"dir {p}" for p in Path("/etc/netns").glob("nm-*")]
+    # The mount points the kubelet made for pods' volumes (the AWS components' Secrets).
+    found += [f"dir {p}" for p in (Path("/etc/network-mapper"),) if p.exists()]
     return found
 
 

@@ -506,7 +506,12 @@ def test_discovery_documents_and_tables(server: ApiServer) -> None:
     aggregated = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
     apis = requests.get(f"{server.url}/apis", headers={"Accept": aggregated}, timeout=10)
     assert apis.headers["Content-Type"] == "application/json" and apis.json()["kind"] == "APIGroupList"
-    assert {g["name"] for g in apis.json()["groups"]} == {"apps", "batch", "discovery.k8s.io"}
+    assert {g["name"] for g in apis.json()["groups"]} == {
+        "apps",
+        "batch",
+        "discovery.k8s.io",
+        "admissionregistration.k8s.io",
+    }
     core = requests.get(f"{server.url}/api/v1", timeout=10).json()
     by_name = {r["name"]: r for r in core["resources"]}
     assert by_name["pods"]["shortNames"] == ["po"] and "watch" in by_name["pods"]["verbs"]

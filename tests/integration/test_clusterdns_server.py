@@ -107,3 +107,25 @@ def test_udp_and_tcp_share_one_port(server: ClusterDNSServer, source: MutableSta
     assert (
         ask(server, "api.example.com").header.rcode == ask(server, "api.example.com", tcp=True).header.rcode
     )
+
+
+@pytest.fixture(scope="module")
+def suffix_server() -> Iterator[ClusterDNSServer]:
+    zone = Zone.from_flags("cluster.local", [], [], ["amazonaws.com=198.51.100.30"])
+    dns = ClusterDNSServer(ClusterResolver(zone, lambda: STATE), "127.0.0.1", 0)
+    dns.start()
+    yield dns
+    dns.stop()
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_suffix_names_at_any_depth(suffix_server: ClusterDNSServer, tcp: bool) -> None:
+    for name in ("sts.amazonaws.com", "network-mapper-demo.s3.us-east-1.amazonaws.com"):
+        reply = ask(suffix_server, name, tcp=tcp)
+        assert reply.header.rcode == RCODE.NOERROR
+        assert rrs(reply) == [(name, "A", "198.51.100.30")]
+        assert reply.rr[0].ttl == 30
+    assert ask(suffix_server, "notamazonaws.com", tcp=tcp).header.rcode == RCODE.NXDOMAIN
+    assert rrs(ask(suffix_server, "cartservice.shop.svc.cluster.local", tcp=tcp)) == [
+        ("cartservice.shop.svc.cluster.local", "A", "10.96.0.12")
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from sandbox.apiserver import ApiServer
+from sandbox.apiserver import ApiServer, Dial, tcp_dial
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,10 @@ class RunningApi:
 
 
 @contextlib.contextmanager
-def running_api(directory: Path, log_dir: Path | None = None) -> Iterator[RunningApi]:
-    """The API server (pod logs read from ``log_dir``), its kubeconfig in ``directory``, and a
-    client of it; all stopped on exit."""
-    server = ApiServer(log_dir=log_dir)
+def running_api(directory: Path, log_dir: Path | None = None, dial: Dial = tcp_dial) -> Iterator[RunningApi]:
+    """The API server (pod logs read from ``log_dir``, admission webhooks reached through ``dial``),
+    its kubeconfig in ``directory``, and a client of it; all stopped on exit."""
+    server = ApiServer(log_dir=log_dir, dial=dial)
     server.start()
     try:
         kubeconfig = server.write_kubeconfig(directory / "kubeconfig")

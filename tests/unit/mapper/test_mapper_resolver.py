@@ -157,6 +157,19 @@ def test_dns_external_name_is_an_internet_target_with_sorted_ips(state: ClusterS
     assert edge.target == InternetTarget("api.example.com", ("1.2.3.4", "93.184.216.34"))
 
 
+def test_an_external_name_answered_with_the_clusters_addresses_is_not_the_internet(
+    state: ClusterState,
+) -> None:
+    # The AWS visibility forwarder answers AWS names with its proxy's ClusterIP: that is no Internet
+    # address (the TCP connection shows the proxy); in-cluster addresses leave a mixed answer.
+    resolver = Resolver(state, internal_cidrs=["10.244.0.0/16", "10.96.0.0/12"])
+    assert resolver.resolve(dns("10.244.0.10", "s3.amazonaws.com", "10.96.0.30")) == []
+    assert resolver.resolve(dns("10.244.0.10", "s3.amazonaws.com", "10.244.9.9")) == []  # an unknown pod IP
+    [edge] = resolver.resolve(dns("10.244.0.10", "s3.amazonaws.com", "10.96.0.30", "52.216.0.1"))
+    assert edge.target == InternetTarget("s3.amazonaws.com", ("52.216.0.1",))
+    assert resolver.stats["dns_external_name_in_cluster"] == 3
+
+
 def test_dns_other_cluster_names_and_unknown_services_give_nothing(state: ClusterState) -> None:
     resolver = Resolver(state)
     assert resolver.resolve(dns("10.244.0.10", "foo.cluster.local", "10.0.0.1")) == []

@@ -183,3 +183,91 @@ def test_api_objects_are_converted() -> None:
         metadata=meta, status=SimpleNamespace(pod_ip="10.244.0.3", phase="Running", conditions=None)
     )
     assert pod_from_api(running).ready
+
+
+SUFFIX_ZONE = Zone.from_flags(
+    "cluster.local",
+    externals=["s3.amazonaws.com=198.51.100.40"],
+    cnames=["alias.amazonaws.com=s3.amazonaws.com"],
+    suffixes=["amazonaws.com=198.51.100.30", "Special.US-East-1.amazonaws.com.=198.51.100.31,198.51.100.32"],
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "amazonaws.com",  # the suffix itself
+        "sts.amazonaws.com",
+        "sqs.us-east-1.amazonaws.com",
+        "network-mapper-demo.s3.us-east-1.amazonaws.com",
+        "a.b.c.d.e.f.amazonaws.com.",
+        "STS.AmazonAWS.com",
+    ],
+)
+def test_every_name_under_a_suffix_gets_its_address_with_the_external_ttl(name: str) -> None:
+    result = answer(name, "A", STATE, SUFFIX_ZONE)
+    assert result == Answer("NOERROR", (a(name.rstrip(".").lower(), "198.51.100.30", 30),))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "notamazonaws.com",  # a suffix matches whole labels only
+        "amazonaws.com.evil.example",
+        "com",
+        "sts.amazonaws.com.shop.svc.cluster.local",  # a search-list expansion stays in the cluster
+        "sts.amazonaws.com.cluster.local",
+    ],
+)
+def test_names_not_under_a_suffix_are_nxdomain(name: str) -> None:
+    assert answer(name, "A", STATE, SUFFIX_ZONE) == Answer("NXDOMAIN", ())
+
+
+def test_the_longest_suffix_wins_and_exact_names_and_cnames_win_over_suffixes() -> None:
+    assert [
+        r.value for r in answer("x.special.us-east-1.amazonaws.com", "A", STATE, SUFFIX_ZONE).records
+    ] == [
+        "198.51.100.31",
+        "198.51.100.32",
+    ]
+    assert answer("x.us-east-1.amazonaws.com", "A", STATE, SUFFIX_ZONE).records[0].value == "198.51.100.30"
+    assert answer("s3.amazonaws.com", "A", STATE, SUFFIX_ZONE).records == (
+        a("s3.amazonaws.com", "198.51.100.40", 30),
+    )
+    assert answer("alias.amazonaws.com", "A", STATE, SUFFIX_ZONE).records == (
+        Record("alias.amazonaws.com", "CNAME", "s3.amazonaws.com", 30),
+        a("s3.amazonaws.com", "198.51.100.40", 30),
+    )
+
+
+def test_a_cname_into_a_suffix_is_followed() -> None:
+    zone = Zone.from_flags(
+        "cluster.local", [], ["www.example.com=bucket.s3.amazonaws.com"], ["amazonaws.com=198.51.100.30"]
+    )
+    assert answer("www.example.com", "A", STATE, zone) == Answer(
+        "NOERROR",
+        (
+            Record("www.example.com", "CNAME", "bucket.s3.amazonaws.com", 30),
+            a("bucket.s3.amazonaws.com", "198.51.100.30", 30),
+        ),
+    )
+
+
+def test_suffix_names_answer_aaaa_without_records_and_ignore_sync() -> None:
+    assert answer("sts.amazonaws.com", "AAAA", STATE, SUFFIX_ZONE) == Answer("NOERROR", ())
+    assert answer("sts.amazonaws.com", "A", ClusterState(synced=False), SUFFIX_ZONE).rcode == "NOERROR"
+
+
+def test_a_suffix_never_captures_cluster_names() -> None:
+    zone = Zone.from_flags("cluster.local", [], [], ["local=198.51.100.50"])
+    assert answer("cartservice.shop.svc.cluster.local", "A", STATE, zone).records == (
+        a("cartservice.shop.svc.cluster.local", "10.96.0.12"),
+    )
+    assert answer("nothing.shop.svc.cluster.local", "A", STATE, zone).rcode == "NXDOMAIN"
+    assert answer("printer.local", "A", STATE, zone).records[0].value == "198.51.100.50"
+
+
+@pytest.mark.parametrize("flag", ["amazonaws.com", "=198.51.100.30", "amazonaws.com=", "amazonaws.com=::1"])
+def test_bad_suffix_flags_are_rejected(flag: str) -> None:
+    with pytest.raises(ValueError):
+        Zone.from_flags("cluster.local", [], [], [flag])

@@ -51,6 +51,8 @@ def test_single_container_pods_are_unchanged() -> None:
         {
             "name": "frontend",
             "image": "sandbox/sandbox.workloads",
+            "command": ["python", "-m", "sandbox.workloads"],
+            "args": list(_workload("otterize-ecom-demo", "frontend").args),
             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
         }
     ]
