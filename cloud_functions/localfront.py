@@ -11,7 +11,7 @@ Before a request reaches a worker, the front answers itself:
   so far say so (the rest is never read: the connection is closed);
 * ``429`` with ``Retry-After`` when the request's tenant is over its rate or has too many
   requests in flight (:mod:`cloud_functions.ratelimit`); the public pages (``/``, ``/healthz``,
-  ``/openapi.json``) are never limited;
+  ``/openapi.json``, the console's files) are never limited;
 * ``503`` when no worker can answer (one died: new ones are starting).
 
 Malformed HTTP (an invalid ``Content-Length``, oversized headers …) never gets here: h11, under
@@ -26,6 +26,7 @@ from typing import Any
 
 from cloud_functions.gatewayevents import http_event, response_parts
 from cloud_functions.handlers import json_error
+from cloud_functions.handlers.console import CONSOLE_PREFIX
 from cloud_functions.ratelimit import LimitKeys, TenantLimiter, TenantLimits
 from cloud_functions.workerpool import Backend, WorkersUnavailable
 
@@ -34,9 +35,15 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 UNLIMITED_PATHS = frozenset({"/", "/healthz", "/openapi.json"})
-"""Public pages: cheap, tokenless, and what a liveness probe must always reach."""
+"""Public pages: cheap, tokenless, and what a liveness probe must always reach; and the console's
+files (under :data:`~cloud_functions.handlers.console.CONSOLE_PREFIX`), which a page load fetches
+several at once."""
 _HOP_BY_HOP = frozenset({"connection", "content-length", "keep-alive", "transfer-encoding"})
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def _unlimited(path: str) -> bool:
+    return path in UNLIMITED_PATHS or path.startswith(CONSOLE_PREFIX)
 
 
 class _ClientGone(Exception):
@@ -133,7 +140,7 @@ class CloudFront:
 
     async def _answer(self, event: dict[str, Any]) -> _Reply:
         key = token_hash = ""
-        if self.limiter is not None and event["rawPath"] not in UNLIMITED_PATHS:
+        if self.limiter is not None and not _unlimited(event["rawPath"]):
             source = str(event["requestContext"]["http"]["sourceIp"])
             key, token_hash = self.keys.key(event["headers"].get("authorization"), source)
             refusal = self.limiter.admit(key)

@@ -213,6 +213,7 @@ def demo(state_dir: Path, seconds: float) -> int:
     whole = "the whole map" if cloud == EXPECTED_DEMO_MAP else "incomplete"
     print(f"  {edges} demo edges in the cloud ({whole})")
     print(f"  curl -H 'Authorization: Bearer {token}' {base}/graph")
+    print(f"  the console: {base}/#token={token}   (the token stays in the fragment: never sent to a server)")
     print("  (a page at a time: while nextCursor is not null, repeat with ?cursor=<nextCursor>)")
     print("\nkubectl: kubectl --kubeconfig", state_dir / "kubeconfig", "get pods -A -o wide")
     print(f"  Kafka's authorizer log: kubectl ... logs -n {KAFKA_NS} kafka-0 | grep kafka.authorizer.logger")

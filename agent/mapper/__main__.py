@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # GC collection from re-traversing them while the resolver allocates edges at ~100k/s.
     gc.freeze()
     resolver = Resolver(state, settings.cluster.domain, settings.cluster.internal_cidrs)
-    app = create_app(settings.api, store, resolver, state)
+    uploads = bool(settings.upload.cloud_url)
+    app = create_app(settings.api, store, resolver, state, positions=store.positions if uploads else None)
     # Users' own collectors scrape the service graph here (names stay in-cluster).
     api_state = app.state.api
     app.router.routes.append(

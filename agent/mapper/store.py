@@ -230,6 +230,15 @@ class EdgeStore:
             self._decoded = dict(zip([seq for seq, _ in rows], found, strict=True))
         return [edge for edge in found if edge is not None]
 
+    def positions(self) -> tuple[int, int]:
+        """(the newest change's ``seq``, the upload cursor): the cloud holds every change once the
+        second has reached the first (``agent.mapper.uploadledger`` moves the cursor)."""
+        with self.reading() as db:
+            meta = dict(
+                db.execute("SELECT name, value FROM meta WHERE name IN ('next_seq', 'upload_cursor')")
+            )
+        return int(meta["next_seq"]) - 1, int(meta["upload_cursor"])
+
     def changed_since(self, seq: int, limit: int) -> list[tuple[int, Edge]]:
         """Up to ``limit`` edges whose row changed after ``seq``, as ``(seq, edge)`` by ``seq``;
         rows that no longer read are skipped (a page of only those: the next page is read)."""

@@ -10,7 +10,9 @@ also names the tenant the request's token authenticated as), and tests drive it 
 events.
 
 Each request is authenticated before routing (except the public routes), so a request without
-a valid token gets 401 whatever else is wrong with it; routes then check role and tenant.
+a valid token gets 401 whatever else is wrong with it; routes then check role and tenant. The web
+console's files (``GET /``, ``GET /console/...``) are answered before routing, from the package's
+``console`` directory (``CloudSettings.console_dir`` points elsewhere, for tests).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud_functions.auth import ApiError, authenticate
+from cloud_functions.handlers import console
 from cloud_functions.store.base import GraphStore, TokenRecord
 
 DEFAULT_STORE = "sqlite:/tmp/network-mapper-cloud.db"
@@ -32,10 +35,14 @@ DEFAULT_MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 
 @dataclass(frozen=True)
 class CloudSettings:
+    """``console_dir``: where the web console's files are ("": the package's own,
+    ``cloud_functions/console``)."""
+
     store: str = DEFAULT_STORE
     admin_token_sha256: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY
     dynamodb_endpoint: str = ""
+    console_dir: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> CloudSettings:
@@ -107,7 +114,7 @@ class CloudApp:
         headers = event.get("headers")
         headers = headers if isinstance(headers, Mapping) else {}
         caller = None
-        if path not in self._routes.PUBLIC_PATHS:
+        if not self._routes.is_public(path):
             authorization = headers.get("authorization")
             caller = authenticate(self.store, authorization, self.settings.admin_token_sha256)
         raw_type = str(headers.get("content-type", ""))
@@ -125,6 +132,13 @@ class CloudApp:
             # answers 415 otherwise: hand it the canonical spelling.
             headers["content-type"] = media_type + (f";{parameters}" if parameters else "")
         return caller
+
+    def _console_file(self, event: Mapping[str, Any], method: str, path: str) -> dict[str, Any]:
+        """The console's file at ``path`` (:mod:`cloud_functions.handlers.console`), or a 404."""
+        headers = event.get("headers")
+        headers = headers if isinstance(headers, Mapping) else {}
+        found = console.answer(method, path, headers, self.settings.console_dir)
+        return found or json_error(404, "not_found", "no such file in the console")
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """The Lambda response to ``event``."""
@@ -146,9 +160,12 @@ class CloudApp:
         try:
             caller = self._admit(event, path)
             tenant = caller.tenant_id if caller else ""
-            with self._lock:
-                self._routes.app.context.update(store=self.store, caller=caller, settings=self.settings)
-                response = self._routes.app.resolve(event, context)
+            if method in ("GET", "HEAD") and console.is_console_path(path):  # files, not routes
+                response = self._console_file(event, method, path)
+            else:
+                with self._lock:
+                    self._routes.app.context.update(store=self.store, caller=caller, settings=self.settings)
+                    response = self._routes.app.resolve(event, context)
         except ApiError as error:
             response = json_error(error.status, error.code, error.message)
         except Exception:  # a malformed event, or a bug: never a traceback to the client

@@ -1,6 +1,6 @@
 """The HTTP API: one powertools ``APIGatewayHttpResolver`` with request validation (pydantic),
 every route of the handler modules, the error mapping, the OpenAPI document and the public pages
-(health, the console's placeholder).
+(health, the OpenAPI document, the web console's files: :mod:`cloud_functions.handlers.console`).
 
 Every error is ``{"error": {"code", "message"}}`` (plus ``details`` for validation errors) with
 its 4xx status: 400 unreadable body, 401 no/unknown token, 403 not yours, 404 no such route or
@@ -27,7 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pydantic import BaseModel
 
 from cloud_functions.auth import ApiError
-from cloud_functions.handlers import admin, export, graph, ingest, telemetry
+from cloud_functions.handlers import admin, console, export, graph, ingest, session, summary, telemetry
 from cloud_functions.store.base import Conflict, NotFound, StoreError
 
 logger = Logger(service="network-mapper-cloud")
@@ -35,12 +35,21 @@ logger = Logger(service="network-mapper-cloud")
 # Every body parameter is parsed by ingest.parse_json: its limits on depth and number length
 # keep bodies of extreme shapes 400s rather than recursion errors (500).
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=ingest.parse_json)
-for _module in (admin, ingest, graph, export, telemetry):
+for _module in (admin, session, ingest, graph, summary, export, telemetry):
     app.include_router(_module.router)
 
 TITLE = "network-mapper cloud"
 API_VERSION = "1.0.0"
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/v1/metrics"})  # need no token
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/v1/metrics"})  # need no token (and: is_public)
+
+
+def is_public(path: str) -> bool:
+    """Whether a request to ``path`` (raw) needs no token: :data:`PUBLIC_PATHS` and the console's
+    files (``/``, ``/console/...``: answered before routing, :meth:`CloudApp.answer
+    <cloud_functions.handlers.CloudApp.answer>`)."""
+    return path in PUBLIC_PATHS or console.is_console_path(path)
+
+
 OWN_CONTENT_TYPES = frozenset({"/v1/metrics"})  # read bodies of their own media types, not JSON
 RAW_JSON_BODIES = {"/v1/ingest": ingest.request_schema}
 """Routes that decode their JSON bodies themselves (no body parameter): their request bodies'
@@ -114,15 +123,6 @@ def openapi_document() -> str:
     return json.dumps(document, indent=2)
 
 
-CONSOLE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>network-mapper cloud</title></head>
-<body><h1>network-mapper cloud</h1>
-<p>The web console lands here later. The API is described at <a href="/openapi.json">/openapi.json</a>.</p>
-</body></html>
-"""
-"""``GET /``: a placeholder page until the web console's static files land."""
-
-
 class Health(BaseModel):
     status: str
 
@@ -135,8 +135,3 @@ def healthz() -> Health:
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(200, "application/json", openapi_document())
-
-
-@app.get("/", include_in_schema=False)
-def console() -> Response[str]:
-    return Response(200, "text/html; charset=utf-8", CONSOLE)

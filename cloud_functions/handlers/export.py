@@ -5,7 +5,11 @@ knows no pod labels: NetworkPolicies and AuthorizationPolicies select ``app.kube
 KafkaUsers name their Strimzi cluster after the Kafka server workload (the exporters' defaults).
 
 Edges of equal key from several clusters are merged first (``agent.model.merge_edges``);
-``cluster`` narrows the export to some clusters (comma-separated ids).
+``cluster`` narrows the export to some clusters (comma-separated ids). A selection exports only the
+edges whose client it picks: ``workloads`` (``<namespace>/<name>``, comma-separated) and
+``namespaces`` (comma-separated: every client in them), together their union; so a ClientIntents
+export of a selection is the selected clients' documents, and a NetworkPolicy export the policies
+their calls need. The console downloads exactly this route's body (all pages joined in order).
 
 Pages (:mod:`cloud_functions.handlers.paging`): the edges come from the store a page at a time
 (:meth:`~cloud_functions.store.base.GraphStore.edges_page`), and a page holds whole documents:
@@ -41,9 +45,9 @@ from agent.exports import (
 )
 from agent.exports.iam import iam_policies
 from agent.model import Edge
-from cloud_functions.auth import SECURITY, Caller, Store
+from cloud_functions.auth import SECURITY, ApiError, Caller, Store
 from cloud_functions.handlers.admin import TenantId
-from cloud_functions.handlers.graph import ClusterFilter, cluster_ids, json_response, merged, reader
+from cloud_functions.handlers.graph import ClusterFilter, cluster_ids, json_response, merged, names, reader
 from cloud_functions.handlers.paging import (
     DEFAULT_LIMIT,
     NEXT_CURSOR_HEADER,
@@ -54,7 +58,7 @@ from cloud_functions.handlers.paging import (
     query_digest,
     read_page,
 )
-from cloud_functions.store.base import PageOrder
+from cloud_functions.store.base import ClientSelection, PageOrder
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
@@ -72,6 +76,43 @@ class Format(enum.StrEnum):
 
 SERVER_FORMATS = frozenset({Format.NETWORKPOLICY, Format.ISTIO, Format.KAFKA_ACL})
 """Formats whose documents are per server workload: paged by server (see the module docstring)."""
+
+
+SELECTION_TEXT = 8000
+"""Characters of a selection parameter: 8 KB leave the URL under API Gateway's 10 KB request line."""
+WorkloadsSelection = Annotated[
+    str | None,
+    Query(
+        max_length=SELECTION_TEXT,
+        description="Client workloads to export, as `<namespace>/<name>`, comma-separated "
+        "(with `namespaces`: either picks a client). Absent, with `namespaces` absent: every client.",
+    ),
+]
+NamespacesSelection = Annotated[
+    str | None,
+    Query(
+        max_length=SELECTION_TEXT,
+        description="Namespaces whose clients to export, comma-separated (with `workloads`: either "
+        "picks a client). Absent, with `workloads` absent: every client.",
+    ),
+]
+
+
+def selection(workloads: str | None, namespaces: str | None) -> ClientSelection | None:
+    """The clients the ``workloads`` and ``namespaces`` parameters pick (None: every client);
+    :class:`ApiError` 422 for a workload that is not ``<namespace>/<name>``."""
+    picked, spaces = names(workloads, "workloads"), names(namespaces, "namespaces")
+    if picked is None and spaces is None:
+        return None
+    pairs = set()
+    for text in picked or ():
+        namespace, slash, name = text.partition("/")
+        if not (slash and namespace and name) or "/" in name:
+            why = f"{text!r} is not <namespace>/<name>"
+            detail = {"loc": ["query", "workloads"], "type": "value_error", "msg": why}
+            raise ApiError(422, "validation_error", f"workloads: {why}", [detail])
+        pairs.add((namespace, name))
+    return ClientSelection(frozenset(pairs), frozenset(spaces or ()))
 
 
 class Version(enum.StrEnum):
@@ -117,13 +158,18 @@ def export_graph(  # noqa: PLR0917 - the route's parameters are the query's
     format: Annotated[Format, Query(description="What to export.")] = Format.CLIENTINTENTS,
     version: Annotated[Version, Query(description="ClientIntents API version.")] = Version.V2BETA1,
     cluster: ClusterFilter = None,
+    workloads: WorkloadsSelection = None,
+    namespaces: NamespacesSelection = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response[str]:
     tenant = reader(caller, tenantId)
     order = PageOrder.SERVER if format in SERVER_FORMATS else PageOrder.CLIENT
-    clusters = cluster_ids(cluster)
-    query = query_digest("export", format, version, clusters)
-    page = read_page(store, tenant, order, cursor=cursor, query=query, limit=limit, cluster_ids=clusters)
+    clusters, clients = cluster_ids(cluster), selection(workloads, namespaces)
+    picked = None if clients is None else clients.digest_parts()
+    query = query_digest("export", format, version, clusters, picked)
+    page = read_page(
+        store, tenant, order, cursor=cursor, query=query, limit=limit, cluster_ids=clusters, clients=clients
+    )
     edges = [edge for edge, _, _ in merged(page.edges)]
     return export(edges, format, version, cursor_header(next_cursor(page, query)))

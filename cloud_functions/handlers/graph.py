@@ -1,13 +1,14 @@
 """The tenant's graph: ``GET /v1/tenants/{tenantId}/graph``, and ``/graph`` / ``/v1/graph`` for the
 caller's own tenant (``curl -H 'Authorization: Bearer …' …/graph``).
 
-Filters: ``cluster`` (ids, comma-separated), ``namespace``, ``workload`` (client or workload
-target), ``protocol`` (how the edge was seen: one of the edge methods), ``since`` (RFC 3339 or
-epoch seconds: edges last seen then or later). Edges come from the store a page at a time
-(:meth:`~cloud_functions.store.base.GraphStore.edges_page`, liveness applied), by cluster and then
-in the store's order of edges, each the codec's edge document (:class:`agent.wire.EdgeDoc`) with
-its ``clusterId``; ``merge=true`` reads them by edge instead, every cluster's copy of an edge on one
-page, and merges the copies with :func:`agent.model.merge_edges` into one edge with ``clusterIds``.
+Filters: ``cluster`` (ids, comma-separated), ``namespace`` (comma-separated: any of them),
+``workload`` (client or workload target), ``protocol`` (how the edge was seen: one of the edge
+methods), ``since`` (RFC 3339 or epoch seconds: edges last seen then or later). Edges come from
+the store a page at a time (:meth:`~cloud_functions.store.base.GraphStore.edges_page`, liveness
+applied), by cluster and then in the store's order of edges, each the codec's edge document
+(:class:`agent.wire.EdgeDoc`) with its ``clusterId``; ``merge=true`` reads them by edge instead,
+every cluster's copy of an edge on one page, and merges the copies with
+:func:`agent.model.merge_edges` into one edge with ``clusterIds``.
 
 Pages (:mod:`cloud_functions.handlers.paging`): at most ``limit`` edges a page (read from the
 store: a merged page holds fewer edges when they merge); the body's ``nextCursor`` and the
@@ -41,14 +42,27 @@ from cloud_functions.handlers.paging import (
     query_digest,
     read_page,
 )
-from cloud_functions.store.base import EdgeFilters, PageOrder, StoredEdge, TokenRecord
+from cloud_functions.store.base import (
+    MAX_FILTER_NAMESPACES,
+    EdgeFilters,
+    PageOrder,
+    StoredEdge,
+    TokenRecord,
+)
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # powertools leaves __init__ bare
 
 ClusterFilter = Annotated[
     str | None, Query(max_length=2000, description="Cluster ids, comma-separated (default: all).")
 ]
-NamespaceFilter = Annotated[str | None, Query(max_length=253, description="Client or target namespace.")]
+NamespaceFilter = Annotated[
+    str | None,
+    Query(
+        max_length=8000,
+        description=f"Namespaces, comma-separated (at most {MAX_FILTER_NAMESPACES}): edges whose client's "
+        "or workload target's namespace is one of them.",
+    ),
+]
 WorkloadFilter = Annotated[str | None, Query(max_length=253, description="Client or target workload name.")]
 ProtocolFilter = Annotated[Method | None, Query(description="Only edges seen by this method.")]
 SinceFilter = Annotated[
@@ -107,8 +121,23 @@ def parse_since(text: str | None) -> float | None:
 
 def cluster_ids(text: str | None) -> list[str] | None:
     """The ``cluster`` filter's ids, sorted and each once (None: every cluster)."""
-    ids = sorted({c.strip() for c in (text or "").split(",") if c.strip()})
-    return ids or None
+    return names(text, "cluster")
+
+
+def names(text: str | None, what: str, most: int | None = None) -> list[str] | None:
+    """A comma-separated list of names, sorted and each once (None: none given); :class:`ApiError`
+    422 for more than ``most``."""
+    found = sorted({n.strip() for n in (text or "").split(",") if n.strip()})
+    if most is not None and len(found) > most:
+        why = f"at most {most} names, got {len(found)}"
+        detail = {"loc": ["query", what], "type": "value_error", "msg": why}
+        raise ApiError(422, "validation_error", f"{what}: {why}", [detail])
+    return found or None
+
+
+def namespace_list(text: str | None) -> list[str] | None:
+    """The ``namespace`` filter's namespaces (None: every namespace)."""
+    return names(text, "namespace", MAX_FILTER_NAMESPACES)
 
 
 def merged(stored: Iterable[StoredEdge]) -> list[tuple[Edge, list[str], bool]]:
@@ -184,7 +213,7 @@ def own_graph(  # noqa: PLR0917 - the route's parameters are the query's
     order = PageOrder.EDGE if merge else PageOrder.CLUSTER
     filters = EdgeFilters(
         cluster_ids=cluster_ids(cluster),
-        namespace=namespace or None,
+        namespaces=namespace_list(namespace),
         workload=workload or None,
         method=str(protocol) if protocol else None,
         since=parse_since(since),

@@ -42,7 +42,7 @@ Errors::
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypedDict, TypeVar, Unpack, cast, get_args
 
@@ -131,16 +131,61 @@ class IngestResult:
     edges_written: int
 
 
+MAX_FILTER_NAMESPACES = 100
+"""Namespaces one ``namespaces`` filter may name: DynamoDB's ``IN`` takes at most 100 values."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSelection:
+    """Clients picked by name: those among ``workloads`` (``(namespace, name)`` pairs, whatever
+    their kinds) and every client in one of ``namespaces``."""
+
+    workloads: frozenset[tuple[str, str]] = frozenset()
+    namespaces: frozenset[str] = frozenset()
+
+    def keeps(self, namespace: str, name: str) -> bool:
+        return namespace in self.namespaces or (namespace, name) in self.workloads
+
+    def digest_parts(self) -> tuple[list[str], list[list[str]]]:
+        """The selection in a canonical order (for what a cursor is bound to)."""
+        return sorted(self.namespaces), sorted(map(list, self.workloads))
+
+
 class EdgeFilters(TypedDict, total=False):
-    """What :meth:`GraphStore.edges` keeps (None: no filter). ``namespace``/``workload`` match the
-    client or a workload target (both given: the same side matches both); ``method`` must be one of
-    the edge's methods; ``since`` keeps edges (effectively) last seen at or after it."""
+    """What :meth:`GraphStore.edges` keeps (None: no filter). ``namespaces``/``workload`` match the
+    client or a workload target (``namespaces``: its namespace is one of them, none when empty; both
+    given: the same side matches both); ``method`` must be one of the edge's methods; ``since``
+    keeps edges (effectively) last seen at or after it; ``clients`` keeps edges whose client the
+    selection keeps.
+
+    Where each is applied: ``cluster_ids`` picks the clusters read; ``namespaces``, ``workload``,
+    ``method`` and ``since`` are each store's own query terms (SQLite's WHERE, DynamoDB's
+    FilterExpression); ``clients`` is applied in the shared layer
+    (:func:`cloud_functions.store.edgepages.selected`, :func:`selected_edges`) from the edge's text,
+    as a DynamoDB index by workload holds no filter fields."""
 
     cluster_ids: Iterable[str] | None
-    namespace: str | None
+    namespaces: Collection[str] | None
     workload: str | None
     method: str | None
     since: float | None
+    clients: ClientSelection | None
+
+
+def check_filters(filters: Mapping[str, object]) -> None:
+    """:class:`Invalid` for filters no store takes: more than :data:`MAX_FILTER_NAMESPACES`
+    namespaces."""
+    namespaces = filters.get("namespaces")
+    if isinstance(namespaces, Collection) and len(set(namespaces)) > MAX_FILTER_NAMESPACES:
+        raise Invalid(f"at most {MAX_FILTER_NAMESPACES} namespaces in one filter, got {len(set(namespaces))}")
+
+
+def selected_edges(stored: list[StoredEdge], filters: EdgeFilters) -> list[StoredEdge]:
+    """``stored`` less the edges whose client ``filters['clients']`` does not keep (all: no selection)."""
+    selection = filters.get("clients")
+    if selection is None:
+        return stored
+    return [s for s in stored if selection.keeps(s.edge.client.namespace, s.edge.client.name)]
 
 
 class PageOrder(enum.StrEnum):
@@ -159,7 +204,9 @@ class PageOrder(enum.StrEnum):
 
 
 GROUPED_ORDERS = frozenset({PageOrder.CLIENT, PageOrder.SERVER})
-"""Orders whose pages hold whole workloads; they take no filter but ``cluster_ids``."""
+"""Orders whose pages hold whole workloads; they take no filter but ``cluster_ids`` and ``clients``."""
+GROUPED_FILTERS = frozenset({"cluster_ids", "clients"})
+"""The filters a grouped order takes."""
 
 Place = tuple[str | bytes, ...]
 """A store's position of an edge (or of a workload, in a grouped order): strings and bytes,
@@ -247,7 +294,8 @@ class GraphStore(Protocol):
         """A page of the edges :meth:`edges` reads, in ``order``, after ``after`` (None: from the
         start): at most ``limit`` edges, but never a split edge (:attr:`PageOrder.EDGE`) or
         workload (grouped orders), so a workload with more edges than ``limit`` fills a page alone.
-        Grouped orders take only the ``cluster_ids`` filter (:class:`Invalid` otherwise).
+        Grouped orders take only the ``cluster_ids`` and ``clients`` filters (:class:`Invalid`
+        otherwise, and for more than :data:`MAX_FILTER_NAMESPACES` namespaces).
         :class:`BadPosition` for a position of the wrong shape, :class:`Invalid` for a ``limit``
         outside [1, :data:`MAX_PAGE`]. Consecutive pages neither repeat nor skip an edge that
         stayed in the store meanwhile."""

@@ -34,8 +34,10 @@ from cloud_functions.store.base import (
     StoreError,
     Tenant,
     TokenRecord,
+    check_filters,
     check_id,
     check_telemetry,
+    selected_edges,
 )
 from cloud_functions.store.dynamoitems import (
     EDGE_PREFIX,
@@ -45,6 +47,7 @@ from cloud_functions.store.dynamoitems import (
     float_of,
     graph_pk,
     item_key,
+    matches_nothing,
     number,
     sk_id,
     strings,
@@ -171,7 +174,8 @@ class DynamoGraphStore:
         known = {c.id: c.heartbeat for c in self.clusters(tenant_id)}
         cluster_ids = filters.get("cluster_ids")
         ids = list(known) if cluster_ids is None else list(dict.fromkeys(cluster_ids))
-        if filters.get("method") == "":
+        check_filters(filters)
+        if matches_nothing(filters):
             return []
         found = []
         for cluster in ids:
@@ -180,7 +184,7 @@ class DynamoGraphStore:
             query = edge_query(filters, heartbeat)
             for item in self._table.query(graph_pk(tenant_id, cluster), EDGE_PREFIX, **query):
                 found.append((cluster, text_of(item, "edge").encode(), heartbeat))
-        return read_back(found)
+        return selected_edges(read_back(found), filters)
 
     def edges_page(
         self,

@@ -131,17 +131,50 @@ def edge_item(graph: str, edge: EdgeRecord, version: int) -> Item:
     return item
 
 
+MAX_IN_VALUES = 99
+"""Values of one ``IN`` (DynamoDB counts at most 100 operands, the left one included)."""
+
+
+def _one_of(placeholders: list[str]) -> str:
+    """The ``{attribute}`` template of "is one of ``placeholders``": ``IN`` lists of at most
+    :data:`MAX_IN_VALUES`, ORed."""
+    runs = [placeholders[i : i + MAX_IN_VALUES] for i in range(0, len(placeholders), MAX_IN_VALUES)]
+    return " OR ".join("{attribute} IN (" + ", ".join(run) + ")" for run in runs)
+
+
+def _all_of(terms: list[str]) -> str:
+    """``terms`` ANDed, an OR among several in parentheses (DynamoDB refuses redundant ones)."""
+    if len(terms) == 1:
+        return terms[0]
+    return " AND ".join(f"({term})" if " OR " in term else term for term in terms)
+
+
+def matches_nothing(filters: EdgeFilters) -> bool:
+    """Whether ``filters`` keep no edge in a way DynamoDB cannot be asked: no method is named ""
+    (``contains(methods, "")`` is refused) and ``IN ()`` is no expression."""
+    namespaces = filters.get("namespaces")
+    return filters.get("method") == "" or (namespaces is not None and not namespaces)
+
+
 def edge_query(filters: EdgeFilters, heartbeat: float | None) -> dict[str, Any]:
     """The Query parameters (beyond the key condition) that read a graph's edge texts and ``live``
-    flags that pass ``filters``; live edges count as seen at the cluster's ``heartbeat``."""
+    flags that pass ``filters`` (but ``cluster_ids`` and ``clients``, applied elsewhere; and an
+    empty ``namespaces``, which the caller answers with nothing); live edges count as seen at the
+    cluster's ``heartbeat``."""
     names, where = {"#e": "edge", "#live": "live"}, []
     values: dict[str, Item] = {}
-    namespace, workload = filters.get("namespace"), filters.get("workload")
-    given = [(field, value) for field, value in (("ns", namespace), ("name", workload)) if value is not None]
+    namespaces, workload = filters.get("namespaces"), filters.get("workload")
+    given = list[tuple[str, str]]()  # (attribute suffix, the term's template over {attribute})
+    if namespaces is not None:  # an empty list matches nothing: the store reads nothing then
+        listed = sorted(set(namespaces))
+        values |= {f":ns{i}": string("=" + value) for i, value in enumerate(listed)}
+        given.append(("ns", _one_of([f":ns{i}" for i in range(len(listed))])))
+    if workload is not None:
+        values[":name"] = string("=" + workload)
+        given.append(("name", "{attribute} = :name"))
     if given:  # the client side or the target side matches every given field
-        values |= {f":{field}": string("=" + value) for field, value in given}
         names |= {f"#{side}{field}": f"{side}{field}" for side in "ct" for field, _ in given}
-        sides = [" AND ".join(f"#{side}{field} = :{field}" for field, _ in given) for side in "ct"]
+        sides = [_all_of([t.format(attribute=f"#{side}{field}") for field, t in given]) for side in "ct"]
         where.append("((" + ") OR (".join(sides) + "))")
     if (method := filters.get("method")) is not None:
         names["#m"], values[":m"] = "methods", string(method)

@@ -7,7 +7,8 @@ cluster partition, each a run of Query calls with ``Limit`` (what the page still
 (the sort key: the edge's key in hex), filtered server-side
 (:func:`~cloud_functions.store.dynamoitems.edge_query`). Grouped orders read an index by workload
 (keys only; :data:`~cloud_functions.store.dynamoitems.GROUP_INDEXES`) and then the items it names,
-consistently, with BatchGetItem. :mod:`cloud_functions.store.edgepages`
+consistently, with BatchGetItem; the ``clients`` selection, which such an index cannot filter, is
+the shared layer's (:func:`~cloud_functions.store.edgepages.selected`). :mod:`cloud_functions.store.edgepages`
 cuts the page; its rows go back decoded (:func:`~cloud_functions.store.storedform.in_order`).
 
 A position is the edge's 16-byte key; in a grouped order, the workload's index value and the key,
@@ -34,12 +35,13 @@ from cloud_functions.store.dynamoitems import (
     edge_sk,
     graph_pk,
     item_key,
+    matches_nothing,
     sk_key,
     string,
     text_of,
 )
 from cloud_functions.store.dynamotable import DynamoTable
-from cloud_functions.store.edgepages import PagedRow, Start, check_page, check_place, cut, start
+from cloud_functions.store.edgepages import PagedRow, Start, check_page, check_place, cut, selected, start
 from cloud_functions.store.storedform import in_order
 
 _INDEX_OF = {PageOrder.CLIENT: "by_client", PageOrder.SERVER: "by_server"}
@@ -124,7 +126,7 @@ def edges_page(
     if after is not None:
         shape = (str,) if order in GROUPED_ORDERS else (bytes,)
         check_place(after.at, shape, f"the dynamodb store's {order} order")
-    if filters.get("method") == "":  # no method is named "": contains(methods, "") is refused
+    if matches_nothing(filters):
         return EdgePage((), None, 0)
     wanted = filters.get("cluster_ids")
     chosen = None if wanted is None else set(wanted)
@@ -132,7 +134,7 @@ def edges_page(
     for cluster in clusters:
         begin = start(order, after, cluster.id)
         if begin is not None and (chosen is None or cluster.id in chosen):
-            readers.append(DynamoClusterReader(table, cluster, order, begin, filters))
+            readers.append(selected(DynamoClusterReader(table, cluster, order, begin, filters), filters))
     page = cut(readers, order, limit)
     edges = in_order((row.cluster_id, row.text, row.heartbeat) for row in page.rows)
     return EdgePage(tuple(edges), page.next, page.rows_read)

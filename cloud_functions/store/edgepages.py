@@ -7,7 +7,9 @@ each in its cluster's order of positions, starting where :func:`start` says. :fu
 into the order a :class:`~cloud_functions.store.base.PageOrder` asks for, cuts a page of at most
 ``limit`` rows where that order allows a cut, and gives the rows and the position the next page
 starts after; the store decodes the rows (:func:`cloud_functions.store.storedform.in_order`). Pure:
-the readers do the I/O, and are asked for about ``limit`` rows in all.
+the readers do the I/O, and are asked for about ``limit`` rows in all. The one filter no store
+applies in its queries, ``clients`` (a DynamoDB index by workload holds no filter fields), is
+applied here to each reader's rows (:func:`selected`), before the cut, so pages stay full.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cloud_functions.store.base import (
+    GROUPED_FILTERS,
     GROUPED_ORDERS,
     MAX_PAGE,
     BadPosition,
+    ClientSelection,
     Invalid,
     PageOrder,
     PagePosition,
     Place,
+    check_filters,
 )
+from cloud_functions.store.storedform import client_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +73,37 @@ class Cut:
 
 
 def check_page(order: PageOrder, limit: int, filters: Mapping[str, Any]) -> None:
-    """:class:`Invalid` unless ``limit`` is in [1, MAX_PAGE] and a grouped order has no filter
-    but ``cluster_ids`` (their readers go through indexes that hold no filter fields)."""
+    """:class:`Invalid` unless ``limit`` is in [1, MAX_PAGE], a grouped order has no filter but
+    ``cluster_ids`` and ``clients`` (their readers go through indexes that hold no filter fields),
+    and the filters are ones a store takes (:func:`~cloud_functions.store.base.check_filters`)."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"a page limit must be in [1, {MAX_PAGE}], got {limit}")
-    extra = sorted(name for name, value in filters.items() if name != "cluster_ids" and value is not None)
+    given = (name for name, value in filters.items() if value is not None)
+    extra = sorted(name for name in given if name not in GROUPED_FILTERS)
     if order in GROUPED_ORDERS and extra:
-        raise Invalid(f"{order} pages take no filter but cluster_ids, got {', '.join(extra)}")
+        raise Invalid(f"{order} pages take no filter but cluster_ids and clients, got {', '.join(extra)}")
+    check_filters(filters)
+
+
+class _Selected:
+    """:class:`ClusterReader` of the rows of ``reader`` whose edge's client ``selection`` keeps
+    (read from the row's text; a text that does not decode is left out, as reading it back would)."""
+
+    def __init__(self, reader: ClusterReader, selection: ClientSelection) -> None:
+        self._reader, self._selection = reader, selection
+
+    def read(self, n: int) -> list[PagedRow]:
+        while got := self._reader.read(n):
+            kept = [row for row in got if (client := client_of(row.text)) and self._selection.keeps(*client)]
+            if kept:
+                return kept
+        return []
+
+
+def selected(reader: ClusterReader, filters: Mapping[str, Any]) -> ClusterReader:
+    """``reader``, less the rows the ``clients`` filter leaves out (``reader`` itself without one)."""
+    selection = filters.get("clients")
+    return reader if selection is None else _Selected(reader, selection)
 
 
 def check_place(at: Place, shape: Sequence[type], what: str) -> Place:

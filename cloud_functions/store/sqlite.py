@@ -32,9 +32,11 @@ from cloud_functions.store.base import (
     StoreError,
     Tenant,
     TokenRecord,
+    check_filters,
     check_id,
     check_telemetry,
     parse_role,
+    selected_edges,
 )
 from cloud_functions.store.checkpoints import Checkpointer
 from cloud_functions.store.ingestion import ingest_batch
@@ -198,7 +200,8 @@ class SqliteGraphStore:
         return bool(self._rows(BATCH_SEEN, (tenant_id, cluster_id, batch_id)))
 
     def edges(self, tenant_id: str, **filters: Unpack[EdgeFilters]) -> list[StoredEdge]:
-        return read_back(self._rows(*edges_query(tenant_id, filters)))
+        check_filters(filters)
+        return selected_edges(read_back(self._rows(*edges_query(tenant_id, filters))), filters)
 
     def edges_page(
         self,

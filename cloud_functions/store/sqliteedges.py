@@ -134,13 +134,18 @@ def edges_query(tenant_id: str, filters: EdgeFilters) -> tuple[str, list[Any]]:
 
 
 def filter_clauses(filters: EdgeFilters) -> tuple[list[str], list[Any]]:
-    """The WHERE terms (ANDed) of ``filters`` but ``cluster_ids``, over ``edges`` joined with its
-    cluster as ``c`` (the heartbeat), and their parameters."""
-    namespace, workload = filters.get("namespace"), filters.get("workload")
+    """The WHERE terms (ANDed) of ``filters`` but ``cluster_ids`` and ``clients`` (applied in the
+    shared layer), over ``edges`` joined with its cluster as ``c`` (the heartbeat), and their
+    parameters."""
+    namespaces, workload = filters.get("namespaces"), filters.get("workload")
     where, params = list[str](), list[Any]()
-    given = [(column, v) for column, v in (("namespace", namespace), ("name", workload)) if v is not None]
+    given = list[tuple[str, Any]]()
+    if namespaces is not None:
+        given.append(("namespace IN (SELECT value FROM json_each(?))", json.dumps(sorted(set(namespaces)))))
+    if workload is not None:
+        given.append(("name = ?", workload))
     if given:  # the client side or the target side matches every given field
-        sides = [" AND ".join(f"{side}_{column} = ?" for column, _ in given) for side in ("client", "target")]
+        sides = [" AND ".join(f"{side}_{term}" for term, _ in given) for side in ("client", "target")]
         where.append("((" + ") OR (".join(sides) + "))")
         params.extend([v for _, v in given] * 2)
     if (method := filters.get("method")) is not None:

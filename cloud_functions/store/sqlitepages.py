@@ -11,7 +11,8 @@ the page; its rows go back decoded (:func:`~cloud_functions.store.storedform.in_
 A position is the client's (SERVER: the target's) namespace and name and the edge's 16-byte key;
 a grouped order's page ends after a workload, ``(namespace, name)``. Filters (the graph's) are the
 terms of :func:`~cloud_functions.store.sqliteedges.filter_clauses`: a page with a narrow filter
-walks the index past the rows it leaves out, as the unpaged read scans them.
+walks the index past the rows it leaves out, as the unpaged read scans them. The ``clients``
+selection is the shared layer's (:func:`~cloud_functions.store.edgepages.selected`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cloud_functions.store.base import GROUPED_ORDERS, EdgeFilters, EdgePage, PageOrder, PagePosition, Place
-from cloud_functions.store.edgepages import PagedRow, Start, check_page, check_place, cut, start
+from cloud_functions.store.edgepages import PagedRow, Start, check_page, check_place, cut, selected, start
 from cloud_functions.store.sqliteedges import filter_clauses
 from cloud_functions.store.storedform import in_order
 
@@ -102,7 +103,8 @@ def edges_page(
     for num, cluster_id, heartbeat in rows(clusters, (tenant_id,)):
         begin = start(order, after, cluster_id)
         if begin is not None and (chosen is None or cluster_id in chosen):
-            readers.append(SqliteClusterReader(rows, (num, cluster_id, heartbeat), order, begin, filters))
+            reader = SqliteClusterReader(rows, (num, cluster_id, heartbeat), order, begin, filters)
+            readers.append(selected(reader, filters))
     page = cut(readers, order, limit)
     edges = in_order((row.cluster_id, row.text, row.heartbeat) for row in page.rows)
     return EdgePage(tuple(edges), page.next, page.rows_read)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from agent import wire
-from agent.model import Edge
+from agent.model import Edge, WorkloadIdentity
 from agent.wire import EdgeDoc, WorkloadTargetDoc, canonical
 from cloud_functions.store.base import StoredEdge
 
@@ -65,6 +65,24 @@ def filter_fields(doc: EdgeDoc) -> FilterFields:
         doc.methods,
         doc.lastSeen.timestamp(),
     )
+
+
+class _ClientOnly(msgspec.Struct, frozen=True):
+    """An edge document read for its client alone (the other fields are skipped, not decoded)."""
+
+    client: WorkloadIdentity
+
+
+_client_decoder = msgspec.json.Decoder(_ClientOnly)
+
+
+def client_of(text: bytes) -> tuple[str, str] | None:
+    """The ``(namespace, name)`` of a stored edge text's client; None when the text does not decode."""
+    try:
+        client = _client_decoder.decode(text).client
+    except msgspec.DecodeError:  # ValidationError is one too
+        return None
+    return client.namespace, client.name
 
 
 def upgraded(texts: Sequence[bytes], live: Iterable[bool]) -> list[EdgeDoc]:

@@ -89,9 +89,32 @@ def test_filters(two_clusters: tuple[Cloud, str, str]) -> None:
     ]
 
 
+def test_several_namespaces(two_clusters: tuple[Cloud, str, str]) -> None:
+    """An edge is kept when its client's or its workload target's namespace is one of them."""
+    cloud, *_ = two_clusters
+    (b_cluster,) = cloud.b.clusters
+    cloud.ingest(cloud.b, b_cluster, "1", [edge("elsewhere", "x", ns="batch")])
+    assert pairs(graph(cloud, namespace="batch,nope")) == [("job", "api")]
+    assert pairs(graph(cloud, namespace="batch,shop")) == pairs(graph(cloud))
+    assert pairs(graph(cloud, namespace=" batch , ,shop,batch")) == pairs(graph(cloud))  # spaces, repeats
+    assert graph(cloud, namespace="nope,other") == []
+    assert graph(cloud, namespace=",") == graph(cloud)  # names none: no filter
+    merged = graph(cloud, namespace="shop,batch", workload="api", merge="true")
+    assert pairs(merged) == [("job", "api")]
+    at_most = ",".join(["batch"] + [f"ns-{i}" for i in range(99)])
+    assert pairs(graph(cloud, namespace=at_most)) == [("job", "api")]
+
+
 @pytest.mark.parametrize(
     "query",
-    [{"protocol": "smoke-signals"}, {"since": "last tuesday"}, {"since": "nan"}, {"merge": "perhaps"}],
+    [
+        {"protocol": "smoke-signals"},
+        {"since": "last tuesday"},
+        {"since": "nan"},
+        {"merge": "perhaps"},
+        {"namespace": ",".join(f"ns-{i}" for i in range(101))},
+        {"namespace": "x" * 8001},
+    ],
 )
 def test_bad_filters_are_422(cloud: Cloud, query: dict[str, str]) -> None:
     reply = cloud.request("GET", f"/v1/tenants/{cloud.a.id}/graph", token=cloud.a.read_token, query=query)

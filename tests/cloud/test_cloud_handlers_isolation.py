@@ -18,12 +18,14 @@ TENANT_ROUTES = [
     ("GET", "/v1/tenants/{tenant}/tokens", None),
     ("DELETE", "/v1/tenants/{tenant}/tokens/{token_id}", None),
     ("GET", "/v1/tenants/{tenant}/graph", None),
+    ("GET", "/v1/tenants/{tenant}/graph/summary", None),
     ("GET", "/v1/tenants/{tenant}/export", None),
 ]
 READ_ROUTES = frozenset(
     {
         ("GET", "/v1/tenants/{tenant}/clusters"),
         ("GET", "/v1/tenants/{tenant}/graph"),
+        ("GET", "/v1/tenants/{tenant}/graph/summary"),
         ("GET", "/v1/tenants/{tenant}/export"),
     }
 )
@@ -34,6 +36,7 @@ PROTECTED = TENANT_ROUTES + [
     ("POST", "/v1/ingest", {"batchId": "x", "edges": []}),
     ("GET", "/graph", None),
     ("GET", "/v1/graph", None),
+    ("GET", "/v1/session", None),
 ]
 
 

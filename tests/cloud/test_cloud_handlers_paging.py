@@ -19,6 +19,7 @@ GRAPH_QUERIES = [
     {},
     {"merge": "true"},
     {"namespace": "shop"},
+    {"namespace": "batch,streaming", "merge": "true"},
     {"merge": "true", "protocol": "tcp"},
     {"cluster": "CLUSTERS", "merge": "true"},
 ]
@@ -135,6 +136,9 @@ def test_damaged_cursors_are_422_naming_cursor(clusters: Cloud) -> None:
     [
         ("graph", {}, "graph", {"merge": "true"}),
         ("graph", {}, "graph", {"namespace": "shop"}),
+        ("graph", {"namespace": "shop"}, "graph", {"namespace": "shop,batch"}),
+        ("export", {"format": "json"}, "export", {"format": "json", "namespaces": "shop"}),
+        ("export", {"namespaces": "shop"}, "export", {"workloads": "shop/frontend"}),
         ("graph", {"merge": "true"}, "export", {"format": "json"}),
         ("export", {"format": "clientintents"}, "export", {"format": "networkpolicy"}),
         ("export", {"format": "json"}, "export", {"format": "json", "cluster": "CLUSTERS"}),

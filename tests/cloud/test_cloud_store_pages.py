@@ -19,6 +19,7 @@ from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentit
 from cloud_functions.store.base import (
     MAX_PAGE,
     BadPosition,
+    ClientSelection,
     EdgePage,
     GraphStore,
     Invalid,
@@ -140,7 +141,12 @@ def test_a_walk_reads_each_edge_once_and_keeps_units_whole(
     [
         {"cluster_ids": ["c3", "c1"]},
         {"cluster_ids": ["c2", "nope"]},
-        {"namespace": "data"},
+        {"namespaces": ["data"]},
+        {"namespaces": ["batch", "data", "nope"]},
+        {"namespaces": ["shop"], "workload": "cart"},
+        {"namespaces": []},
+        {"clients": ClientSelection(namespaces=frozenset({"data"}))},
+        {"clients": ClientSelection(frozenset({("shop", "cart"), ("batch", "job")})), "method": "tcp"},
         {"workload": "cart", "method": "dns"},
         {"since": T0 + 30},
         {"method": ""},
@@ -158,7 +164,41 @@ def test_grouped_pages_take_clusters(paged: GraphStore, order: PageOrder) -> Non
     walked = check_walk(paged, order, 2, cluster_ids=["c2"])
     assert {s.cluster_id for s in walked} == {"c2"}
     with pytest.raises(Invalid, match="namespace"):
-        paged.edges_page("t1", order, limit=5, namespace="shop")
+        paged.edges_page("t1", order, limit=5, namespaces=["shop"])
+
+
+SELECTIONS = [
+    ClientSelection(namespaces=frozenset({"data"})),
+    ClientSelection(frozenset({("shop", "cart"), ("batch", "job")})),
+    ClientSelection(frozenset({("shop", "frontend")}), frozenset({"batch"})),
+    ClientSelection(frozenset({("shop", "nope")})),
+]
+
+
+@pytest.mark.parametrize("order", [PageOrder.CLIENT, PageOrder.SERVER])
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_grouped_pages_take_a_client_selection(
+    paged: GraphStore, order: PageOrder, selection: ClientSelection
+) -> None:
+    for limit in (1, 2, 5):
+        walked = check_walk(paged, order, limit, clients=selection)
+        clients = {(s.edge.client.namespace, s.edge.client.name) for s in walked}
+        assert all(selection.keeps(*c) for c in clients)
+        everything = check_walk(paged, order, MAX_PAGE)
+        assert [key(s) for s in walked] == [
+            key(s) for s in everything if selection.keeps(s.edge.client.namespace, s.edge.client.name)
+        ]
+    with_clusters = check_walk(paged, order, 2, clients=selection, cluster_ids=["c2"])
+    assert {s.cluster_id for s in with_clusters} <= {"c2"}
+
+
+def test_pages_filtered_to_few_edges_are_still_full(paged: GraphStore) -> None:
+    """Rows the selection leaves out are walked past, not returned as short or empty pages."""
+    selection = ClientSelection(namespaces=frozenset({"batch"}))
+    wanted = len(paged.edges("t1", clients=selection))
+    assert wanted > 2
+    pages = walk(paged, PageOrder.CLUSTER, wanted, clients=selection)
+    assert [len(p.edges) for p in pages] == [wanted]
 
 
 def test_positions_and_limits_a_store_does_not_hand_out_are_refused(paged: GraphStore) -> None:

@@ -26,6 +26,7 @@ from agent.model import (
 )
 from cloud_functions.store.base import (
     MAX_TELEMETRY_BYTES,
+    ClientSelection,
     Conflict,
     GraphStore,
     IngestResult,
@@ -314,16 +315,16 @@ def test_filters(store: GraphStore) -> None:
     assert keys(cluster_ids=[]) == set()
     assert len(keys(cluster_ids=["c1", "c2", "c3"])) == 4
     # namespace: the client's or a workload target's (an internet name "data" is no namespace)
-    assert keys(namespace="data") == {
+    assert keys(namespaces=["data"]) == {
         ("c1", "cartservice.data", "redis.data"),
         ("c2", "frontend.shop", "cartservice.data"),
     }
-    assert len(keys(namespace="shop")) == 3
+    assert len(keys(namespaces=["shop"])) == 3
     assert keys(workload="redis") == {("c1", "cartservice.data", "redis.data")}
     assert len(keys(workload="cartservice")) == 3  # as client, as target in two namespaces
     # both given: one side must match both
-    assert keys(namespace="shop", workload="cartservice") == {("c1", "frontend.shop", "cartservice.shop")}
-    assert keys(namespace="data", workload="frontend") == set()
+    assert keys(namespaces=["shop"], workload="cartservice") == {("c1", "frontend.shop", "cartservice.shop")}
+    assert keys(namespaces=["data"], workload="frontend") == set()
     assert {t for _, _, t in keys(method="dns")} == {
         "cartservice.shop",
         "InternetTarget(dns_name='data', ips=(), port=443)",
@@ -337,7 +338,7 @@ def test_filters(store: GraphStore) -> None:
     assert keys(since=T0 + 100, method="tcp", cluster_ids=["c1"]) == {
         ("c1", "frontend.shop", "cartservice.shop")
     }
-    assert keys(namespace="nope") == set()
+    assert keys(namespaces=["nope"]) == set()
 
 
 def test_edges_come_back_in_a_stable_order(store: GraphStore) -> None:
@@ -355,7 +356,8 @@ def test_tenant_isolation(store: GraphStore) -> None:
     ingest(store, "t1", "c1", "b1", [edge()], T0)
     assert graph(store, "t2") == []
     assert graph(store, "t2", cluster_ids=["c1"]) == []  # naming t1's cluster does not reach it
-    assert graph(store, "t2", namespace="shop") == []
+    assert graph(store, "t2", namespaces=["shop"]) == []
+    assert graph(store, "t2", clients=ClientSelection(namespaces=frozenset({"shop"}))) == []
     assert store.tokens("t2") == []
     assert [c.id for c in store.clusters("t2")] == ["c2"]
     with pytest.raises(NotFound):

@@ -685,3 +685,33 @@ def test_root_field_cap_counts_through_fragments(serve: Callable[..., Server], q
     assert r.status_code == 400, r.text
     assert "more than 20 top-level fields" in r.json()["errors"][0]["message"]
     assert server.data("{ ... on Query { a: health b: health } }") == {"a": True, "b": True}
+
+
+def test_the_upload_position_says_when_the_cloud_holds_every_change(store: EdgeStore) -> None:
+    from agent.mapper.uploadledger import UploadLedger
+
+    query = "{ uploadPosition { changed uploaded } }"
+    state = cluster()
+    without = Server(create_app(ApiSettings(token=TOKEN), store, Resolver(state), state))
+    try:
+        assert without.data(query) == {"uploadPosition": None}  # a mapper that uploads nowhere
+    finally:
+        without.stop()
+    server = Server(
+        create_app(ApiSettings(token=TOKEN), store, Resolver(state), state, positions=store.positions)
+    )
+    try:
+        assert server.data(query) == {"uploadPosition": {"changed": 0, "uploaded": 0}}
+        report_everything(server)
+        position = server.data(query)["uploadPosition"]
+        assert position["changed"] >= 5 and position["uploaded"] == 0
+        ledger = UploadLedger(store)
+        rows = store.changed_since(0, 1000)
+        ledger.mark_uploaded([], rows[-1][0])  # what the uploader does after its last batch
+        assert server.data(query)["uploadPosition"] == {
+            "changed": position["changed"],
+            "uploaded": rows[-1][0],
+        }
+        assert rows[-1][0] == position["changed"]
+    finally:
+        server.stop()

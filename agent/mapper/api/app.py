@@ -273,14 +273,16 @@ def create_app(
     workers: int = 1,
     ingest: ReportQueue | None = None,
     clock: Callable[[], float] | None = None,
+    positions: Callable[[], tuple[int, int]] | None = None,
 ) -> Starlette:
     """The API app. Report batches are resolved by ``workers`` threads (started now; drained and
     stopped at the app's shutdown) and recorded in ``store``; queries read ``store`` and
-    ``labels``. ``app.state.ingest`` is the :class:`ReportQueue` (``drain()`` for tests). The
+    ``labels``; ``positions`` (the store's, when the mapper uploads) answers ``uploadPosition``.
+    ``app.state.ingest`` is the :class:`ReportQueue` (``drain()`` for tests). The
     resolver is called from the worker threads only: ``workers > 1`` needs a resolver that is
     safe to share (``agent.mapper.resolver.Resolver`` keeps unlocked stats, so keep 1)."""
     ingest = ingest or ReportQueue(resolver, store, max_batches=settings.queue_batches, workers=workers)
-    state = ApiState(store, ingest, labels or NoLabels())
+    state = ApiState(store, ingest, labels or NoLabels(), positions=positions)
     if clock is not None:
         state.clock = clock
     endpoint = GraphQLEndpoint(settings, state, build_schema())

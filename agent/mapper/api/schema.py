@@ -43,6 +43,8 @@ class ApiState:
     ingest: ReportQueue
     labels: LabelSource
     clock: Callable[[], float] = time.time
+    positions: Callable[[], tuple[int, int]] | None = None
+    """The store's (newest change, upload cursor) when the mapper uploads (``uploadPosition``)."""
     not_stored: dict[str, int] = field(default_factory=dict)
     """Entries of the reports that are accepted but not stored (Azure, GCP, traffic levels)."""
     skipped: dict[str, int] = field(default_factory=dict)
@@ -86,6 +88,15 @@ mutation = MutationType()
 @query.field("health")
 def _health(_: Any, info: Info) -> bool:
     return True
+
+
+@query.field("uploadPosition")
+def _upload_position(_: Any, info: Info) -> dict[str, int] | None:
+    positions = info.context.state.positions
+    if positions is None:
+        return None
+    changed, uploaded = positions()
+    return {"changed": changed, "uploaded": uploaded}
 
 
 @query.field("serviceIntents")
