@@ -47,6 +47,8 @@ from consolegraph import Tenant, biggest_namespaces, elements, generate  # bench
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from agent import wire
+
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "cloud_functions" / "console" / "vendor"
 CHROMIUM = "/usr/bin/chromium"
@@ -140,7 +142,12 @@ def upload(base: str, ingest_token: str, tenant: Tenant) -> None:
     with requests.Session() as http:
         http.headers["Authorization"] = f"Bearer {ingest_token}"
         for n, batch in enumerate(tenant.batches(500)):
-            body = {"version": 3, "batchId": f"bench-{n}", "anonymized": False, "edges": batch}
+            body = {
+                "version": wire.FORMAT_VERSION,
+                "batchId": f"bench-{n}",
+                "anonymized": False,
+                "edges": batch,
+            }
             for _ in range(20):  # the per-tenant limit answers 429 with Retry-After
                 reply = http.post(f"{base}/v1/ingest", json=body, timeout=60)
                 if reply.status_code != 429:
