@@ -29,15 +29,13 @@ Last line: ``console: first render <X> s, filter <Y> ms (aggregated; goals 3 s /
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,93 +46,18 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from agent import wire
+from sandbox.supervisor import create_demo_tenant
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: its tests/support
+from tests.support.console_browser import CloudProcess, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "cloud_functions" / "console" / "vendor"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-angle=swiftshader",  # WebGL on the software renderer, not --disable-gpu
-    "--enable-unsafe-swiftshader",
-]
 GOAL_FIRST_S, GOAL_FILTER_MS = 3.0, 300.0
 SEED = 14
 
 
 # ------------------------------------------------------------------------------------- the cloud
-
-
-@contextlib.contextmanager
-def local_cloud(directory: Path, deadline: float = 60.0) -> Iterator[str]:
-    """``python -m cloud_functions.local`` on a free port (``:0``, read back from its second line);
-    yields its base URL once ``/healthz`` answers; stopped (SIGTERM, then killed) on the way out."""
-    out = directory / "cloud.out"
-    argv = [sys.executable, "-m", "cloud_functions.local", "--listen", "127.0.0.1:0"]
-    argv += ["--db", str(directory / "cloud.db"), "--admin-token-file", str(directory / "admin.token")]
-    env = os.environ | {"PYTHONPATH": str(ROOT), "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    with out.open("w") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-
-    def serving() -> str | None:
-        if process.poll() is not None:
-            raise RuntimeError(f"the cloud exited ({process.returncode}): {out.read_text()[-800:]}")
-        return serving_url(out)
-
-    try:
-        base = wait_for(serving, deadline, f"the cloud to serve (see {out})")
-        wait_for(lambda: healthy(base), deadline, "the cloud's /healthz")
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def wait_for(probe: Callable[[], Any], seconds: float, what: str) -> Any:
-    """``probe()``'s first truthy answer, polled until ``seconds`` have passed."""
-    deadline = time.monotonic() + seconds
-    while not (answer := probe()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {seconds:.0f} s for {what}")
-        time.sleep(0.05)
-    return answer
-
-
-def serving_url(out: Path) -> str | None:
-    for line in out.read_text().splitlines():
-        if "serving on " in line:
-            return line.split("serving on ", 1)[1].strip()
-    return None
-
-
-def healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).ok
-    except requests.ConnectionError:
-        return False  # not accepting yet
-
-
-def provision(base: str, admin_token: str) -> tuple[str, str, str]:
-    """As ``sandbox.supervisor.create_demo_tenant``: (tenant id, ingest token, read token)."""
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    tenant = requests.post(f"{base}/v1/tenants", json={"name": "bench"}, headers=admin, timeout=10)
-    tenant.raise_for_status()
-    tenant_id = str(tenant.json()["tenantId"])
-    owner = {"Authorization": f"Bearer {tenant.json()['ownerToken']}"}
-    url = f"{base}/v1/tenants/{tenant_id}"
-    cluster = requests.post(f"{url}/clusters", json={"name": "bench"}, headers=owner, timeout=10)
-    cluster.raise_for_status()
-    reader = requests.post(f"{url}/tokens", json={"role": "read"}, headers=owner, timeout=10)
-    reader.raise_for_status()
-    return tenant_id, str(cluster.json()["ingestToken"]), str(reader.json()["token"])
 
 
 def upload(base: str, ingest_token: str, tenant: Tenant) -> None:
@@ -472,9 +395,13 @@ def main() -> int:
     tenant = generate(args.seed, time.time())
     generated = time.perf_counter() - started
     kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(tenant.kinds().items()))
-    with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp, local_cloud(Path(tmp)) as base:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-console-") as tmp,
+        CloudProcess(Path(tmp), workers=None, limits=None) as cloud,  # the local cloud's defaults
+    ):
+        base = cloud.base
         started = time.perf_counter()
-        tenant_id, ingest_token, read_token = provision(base, (Path(tmp) / "admin.token").read_text().strip())
+        tenant_id, ingest_token, read_token = create_demo_tenant(base, cloud.admin_token, "bench")
         upload(base, ingest_token, tenant)
         uploaded = time.perf_counter() - started
         stored = stored_edges(base, tenant_id, read_token)
@@ -490,7 +417,7 @@ def main() -> int:
         if stored != len(tenant.edges):
             raise RuntimeError(f"the cloud serves {stored} edges, {len(tenant.edges)} were uploaded")
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = launch_chromium(playwright)
             try:
                 for line in [] if args.no_cytoscape else cytoscape_alone(browser, tenant):
                     print(line, flush=True)

@@ -59,8 +59,8 @@ from sandbox.topology import (
 log = logging.getLogger(__name__)
 
 
-def create_demo_tenant(base: str, admin_token: str) -> tuple[str, str, str]:
-    """Through the cloud's API at ``base``: a tenant ``sandbox`` with one cluster; returns
+def create_demo_tenant(base: str, admin_token: str, name: str = "sandbox") -> tuple[str, str, str]:
+    """Through the cloud's API at ``base``: a tenant ``name`` with one cluster of that name; returns
     (tenant id, the cluster's ingest token, a read token).
 
     The tenant's owner token adds the cluster and mints the read token, which is what the demo
@@ -68,12 +68,12 @@ def create_demo_tenant(base: str, admin_token: str) -> tuple[str, str, str]:
     is dropped here, never saved or shown.
     """
     admin = {"Authorization": f"Bearer {admin_token}"}
-    tenant = requests.post(f"{base}/v1/tenants", json={"name": "sandbox"}, headers=admin, timeout=10)
+    tenant = requests.post(f"{base}/v1/tenants", json={"name": name}, headers=admin, timeout=10)
     tenant.raise_for_status()
     tenant_id = str(tenant.json()["tenantId"])
     owner = {"Authorization": f"Bearer {tenant.json()['ownerToken']}"}
     tenant_url = f"{base}/v1/tenants/{tenant_id}"
-    cluster = requests.post(f"{tenant_url}/clusters", json={"name": "sandbox"}, headers=owner, timeout=10)
+    cluster = requests.post(f"{tenant_url}/clusters", json={"name": name}, headers=owner, timeout=10)
     cluster.raise_for_status()
     reader = requests.post(f"{tenant_url}/tokens", json={"role": "read"}, headers=owner, timeout=10)
     reader.raise_for_status()

@@ -1,5 +1,5 @@
 """The web console in a real browser against a real local cloud, for the browser tests, the
-sandbox's console tests and the bench.
+sandbox's console tests and the bench (``bench/bench_console.py`` imports it from the checkout).
 
 - :func:`launch_chromium`: Debian's Chromium (``/usr/bin/chromium``; never ``playwright install``),
   headless, WebGL on SwiftShader rather than ``--disable-gpu``.
@@ -75,9 +75,14 @@ class CloudProcess:
     """The local cloud (``python -m cloud_functions.local``) on 127.0.0.1, a free port, over
     ``directory/cloud.db``; :attr:`base` and :attr:`admin_token` once started."""
 
-    def __init__(self, directory: Path, workers: int = 2) -> None:
+    def __init__(
+        self, directory: Path, workers: int | None = 2, limits: tuple[float, int] | None = (500, 1000)
+    ) -> None:
+        """``workers`` and ``limits`` (requests a second, burst, per tenant): None keeps the local
+        cloud's own defaults (what a bench measures against)."""
         self.directory = directory
         self.workers = workers
+        self.limits = limits
         self.out = directory / "cloud.out"
         self.base = ""
         self.admin_token = ""
@@ -86,15 +91,16 @@ class CloudProcess:
     def start(self) -> CloudProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "cloud_functions.local", "--listen", "127.0.0.1:0"]
-        argv += ["--db", str(self.directory / "cloud.db"), "--workers", str(self.workers)]
         argv += [
+            "--db",
+            str(self.directory / "cloud.db"),
             "--admin-token-file",
             str(self.directory / "admin.token"),
-            "--rate",
-            "500",
-            "--burst",
-            "1000",
         ]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
+        if self.limits is not None:
+            argv += ["--rate", str(self.limits[0]), "--burst", str(self.limits[1])]
         env = os.environ | {"PYTHONPATH": str(ROOT), "POWERTOOLS_LOG_LEVEL": "WARNING"}
         with self.out.open("w") as log:
             self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
