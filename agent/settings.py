@@ -1,14 +1,15 @@
 """Typed settings for every component, built once from flags and environment, then passed down.
 
-Each component has one frozen dataclass; the mapper's is made of groups by concern (``api``,
-``store``, ``upload``, ``anonymization``, ``telemetry``, ``cluster``), each handed to the part it
-configures. A field names its environment variable and help; its flag is the variable without the
-product's prefix (``NETWORK_MAPPER_UPLOAD_INTERVAL`` → ``--upload-interval``) unless given.
-:func:`load` builds the ``argparse`` parser from the dataclass, so ``--help`` documents every
-setting with its variable and default. Precedence: flag > environment > default. The environment
-is passed in (``main`` hands over ``os.environ``): tests pass a plain dict. Values are checked
-here, at load and whenever a settings object is built (tests, benches), so the components only
-wire; a bad value raises :class:`SettingsError` naming its flag or variable.
+Each component has one frozen dataclass: the producers' are here, the mapper's (groups by concern:
+``api``, ``store``, ``upload``, ``anonymization``, ``telemetry``, ``cluster``, ``recording``,
+``otel``, each handed to the part it configures) in :mod:`agent.mapper.settings`, AWS
+visibility's in :mod:`agent.aws.settings`; all are built with the machinery here. A field names its environment variable and help; its flag is the
+variable without the product's prefix (``NETWORK_MAPPER_UPLOAD_INTERVAL`` → ``--upload-interval``)
+unless given. :func:`load` builds the ``argparse`` parser from the dataclass, so ``--help``
+documents every setting with its variable and default. Precedence: flag > environment > default.
+The environment is passed in (``main`` hands over ``os.environ``): tests pass a plain dict. Values
+are checked here, at load and whenever a settings object is built (tests, benches), so the
+components only wire; a bad value raises :class:`SettingsError` naming its flag or variable.
 """
 
 from __future__ import annotations
@@ -53,6 +54,38 @@ def parse_address(address: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host or "0.0.0.0", int(port_text)
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+# A name both an OpenTelemetry instrument and a Prometheus metric may have (OTel allows . - /,
+# Prometheus allows :, neither allows the other's).
+_METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,254}")
+
+
+def namespaces(value: tuple[str, ...]) -> None:
+    for name in value:
+        if not _DNS_LABEL.fullmatch(name):
+            raise ValueError(f"not a namespace name (a DNS label): {name!r}")
+
+
+def annotation_key(value: str) -> None:
+    """A Kubernetes annotation key: ``[prefix/]name``, the prefix a DNS subdomain."""
+    prefix, slash, name = value.rpartition("/")
+    if not _ANNOTATION_NAME.fullmatch(name) or (slash and not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        raise ValueError(f"not an annotation key ([prefix/]name): {value!r}")
+
+
+def metric_name(value: str) -> None:
+    if not _METRIC_NAME.fullmatch(value):
+        raise ValueError(f"not a metric name (a letter, then letters, digits or _): {value!r}")
+
+
+def http_url(value: str) -> None:
+    scheme, sep, rest = value.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest.strip("/"):
+        raise ValueError(f"not an http(s) URL: {value!r}")
 
 
 def cidrs(value: tuple[str, ...]) -> None:
@@ -287,136 +320,6 @@ class IstioWatcherSettings(CheckedSettings):
         check=parse_address,
         flag="health_address",
     )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ApiSettings(CheckedSettings):
-    """The GraphQL API (agent.mapper.api): where it listens, who may report, how much it takes."""
-
-    listen_address: str = setting(
-        "0.0.0.0:9090", "MAPPER_LISTEN_ADDRESS", "host:port of the GraphQL API", check=parse_address
-    )
-    token: str = setting("", "NETWORK_MAPPER_TOKEN", "agent token that report mutations must carry")
-    open_queries: bool = setting(True, "MAPPER_OPEN_QUERIES", "serve queries without the token")
-    max_body_bytes: int = setting(16 << 20, "MAPPER_MAX_BODY_BYTES", "largest request body accepted")
-    queue_batches: int = setting(256, "MAPPER_QUEUE_BATCHES", "report batches waiting for resolution")
-    request_timeout: float = setting(
-        30.0, "MAPPER_REQUEST_TIMEOUT", "seconds a request may take to arrive (stalled ones are closed)"
-    )
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``listen_address`` as (host, port)."""
-        return parse_address(self.listen_address)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoreSettings(CheckedSettings):
-    """The edge store (agent.mapper.store)."""
-
-    data_dir: Path = setting(
-        Path("/var/lib/network-mapper"), "MAPPER_DATA_DIR", "where the edge store (SQLite) lives"
-    )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UploadSettings(CheckedSettings):
-    """Uploads of edges to the cloud backend (agent.mapper.uploader)."""
-
-    cloud_url: str = setting(
-        "", "NETWORK_MAPPER_CLOUD_URL", "the cloud backend's base URL (empty: no upload)"
-    )
-    cloud_token: str = setting("", "NETWORK_MAPPER_CLOUD_TOKEN", "this cluster's ingest token for the cloud")
-    interval: float = setting(
-        60.0, "NETWORK_MAPPER_UPLOAD_INTERVAL", "seconds between uploads of changed edges"
-    )
-    granularity: float = setting(
-        3600.0,
-        "NETWORK_MAPPER_UPLOAD_GRANULARITY",
-        "seconds within which a seen edge counts as live: a live edge is uploaded once and kept current"
-        " by one heartbeat per this period; an edge idle for longer is re-sent once, as not live",
-    )
-    retry_attempts: int = setting(
-        5,
-        "NETWORK_MAPPER_UPLOAD_RETRY_ATTEMPTS",
-        "attempts per batch while the cloud is unavailable, before the cycle gives up until the next",
-    )
-    retry_initial: float = setting(
-        1.0,
-        "NETWORK_MAPPER_UPLOAD_RETRY_INITIAL",
-        "seconds before the first retry, doubling after each (plus up to as much again at random)",
-    )
-    retry_max: float = setting(30.0, "NETWORK_MAPPER_UPLOAD_RETRY_MAX", "most seconds between two retries")
-    request_timeout: float = setting(
-        30.0, "NETWORK_MAPPER_UPLOAD_REQUEST_TIMEOUT", "seconds per request to the cloud"
-    )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AnonymizationSettings(CheckedSettings):
-    """Anonymized uploads (agent.anonymize): names replaced by keyed hashes before they leave."""
-
-    enabled: bool = setting(
-        False, "NETWORK_MAPPER_ANONYMIZE", "upload keyed hashes instead of names and namespaces"
-    )
-    key_file: str = setting(
-        "", "NETWORK_MAPPER_ANONYMIZE_KEY_FILE", "file holding the anonymization key (required to anonymize)"
-    )
-
-    def __post_init__(self) -> None:
-        if self.enabled and not self.key_file:
-            raise SettingsError(
-                "--anonymize (env NETWORK_MAPPER_ANONYMIZE) needs --anonymize-key-file"
-                " (env NETWORK_MAPPER_ANONYMIZE_KEY_FILE): a Secret mounted as a file"
-            )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TelemetrySettings(CheckedSettings):
-    """Anonymous usage counts (agent.mapper.telemetry); any of the opt-outs turns them off."""
-
-    enabled: bool = setting(True, "OTTERIZE_TELEMETRY_ENABLED", "send anonymous usage counts (never names)")
-    url: str = setting("", "NETWORK_MAPPER_TELEMETRY_URL", "where telemetry goes (empty: the cloud URL)")
-    interval: float = setting(300.0, "NETWORK_MAPPER_TELEMETRY_INTERVAL", "seconds between telemetry exports")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClusterSettings(CheckedSettings):
-    """The cluster (agent.mapper.kube, agent.mapper.resolver): how to reach it, its names and ranges."""
-
-    kubeconfig: str = kubeconfig_setting()
-    domain: str = setting("cluster.local", "CLUSTER_DOMAIN", "the cluster's DNS domain")
-    pod_cidrs: tuple[str, ...] = setting(
-        (),
-        "MAPPER_POD_CIDRS",
-        "the cluster's pod CIDRs, comma-separated (e.g. 10.244.0.0/16): unknown IPs in them are"
-        " never Internet edges (empty: unknown)",
-        check=cidrs,
-    )
-    service_cidrs: tuple[str, ...] = setting(
-        (),
-        "MAPPER_SERVICE_CIDRS",
-        "the cluster's Service (ClusterIP) CIDRs, comma-separated (e.g. 10.96.0.0/12): unknown IPs"
-        " in them are never Internet edges (empty: unknown)",
-        check=cidrs,
-    )
-
-    @property
-    def internal_cidrs(self) -> tuple[str, ...]:
-        """The pod and service CIDRs: unknown IPs in them are never Internet edges."""
-        return self.pod_cidrs + self.service_cidrs
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MapperSettings:
-    """The mapper: cluster state, resolution, the edge store, the GraphQL API, uploads, telemetry."""
-
-    api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
-    store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
-    upload: UploadSettings = dataclasses.field(default_factory=UploadSettings)
-    anonymization: AnonymizationSettings = dataclasses.field(default_factory=AnonymizationSettings)
-    telemetry: TelemetrySettings = dataclasses.field(default_factory=TelemetrySettings)
-    cluster: ClusterSettings = dataclasses.field(default_factory=ClusterSettings)
 
 
 def _shown(default: Any) -> str:

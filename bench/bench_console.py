@@ -46,7 +46,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from agent import wire
-from sandbox.supervisor import create_demo_tenant
+from sandbox.cloudsetup import create_demo_tenant
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: its tests/support
 from tests.support.console_browser import CloudProcess, launch_chromium

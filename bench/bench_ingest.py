@@ -139,7 +139,7 @@ def serve(data_dir: Path, port_file: Path) -> None:
     import uvicorn
 
     from agent.mapper.api import create_app
-    from agent.settings import ApiSettings
+    from agent.mapper.settings import ApiSettings
 
     state = cluster()
     store = EdgeStore(data_dir / "edges.db")

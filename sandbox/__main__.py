@@ -139,6 +139,19 @@ def restart(state_dir: Path, namespace: str, pod: str, container: str | None) ->
     return 0
 
 
+def helm_test(state_dir: Path) -> int:
+    """``helm test network-mapper``: the chart's test pods run in the sandbox; 0 when all succeed."""
+    from sandbox.control import helm_test as run_helm_test
+
+    state = StateFile(state_dir).load()
+    if not is_up(state):
+        print("sandbox is not up", file=sys.stderr)
+        return 1
+    passed, report = run_helm_test(state.forwards["control"])
+    print(f"NAME: network-mapper\nNAMESPACE: otterize-system\n{report}")
+    return 0 if passed else 1
+
+
 def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
     import requests
 
@@ -164,6 +177,10 @@ def demo(state_dir: Path, seconds: float) -> int:
 
     if rc := up(state_dir):
         return rc
+    print(
+        "\nthe product runs from its helm chart (helm/network-mapper, rendered as release network-mapper"
+        "\nin otterize-system): its pods below are its templates' pods, READY their readiness probes"
+    )
     status(state_dir)
     print(f"\ncapturing live traffic on the node for {seconds:.0f}s ...", flush=True)
     print(traffic_view(state_dir, seconds))
@@ -200,6 +217,8 @@ def demo(state_dir: Path, seconds: float) -> int:
         ],
         check=False,
     )
+    print("\nhelm test network-mapper (the chart's test pod runs `network-mapper list` in the cluster):")
+    helm_test(state_dir)
     print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
     print(
         f"     network-mapper --mapper-url {url} export --format istio   (or kafka-acl, kafka-acl-commands)"
@@ -242,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("namespace")
     r.add_argument("pod", help="the pod's name (or a prefix of it)")
     r.add_argument("container", nargs="?", help="the container (default: the pod's first)")
+    sub.add_parser("helm-test", help="run the chart's `helm test` pods (they query the mapper)")
     s = sub.add_parser("supervise", help=argparse.SUPPRESS)
     s.add_argument("--state-dir", type=Path, dest="sup_state_dir", required=True)
     args = parser.parse_args(argv)
@@ -259,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": lambda: status(args.state_dir),
         "demo": lambda: demo(args.state_dir, args.seconds),
         "restart": lambda: restart(args.state_dir, args.namespace, args.pod, args.container),
+        "helm-test": lambda: helm_test(args.state_dir),
     }
     return commands[args.command]()
 

@@ -12,9 +12,7 @@ other. The product's side (the proxy, the forwarder, the webhook) is in :mod:`sa
 
 from __future__ import annotations
 
-from typing import Any
-
-from sandbox.topology import AWS_IP, EXTERNAL_SUFFIXES, Volume, Workload
+from sandbox.topology import AWS_IP, EXTERNAL_SUFFIXES, Workload
 
 AWS_DEMO_NS = "aws-visibility-demo"
 AWS_PORT = 443
@@ -68,62 +66,6 @@ AWS_DEMO: tuple[Workload, ...] = (
 )
 
 # --------------------------------------------------------------------------- the product's objects
-
-WEBHOOK_NAME = "aws-visibility.network-mapper.otterize.com"
-WEBHOOK_CONFIGURATION = "network-mapper-aws-visibility"
-PROXY_CA_SECRET = "network-mapper-aws-proxy-ca"  # noqa: S105 (a name)
-PROXY_CA_CONFIGMAP = "network-mapper-aws-proxy-ca-cert"
-WEBHOOK_TLS_SECRET = "network-mapper-aws-webhook-tls"  # noqa: S105 (a name)
-PROXY_VOLUMES = (Volume("proxy-ca", "secret", PROXY_CA_SECRET),)
-WEBHOOK_VOLUMES = (
-    Volume("webhook-tls", "secret", WEBHOOK_TLS_SECRET),
-    Volume("proxy-ca-cert", "configMap", PROXY_CA_CONFIGMAP),
-)
-
-
-def mutating_webhook_configuration(namespace: str, ca_bundle_b64: str) -> dict[str, Any]:
-    """The chart's ``MutatingWebhookConfiguration`` (``aws.visibility.enabled``) for release
-    namespace ``namespace``, its CA bundle made by the sandbox instead of helm's ``genCA``."""
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": WEBHOOK_CONFIGURATION},
-        "webhooks": [
-            {
-                "name": WEBHOOK_NAME,
-                "clientConfig": {
-                    "service": {
-                        "namespace": namespace,
-                        "name": "network-mapper-aws-webhook",
-                        "path": "/mutate",
-                        "port": 443,
-                    },
-                    "caBundle": ca_bundle_b64,
-                },
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "objectSelector": {"matchLabels": {VISIBILITY_LABEL: "true"}},
-                "namespaceSelector": {
-                    "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}
-                    ]
-                },
-                "failurePolicy": "Ignore",
-                "sideEffects": "NoneOnDryRun",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 5,
-                "reinvocationPolicy": "Never",
-            }
-        ],
-    }
-
 
 OBJECT_KEY = f"{CLIENT}/object.txt"  # the one object aws-client puts and gets (sandbox.awsclient)
 EXPECTED_IAM: dict[str, frozenset[str]] = {

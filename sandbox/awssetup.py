@@ -6,10 +6,7 @@ sandbox's state directory (never the machine's trust store), API objects to the 
 * "AWS"'s own CA and its leaf for the ``*.amazonaws.com`` names (:data:`sandbox.awscloud.AWS_CERT_NAMES`),
   and the **public roots** bundle — the system CAs plus that CA, standing for the public CAs real AWS
   certificates chain to. Every sandbox pod trusts it (``AWS_CA_BUNDLE``, as an image's trust store).
-* What the chart makes with ``aws.visibility.enabled`` (helm's ``genCA``/``genSignedCert`` there):
-  the proxy's CA — key and certificate in a Secret only the proxy mounts, the certificate alone in a
-  ConfigMap for the webhook — the webhook's serving certificate in a Secret, and the
-  ``MutatingWebhookConfiguration`` carrying the CA that signed it.
+  (The product's own certificates and webhook configuration are the chart's, installed with it.)
 * The demo clients' AWS credentials, random per sandbox, in a Secret of their namespace.
 """
 
@@ -21,19 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mitmproxy.certs import DEFAULT_DHPARAM
-
 from sandbox import certs
 from sandbox.awscloud import AWS_CERT_NAMES
-from sandbox.awsdemo import (
-    AWS_DEMO_NS,
-    CREDENTIALS_SECRET,
-    PROXY_CA_CONFIGMAP,
-    PROXY_CA_SECRET,
-    WEBHOOK_TLS_SECRET,
-    mutating_webhook_configuration,
-)
-from sandbox.topology import CLUSTER_DOMAIN
+from sandbox.awsdemo import AWS_DEMO_NS, CREDENTIALS_SECRET
 
 Manifest = dict[str, Any]
 TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 (a Secret's type)
@@ -67,33 +54,6 @@ def _secret(namespace: str, name: str, data: dict[str, bytes], kind: str = "Opaq
         "type": kind,
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
-
-
-def product_objects(namespace: str) -> list[Manifest]:
-    """The Secrets, ConfigMap and webhook configuration the chart makes in release ``namespace``."""
-    proxy_cert, proxy_key = certs.make_ca("network-mapper-aws-proxy")
-    webhook_ca, webhook_ca_key = certs.make_ca("network-mapper-aws-webhook-ca")
-    service = f"network-mapper-aws-webhook.{namespace}.svc"
-    tls_cert, tls_key = certs.make_leaf(webhook_ca, webhook_ca_key, (service, f"{service}.{CLUSTER_DOMAIN}"))
-    return [
-        # mitmproxy's confdir format: the key, then the certificate, in one file; its public DH
-        # parameters beside them, so it does not try to write them into the read-only mount.
-        _secret(
-            namespace,
-            PROXY_CA_SECRET,
-            {"mitmproxy-ca.pem": proxy_key + proxy_cert, "mitmproxy-dhparam.pem": DEFAULT_DHPARAM},
-        ),
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": PROXY_CA_CONFIGMAP, "namespace": namespace},
-            "data": {"ca.crt": proxy_cert.decode()},
-        },
-        _secret(
-            namespace, WEBHOOK_TLS_SECRET, {"tls.crt": tls_cert, "tls.key": tls_key}, "kubernetes.io/tls"
-        ),
-        mutating_webhook_configuration(namespace, base64.b64encode(webhook_ca).decode()),
-    ]
 
 
 def credentials_secret() -> Manifest:

@@ -7,6 +7,10 @@ new container instance runs (its restart count up, its old log kept as the previ
 a pod matched and the action was done, 404 otherwise. Served on 127.0.0.1 (port in the state
 file's ``forwards["control"]``) by :mod:`sandbox.supervisor`, which owns the processes;
 :func:`send` is the client (``python -m sandbox restart ...`` uses it).
+
+``POST /helm/test`` runs the release's ``helm test`` pods to completion; 200 when every one
+succeeded, 500 otherwise, with the report (each pod's phase and output) as the body;
+:func:`helm_test` is its client (``python -m sandbox helm-test``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ log = logging.getLogger(__name__)
 Action = Callable[[str, str, str, str | None], bool]
 """(namespace, pod name prefix, "pause" | "resume" | "restart", container or None) → done."""
 
+HelmTest = Callable[[], tuple[bool, str]]
+"""Run the release's test hooks → (all succeeded, report)."""
+
 ACTIONS = frozenset({"pause", "resume", "restart"})
 _TIMEOUT = 30.0  # a restart waits for the new instance; the supervisor gives up after 10 s
+_HELM_TEST_TIMEOUT = 180.0  # the supervisor gives each test pod 120 s
 
 
 def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
@@ -37,9 +45,18 @@ def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
     return parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else None
 
 
-def serve(action: Action) -> ThreadingHTTPServer:
+def serve(action: Action, helm_test: HelmTest) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            if self.path == "/helm/test":
+                passed, report = helm_test()
+                body = report.encode()
+                self.send_response(200 if passed else 500)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             parsed = parse_path(self.path)
             ok = parsed is not None and action(*parsed)
             self.send_response(200 if ok else 404)
@@ -66,5 +83,16 @@ def send(port: int, namespace: str, prefix: str, action: str, container: str | N
         response = conn.getresponse()
         response.read()
         return response.status == 200
+    finally:
+        conn.close()
+
+
+def helm_test(port: int) -> tuple[bool, str]:
+    """Ask the supervisor on 127.0.0.1:``port`` to run ``helm test``; (all passed, report)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_HELM_TEST_TIMEOUT)
+    try:
+        conn.request("POST", "/helm/test")
+        response = conn.getresponse()
+        return response.status == 200, response.read().decode("utf-8", "replace")
     finally:
         conn.close()

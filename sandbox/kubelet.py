@@ -4,7 +4,9 @@ A :class:`PodProcess` runs each of a pod's containers (the workload, and any sid
 its own process inside the pod's network namespace (``ip netns exec``) and its own UTS namespace
 (``unshare --uts``, hostname = pod name, as in a real pod). Each container's output goes to its own
 CRI log file (``<RFC3339Nano> stdout F <line>``), which the API server's ``pods/{name}/log`` reads.
-A container whose process exits is restarted with backoff, as ``restartPolicy: Always`` would:
+A container whose process exits is restarted with backoff, as ``restartPolicy: Always`` would
+(``Never`` leaves it exited, ``OnFailure`` restarts only a failure: run-to-completion pods, such
+as a ``helm test`` pod, end so):
 its restart count goes up, it gets a new container ID, and its log file becomes the *previous*
 log (one generation is kept, as the kubelet keeps) while the new one starts empty. Every start and
 exit is told to the caller (``on_change``), which publishes ``status.containerStatuses``.
@@ -69,6 +71,7 @@ class ContainerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # (directory on the machine, path in the container, read-only): bound before the program starts
     mounts: tuple[tuple[Path, str, bool], ...] = ()
+    restart_policy: str = "Always"  # the pod's: Always | OnFailure | Never
 
 
 def _setup_script(mounts: Sequence[tuple[Path, str, bool]]) -> str:
@@ -162,6 +165,7 @@ class ContainerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._copier: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._completed = threading.Event()  # exited for good (restartPolicy Never / OnFailure)
         self._paused = threading.Event()  # stopped on purpose, until resume()
         self._resumed = threading.Event()
         self._restart_now = threading.Event()  # a restart asked for: no backoff
@@ -175,6 +179,15 @@ class ContainerProcess:
     @property
     def pid(self) -> int:
         return self._proc.pid if self._proc else 0
+
+    def wait_completed(self, timeout: float) -> bool:
+        """Wait until a run-to-completion container has exited for good; False on timeout."""
+        return self._completed.wait(timeout)
+
+    @property
+    def paused(self) -> bool:
+        """Stopped on purpose (``pause``) until ``resume``."""
+        return self._paused.is_set()
 
     @property
     def state(self) -> ContainerState:
@@ -244,6 +257,11 @@ class ContainerProcess:
             if self._stopping.is_set():
                 return
             self._exited(code)
+            policy = self.spec.restart_policy
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                log.info("container completed %s code=%d", self._label, code)
+                self._completed.set()
+                return
             if time.monotonic() - self._spawned_at > _BACKOFF_RESET_SECONDS:
                 backoff = 1.0  # it ran long enough: this exit is not part of a crash loop
             if self._paused.is_set():
@@ -389,3 +407,8 @@ class PodProcess:
 
     def alive(self) -> bool:
         return all(c.alive() for c in self.containers)
+
+    def wait_completed(self, timeout: float) -> bool:
+        """Wait until every container of a run-to-completion pod has exited for good."""
+        deadline = time.monotonic() + timeout
+        return all(c.wait_completed(max(0.0, deadline - time.monotonic())) for c in self.containers)

@@ -11,7 +11,7 @@ kubelet's :class:`~sandbox.kubelet.ContainerState` of each (restarts, container 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,8 @@ _KIND_API = {
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for name suffixes
 
 
-def _suffix(seed: str, length: int) -> str:
+def suffix(seed: str, length: int) -> str:
+    """A name suffix as Kubernetes' controllers make them, stable for ``seed``."""
     digest = hashlib.sha256(seed.encode()).digest()
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:length])
 
@@ -137,18 +138,18 @@ def plan_pod(w: Workload, ip: str, generation: int = 0, fill: Mapping[str, str] 
     owners: list[Manifest]
     seed = f"{w.namespace}/{w.name}/{generation}"
     if w.kind == "Deployment":
-        rs = f"{w.name}-{_suffix(w.name, 10)}"
+        rs = f"{w.name}-{suffix(w.name, 10)}"
         owners = [
             _object("Deployment", w.name, w, {**spec, "replicas": 1}),
             _owned_by(_object("ReplicaSet", rs, w, {**spec, "replicas": 1}), "Deployment", w.name),
         ]
-        pod_name, owner_kind, owner = f"{rs}-{_suffix(seed, 5)}", "ReplicaSet", rs
+        pod_name, owner_kind, owner = f"{rs}-{suffix(seed, 5)}", "ReplicaSet", rs
     elif w.kind == "StatefulSet":
         owners = [_object("StatefulSet", w.name, w, {**spec, "replicas": 1, "serviceName": w.service})]
         pod_name, owner_kind, owner = f"{w.name}-{generation}", "StatefulSet", w.name
     elif w.kind == "DaemonSet":
         owners = [_object("DaemonSet", w.name, w, spec)]
-        pod_name, owner_kind, owner = f"{w.name}-{_suffix(seed, 5)}", "DaemonSet", w.name
+        pod_name, owner_kind, owner = f"{w.name}-{suffix(seed, 5)}", "DaemonSet", w.name
     elif w.kind == "CronJob":
         job = f"{w.name}-{29000000 + generation}"
         owners = [
@@ -160,7 +161,7 @@ def plan_pod(w: Workload, ip: str, generation: int = 0, fill: Mapping[str, str] 
             ),
             _owned_by(_object("Job", job, w, {"template": template}), "CronJob", w.name),
         ]
-        pod_name, owner_kind, owner = f"{job}-{_suffix(seed, 5)}", "Job", job
+        pod_name, owner_kind, owner = f"{job}-{suffix(seed, 5)}", "Job", job
     else:
         raise ValueError(f"unsupported workload kind {w.kind!r}")
     pod: Manifest = {
@@ -183,14 +184,19 @@ def _terminated(t: Terminated) -> Manifest:
     }
 
 
-def container_status(c: Container, state: ContainerState) -> Manifest:
+def images(w: Workload) -> tuple[tuple[str, str], ...]:
+    """(container name, image) of each of ``w``'s containers, in pod order."""
+    return tuple((c.name, _image(c)) for c in w.containers)
+
+
+def container_status(name: str, image: str, state: ContainerState, ready: bool = True) -> Manifest:
     """One ``status.containerStatuses`` entry, as the kubelet reports it."""
     status: Manifest = {
-        "name": c.name,
-        "image": _image(c),
+        "name": name,
+        "image": image,
         "imageID": "",
         "containerID": state.container_id,
-        "ready": state.running,
+        "ready": state.running and ready,
         "started": state.running,
         "restartCount": state.restart_count,
         "state": (
@@ -203,23 +209,38 @@ def container_status(c: Container, state: ContainerState) -> Manifest:
     return status
 
 
-def pod_status(w: Workload, ip: str, started: str, states: tuple[ContainerState, ...]) -> Manifest:
-    """What the kubelet reports for the pod once its processes run (``states`` in container order)."""
-    ready = "True" if all(s.running for s in states) else "False"
+def pod_status(
+    containers: Sequence[tuple[str, str]],
+    ip: str,
+    started: str,
+    states: tuple[ContainerState, ...],
+    ready: bool = True,
+    *,
+    restart_policy: str = "Always",
+) -> Manifest:
+    """What the kubelet reports for the pod once its processes run: ``containers`` are (name, image)
+    and ``states`` their states, in container order; ``ready`` is False while a readiness probe fails."""
+    ready_text = "True" if ready and all(s.running for s in states) else "False"
+    phase = "Running"
+    if restart_policy != "Always" and all(s.exited is not None for s in states):
+        phase = "Succeeded" if all(s.exited and s.exited.exit_code == 0 for s in states) else "Failed"
     return {
         "status": {
-            "phase": "Running",
+            "phase": phase,
             "podIP": ip,
             "podIPs": [{"ip": ip}],
             "hostIP": NODE_IP,
             "startTime": started,
             "conditions": [
                 {"type": "Initialized", "status": "True"},
-                {"type": "Ready", "status": ready},
-                {"type": "ContainersReady", "status": ready},
+                {"type": "Ready", "status": ready_text},
+                {"type": "ContainersReady", "status": ready_text},
                 {"type": "PodScheduled", "status": "True"},
             ],
-            "containerStatuses": [container_status(c, s) for c, s in zip(w.containers, states, strict=True)],
+            "containerStatuses": [
+                container_status(name, image, s, ready)
+                for (name, image), s in zip(containers, states, strict=True)
+            ],
         }
     }
 
@@ -258,7 +279,7 @@ def endpoints(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
 
 def endpoint_slice(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
     ports = [{"name": p["name"], "port": p["targetPort"], "protocol": p["protocol"]} for p in _ports(w)]
-    meta = _meta(f"{w.service}-{_suffix(w.service, 5)}", w, {"kubernetes.io/service-name": w.service})
+    meta = _meta(f"{w.service}-{suffix(w.service, 5)}", w, {"kubernetes.io/service-name": w.service})
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",

@@ -7,9 +7,17 @@ mounts) and to :func:`sandbox.network.write_resolv_conf`. Pure: no I/O.
 
 What is honoured, as the kubelet does it:
 
-* ``command``/``args``: the sandbox's images are Python modules, so a container's command is
-  ``["python", "-m", <module>]`` and its args follow; ``$(VAR)`` references in args are expanded
-  from the container's env.
+* ``command``/``args``: the sandbox's images are Python: a container's command is either
+  ``["python", "-m", <module>]`` or the name of one of the product's console scripts (what the
+  agent image has on its ``PATH``: ``network-mapper-mapper``, ...), found in ``scripts``; its args
+  follow; ``$(VAR)`` references in args are expanded from the container's env.
+* the service account: unless the pod sets ``automountServiceAccountToken: false``, every
+  container gets the ``kube-api-access`` volume at ``/var/run/secrets/kubernetes.io/serviceaccount``
+  (``token``, ``ca.crt``, ``namespace``), and every pod ``KUBERNETES_SERVICE_HOST``/``_PORT``: what
+  the ``kubernetes`` client's in-cluster configuration reads.
+* ``persistentVolumeClaim`` volumes: a directory per claim that outlives the pod (``PodRun.claims``).
+* probes: ``httpGet`` readiness and liveness probes (named or numbered ports) become
+  :class:`Probe` s of each container, for the kubelet to run.
 * ``env``: ``value``, ``valueFrom.secretKeyRef`` / ``configMapKeyRef`` (a missing optional key is
   left out; a missing required one is a :class:`PodSpecError`, as the kubelet refuses to start the
   container), ``valueFrom.fieldRef`` for ``metadata.name``, ``metadata.namespace``,
@@ -28,7 +36,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Obj = Mapping[str, Any]
@@ -62,11 +70,40 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """An ``httpGet`` probe, its port resolved to a number."""
+
+    path: str
+    port: int
+    scheme: str = "HTTP"
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerRun:
     name: str
-    argv: tuple[str, ...]  # the interpreter's arguments: ("-m", module, *args)
+    argv: tuple[str, ...]  # the interpreter's arguments: ("-m", module, *args) or (script, *args)
     env: Mapping[str, str]
     mounts: tuple[Mount, ...] = ()
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAccess:
+    """What a pod's service account gives it: the API's in-cluster address, its CA and a token."""
+
+    host: str
+    port: int
+    ca_pem: bytes
+    token: str
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+API_ACCESS_VOLUME = "kube-api-access"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +126,8 @@ class PodRun:
     containers: tuple[ContainerRun, ...]
     volumes: Mapping[str, Mapping[str, bytes]]  # volume name → file name → content
     resolv: ResolvConf
+    claims: Mapping[str, str] = field(default_factory=dict)  # volume name → PersistentVolumeClaim name
+    restart_policy: str = "Always"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +205,42 @@ def _env(container: Obj, pod: Obj, pod_ip: str, sources: Sources, base: Mapping[
     return env
 
 
-def _argv(container: Obj, env: Mapping[str, str]) -> tuple[str, ...]:
+def _argv(container: Obj, env: Mapping[str, str], scripts: Mapping[str, str]) -> tuple[str, ...]:
     command = list(container.get("command") or ())
     args = [_VAR_REF.sub(lambda m: env.get(m[1], m[0]), a) for a in container.get("args") or ()]
     if command[:2] == ["python", "-m"] and len(command) >= 3:
         return ("-m", *command[2:], *args)
+    if len(command) >= 1 and command[0] in scripts:
+        return (scripts[command[0]], *command[1:], *args)
     raise PodSpecError(f"container {container['name']}: command {command!r} is not an image of the sandbox")
 
 
+def _probe(container: Obj, key: str) -> Probe | None:
+    probe = container.get(key)
+    if not probe:
+        return None
+    get = probe.get("httpGet")
+    if get is None:
+        raise PodSpecError(f"container {container['name']}: only httpGet {key}s are run by the sandbox")
+    port = get["port"]
+    if isinstance(port, str):
+        named = {p.get("name"): p["containerPort"] for p in container.get("ports") or ()}
+        if port not in named:
+            raise PodSpecError(f"container {container['name']}: {key} names no port {port!r}")
+        port = named[port]
+    return Probe(
+        get.get("path", "/"),
+        int(port),
+        get.get("scheme", "HTTP"),
+        float(probe.get("initialDelaySeconds", 0)),
+        float(probe.get("periodSeconds", 10)),
+        float(probe.get("timeoutSeconds", 1)),
+        int(probe.get("failureThreshold", 3)),
+    )
+
+
 def _volume_files(volume: Obj, namespace: str, sources: Sources) -> dict[str, bytes]:
-    if "emptyDir" in volume:
+    if "emptyDir" in volume or "persistentVolumeClaim" in volume:
         return {}
     for kind, lookup, ref_key, name_key in (
         ("Secret", sources.secrets, "secret", "secretName"),
@@ -198,7 +263,10 @@ def _volume_files(volume: Obj, namespace: str, sources: Sources) -> dict[str, by
                 raise PodSpecError(f"volume {volume['name']}: {kind} has no key {item['key']!r}")
             files[item["path"]] = data[item["key"]]
         return files
-    raise PodSpecError(f"volume {volume.get('name')}: only secret, configMap and emptyDir are supported")
+    raise PodSpecError(
+        f"volume {volume.get('name')}: only secret, configMap, emptyDir and persistentVolumeClaim"
+        " are supported"
+    )
 
 
 def _mounts(container: Obj, volumes: Mapping[str, Any]) -> tuple[Mount, ...]:
@@ -213,19 +281,53 @@ def _mounts(container: Obj, volumes: Mapping[str, Any]) -> tuple[Mount, ...]:
 
 
 def pod_run(
-    pod: Obj, pod_ip: str, dns: ClusterDns, sources: Sources, base_env: Mapping[str, str] | None = None
+    pod: Obj,
+    pod_ip: str,
+    dns: ClusterDns,
+    sources: Sources,
+    base_env: Mapping[str, str] | None = None,
+    *,
+    api: ApiAccess | None = None,
+    scripts: Mapping[str, str] | None = None,
 ) -> PodRun:
-    """What to run for ``pod`` as stored. ``base_env`` is what the image sets (overridden by the spec)."""
+    """What to run for ``pod`` as stored. ``base_env`` is what the image sets (overridden by the spec);
+    ``api`` what the service account gives (None: no API access at all); ``scripts`` the console
+    scripts on the image's PATH (name → file)."""
     spec = pod.get("spec") or {}
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
     if spec.get("initContainers"):
         raise PodSpecError("init containers are not run by the sandbox's kubelet")
     volumes = {v["name"]: _volume_files(v, namespace, sources) for v in spec.get("volumes") or ()}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec.get("volumes") or ()
+        if "persistentVolumeClaim" in v
+    }
+    env_base = dict(base_env or {})
+    automount = api is not None and spec.get("automountServiceAccountToken") is not False
+    if api is not None:
+        env_base |= {"KUBERNETES_SERVICE_HOST": api.host, "KUBERNETES_SERVICE_PORT": str(api.port)}
+    if api is not None and automount:
+        volumes[API_ACCESS_VOLUME] = {
+            "token": api.token.encode(),
+            "ca.crt": api.ca_pem,
+            "namespace": namespace.encode(),
+        }
     containers = []
     for c in spec.get("containers") or ():
-        env = _env(c, pod, pod_ip, sources, base_env or {})
-        containers.append(ContainerRun(c["name"], _argv(c, env), env, _mounts(c, volumes)))
-    return PodRun(tuple(containers), volumes, resolv_conf(pod, dns))
+        env = _env(c, pod, pod_ip, sources, env_base)
+        mounts = _mounts(c, volumes)
+        if automount and all(m.path != SERVICE_ACCOUNT_DIR for m in mounts):
+            mounts += (Mount(API_ACCESS_VOLUME, SERVICE_ACCOUNT_DIR, read_only=True),)
+        argv = _argv(c, env, scripts or {})
+        containers.append(
+            ContainerRun(
+                c["name"], argv, env, mounts, _probe(c, "readinessProbe"), _probe(c, "livenessProbe")
+            )
+        )
+    return PodRun(
+        tuple(containers), volumes, resolv_conf(pod, dns), claims, spec.get("restartPolicy") or "Always"
+    )
 
 
 def secret_data(obj: Obj | None) -> dict[str, bytes] | None:

@@ -1,14 +1,17 @@
 """The sandbox's control plane and node, in one long-lived process.
 
 Started detached by ``python -m sandbox up``; it builds the network (:mod:`sandbox.network`),
-serves the Kubernetes API stand-in (:mod:`sandbox.apiserver`) on 127.0.0.1 and, through a
-forward, on the node's bridge address (reached by pods at the ``kubernetes`` Service's
-ClusterIP), creates the workloads' API objects (:mod:`sandbox.objects`) through the real
-``kubernetes`` client, runs each pod's containers (:mod:`sandbox.kubelet`) and publishes their
-status (restarts included) through the API, publishes Services/Endpoints/EndpointSlices and
-programs the ClusterIP DNAT rules. It records every namespace and process in the state file
-before making it, marks the state ready, and on SIGTERM stops its pods. ``down`` removes what
-the state file lists.
+serves the Kubernetes API stand-in (:mod:`sandbox.apiserver`, over HTTPS as a cluster's) on
+127.0.0.1 and, through a forward, on the node's bridge address (reached by pods at the
+``kubernetes`` Service's ClusterIP). It installs the product from its helm chart
+(:mod:`sandbox.chartrun`: the rendered objects created through the API, each workload's pod made
+as its controller would), creates the sandbox's own workloads' API objects (:mod:`sandbox.objects`)
+through the real ``kubernetes`` client, runs each pod's containers as stored (:mod:`sandbox.podspec`,
+:mod:`sandbox.kubelet`: service-account token, volumes and claims, probes by :mod:`sandbox.probes`)
+and publishes their status (restarts and readiness included) through the API, publishes
+Services/Endpoints/EndpointSlices and programs the ClusterIP DNAT rules. It records every namespace
+and process in the state file before making it, marks the state ready, and on SIGTERM stops its
+pods. ``down`` removes what the state file lists.
 """
 
 from __future__ import annotations
@@ -17,30 +20,40 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import requests
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import utils as k8s_utils
 
-from sandbox import awssetup, netns, network, objects, podspec
+from sandbox import awssetup, chartrun, netns, network, objects, podspec
 from sandbox.apiserver import ApiServer
+from sandbox.apiserver.discovery import RESOURCES
 from sandbox.awscloud import prepare
 from sandbox.awsdemo import AWS_PORT
+from sandbox.cloudsetup import create_demo_tenant, wait_for_cloud
 from sandbox.control import serve as serve_control
 from sandbox.forward import Forward
 from sandbox.kubelet import ContainerProcess, ContainerSpec, PodProcess
-from sandbox.product import WORKLOADS
+from sandbox.nodeconfig import (
+    IMAGE_TRUST_ENV,
+    claim_dir,
+    console_scripts,
+    hides_image,
+    kubeconfig_paths,
+    node_dial,
+    search_domains,
+    serving_tls,
+)
+from sandbox.probes import Prober
+from sandbox.product import FIRST, WORKLOADS
 from sandbox.state import StateFile
 from sandbox.topology import (
     AGENT_NS,
@@ -48,51 +61,20 @@ from sandbox.topology import (
     API_SERVICE_IP,
     AWS_IP,
     CLOUD_IP,
+    CLOUD_NAME,
     CLOUD_PORT,
     CLUSTER_DOMAIN,
     DNS_SERVICE_IP,
     NODE_IP,
+    NODE_NAME,
     SYSTEM_NS,
     Workload,
 )
 
 log = logging.getLogger(__name__)
 
-
-def create_demo_tenant(base: str, admin_token: str, name: str = "sandbox") -> tuple[str, str, str]:
-    """Through the cloud's API at ``base``: a tenant ``name`` with one cluster of that name; returns
-    (tenant id, the cluster's ingest token, a read token).
-
-    The tenant's owner token adds the cluster and mints the read token, which is what the demo
-    prints (and a console URL may carry): it reads the graph and exports only. The owner token
-    is dropped here, never saved or shown.
-    """
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    tenant = requests.post(f"{base}/v1/tenants", json={"name": name}, headers=admin, timeout=10)
-    tenant.raise_for_status()
-    tenant_id = str(tenant.json()["tenantId"])
-    owner = {"Authorization": f"Bearer {tenant.json()['ownerToken']}"}
-    tenant_url = f"{base}/v1/tenants/{tenant_id}"
-    cluster = requests.post(f"{tenant_url}/clusters", json={"name": name}, headers=owner, timeout=10)
-    cluster.raise_for_status()
-    reader = requests.post(f"{tenant_url}/tokens", json={"role": "read"}, headers=owner, timeout=10)
-    reader.raise_for_status()
-    return tenant_id, str(cluster.json()["ingestToken"]), str(reader.json()["token"])
-
-
-def kubeconfig_paths(state_dir: Path) -> tuple[Path, Path]:
-    """(the user's kubeconfig on 127.0.0.1, the pods' kubeconfig on the ``kubernetes`` ClusterIP)."""
-    return state_dir / "kubeconfig", state_dir / "kubeconfig-incluster"
-
-
-def node_dial(host: str, port: int, timeout: float) -> socket.socket:
-    """A connection made in the node's namespace (where ClusterIPs are DNATed), for the API server."""
-    with netns.entered(network.NODE_NETNS):
-        return socket.create_connection((host, port), timeout)
-
-
-def search_domains(namespace: str) -> tuple[str, ...]:
-    return podspec.cluster_search(namespace, CLUSTER_DOMAIN)
+READY_TIMEOUT = 90.0  # seconds a chart pod may take to pass its readiness probes
+HOOK_TIMEOUT = 120.0  # seconds a `helm test` pod may run
 
 
 class Supervisor:
@@ -106,9 +88,17 @@ class Supervisor:
         self._state_lock = threading.Lock()
         self.cluster_ips: dict[tuple[str, str], str] = {}
         self._status_lock = threading.Lock()  # one status patch at a time: the last one is the newest
-        self._published: dict[tuple[str, str], tuple[Workload, str, str]] = {}  # pod -> (w, ip, start)
+        # pod → ((container, image), ip, start time)
+        self._published: dict[tuple[str, str], tuple[tuple[tuple[str, str], ...], str, str]] = {}
         self.cluster_dns = podspec.ClusterDns(DNS_SERVICE_IP, CLUSTER_DOMAIN)
         self.image_env: dict[str, str] = {}  # what every sandbox image sets (its trust store)
+        self.scripts = console_scripts(python)
+        self.image_paths = (Path(sys.prefix), Path(__file__).resolve().parents[1], state_dir)
+        self.prober = Prober(self._readiness_changed, self._liveness_failed)
+        self._probed: set[tuple[str, str]] = set()
+        self._restart_policies: dict[tuple[str, str], str] = {}
+        self._hook_lock = threading.Lock()  # one `helm test` at a time
+        self._next_ip = 10
 
     # ---------------------------------------------------------------- write-ahead records
     def _record_ns(self, name: str) -> None:
@@ -139,13 +129,16 @@ class Supervisor:
         network.write_resolv_conf(self._record_ns, network.NODE_NETNS, node_resolv.text())
 
         # Admission webhooks are Services: the API server reaches their ClusterIPs from the node.
-        api = ApiServer(host="127.0.0.1", port=0, log_dir=self.log_dir, dial=node_dial)
+        # HTTPS, as in a cluster: in-cluster clients (the product's) accept nothing else.
+        tls = serving_tls(self.files.dir / "apiserver")
+        api = ApiServer(host="127.0.0.1", port=0, log_dir=self.log_dir, dial=node_dial, tls=tls)
         self.state.api_port = api.start()
+        self.api_access = podspec.ApiAccess(API_SERVICE_IP, 443, tls.ca_pem, api.token)
         user_cfg, pod_cfg = kubeconfig_paths(self.files.dir)
         api.write_kubeconfig(user_cfg)
         cfg = yaml.safe_load(user_cfg.read_text())
         for c in cfg["clusters"]:
-            c["cluster"]["server"] = f"http://{API_SERVICE_IP}:443"
+            c["cluster"]["server"] = f"https://{API_SERVICE_IP}:443"
         pod_cfg.write_text(yaml.safe_dump(cfg))
         Forward(
             (NODE_IP, API_NODE_PORT), ("127.0.0.1", self.state.api_port), listen_ns=network.NODE_NETNS
@@ -167,29 +160,88 @@ class Supervisor:
         self._start_internet()
         self._start_cloud()
         self._start_aws()
-        control = serve_control(self._control)
+        release = self._install_chart()
+        control = serve_control(self._control, lambda: self._helm_test(release))
         self.state.forwards["control"] = control.server_address[1]
-        rules = [network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),))]
-        network.apply_services(rules)
-        for i, w in enumerate(WORKLOADS):
-            plan = objects.plan_pod(w, f"10.244.1.{10 + i}", fill=self._fill())
-            self._run_pod(plan, i)
-            if w.name == "network-mapper":
-                # The user's side reaches the mapper like `kubectl port-forward` would.
-                fwd = Forward(("127.0.0.1", 0), (plan.ip, w.port), target_ns=network.NODE_NETNS).start()
-                self.state.forwards["mapper"] = fwd.port
-            if w.service_port:
-                # Published pod by pod, as an endpoints controller would, so early callers connect.
-                rules += self._publish_endpoints(w, plan)
-                network.apply_services(rules)
-            if w.wait_ready:
-                netns.wait_for_port(network.NODE_NETNS, (plan.ip, w.port))
+        self.prober.start()
+        self.rules = [network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),))]
+        network.apply_services(self.rules)
+        for w in WORKLOADS[:FIRST]:
+            self._run_workload(w)
+        for workload in release.workloads:
+            self._run_chart_pod(workload, release)
+        for w in WORKLOADS[FIRST:]:
+            self._run_workload(w)
         self.state.ready = True
         self._save()
         log.info("sandbox ready pods=%d api_port=%d", len(self.pods), self.state.api_port)
         self.stop_requested.wait()
+        self.prober.stop()
         self._stop_pods()
         api.stop()
+
+    def _ip(self) -> str:
+        ip = f"10.244.1.{self._next_ip}"
+        self._next_ip += 1
+        return ip
+
+    def _run_workload(self, w: Workload) -> None:
+        """One of the sandbox's own workloads (not the product): planned from :mod:`sandbox.topology`."""
+        plan = objects.plan_pod(w, self._ip(), fill=self._fill())
+        self._run_pod(plan)
+        if w.service_port:
+            # Published pod by pod, as an endpoints controller would, so early callers connect.
+            self.rules += self._publish_endpoints(w, plan)
+            network.apply_services(self.rules)
+        if w.wait_ready:
+            netns.wait_for_port(network.NODE_NETNS, (plan.ip, w.port))
+
+    def _install_chart(self) -> chartrun.Release:
+        """``helm install``: the chart rendered for the sandbox's values, its objects created through
+        the API (Secrets, RBAC, Services, the webhook configuration, ...); the workloads follow."""
+        values = chartrun.sandbox_values(
+            f"http://{CLOUD_NAME}:{CLOUD_PORT}", self.state.cloud_ingest_token, self.state.token
+        )
+        release = chartrun.render(values, AGENT_NS, [r.kind for r in RESOURCES])
+        for obj in release.objects:
+            created = self._create(obj)
+            if obj["kind"] == "Service":
+                self.cluster_ips[(AGENT_NS, obj["metadata"]["name"])] = created.spec.cluster_ip
+        log.info(
+            "chart installed objects=%d workloads=%d skipped_kinds=%s",
+            len(release.objects),
+            len(release.workloads),
+            ",".join(release.kinds_skipped) or "-",
+        )
+        return release
+
+    def _run_chart_pod(self, workload: dict[str, Any], release: chartrun.Release) -> None:
+        """A chart workload's pod, as its controller and the kubelet make and run it; the next one
+        starts once its readiness probes pass (as ``helm install --wait`` would)."""
+        planned = chartrun.pod_plan(workload, NODE_NAME)
+        ip = NODE_IP if planned.host_network else self._ip()
+        stored = self._create_chain(planned.owners, planned.pod)
+        proc = self._start_pod(stored, ip, planned.host_network, planned.images)
+        if (planned.namespace, planned.name) in self._probed:
+            self.prober.wait_ready(proc, READY_TIMEOUT)
+        if workload["metadata"]["name"] == chartrun.RELEASE:
+            # The user's side reaches the mapper like `kubectl port-forward` would.
+            port = stored["spec"]["containers"][0]["ports"][0]["containerPort"]
+            fwd = Forward(("127.0.0.1", 0), (ip, port), target_ns=network.NODE_NETNS).start()
+            self.state.forwards["mapper"] = fwd.port
+        for obj in release.objects:
+            if obj["kind"] == "Service" and chartrun.selects(obj, stored):
+                service = self.api_client.sanitize_for_serialization(
+                    self.core.read_namespaced_service(obj["metadata"]["name"], planned.namespace)
+                )
+                ep, eps, routes = chartrun.endpoints(service, stored, ip, NODE_NAME)
+                self._create(ep)
+                self._create(eps)
+                self.rules += [
+                    network.ServiceRule(r.cluster_ip, r.port, r.protocol, ((r.pod_ip, r.target_port),))
+                    for r in routes
+                ]
+                network.apply_services(self.rules)
 
     def _create(self, manifest: dict[str, Any]) -> Any:
         created = k8s_utils.create_from_dict(
@@ -199,43 +251,64 @@ class Supervisor:
 
     def _create_namespaces(self) -> None:
         existing = {n.metadata.name for n in self.core.list_namespace().items}
-        for ns in sorted({w.namespace for w in WORKLOADS} - existing):
+        for ns in sorted({AGENT_NS} | {w.namespace for w in WORKLOADS} - existing):
             self.core.create_namespace({"metadata": {"name": ns}})
 
     def _create_service(self, w: Workload) -> None:
         svc = self._create(objects.service(w, DNS_SERVICE_IP if w.namespace == SYSTEM_NS else None))
         self.cluster_ips[(w.namespace, w.service)] = svc.spec.cluster_ip
 
-    def _run_pod(self, plan: objects.PodPlan, index: int) -> None:
+    def _run_pod(self, plan: objects.PodPlan) -> None:
         """Create the pod's owners and the pod through the API (where admission may patch it), then
         run the pod *as stored*: its commands, env, volumes and DNS come from the stored spec."""
-        w = plan.workload
+        stored = self._create_chain(plan.owners, plan.pod)
+        self._start_pod(stored, plan.ip, plan.workload.host_network, objects.images(plan.workload))
+
+    def _create_chain(self, owners: tuple[dict[str, Any], ...], pod: dict[str, Any]) -> dict[str, Any]:
+        """Create each owner and then the pod, each owned by the one before; the pod as stored."""
         owner_uid = ""
         stored: Any = None
-        for manifest in (*plan.owners, plan.pod):
+        for manifest in (*owners, pod):
             refs = manifest["metadata"].get("ownerReferences")
             if refs:
                 refs[0]["uid"] = owner_uid
             stored = self._create(manifest)
             owner_uid = stored.metadata.uid
-        pod = self.api_client.sanitize_for_serialization(stored)
-        run = podspec.pod_run(pod, plan.ip, self.cluster_dns, self.sources, self.image_env)
-        if w.host_network:
+        return dict(self.api_client.sanitize_for_serialization(stored))
+
+    def _start_pod(
+        self, pod: dict[str, Any], ip: str, host_network: bool, images: tuple[tuple[str, str], ...]
+    ) -> PodProcess:
+        meta = pod["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        run = podspec.pod_run(
+            pod, ip, self.cluster_dns, self.sources, self.image_env, api=self.api_access, scripts=self.scripts
+        )
+        if host_network:
             ns = network.NODE_NETNS
         else:
-            ns = f"nm-{plan.pod_name}"[:64]
-            network.create_pod_netns(self._record_ns, ns, f"nmv{index}", plan.ip)
+            ns = f"nm-{name}"[:64]
+            network.create_pod_netns(self._record_ns, ns, f"nmv{ip.rsplit('.', 1)[1]}", ip)
             network.write_resolv_conf(self._record_ns, ns, run.resolv.text())
-        volume_dirs = self._write_volumes(w.namespace, plan.pod_name, run.volumes)
+        volume_dirs = self._write_volumes(namespace, name, run.volumes, run.claims)
         specs = []
         for c in run.containers:
+            mounts = []
             for m in c.mounts:
+                if hides_image(m.path, self.image_paths):
+                    log.info(
+                        "volume not mounted ns=%s pod=%s path=%s: the image lives there",
+                        namespace,
+                        name,
+                        m.path,
+                    )
+                    continue
                 self._record_mount_point(m.path)
-            mounts = tuple((volume_dirs[m.volume], m.path, m.read_only) for m in c.mounts)
-            specs.append(ContainerSpec(c.name, c.argv, c.env, mounts))
+                mounts.append((volume_dirs[m.volume], m.path, m.read_only))
+            specs.append(ContainerSpec(c.name, c.argv, c.env, tuple(mounts), run.restart_policy))
         proc = PodProcess(
-            w.namespace,
-            plan.pod_name,
+            namespace,
+            name,
             ns,
             specs,
             log_dir=self.log_dir,
@@ -243,9 +316,52 @@ class Supervisor:
             on_change=self._container_changed,
         ).start()
         self.pods.append(proc)
+        probes = {c.name: (c.readiness, c.liveness) for c in run.containers if c.readiness or c.liveness}
+        if probes:
+            self._probed.add((namespace, name))
+            self.prober.add(proc, network.NODE_NETNS, ip, probes)
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._published[(w.namespace, plan.pod_name)] = (w, plan.ip, started)
+        self._published[(namespace, name)] = (images, ip, started)
+        self._restart_policies[(namespace, name)] = run.restart_policy
         self._publish_status(proc)
+        return proc
+
+    def _readiness_changed(self, pod: PodProcess, ready: bool) -> None:
+        log.info("readiness ns=%s pod=%s ready=%s", pod.namespace, pod.pod, ready)
+        self._publish_status(pod)
+
+    def _helm_test(self, release: chartrun.Release) -> tuple[bool, str]:
+        """``helm test``: each of the release's test hooks run as a pod to completion (an earlier run's
+        pod deleted first, as ``before-hook-creation`` says); (all succeeded, a report with each
+        pod's phase and output)."""
+        report = []
+        ok = True
+        with self._hook_lock:
+            for hook in chartrun.test_hooks(release):
+                meta = hook["metadata"]
+                name, namespace = meta["name"], meta.get("namespace", AGENT_NS)
+                for old in [p for p in self.pods if (p.namespace, p.pod) == (namespace, name)]:
+                    old.stop()
+                    self.pods.remove(old)
+                    self.core.delete_namespaced_pod(name, namespace)
+                pod = chartrun.hook_pod(hook, namespace, NODE_NAME)
+                stored = self._create_chain((), pod)
+                images = tuple((c["name"], c.get("image", "")) for c in stored["spec"]["containers"])
+                proc = self._start_pod(stored, self._ip(), bool(stored["spec"].get("hostNetwork")), images)
+                done = proc.wait_completed(HOOK_TIMEOUT)
+                codes = [s.exited.exit_code if s.exited else None for s in proc.states()]
+                phase = "Succeeded" if done and codes and all(c == 0 for c in codes) else "Failed"
+                ok = ok and phase == "Succeeded"
+                # As `helm test --logs` shows it: the pod's log through the API.
+                answer = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False)
+                output = answer.data.decode("utf-8", "replace")
+                report.append(f"TEST SUITE:     {name}\nPhase:          {phase}\n{output}")
+                log.info("helm test pod=%s/%s phase=%s codes=%s", namespace, name, phase, codes)
+        return ok, "\n".join(report)
+
+    def _liveness_failed(self, pod: PodProcess, container: str) -> None:
+        # A restart waits for the old process to end: not in the prober's thread.
+        threading.Thread(target=pod.restart, args=(container,), daemon=True).start()
 
     def _fill(self) -> dict[str, str]:
         """The values of the workloads' ``{placeholders}`` (what a real cluster gives by itself)."""
@@ -268,12 +384,20 @@ class Supervisor:
             raise
 
     def _write_volumes(
-        self, namespace: str, pod: str, volumes: Mapping[str, Mapping[str, bytes]]
+        self,
+        namespace: str,
+        pod: str,
+        volumes: Mapping[str, Mapping[str, bytes]],
+        claims: Mapping[str, str],
     ) -> dict[str, Path]:
-        """Each volume's files under the state directory (what the kubelet keeps under /var/lib/kubelet)."""
+        """Each volume's files under the state directory (what the kubelet keeps under /var/lib/kubelet);
+        a claim's directory is the claim's, kept across the pod's restarts and re-creations."""
         dirs = {}
         for name, files in volumes.items():
-            d = self.files.dir / "volumes" / f"{namespace}_{pod}" / name
+            if name in claims:
+                d = claim_dir(self.files.dir, namespace, claims[name])
+            else:
+                d = self.files.dir / "volumes" / f"{namespace}_{pod}" / name
             d.mkdir(parents=True, exist_ok=True)
             for file_name, content in files.items():
                 (d / file_name).write_bytes(content)
@@ -304,9 +428,12 @@ class Supervisor:
             self._publish_status(pod)
 
     def _publish_status(self, pod: PodProcess) -> None:
-        w, ip, started = self._published[(pod.namespace, pod.pod)]
+        images, ip, started = self._published[(pod.namespace, pod.pod)]
+        probed = (pod.namespace, pod.pod) in self._probed
         with self._status_lock:  # the states are read inside the lock: a later patch is never older
-            body = objects.pod_status(w, ip, started, pod.states())
+            ready = self.prober.ready(pod) if probed else True
+            policy = self._restart_policies.get((pod.namespace, pod.pod), "Always")
+            body = objects.pod_status(images, ip, started, pod.states(), ready, restart_policy=policy)
             try:
                 self.core.patch_namespaced_pod_status(pod.pod, pod.namespace, body)
             except k8s.ApiException as exc:  # e.g. a test deleted the pod: keep the kubelet going
@@ -347,10 +474,11 @@ class Supervisor:
         bucket, table and queue made through it), the trust every pod gets, the chart's objects and
         the demo's credentials."""
         trust = awssetup.write_trust(self.files.dir / "aws")
-        self.image_env["AWS_CA_BUNDLE"] = str(trust.public_roots)
+        # The image's system trust store: the public roots, "AWS"'s CA among them.
+        for variable in IMAGE_TRUST_ENV:
+            self.image_env[variable] = str(trust.public_roots)
         (self.files.dir / "aws-signatures").mkdir(exist_ok=True)
-        for manifest in (*awssetup.product_objects(AGENT_NS), awssetup.credentials_secret()):
-            self._create(manifest)
+        self._create(awssetup.credentials_secret())
         argv: tuple[str, ...] = ("-m", "sandbox.awscloud", "--listen", f"{AWS_IP}:{AWS_PORT}")
         argv += ("--cert-file", str(trust.cert_file), "--key-file", str(trust.key_file))
         self._start_outside("aws", argv, network.AWS_NETNS)
@@ -370,16 +498,7 @@ class Supervisor:
         fwd = Forward(("127.0.0.1", 0), (CLOUD_IP, CLOUD_PORT), target_ns=network.INTERNET_NETNS).start()
         self.state.forwards["cloud"] = fwd.port
         base = f"http://127.0.0.1:{fwd.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if admin_file.exists() and requests.get(f"{base}/healthz", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass  # not listening yet: keep polling until the deadline
-            if time.monotonic() > deadline:
-                raise RuntimeError("the local cloud did not start within 60 s; see its log")
-            time.sleep(0.2)
+        wait_for_cloud(base, admin_file, timeout=60)
         tenant = create_demo_tenant(base, admin_file.read_text().strip())
         self.state.cloud_tenant, self.state.cloud_ingest_token, self.state.cloud_read_token = tenant
         self._save()

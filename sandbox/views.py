@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from sandbox.network import NODE_NETNS
-from sandbox.supervisor import kubeconfig_paths
+from sandbox.nodeconfig import kubeconfig_paths
 
 
 def _core(state_dir: Path) -> k8s.CoreV1Api:

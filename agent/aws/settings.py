@@ -20,6 +20,8 @@ from agent.settings import (
 )
 
 MAX_FAIL_OPEN_SECONDS = 5.0  # the health-check interval and the AWS answers' TTL: both this at most
+DAY = 86_400.0
+CERT_VALIDITY_SECONDS = 365 * DAY  # of a renewed serving certificate (agent.aws.webhookcerts.VALIDITY)
 
 
 def _at_most_fail_open(value: float) -> None:
@@ -37,6 +39,23 @@ def _domains(value: tuple[str, ...]) -> None:
 def _address_or_empty(value: str) -> None:
     if value:
         parse_address(value)
+
+
+def _namespaced_or_empty(value: str) -> None:
+    if value and (value.count("/") != 1 or "" in value.split("/")):
+        raise ValueError(f"not namespace/name: {value!r}")
+
+
+def _renew_before(value: float) -> None:
+    if not 0 < value < CERT_VALIDITY_SECONDS:
+        raise ValueError(
+            f"must be above 0 and below a renewed certificate's {CERT_VALIDITY_SECONDS:g} s, not {value}"
+        )
+
+
+def _positive(value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be above 0, not {value}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -185,16 +204,45 @@ class AwsWebhookSettings(CheckedSettings):
         flag="listen_address",
         check=parse_address,
     )
+    tls_secret: str = setting(
+        "",
+        "AWS_WEBHOOK_TLS_SECRET",
+        "namespace/name of the kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt) the serving certificate"
+        " is read from and renewed in, through the Kubernetes API (empty: the files below, never renewed)",
+        flag="tls_secret",
+        check=_namespaced_or_empty,
+    )
+    webhook_configuration: str = setting(
+        "",
+        "AWS_WEBHOOK_CONFIGURATION",
+        "the MutatingWebhookConfiguration whose webhooks' caBundle is kept current and whose Services"
+        " name the renewed certificate (needed with --tls-secret)",
+        flag="webhook_configuration",
+    )
+    renew_before: float = setting(
+        30 * DAY,
+        "AWS_WEBHOOK_RENEW_BEFORE",
+        "seconds before the serving certificate expires that it is renewed",
+        flag="renew_before",
+        check=_renew_before,
+    )
+    cert_check_interval: float = setting(
+        3600.0,
+        "AWS_WEBHOOK_CERT_CHECK_INTERVAL",
+        "seconds between reads of the Secret (renewal when due, a certificate renewed elsewhere loaded)",
+        flag="cert_check_interval",
+        check=_positive,
+    )
     tls_cert_file: Path = setting(
         Path("/etc/network-mapper/webhook-tls/tls.crt"),
         "AWS_WEBHOOK_TLS_CERT_FILE",
-        "the webhook's serving certificate (PEM)",
+        "the serving certificate (PEM) when --tls-secret is empty (a mounted Secret; not renewed)",
         flag="tls_cert_file",
     )
     tls_key_file: Path = setting(
         Path("/etc/network-mapper/webhook-tls/tls.key"),
         "AWS_WEBHOOK_TLS_KEY_FILE",
-        "the serving certificate's key (PEM)",
+        "the serving certificate's key (PEM) when --tls-secret is empty",
         flag="tls_key_file",
     )
     proxy_ca_file: Path = setting(

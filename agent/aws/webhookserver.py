@@ -3,8 +3,10 @@ and ``main`` (console script ``network-mapper-aws-webhook``).
 
 Requests come from kube-apiserver (``POST /mutate``, ``application/json``, an AdmissionReview of at
 most 3 MiB) and the kubelet's probes (``GET /healthz``; ``/metrics`` for scrapes), on the one TLS
-port of ``settings.listen_address``. Each review is answered by :func:`agent.aws.webhook.admit` and
-logged in one line (uid, namespace, pod name or generateName, outcome, reason: never pod content).
+port of ``settings.listen_address``, with the certificate of :mod:`agent.aws.webhookrenewal` (read
+from its Secret and renewed before it expires; or, without ``--tls-secret``, from mounted files).
+Each review is answered by :func:`agent.aws.webhook.admit` and logged in one line (uid, namespace,
+pod name or generateName, outcome, reason: never pod content).
 Framing errors (path, method, content type, no Content-Length, oversized body) get a ``v1`` Status
 with the matching 4xx, never a 500.
 
@@ -38,7 +40,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
-import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -58,7 +59,16 @@ from agent.aws.webhook import (
     ca_bundle,
     error_status,
 )
-from agent.metrics import CONTENT_TYPE, Counter, Metrics
+from agent.aws.webhookrenewal import (
+    API_ERRORS,
+    CertRenewer,
+    RenewalError,
+    RenewalMetrics,
+    ServingTls,
+    describe,
+    serving_tls,
+)
+from agent.metrics import CONTENT_TYPE, Counter, Gauge, Metrics
 from agent.settings import SettingsError, load, parse_address
 
 PROG = "network-mapper-aws-webhook"
@@ -77,9 +87,10 @@ class StartError(Exception):
 
 
 class WebhookMetrics(Metrics):
-    """Every metric of the webhook, served at ``/metrics``."""
+    """Every metric of the webhook, served at ``/metrics`` (the certificate's after the reviews')."""
 
     def __init__(self) -> None:
+        self.renewal = RenewalMetrics(PREFIX)
         self.patched = Counter(f"{PREFIX}patched_total", "Pod creations answered with a patch.")
         self.skipped = Counter(f"{PREFIX}skipped_total", "Reviews allowed with no patch (not ours to patch).")
         self.unpatched = Counter(
@@ -92,15 +103,9 @@ class WebhookMetrics(Metrics):
         counters = {PATCHED: self.patched, SKIPPED: self.skipped, MALFORMED: self.malformed}
         counters.get(outcome, self.unpatched).inc()
 
-
-def _describe(exc: BaseException) -> str:
-    """An API failure in a few words (never the response body, which may echo the request)."""
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason}"
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-_API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+    def metrics(self) -> tuple[Counter | Gauge, ...]:
+        renewal = self.renewal
+        return (*super().metrics(), renewal.checks, renewal.check_errors, renewal.renewals, renewal.loads)
 
 
 class KubeCluster:
@@ -137,8 +142,8 @@ class KubeCluster:
                 return
             try:
                 self._ensure(namespace)
-            except _API_ERRORS as exc:
-                raise ClusterError(f"ConfigMap {namespace}/{self._configmap}: {_describe(exc)}") from None
+            except API_ERRORS as exc:
+                raise ClusterError(f"ConfigMap {namespace}/{self._configmap}: {describe(exc)}") from None
             with self._lock:
                 self._ensured[namespace] = self._clock() + CACHE_SECONDS
 
@@ -182,8 +187,8 @@ class KubeCluster:
         try:
             service = self._core.read_namespaced_service(name, namespace, _request_timeout=API_TIMEOUT)
             address = str(ipaddress.ip_address(service.spec.cluster_ip if service.spec else ""))
-        except _API_ERRORS as exc:
-            problem = f"Service {namespace}/{name}: {_describe(exc)}"
+        except API_ERRORS as exc:
+            problem = f"Service {namespace}/{name}: {describe(exc)}"
             if cached is None:
                 raise ClusterError(problem) from None
             # A Service rarely changes its ClusterIP: keep the last one, and read again next time.
@@ -200,11 +205,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        context: ssl.SSLContext,
+        tls: ServingTls,
         answer: Callable[[bytes], Admission],
         metrics: WebhookMetrics,
     ) -> None:
-        self.context = context
+        self.tls = tls
         self.answer = answer
         self.metrics = metrics
         if ":" in address[0]:
@@ -222,7 +227,8 @@ class _Server(ThreadingHTTPServer):
         """Runs in the connection's thread: the TLS handshake here, not in the accept loop."""
         request.settimeout(CONNECTION_TIMEOUT)
         try:
-            connection = self.context.wrap_socket(request, server_side=True)
+            # The context of this moment: a renewed certificate serves every connection from now on.
+            connection = self.tls.current().wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             log.info("tls handshake failed client=%s error=%s", client_address[0], type(exc).__name__)
             return
@@ -306,25 +312,33 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebhookServer:
-    """Serves the webhook over HTTPS on ``address`` (``host:port``; port 0 picks one) in a thread."""
+    """Serves the webhook over HTTPS on ``address`` (``host:port``; port 0 picks one) in a thread; with
+    ``renewer``, its certificate checks run meanwhile."""
 
     def __init__(
         self,
         address: str,
-        context: ssl.SSLContext,
+        tls: ServingTls,
         answer: Callable[[bytes], Admission],
         metrics: WebhookMetrics,
+        *,
+        renewer: CertRenewer | None = None,
     ) -> None:
-        self._server = _Server(parse_address(address), context, answer, metrics)  # OSError: address taken
+        self._server = _Server(parse_address(address), tls, answer, metrics)  # OSError: address taken
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhook", kwargs={"poll_interval": 0.2}, daemon=True
         )
+        self._renewer = renewer
 
     def start(self) -> None:
         self._thread.start()
+        if self._renewer is not None:
+            self._renewer.start()
         log.info("webhook listening port=%d", self.port)
 
     def stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.stop()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -335,14 +349,7 @@ class WebhookServer:
         return int(self._server.server_address[1])
 
 
-def tls_context(cert_file: os.PathLike[str] | str, key_file: os.PathLike[str] | str) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
-def core_api(kubeconfig: str) -> client.CoreV1Api:
+def api_client(kubeconfig: str) -> client.ApiClient:
     """The kubeconfig file's cluster, or the in-cluster configuration when ``kubeconfig`` is empty."""
     configuration = client.Configuration()
     if kubeconfig:
@@ -350,7 +357,7 @@ def core_api(kubeconfig: str) -> client.CoreV1Api:
     else:
         config.load_incluster_config(client_configuration=configuration)
     configuration.retries = 1  # urllib3's default 3 would outlast the review's timeout
-    return client.CoreV1Api(client.ApiClient(configuration))
+    return client.ApiClient(configuration)
 
 
 def create_server(settings: AwsWebhookSettings, metrics: WebhookMetrics) -> WebhookServer:
@@ -365,17 +372,25 @@ def create_server(settings: AwsWebhookSettings, metrics: WebhookMetrics) -> Webh
             ) from None
     elif settings.forwarder_service.count("/") != 1 or "" in settings.forwarder_service.split("/"):
         raise SettingsError("--forwarder-service (env AWS_WEBHOOK_FORWARDER_SERVICE): not namespace/name")
+    if settings.tls_secret and not settings.webhook_configuration:
+        raise SettingsError(
+            "--webhook-configuration (env AWS_WEBHOOK_CONFIGURATION): needed with --tls-secret"
+        )
     try:
         bundle = ca_bundle(settings.proxy_ca_file.read_text(), settings.system_ca_file.read_text())
-        context = tls_context(settings.tls_cert_file, settings.tls_key_file)
-        core = core_api(settings.kubeconfig)
-    except (OSError, ssl.SSLError, BundleError, ConfigException) as exc:
+        api = api_client(settings.kubeconfig)
+        tls, renewer = serving_tls(settings, api, metrics.renewal)
+    except (OSError, ssl.SSLError, BundleError, ConfigException, RenewalError) as exc:
         raise StartError(f"{type(exc).__name__}: {exc}") from None
-    cluster = KubeCluster(core, settings, bundle)
+    cluster = KubeCluster(client.CoreV1Api(api), settings, bundle)
     target = PatchTarget.from_settings(settings)
     try:
         return WebhookServer(
-            settings.listen_address, context, lambda body: admit(body, target, cluster), metrics
+            settings.listen_address,
+            tls,
+            lambda body: admit(body, target, cluster),
+            metrics,
+            renewer=renewer,
         )
     except OSError as exc:
         raise StartError(f"cannot serve {settings.listen_address} ({exc})") from None
@@ -403,8 +418,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "webhook starting listen=%s forwarder=%s configmap=%s mount_path=%s domain=%s",
+        "webhook starting listen=%s tls=%s forwarder=%s configmap=%s mount_path=%s domain=%s",
         settings.listen_address,
+        f"secret:{settings.tls_secret}" if settings.tls_secret else settings.tls_cert_file,
         settings.forwarder_address or settings.forwarder_service,
         settings.bundle_configmap,
         settings.mount_path,

@@ -3,8 +3,10 @@
 Wiring, in the order data flows: the Kubernetes API → :mod:`.kube` (list+watch) →
 :mod:`.cluster` (time-indexed state) → :mod:`.resolver` (observations → edges, fed by the
 API's ingest workers) → :mod:`.store` (SQLite in ``--data-dir``) → :mod:`.api` (GraphQL at
-``--listen-address``), and :mod:`.uploader` / :mod:`.telemetry` to the cloud. Settings:
-:class:`agent.settings.MapperSettings`, checked when loaded; each part gets its own group.
+``--listen-address``), and :mod:`.uploader` / :mod:`.telemetry` to the cloud; the service graph
+(:mod:`.servicegraph`) at ``GET /metrics`` and, with ``--otel-enabled``, over OTLP to the user's
+collector. Settings: :class:`agent.settings.MapperSettings`, checked when loaded; each part gets
+its own group (the cluster state the workload-name annotation, the resolver what to record).
 """
 
 from __future__ import annotations
@@ -27,17 +29,18 @@ from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.kube import ClusterWatcher
 from agent.mapper.resolver import Resolver
-from agent.mapper.store import EdgeStore, StoreError
-from agent.mapper.telemetry import StoreCounts, Telemetry, metrics_route, skipped_text
-from agent.mapper.uploader import HttpCloudClient, Uploader
-from agent.settings import (
-    AnonymizationSettings,
-    ClusterSettings,
-    MapperSettings,
-    SettingsError,
-    UploadSettings,
-    load,
+from agent.mapper.servicegraph import (
+    ServiceGraphExport,
+    dropped_text,
+    metrics_route,
+    service_graph_text,
+    skipped_text,
 )
+from agent.mapper.settings import AnonymizationSettings, ClusterSettings, MapperSettings, UploadSettings
+from agent.mapper.store import EdgeStore, StoreError
+from agent.mapper.telemetry import StoreCounts, Telemetry
+from agent.mapper.uploader import HttpCloudClient, Uploader
+from agent.settings import SettingsError, load
 
 log = logging.getLogger("agent.mapper")
 
@@ -98,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigException, OSError) as exc:
         print(f"network-mapper-mapper: no Kubernetes API ({exc}); set --kubeconfig", file=sys.stderr)
         return 1
-    state = ClusterState()
+    state = ClusterState(workload_annotation=settings.cluster.workload_name_annotation)
     watcher = ClusterWatcher(api_client, state).start()
     if not watcher.wait_synced(60):
         # Serve anyway: reports queue up and resolve once the state is there.
@@ -107,13 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     # services, their dicts and indexes, imported modules); freezing them keeps every later full
     # GC collection from re-traversing them while the resolver allocates edges at ~100k/s.
     gc.freeze()
-    resolver = Resolver(state, settings.cluster.domain, settings.cluster.internal_cidrs)
+    recording = settings.recording
+    resolver = Resolver(
+        state,
+        settings.cluster.domain,
+        settings.cluster.internal_cidrs,
+        exclude_namespaces=recording.exclude_namespaces,
+        internet_reporting=recording.internet_traffic_reporting,
+    )
     uploads = bool(settings.upload.cloud_url)
     app = create_app(settings.api, store, resolver, state, positions=store.positions if uploads else None)
     # Users' own collectors scrape the service graph here (names stay in-cluster).
-    api_state = app.state.api
+    api_state, metric = app.state.api, settings.otel.metric_name
     app.router.routes.append(
-        metrics_route(store.edges, lambda: skipped_text(api_state.skipped, store.unreadable))
+        metrics_route(
+            lambda: (
+                service_graph_text(store.edges(), metric)
+                + skipped_text(api_state.skipped, store.unreadable)
+                + dropped_text(resolver.dropped())
+            )
+        )
     )
     log.info(
         "mapper serving address=%s data_dir=%s edges=%d",
@@ -125,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = StoreCounts(store.edges)
     telemetry.observe(counts.workloads, counts.edges_by_method)
     telemetry.component_started("mapper")
+    graph_export = ServiceGraphExport.from_settings(settings.otel, store.edges)
     uploader = _uploader(settings.upload, store, anonymizer)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found; the default one would kill the process before the cleanup below (the uploader's
-    # stop, telemetry's last export, the store's close) and exit 143. Shutdown is under way then.
+    # stop, telemetry's and the service graph's last exports, the store's close) and exit 143.
+    # Shutdown is under way then.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _already_stopping)
     try:
@@ -141,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if uploader is not None:
             uploader.stop()
         telemetry.shutdown()
+        if graph_export is not None:
+            graph_export.shutdown()
         watcher.stop()
         store.close()
     return 0

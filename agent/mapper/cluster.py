@@ -15,7 +15,8 @@ A pod holds its IP from `status.startTime` (when the kubelet took it, just befor
 the IP; never before `creationTimestamp`) until it terminates or is deleted, or a newer pod claims
 the IP. Deleted objects keep answering for earlier times for `retention` seconds, then are pruned.
 Identities (DESIGN.md §3) are computed on the writer side into `PodInfo.identity`, and again for
-every pod below an owner that arrives or changes its own owner.
+every pod below an owner that arrives or changes its own owner; the workload-name annotation key
+they read is given at construction (`ClusterSettings.workload_name_annotation`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from agent.mapper.kuberecords import (
 )
 from agent.mapper.owners import OwnerTree
 from agent.mapper.servicestate import ServiceSpan, ServiceState
+from agent.mapper.settings import WORKLOAD_NAME_ANNOTATION
 from agent.model import WorkloadIdentity
 
 __all__ = ["RETENTION_SECONDS", "ClusterState", "PodInfo", "ServiceInfo"]
@@ -51,8 +53,11 @@ _PRUNE_EVERY = 60.0
 class ClusterState:
     """Everything the resolver needs to know about the cluster, as of any time in the last `retention` s."""
 
-    def __init__(self, retention: float = RETENTION_SECONDS) -> None:
+    def __init__(
+        self, retention: float = RETENTION_SECONDS, workload_annotation: str = WORKLOAD_NAME_ANNOTATION
+    ) -> None:
         self.retention = retention
+        self._workload_annotation = workload_annotation  # the pod annotation that names a workload
         self._lock = threading.Lock()
         self.generation = 0
         self._now = 0.0
@@ -191,7 +196,11 @@ class ClusterState:
 
     def _identity(self, pod: PodInfo, ref: OwnerRef | None) -> WorkloadIdentity:
         kind, name = self._owners.root(ref) or ("Pod", pod.name)
-        key = (pod.namespace, workload_name(pod.labels, pod.annotations, name), kind)
+        key = (
+            pod.namespace,
+            workload_name(pod.labels, pod.annotations, name, self._workload_annotation),
+            kind,
+        )
         identity = self._interned.get(key)
         if identity is None:
             identity = self._interned[key] = WorkloadIdentity(*key)

@@ -4,7 +4,8 @@ Data comes in as the API's JSON dicts (`agent.mapper.kube` hands them to
 `agent.mapper.cluster.ClusterState`, which passes them here, one watch event at a time); it goes
 out as the frozen records and tuples the state indexes. Pure functions: no I/O and no `kubernetes`
 client types, so tests feed hand-written dicts. What to *name* a pod's workload is decided here
-(`workload_name`, DESIGN.md §3); finding its root owner is `agent.mapper.owners`' job.
+(`workload_name`, DESIGN.md §3, with the annotation key `ClusterState` is given from
+`ClusterSettings.workload_name_annotation`); finding its root owner is `agent.mapper.owners`' job.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ OwnerRef = tuple[str, str, str]  # (kind, name, uid) of an object's controller
 EndpointRef = tuple[str, str, str, str]  # (pod uid, namespace, pod name, ip) of one endpoint address
 
 LABEL_SERVICE_NAME = "otterize/service-name"
-ANNOTATION_WORKLOAD_NAME = "intents.otterize.com/workload-name"
+# Read after the configured workload-name annotation, as Otterize's resolver still does.
+DEPRECATED_ANNOTATION_SERVICE_NAME = "intents.otterize.com/service-name"
 OWNER_KINDS = frozenset({"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
 _TERMINATED = frozenset({"Succeeded", "Failed"})
@@ -120,9 +122,23 @@ def controller(meta: Obj) -> OwnerRef | None:
     return (ref.get("kind") or "", ref.get("name") or "", ref.get("uid") or ref.get("name") or "")
 
 
-def workload_name(labels: Mapping[str, str], annotations: Mapping[str, str], owner_name: str) -> str:
-    """DESIGN.md §3, first match wins: the service-name label, the workload-name annotation, the owner."""
-    return labels.get(LABEL_SERVICE_NAME) or annotations.get(ANNOTATION_WORKLOAD_NAME) or owner_name
+def workload_name(
+    labels: Mapping[str, str], annotations: Mapping[str, str], owner_name: str, annotation: str
+) -> str:
+    """DESIGN.md §3, first match wins: the `otterize/service-name` label, the workload-name
+    `annotation` (its key is a setting: default `intents.otterize.com/workload-name`), the deprecated
+    `intents.otterize.com/service-name` annotation, the root owner's name.
+
+    The two annotations in Otterize's order (its `ResolvePodToServiceIdentityUsingAnnotationOnly`).
+    Otterize takes an annotation that is present even when its value is empty, which names the
+    workload ""; here an empty value is skipped, as a workload needs a name.
+    """
+    return (
+        labels.get(LABEL_SERVICE_NAME)
+        or annotations.get(annotation)
+        or annotations.get(DEPRECATED_ANNOTATION_SERVICE_NAME)
+        or owner_name
+    )
 
 
 def _finished_at(status: Obj, default: float) -> float:

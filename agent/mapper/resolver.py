@@ -10,6 +10,14 @@ The client side (source IP → workload) is resolved here; the server side, the 
 `agent.mapper.servers` (by address) and `agent.mapper.names` (by DNS name, and Internet IPs by
 the name the client looked up).
 
+What is recorded (`agent.settings.RecordingSettings`), as Otterize's mapper does: an edge whose
+client, or whose server workload, is in an excluded namespace is dropped (`excluded_namespace`;
+Otterize's `IntentsHolder` and `ExternalTrafficIntentsHolder` drop on the same namespaces), and with
+Internet reporting off every edge to an `InternetTarget` is dropped (`internet_reporting_disabled`).
+Otterize's switch (`OTTERIZE_CAPTURE_EXTERNAL_TRAFFIC_ENABLED`) stops recording DNS-named external
+traffic and uploading it; here it drops every Internet target, IP-only and ExternalName ones too, so
+the store, the API, exports and uploads alike never hold one. Both counts are per edge dropped.
+
 hostNetwork rule: a node IP is never resolved to a regular pod. Traffic *from* a node IP is
 pinned to a hostNetwork pod only when the socket scan's hostname names it; otherwise, if all
 hostNetwork pods on that node at that time are one workload, the client is kept with
@@ -23,7 +31,7 @@ shared.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agent.mapper.cluster import ClusterState
@@ -51,6 +59,10 @@ _DNS, _TCP, _SCAN = frozenset({Method.DNS}), frozenset({Method.TCP}), frozenset(
 _KAFKA, _ISTIO, _AWS = frozenset({Method.KAFKA}), frozenset({Method.ISTIO}), frozenset({Method.AWS})
 _Client = tuple[WorkloadIdentity, bool]  # (identity, ambiguous)
 _CACHE_MAX = 200_000  # entries per memo; external names/IPs would otherwise grow it forever
+# `stats` reasons that note a resolution and keep its edge; every other reason is an edge (or a whole
+# observation) not recorded.
+KEPT_REASONS = frozenset({"internet_ip_named_by_dns", "kafka_server_pod_unknown"})
+DROP_REASONS = ("excluded_namespace", "internet_reporting_disabled")  # the recording settings' drops
 
 
 def _remember(cache: dict[Any, Any], key: Any, entry: tuple[Any, ...]) -> None:
@@ -69,10 +81,19 @@ class Resolver:
     """
 
     def __init__(
-        self, state: ClusterState, cluster_domain: str = "cluster.local", internal_cidrs: Sequence[str] = ()
+        self,
+        state: ClusterState,
+        cluster_domain: str = "cluster.local",
+        internal_cidrs: Sequence[str] = (),
+        *,
+        exclude_namespaces: Iterable[str] = (),
+        internet_reporting: bool = True,
     ) -> None:
         self.state = state
         self.stats: Counter[str] = Counter()
+        self._excluded = frozenset(exclude_namespaces)
+        self._internet = internet_reporting
+        self._filtering = bool(self._excluded) or not internet_reporting
         self._servers = ServerResolver(state, self.stats, internal_cidrs)
         self._names = NameResolver(state, self.stats, self._servers, cluster_domain)
         self._client_memo: dict[str, tuple[int, float, float, _Client]] = {}
@@ -86,16 +107,55 @@ class Resolver:
         }
 
     def resolve(self, obs: Observation) -> list[Edge]:
-        """The edges `obs` is evidence of (none if a side cannot be resolved, or it is a self-edge)."""
+        """The edges `obs` is evidence of (none if a side cannot be resolved, it is a self-edge, or
+        the recording settings drop it)."""
         if type(obs) is DnsAnswer:  # the bulk of the traffic: no dispatch lookup
-            return self._dns(obs)
-        if type(obs) is TcpConnection:
-            return self._tcp(obs)
-        handler = self._handlers.get(type(obs))
-        if handler is None:
-            self.stats["unsupported_observation"] += 1
-            return []
-        return handler(obs)
+            edges = self._dns(obs)
+        elif type(obs) is TcpConnection:
+            edges = self._tcp(obs)
+        else:
+            handler = self._handlers.get(type(obs))
+            if handler is None:
+                self.stats["unsupported_observation"] += 1
+                return []
+            edges = handler(obs)
+        return self._recorded(edges) if self._filtering and edges else edges
+
+    def dropped(self) -> dict[str, int]:
+        """Edges and observations not recorded, by reason (the recording settings' reasons always
+        present): for `GET /metrics`. A copy, so another thread may read it: copying the `Counter`
+        (a dict with str keys) runs in C without releasing the GIL, so it never sees a half-made
+        insertion of the resolver's thread."""
+        counts = dict(self.stats)
+        dropped = dict.fromkeys(DROP_REASONS, 0)
+        dropped.update((reason, n) for reason, n in counts.items() if reason not in KEPT_REASONS)
+        return dropped
+
+    def _recorded(self, edges: list[Edge]) -> list[Edge]:
+        """`edges` without those the recording settings drop (counted by reason)."""
+        excluded, internet = self._excluded, self._internet
+        for edge in edges:  # the common case first: nothing to drop, `edges` itself is the answer
+            target = edge.target
+            if (
+                edge.client.namespace in excluded
+                or (type(target) is WorkloadIdentity and target.namespace in excluded)
+                or (not internet and type(target) is InternetTarget)
+            ):
+                break
+        else:
+            return edges
+        kept: list[Edge] = []
+        for edge in edges:
+            target = edge.target
+            if edge.client.namespace in excluded or (
+                type(target) is WorkloadIdentity and target.namespace in excluded
+            ):
+                self.stats["excluded_namespace"] += 1
+            elif not internet and type(target) is InternetTarget:
+                self.stats["internet_reporting_disabled"] += 1
+            else:
+                kept.append(edge)
+        return kept
 
     def _edges(self, client: _Client, hits: list[Hit], methods: frozenset[Method], t: float) -> list[Edge]:
         """A DNS/TCP observation's edges: identities from the state are interned, so `is` finds self-edges."""

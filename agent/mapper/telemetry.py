@@ -1,4 +1,4 @@
-"""Anonymous usage counts (OpenTelemetry metrics over OTLP/HTTP), and the service-graph metric.
+"""Anonymous usage counts (OpenTelemetry metrics over OTLP/HTTP).
 
 Telemetry: :meth:`Telemetry.from_settings` builds, when ``settings.telemetry.enabled``, a
 ``MeterProvider`` whose ``PeriodicExportingMetricReader`` pushes to
@@ -16,10 +16,9 @@ Every attribute value comes from a closed set (:data:`COMPONENTS`, :data:`FORMAT
 can reach an attribute. Disabled (any of the opt-outs in :class:`agent.settings.TelemetrySettings`)
 gives :class:`NoTelemetry`: the OTLP exporter is never constructed and not one request leaves.
 
-The service graph: :func:`service_graph_text` renders the edges as the Prometheus counter
-``traces_service_graph_request_total{client, server, ...}`` (the metric Grafana's service graph
-reads) and :func:`metrics_route` serves it as ``GET /metrics`` for users' own collectors: the
-user's own data, inside their cluster, so it does carry names.
+The service graph, which does carry names (the user's own data, for the user's own collectors), is
+:mod:`agent.mapper.servicegraph`'s: its own provider and endpoint, sharing only
+:func:`otlp_exporter` and the ``ExporterFactory`` seam with this module.
 """
 
 from __future__ import annotations
@@ -32,13 +31,12 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentity
-from agent.settings import MapperSettings
+from agent.mapper.settings import MapperSettings
+from agent.model import Edge, Method, WorkloadIdentity
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.sdk.metrics.export import MetricExporter
-    from starlette.routing import Route
 
 log = logging.getLogger("agent.mapper.telemetry")
 
@@ -185,80 +183,3 @@ class StoreCounts:
     def edges_by_method(self) -> dict[str, int]:
         self._refresh()
         return dict(self._by_method)
-
-
-# --------------------------------------------------------------------------- service graph
-
-SERVICE_GRAPH_METRIC = "traces_service_graph_request_total"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _server(edge: Edge) -> tuple[str, str, str]:
-    """(server, server namespace, connection type) of an edge's target."""
-    target = edge.target
-    if isinstance(target, WorkloadIdentity):
-        return target.name, target.namespace, ""
-    if isinstance(target, InternetTarget):
-        return target.dns_name or ",".join(target.ips), "", "virtual_node"
-    assert isinstance(target, AwsTarget)
-    return target.arn, "", "virtual_node"
-
-
-def service_graph_text(edges: Iterable[Edge]) -> str:
-    """``traces_service_graph_request_total`` in the Prometheus text format (pure).
-
-    One series per (client, server) pair; its value is the number of connections/requests
-    seen (the edges' ``count``, summed over edges between the same pair).
-    """
-    totals: Tally[tuple[str, str, str, str, str]] = Tally()
-    for edge in edges:
-        server, server_ns, connection = _server(edge)
-        totals[(edge.client.name, edge.client.namespace, server, server_ns, connection)] += edge.count
-    lines = [
-        f"# HELP {SERVICE_GRAPH_METRIC} Connections and requests seen from client to server.",
-        f"# TYPE {SERVICE_GRAPH_METRIC} counter",
-    ]
-    for (client, client_ns, server, server_ns, connection), count in sorted(totals.items()):
-        labels = f'client="{_label(client)}",client_namespace="{_label(client_ns)}",'
-        labels += f'server="{_label(server)}",server_namespace="{_label(server_ns)}"'
-        if connection:
-            labels += f',connection_type="{connection}"'
-        lines.append(f"{SERVICE_GRAPH_METRIC}{{{labels}}} {count}")
-    return "\n".join(lines) + "\n"
-
-
-SKIPPED_METRIC = "network_mapper_report_entries_skipped_total"
-UNREADABLE_METRIC = "network_mapper_stored_edges_unreadable_total"
-
-
-def skipped_text(skipped: Mapping[str, int], unreadable: int) -> str:
-    """The mapper's own counters in the Prometheus text format (pure): report entries skipped,
-    by reason, and stored edges skipped by reads because they no longer read."""
-    lines = [
-        f"# HELP {SKIPPED_METRIC} Report entries skipped as unusable (the rest of each report is taken).",
-        f"# TYPE {SKIPPED_METRIC} counter",
-        *(f'{SKIPPED_METRIC}{{reason="{_label(r)}"}} {n}' for r, n in sorted(skipped.items())),
-        f"# HELP {UNREADABLE_METRIC} Stored edges reads skip: invalid now, an older version wrote them.",
-        f"# TYPE {UNREADABLE_METRIC} counter",
-        f"{UNREADABLE_METRIC} {unreadable}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def metrics_route(edges: Callable[[], Iterable[Edge]], counters: Callable[[], str] = str) -> Route:
-    """A Starlette ``GET /metrics`` route serving :func:`service_graph_text` of ``edges()``
-    (e.g. ``store.edges``) and the text ``counters()`` gives (:func:`skipped_text`), for the
-    mapper's app to mount."""
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
-
-    async def metrics(_: Request) -> PlainTextResponse:
-        text: str = await run_in_threadpool(lambda: service_graph_text(edges()) + counters())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return Route("/metrics", metrics, methods=["GET"])

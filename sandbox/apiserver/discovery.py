@@ -97,6 +97,10 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, ("cm",), subresources=()),
     ResourceType("", "v1", "secrets", "secret", "Secret", True, (), (), (*_BASE_FIELDS, "type")),
     ResourceType("", "v1", "events", "event", "Event", True, ("ev",), (), _EVENT_FIELDS),
+    ResourceType("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", True, ("sa",), ()),
+    ResourceType(
+        "", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", True, ("pvc",)
+    ),
     ResourceType(
         "discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True, subresources=()
     ),
@@ -110,6 +114,21 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), categories=("all",)),
     ResourceType("batch", "v1", "jobs", "job", "Job", True, categories=("all",)),
     ResourceType("batch", "v1", "cronjobs", "cronjob", "CronJob", True, ("cj",), categories=("all",)),
+    # Stored as a cluster keeps them (the chart's RBAC, its optional NetworkPolicy); not enforced.
+    *(
+        ResourceType(
+            "rbac.authorization.k8s.io", "v1", plural, plural[:-1], kind, namespaced, subresources=()
+        )
+        for plural, kind, namespaced in (
+            ("roles", "Role", True),
+            ("rolebindings", "RoleBinding", True),
+            ("clusterroles", "ClusterRole", False),
+            ("clusterrolebindings", "ClusterRoleBinding", False),
+        )
+    ),
+    ResourceType(
+        "networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", True, ("netpol",), ()
+    ),
     ResourceType(
         "admissionregistration.k8s.io",
         "v1",

@@ -13,16 +13,19 @@ ad-hoc `curl`/`requests` calls in tests need no token). Tokens are never logged.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
 import secrets
 import select
 import socket
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,17 +44,65 @@ log = logging.getLogger("sandbox.apiserver")
 CONTEXT_NAME = "network-mapper-sandbox"
 
 
+@dataclass(frozen=True, slots=True)
+class ServingTls:
+    """HTTPS for the API server, as a cluster's has: its certificate and key (PEM), the CA that
+    signed them (what kubeconfigs and the pods' service-account volume carry as ``ca.crt``), and a
+    private directory where the key is written (mode 0600) for ``load_cert_chain`` to read."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+    directory: Path
+
+    def context(self) -> ssl.SSLContext:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cert, key = self.directory / "apiserver.crt", self.directory / "apiserver.key"
+        cert.write_bytes(self.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(self.key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        return context
+
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client may take to finish the TLS handshake
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: Api, token: str | None) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: Api, token: str | None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.api = api
         self.token = token
+        self.tls = tls
         # Open connections, so stop() can close idle keep-alive sockets instead of leaking them.
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection; with TLS, the handshake happens here, in the connection's own
+        thread, so a slow or broken client never holds up ``accept``."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            secured = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:  # a client that does not speak TLS, or went away
+            log.info("TLS handshake failed from %s: %s", client_address[0], exc)
+            return
+        secured.settimeout(None)
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                secured.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -205,6 +256,19 @@ class _Handler(BaseHTTPRequestHandler):
         readable, _, _ = select.select([self.connection], [], [], 0)
         if not readable:
             return False
+        if isinstance(self.connection, ssl.SSLSocket):
+            # TLS has no MSG_PEEK: read what came. A client sends nothing on a watch, so this is
+            # its close_notify (b""), or TLS-level records only (SSLWantReadError: still there).
+            timeout = self.connection.gettimeout()
+            self.connection.settimeout(0)
+            try:
+                return self.connection.recv(1) == b""
+            except ssl.SSLWantReadError:
+                return False
+            except OSError:
+                return True
+            finally:
+                self.connection.settimeout(timeout)
         try:
             return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
         except OSError:
@@ -225,10 +289,13 @@ class ApiServer:
         require_token: bool = False,
         token: str | None = None,
         dial: Dial = tcp_dial,
+        tls: ServingTls | None = None,
     ) -> None:
         """`dial(host, port, timeout)` opens the TCP connections to admission webhooks (a Service's
         ClusterIP and port, or a webhook URL's host and port): pass one that connects from where
-        ClusterIPs are reachable."""
+        ClusterIPs are reachable. ``tls`` serves HTTPS (what in-cluster clients require) instead of
+        HTTP."""
+        self.tls = tls
         self.host = host
         self.requested_port = port
         self.cluster_name = cluster_name
@@ -287,14 +354,15 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> int:
         """Bind and serve in a background thread; returns the bound port."""
         if self._httpd is not None:
             return self.port
+        context = self.tls.context() if self.tls is not None else None
         self._httpd = _HTTPServer(
-            (self.host, self.requested_port), self.api, self.token if self.require_token else None
+            (self.host, self.requested_port), self.api, self.token if self.require_token else None, context
         )
         self.api.server_address = f"{self.host}:{self.port}"
         self._thread = threading.Thread(
@@ -330,7 +398,7 @@ class ApiServer:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": self.url}}],
+            "clusters": [{"name": CONTEXT_NAME, "cluster": self._cluster()}],
             "users": [{"name": CONTEXT_NAME, "user": {"token": self.token}}],
             "contexts": [
                 {
@@ -341,6 +409,12 @@ class ApiServer:
             "current-context": CONTEXT_NAME,
             "preferences": {},
         }
+
+    def _cluster(self) -> dict[str, str]:
+        cluster = {"server": self.url}
+        if self.tls is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.tls.ca_pem).decode()
+        return cluster
 
     def write_kubeconfig(self, path: Path | str) -> Path:
         """Write (atomically, mode 0600: it holds the token) a kubeconfig for this server."""

@@ -1,4 +1,4 @@
-"""The sandbox's demo tenant, made by ``sandbox.supervisor.create_demo_tenant`` against the real local
+"""The sandbox's demo tenant, made by ``sandbox.cloudsetup.create_demo_tenant`` against the real local
 cloud server over HTTP (no sandbox needed): the token ``make demo`` prints is a read token, which
 reads the graph and refuses administration, and the ingest token is the cluster's."""
 
@@ -14,7 +14,7 @@ import requests
 from cloud_functions.auth import hash_token
 from cloud_functions.local import serve
 from cloud_functions.store.sqlite import SqliteGraphStore
-from sandbox.supervisor import create_demo_tenant
+from sandbox.cloudsetup import create_demo_tenant
 
 
 @pytest.fixture

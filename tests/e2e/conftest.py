@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +29,16 @@ class Sandbox:
         return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(self.kubeconfig)))
 
     def pod(self, namespace: str, app: str) -> k8s.V1Pod:
+        """The one pod of workload ``app``: by the sandbox's ``app`` label, or for the chart's
+        workloads (labelled the chart's way) by the name their controller gives it."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+        if not pods:
+            generated = re.compile(rf"{re.escape(app)}-(\w{{10}}-)?\w{{5}}")
+            pods = [
+                p
+                for p in self.core.list_namespaced_pod(namespace).items
+                if generated.fullmatch(p.metadata.name)
+            ]
         assert len(pods) == 1, f"expected one pod of {app}, got {[p.metadata.name for p in pods]}"
         return pods[0]
 

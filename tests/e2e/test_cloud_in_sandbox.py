@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -18,20 +17,11 @@ from sandbox.state import StateFile
 from sandbox.topology import AGENT_NS, EXPECTED_DEMO_MAP
 from sandbox.views import cloud_access, cloud_demo_map, cloud_graph, mapper_url
 from tests.e2e.conftest import Sandbox
+from tests.support.mapper_process import wait_until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except requests.RequestException:
-            pass  # the cloud or mapper is (re)starting: ask again until the deadline
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+POLL = 1.0  # seconds between checks: each asks the cloud or the mapper
+RESTARTING = (requests.RequestException,)  # the cloud or mapper is (re)starting: ask again until the deadline
 
 
 def _control(sb: Sandbox, namespace: str, prefix: str, action: str) -> None:
@@ -61,7 +51,11 @@ def _cloud_up(sb: Sandbox) -> bool:
 
 def test_curl_graph_returns_the_demo_map(sandbox: Sandbox) -> None:
     wait_until(
-        lambda: cloud_demo_map(sandbox.state_dir) == EXPECTED_DEMO_MAP, "the demo map in the cloud", 90
+        lambda: cloud_demo_map(sandbox.state_dir) == EXPECTED_DEMO_MAP,
+        90,
+        "the demo map in the cloud",
+        interval=POLL,
+        retry_on=RESTARTING,
     )
     base, tenant, token = cloud_access(sandbox.state_dir)
     # What the demo prints is a read token: it reads, and administers nothing.
@@ -91,7 +85,13 @@ def test_the_mappers_heartbeat_keeps_live_edges_current(sandbox: Sandbox) -> Non
         beats = [c["lastHeartbeat"] for c in reply.json()["clusters"]]
         return max((b for b in beats if b), default=None)
 
-    wait_until(lambda: heartbeat() is not None, "the mapper's first heartbeat", 150)
+    wait_until(
+        lambda: heartbeat() is not None,
+        150,
+        "the mapper's first heartbeat",
+        interval=POLL,
+        retry_on=RESTARTING,
+    )
     beat = parse_time(str(heartbeat()))
     assert beat <= time.time() + 1
     assert any(e.last_seen >= beat for e in cloud_edges(sandbox)), "live edges read at the heartbeat"
@@ -101,8 +101,8 @@ def _uploaded_batches(sb: Sandbox) -> list[str]:
     """Batch ids the mappers (every restart) logged as stored by the cloud."""
     ids: list[str] = []
     for log in sorted((sb.state_dir / "logs").glob(f"{AGENT_NS}_network-mapper-*.log")):
-        if "node-agent" in log.name:
-            continue
+        if not re.fullmatch(r"network-mapper-\w{10}-\w{5}(~previous)?", log.name.split("_", 1)[1][:-4]):
+            continue  # not the mapper's pod
         ids += re.findall(r"uploaded batch id=(\w+) edges=\d+ stored$", log.read_text(), flags=re.MULTILINE)
     return ids
 
@@ -112,19 +112,23 @@ def test_cloud_outage_with_mapper_restart_loses_nothing(sandbox: Sandbox) -> Non
     """Stop the cloud for 5 minutes while traffic flows, restart the mapper inside the outage,
     start the cloud: its graph equals the mapper's map, and no batch was stored twice."""
     wait_until(
-        lambda: cloud_demo_map(sandbox.state_dir) == EXPECTED_DEMO_MAP, "the demo map in the cloud", 90
+        lambda: cloud_demo_map(sandbox.state_dir) == EXPECTED_DEMO_MAP,
+        90,
+        "the demo map in the cloud",
+        interval=POLL,
+        retry_on=RESTARTING,
     )
     _control(sandbox, "internet", "cloud", "pause")
     try:
         _outage(sandbox)
     finally:  # never leave the shared sandbox without its cloud
         _control(sandbox, "internet", "cloud", "resume")
-    wait_until(lambda: _cloud_up(sandbox), "the cloud back", 60)
+    wait_until(lambda: _cloud_up(sandbox), 60, "the cloud back", interval=POLL, retry_on=RESTARTING)
 
     def same() -> bool:
         return {e.key for e in cloud_edges(sandbox)} == mapper_keys(sandbox)
 
-    wait_until(same, "the cloud's graph to equal the mapper's map", 120)
+    wait_until(same, 120, "the cloud's graph to equal the mapper's map", interval=POLL, retry_on=RESTARTING)
     names = {getattr(e.target, "dns_name", "") for e in cloud_edges(sandbox)}
     assert "during-outage.example.org" in names
     stored = _uploaded_batches(sandbox)
@@ -132,7 +136,7 @@ def test_cloud_outage_with_mapper_restart_loses_nothing(sandbox: Sandbox) -> Non
 
 
 def _outage(sandbox: Sandbox) -> None:
-    wait_until(lambda: not _cloud_up(sandbox), "the cloud to go down", 30)
+    wait_until(lambda: not _cloud_up(sandbox), 30, "the cloud to go down", interval=POLL, retry_on=RESTARTING)
     started = time.monotonic()
     time.sleep(120)  # the outage itself is what is tested: traffic keeps flowing meanwhile
     mapper_pod = sandbox.pod(AGENT_NS, "network-mapper").metadata.name

@@ -8,7 +8,6 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,12 @@ from sandbox.topology import AGENT_NS, DEMO_NS, EXPECTED_DEMO_MAP, EXTRAS_NS
 from sandbox.views import demo_map, mapper_url
 from tests.e2e.conftest import Sandbox, sandbox_cli
 from tests.e2e.conftest import network_mapper as cli
+from tests.support.mapper_process import wait_until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 CRD = Path(__file__).parents[1] / "data" / "exports" / "clientintents-crd.yaml"
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+WAIT = 60.0  # seconds for the demo map and the mapper to come (back)
+POLL = 0.5  # seconds between checks: each asks the sandbox's mapper or runs the CLI
 
 
 def parse_listing(text: str) -> dict[tuple[str, str], set[str]]:
@@ -67,7 +60,7 @@ def test_demo_prints_exactly_the_design_map(sandbox: Sandbox) -> None:
 
 def test_exports_validate(sandbox: Sandbox, tmp_path: Path) -> None:
     url = mapper_url(sandbox.state_dir)
-    wait_until(lambda: demo_map(url) == EXPECTED_DEMO_MAP, "the demo map")
+    wait_until(lambda: demo_map(url) == EXPECTED_DEMO_MAP, WAIT, "the demo map", interval=POLL)
     for version in ("v2beta1", "v1alpha3"):
         result = cli(sandbox, "export", "--format", "yaml", "--intents-version", version)
         assert result.returncode == 0, result.stderr
@@ -222,8 +215,9 @@ def test_ip_reuse_attributes_by_time(sandbox: Sandbox) -> None:
 
         wait_until(
             lambda: attributed() == {old: {f"before-{tag}.example.org"}, new: {f"after-{tag}.example.org"}},
+            30,
             f"before→{old}, after→{new} (got {attributed()})",
-            timeout=30,
+            interval=POLL,
         )
     finally:
         for name in (old, new):
@@ -232,33 +226,39 @@ def test_ip_reuse_attributes_by_time(sandbox: Sandbox) -> None:
 
 def test_host_network_traffic_is_not_given_to_another_pod(sandbox: Sandbox) -> None:
     url = mapper_url(sandbox.state_dir)
-    wait_until(lambda: bool(demo_map(url)), "a map")
+    wait_until(lambda: bool(demo_map(url)), WAIT, "a map", interval=POLL)
     # node-agent (hostNetwork, on the node's IP) calls billing-v2 every ~2 s.
-    wait_until(lambda: "billing" in cli(sandbox, "list", "-n", EXTRAS_NS).stdout, "edges to billing")
+    wait_until(
+        lambda: "billing" in cli(sandbox, "list", "-n", EXTRAS_NS).stdout,
+        WAIT,
+        "edges to billing",
+        interval=POLL,
+    )
     time.sleep(5)  # let several of node-agent's calls be reported
     listing = parse_listing(cli(sandbox, "list").stdout)
     callers = {
         (ns, c) for (ns, c), targets in listing.items() if any(t.startswith("billing") for t in targets)
     }
-    host_network = {(EXTRAS_NS, "node-agent"), (AGENT_NS, "network-mapper-node-agent")}
+    host_network = {(EXTRAS_NS, "node-agent"), (AGENT_NS, "network-mapper-sniffer")}
     # audit calls billing from its own pod IP; the node IP may only map to hostNetwork pods.
     assert callers - host_network == {(EXTRAS_NS, "audit")}, listing
 
 
 def test_kill_9_mapper_keeps_the_map_and_it_keeps_growing(sandbox: Sandbox) -> None:
     url = mapper_url(sandbox.state_dir)
-    wait_until(lambda: demo_map(url) == EXPECTED_DEMO_MAP, "the demo map")
+    wait_until(lambda: demo_map(url) == EXPECTED_DEMO_MAP, WAIT, "the demo map", interval=POLL)
     before = parse_listing(cli(sandbox, "list").stdout)
     state = StateFile(sandbox.state_dir).load()
-    role = next(
-        r for r in state.pids if r.startswith(f"{AGENT_NS}/network-mapper-") and "node-agent" not in r
-    )
+    # The mapper's pod: the Deployment's ReplicaSet's (the other components' names go on).
+    role = next(r for r in state.pids if re.fullmatch(rf"{AGENT_NS}/network-mapper-\w{{10}}-\w{{5}}", r))
     pid = state.pids[role]
     os.kill(pid, signal.SIGKILL)
     # The sandbox's kubelet restarts it (restartPolicy Always); the same data dir is reused.
     wait_until(
         lambda: cli(sandbox, "list").returncode == 0 and bool(cli(sandbox, "list").stdout.strip()),
+        WAIT,
         "the mapper back",
+        interval=POLL,
     )
     after = parse_listing(cli(sandbox, "list").stdout)
     for key, targets in before.items():
@@ -267,4 +267,9 @@ def test_kill_9_mapper_keeps_the_map_and_it_keeps_growing(sandbox: Sandbox) -> N
     # A client outside the demo namespace, so the demo's exact map stays exact.
     client_ip = sandbox.pod(EXTRAS_NS, "audit-logger").status.pod_ip
     _report_dns(url, state.token, client_ip, f"grown-{tag}.example.org", time.time())
-    wait_until(lambda: f"grown-{tag}.example.org" in cli(sandbox, "list").stdout, "the map to keep growing")
+    wait_until(
+        lambda: f"grown-{tag}.example.org" in cli(sandbox, "list").stdout,
+        WAIT,
+        "the map to keep growing",
+        interval=POLL,
+    )

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,12 @@ import requests
 from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox import netns
+from sandbox import chartrun, netns
+from sandbox.apiserver.discovery import RESOURCES
 from sandbox.product import WORKLOADS
 from sandbox.state import StateFile
 from sandbox.topology import (
+    AGENT_NS,
     DEMO_NS,
     EXPECTED_ISTIO,
     EXPECTED_KAFKA,
@@ -35,17 +36,10 @@ from sandbox.topology import (
     KAFKA_PRINCIPALS,
 )
 from tests.e2e.conftest import Sandbox, sandbox_cli
+from tests.support.mapper_process import wait_until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
-
-
-def wait_until(check: Callable[[], bool], what: Callable[[], str] | str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what if isinstance(what, str) else what()}")
+POLL = 0.5  # seconds between checks: each asks the sandbox's API or reads a pod's log
 
 
 def _pod_log(sb: Sandbox, namespace: str, pod: str, **options: Any) -> str:
@@ -66,8 +60,13 @@ def test_kubectl_lists_every_pod_with_its_ip(sandbox: Sandbox) -> None:
         check=True,
         timeout=30,
     ).stdout
-    pods = sandbox.core.list_pod_for_all_namespaces().items
-    assert len(pods) == len(WORKLOADS)
+    everything = sandbox.core.list_pod_for_all_namespaces().items
+    # `helm test` pods run to completion (tests/e2e/test_chart_in_sandbox.py): not part of the count.
+    pods = [p for p in everything if "helm.sh/hook" not in (p.metadata.annotations or {})]
+    chart = chartrun.render(
+        chartrun.sandbox_values("http://cloud", "t"), AGENT_NS, [r.kind for r in RESOURCES]
+    )
+    assert len(pods) == len(WORKLOADS) + len(chart.workloads)
     for p in pods:
         line = next((ln for ln in out.splitlines() if f" {p.metadata.name} " in ln), "")
         assert p.status.pod_ip and p.status.pod_ip in line, f"{p.metadata.name} missing from:\n{out}"
@@ -226,7 +225,7 @@ def test_kafka_broker_logs_its_clients_accesses_with_their_pod_ips(sandbox: Sand
             ops.add(KAFKA_OPERATIONS[m["op"]])
         return seen.get("Allowed") == EXPECTED_KAFKA and seen.get("Denied") == KAFKA_DENIED
 
-    wait_until(complete, lambda: f"the expected accesses in kafka-0's log; seen {seen}", 30)
+    wait_until(complete, 30, lambda: f"the expected accesses in kafka-0's log; seen {seen}", interval=POLL)
     text = _pod_log(sandbox, KAFKA_NS, "kafka-0")
     assert "] INFO [KafkaRaftServer nodeId=0] Kafka Server started (kafka.server.KafkaRaftServer)" in text
     assert " on resource = Group:LITERAL:client-group for request = OffsetCommit " in text
@@ -254,7 +253,10 @@ def test_restarting_a_container_counts_it_and_keeps_its_previous_log(sandbox: Sa
     pod = sandbox.pod(ISTIO_NS, "client2").metadata.name
     proxy = "istio-proxy"
     wait_until(
-        lambda: "via_upstream" in _pod_log(sandbox, ISTIO_NS, pod, container=proxy), "proxied calls", 30
+        lambda: "via_upstream" in _pod_log(sandbox, ISTIO_NS, pod, container=proxy),
+        30,
+        "proxied calls",
+        interval=POLL,
     )
     before = _kubectl_pod(sandbox, ISTIO_NS, pod)
     old_log = _pod_log(sandbox, ISTIO_NS, pod, container=proxy)
@@ -270,7 +272,12 @@ def test_restarting_a_container_counts_it_and_keeps_its_previous_log(sandbox: Sa
     previous = _pod_log(sandbox, ISTIO_NS, pod, container=proxy, previous=True)
     assert previous.startswith(old_log)
     # The new instance's log starts empty; its first line is the new process's start.
-    wait_until(lambda: _pod_log(sandbox, ISTIO_NS, pod, container=proxy) != "", "the new instance's log", 30)
+    wait_until(
+        lambda: _pod_log(sandbox, ISTIO_NS, pod, container=proxy) != "",
+        30,
+        "the new instance's log",
+        interval=POLL,
+    )
     current = _pod_log(sandbox, ISTIO_NS, pod, container=proxy)
     assert current.startswith("istio-proxy stand-in for ")
     old_request_ids = set(
@@ -289,7 +296,9 @@ def test_a_crashed_container_is_restarted_and_counted(sandbox: Sandbox) -> None:
     """kill -9 of a container's process: the kubelet restarts it (restartPolicy Always), reports
     exit code 137 as its last state, and keeps the dead instance's log as the previous log."""
     pod = sandbox.pod(KAFKA_NS, "client").metadata.name
-    wait_until(lambda: " -> OK " in _pod_log(sandbox, KAFKA_NS, pod), "the client's first answers", 30)
+    wait_until(
+        lambda: " -> OK " in _pod_log(sandbox, KAFKA_NS, pod), 30, "the client's first answers", interval=POLL
+    )
     before = _container(_kubectl_pod(sandbox, KAFKA_NS, pod), "client")
     os.kill(StateFile(sandbox.state_dir).load().pids[f"{KAFKA_NS}/{pod}"], signal.SIGKILL)
 
@@ -297,7 +306,7 @@ def test_a_crashed_container_is_restarted_and_counted(sandbox: Sandbox) -> None:
         now = _container(_kubectl_pod(sandbox, KAFKA_NS, pod), "client")
         return now["restartCount"] == before["restartCount"] + 1 and "running" in now["state"]
 
-    wait_until(restarted, "the client's new instance", 30)
+    wait_until(restarted, 30, "the client's new instance", interval=POLL)
     last = _container(_kubectl_pod(sandbox, KAFKA_NS, pod), "client")["lastState"]["terminated"]
     assert (last["exitCode"], last["reason"], last["containerID"]) == (137, "Error", before["containerID"])
     assert " -> OK " in _pod_log(sandbox, KAFKA_NS, pod, previous=True)
@@ -354,7 +363,7 @@ def test_server_sidecar_counts_the_clients_requests(sandbox: Sandbox) -> None:
         }
         return all(latest.get(k, 0.0) > first.get(k, 0.0) for k in keys)
 
-    wait_until(risen, lambda: f"every expected call counted again; have {latest}", 30)
+    wait_until(risen, 30, lambda: f"every expected call counted again; have {latest}", interval=POLL)
     assert _as_expected(latest) == EXPECTED_ISTIO
     text = _scrape(server.status.pod_ip)
     sample = next(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,11 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from sandbox.apiserver import CONTEXT_NAME, ApiServer
+from tests.support.mapper_process import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "shop"
+WAIT = 10.0  # seconds for the API server's answers to change
 
 
 @pytest.fixture
@@ -69,16 +70,6 @@ def owner_ref(obj: Any, kind: str, api_version: str) -> client.V1OwnerReference:
     return client.V1OwnerReference(
         api_version=api_version, kind=kind, name=obj.metadata.name, uid=obj.metadata.uid, controller=True
     )
-
-
-def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def kubectl(kubeconfig: Path, tmp_path: Path, *args: str) -> str:
@@ -511,6 +502,8 @@ def test_discovery_documents_and_tables(server: ApiServer) -> None:
         "batch",
         "discovery.k8s.io",
         "admissionregistration.k8s.io",
+        "rbac.authorization.k8s.io",
+        "networking.k8s.io",
     }
     core = requests.get(f"{server.url}/api/v1", timeout=10).json()
     by_name = {r["name"]: r for r in core["resources"]}
@@ -536,7 +529,7 @@ def test_module_entry_point_serves_writes_files_and_stops_on_sigterm(tmp_path: P
             stderr=stderr,
         )
     try:
-        port = int(wait_for(lambda: ready.exists() and ready.read_text().strip(), what="ready file"))
+        port = int(wait_until(lambda: ready.exists() and ready.read_text().strip(), WAIT, "ready file"))
         kc = yaml.safe_load(kubeconfig.read_text())
         assert kc["clusters"][0]["cluster"]["server"] == f"http://127.0.0.1:{port}"
         configuration = client.Configuration()

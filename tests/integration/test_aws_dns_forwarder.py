@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,25 +27,16 @@ from agent.aws.dns_forwarder import DnsForwarder
 from agent.aws.dnsupstream import Upstream, UpstreamError
 from agent.aws.settings import DnsForwarderSettings
 from agent.health import HealthServer
+from tests.support.mapper_process import wait_until
 
 INTERVAL = 0.2
+WAIT = 5.0  # seconds for a health check or an answer to change
 UPSTREAM_TIMEOUT = 0.5
 PROXY_NAME = "aws-proxy.otterize-system.svc.cluster.local"
 S3 = "s3.us-east-1.amazonaws.com"
 S3_REAL = "52.216.0.10"
 NEVER_ANSWERED = "blackhole.example.org"
 BIG = "big.example.org"
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 # --- stand-ins -----------------------------------------------------------------------------------
@@ -219,7 +210,7 @@ def answered_with_proxy(port: int) -> bool:
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
 def test_aws_names_get_the_proxy_address_while_it_is_healthy(forwarder: DnsForwarder, tcp: bool) -> None:
-    wait_until(lambda: answered_with_proxy(forwarder.port), "the first health check")
+    wait_until(lambda: answered_with_proxy(forwarder.port), WAIT, "the first health check")
     for name in (S3, "S3.US-East-1.AmazonAWS.com", "sqs.us-east-1.amazonaws.com", "amazonaws.com"):
         reply = ask(forwarder.port, name, tcp=tcp)
         assert reply.header.rcode == RCODE.NOERROR
@@ -234,10 +225,10 @@ def test_aws_names_get_the_proxy_address_while_it_is_healthy(forwarder: DnsForwa
 
 
 def test_aws_names_fail_open_while_the_proxy_is_down(forwarder: DnsForwarder, healthz: ProxyHealthz) -> None:
-    wait_until(lambda: answered_with_proxy(forwarder.port), "the first health check")
+    wait_until(lambda: answered_with_proxy(forwarder.port), WAIT, "the first health check")
     healthz.status = 503
     went_down = time.monotonic()
-    wait_until(lambda: addresses(ask(forwarder.port, S3)) == [S3_REAL], "the real address")
+    wait_until(lambda: addresses(ask(forwarder.port, S3)) == [S3_REAL], WAIT, "the real address")
     assert time.monotonic() - went_down < INTERVAL + 1.5
     assert addresses(ask(forwarder.port, S3, tcp=True)) == [S3_REAL]
     # The upstream's TTL (30 s) is cut to the proxy answers' (5 s): caches come back to the proxy soon.
@@ -246,7 +237,7 @@ def test_aws_names_fail_open_while_the_proxy_is_down(forwarder: DnsForwarder, he
     assert forwarder.metrics.health_checks_failed.value >= 1
     healthz.status = 200
     came_back = time.monotonic()
-    wait_until(lambda: answered_with_proxy(forwarder.port), "the proxy address again")
+    wait_until(lambda: answered_with_proxy(forwarder.port), WAIT, "the proxy address again")
     assert time.monotonic() - came_back < INTERVAL + 1.5
     assert forwarder.metrics.proxy_healthy.value == 1
 
@@ -258,7 +249,7 @@ def test_aws_names_fail_open_when_the_proxy_refuses_connections(upstream: Upstre
         dns = DnsForwarder(settings_for(upstream, url))
         dns.start()
         try:
-            wait_until(lambda: dns.metrics.health_checks_failed.value >= 2, "two failed checks")
+            wait_until(lambda: dns.metrics.health_checks_failed.value >= 2, WAIT, "two failed checks")
             assert addresses(ask(dns.port, S3)) == [S3_REAL]
             assert ask(dns.port, S3, "AAAA").rr == []  # the upstream's own (empty) AAAA answer
         finally:
@@ -266,10 +257,10 @@ def test_aws_names_fail_open_when_the_proxy_refuses_connections(upstream: Upstre
 
 
 def test_a_new_proxy_address_is_followed(forwarder: DnsForwarder, upstream: UpstreamDns) -> None:
-    wait_until(lambda: answered_with_proxy(forwarder.port), "the first health check")
+    wait_until(lambda: answered_with_proxy(forwarder.port), WAIT, "the first health check")
     upstream.resolver.records[PROXY_NAME] = ["10.96.0.77"]
     try:
-        wait_until(lambda: addresses(ask(forwarder.port, S3)) == ["10.96.0.77"], "the new Service IP")
+        wait_until(lambda: addresses(ask(forwarder.port, S3)) == ["10.96.0.77"], WAIT, "the new Service IP")
     finally:
         upstream.resolver.records[PROXY_NAME] = ["10.96.0.50"]
 
@@ -324,7 +315,7 @@ def test_garbage_never_stops_the_server(forwarder: DnsForwarder) -> None:
         for sent in range(30, 301, 30):  # in batches, so that the socket's receive buffer never overflows
             for _ in range(30):
                 sock.sendto(rng.randbytes(rng.randint(0, 300)), ("127.0.0.1", forwarder.port))
-            wait_until(lambda n=sent: metrics.queries_udp.value >= n, f"{sent} datagrams handled")
+            wait_until(lambda n=sent: metrics.queries_udp.value >= n, WAIT, f"{sent} datagrams handled")
     for size in (0, 1, 5, 40, 2000):
         with socket.create_connection(("127.0.0.1", forwarder.port), timeout=2) as sock:
             sock.sendall(struct.pack("!H", size) + rng.randbytes(size))
@@ -395,7 +386,7 @@ def test_the_console_script_serves_until_sigterm(upstream: UpstreamDns, healthz:
             except OSError:
                 return False
 
-        wait_until(proxy_answer, "the forwarder process to answer with the proxy", timeout=15)
+        wait_until(proxy_answer, 15, "the forwarder process to answer with the proxy")
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)
     finally:

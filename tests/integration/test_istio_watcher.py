@@ -36,9 +36,9 @@ from agent.cli.queries import EDGES_QUERY
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.resolver import Resolver
+from agent.mapper.settings import ApiSettings
 from agent.mapper.store import EdgeStore
 from agent.mapperclient import HttpMapperClient
-from agent.settings import ApiSettings
 from agent.wire import format_time
 from tests.support.apiserver import running_api
 from tests.support.mapper_app import MapperServer

@@ -20,9 +20,9 @@ import uvicorn
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.resolver import Resolver
+from agent.mapper.settings import ApiSettings
 from agent.mapper.store import EdgeStore
 from agent.model import Edge, Observation
-from agent.settings import ApiSettings
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

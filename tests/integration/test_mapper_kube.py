@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,10 @@ from agent.mapper.cluster import ClusterState
 from agent.mapper.kube import ClusterWatcher
 from agent.model import WorkloadIdentity
 from sandbox.apiserver import ApiServer
+from tests.support.mapper_process import wait_until
 
 NS = "mapper-kube"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+WAIT = 10.0  # seconds for the watcher to see a change
 
 
 def make_client(server: ApiServer, path: Path) -> client.ApiClient:
@@ -158,17 +150,18 @@ def test_watch_follows_delete_and_recreate_with_the_same_ip(
     core = client.CoreV1Api(api)
     rs = create_deployment(api, "cart")
     create_pod(api, "cart-7f8d-a", "10.244.5.2", ref(rs, "ReplicaSet", "apps/v1"))
-    wait_for(
+    wait_until(
         lambda: identity_at(state, "10.244.5.2") == WorkloadIdentity(NS, "cart", "Deployment"),
-        what="cart pod",
+        WAIT,
+        "cart pod",
     )
     while_cart = time.time()
     core.delete_namespaced_pod("cart-7f8d-a", NS)
-    wait_for(lambda: identity_at(state, "10.244.5.2") is None, what="cart pod deleted")
+    wait_until(lambda: identity_at(state, "10.244.5.2") is None, WAIT, "cart pod deleted")
     time.sleep(1.1)  # creation timestamps are whole seconds
     create_pod(api, "debug", "10.244.5.2")
-    wait_for(
-        lambda: identity_at(state, "10.244.5.2") == WorkloadIdentity(NS, "debug", "Pod"), what="debug pod"
+    wait_until(
+        lambda: identity_at(state, "10.244.5.2") == WorkloadIdentity(NS, "debug", "Pod"), WAIT, "debug pod"
     )
     assert identity_at(state, "10.244.5.2", while_cart) == WorkloadIdentity(NS, "cart", "Deployment")
 
@@ -177,17 +170,19 @@ def test_relists_after_410_and_stays_correct(
     api: client.ApiClient, server: ApiServer, state: ClusterState, watcher: ClusterWatcher
 ) -> None:
     create_pod(api, "gone", "10.244.5.3")
-    wait_for(lambda: identity_at(state, "10.244.5.3") is not None, what="pod seen")
+    wait_until(lambda: identity_at(state, "10.244.5.3") is not None, WAIT, "pod seen")
     core = client.CoreV1Api(api)
     core.create_namespaced_config_map(NS, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="bump")))
     server.store.delete("pods", NS, "gone")  # possibly never seen as an event: compacted right away
     server.compact()
-    wait_for(lambda: watcher.stats["relist:pods"] >= 1, what="pods re-listed after 410")
+    wait_until(lambda: watcher.stats["relist:pods"] >= 1, WAIT, "pods re-listed after 410")
     assert watcher.stats["expired:pods"] >= 1
-    wait_for(lambda: identity_at(state, "10.244.5.3") is None, what="deleted pod gone after relist")
+    wait_until(lambda: identity_at(state, "10.244.5.3") is None, WAIT, "deleted pod gone after relist")
     create_pod(api, "after", "10.244.5.4")
-    wait_for(
-        lambda: identity_at(state, "10.244.5.4") == WorkloadIdentity(NS, "after", "Pod"), what="watch resumed"
+    wait_until(
+        lambda: identity_at(state, "10.244.5.4") == WorkloadIdentity(NS, "after", "Pod"),
+        WAIT,
+        "watch resumed",
     )
 
 

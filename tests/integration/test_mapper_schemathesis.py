@@ -22,9 +22,9 @@ from agent.mapper.api import create_app
 from agent.mapper.api.schema import SCHEMA_PATH
 from agent.mapper.cluster import ClusterState
 from agent.mapper.resolver import Resolver
+from agent.mapper.settings import ApiSettings
 from agent.mapper.store import EdgeStore
 from agent.model import Edge, InternetTarget, Method, WorkloadIdentity
-from agent.settings import ApiSettings
 from tests.support.mapper_app import MapperServer
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import urllib3
 import sandbox.awsclient as awsclient
 from sandbox.awscloud import AWS_CERT_NAMES, DEMO_NAME, DEMO_QUEUE_URL, ConnectTo, prepare
 from sandbox.certs import SYSTEM_BUNDLE, make_ca, make_leaf, public_roots_bundle, write_pem
+from tests.support.mapper_process import wait_until
 
 ACCESS_KEY_ID = "ASIATESTCLIENT000001"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYTESTSECRET"
@@ -53,13 +53,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Any, what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def accepts(port: int) -> bool:
@@ -92,7 +85,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
             cwd=Path(__file__).resolve().parents[2],
         )
     try:
-        wait_for(lambda: accepts(port) or proc.poll() is not None, "the stand-in to listen")
+        wait_until(lambda: accepts(port) or proc.poll() is not None, DEADLINE, "the stand-in to listen")
         assert proc.poll() is None, log.read_text()
         queue_url = prepare(("127.0.0.1", port), bundle)
         yield Cloud(port, log, ca, bundle, other_ca, queue_url)
@@ -235,7 +228,7 @@ def test_bad_request_lines_are_logged_without_their_text(cloud: Cloud) -> None:
         while chunk := tls.recv(4096):
             answer += chunk
     assert b"Error code: 400" in answer
-    wait_for(lambda: "http error" in cloud.log_text(), "the error line")
+    wait_until(lambda: "http error" in cloud.log_text(), DEADLINE, "the error line")
     assert "feedfacefeedface" not in cloud.log_text()
 
 

@@ -24,17 +24,11 @@ from agent.sniffer.pairs import PairCollector, PairKey, Seen
 from agent.sniffer.reports import mutations_for
 from agent.wire import format_time, parse_time
 from tests.support.mapper_app import InProcessMapper, MapperServer, ObservationLog, mapper_app
+from tests.support.mapper_process import wait_until
 
 TOKEN = "agent-token-0f3c9a"
+WAIT = 20.0  # seconds for what the reporter sends to arrive
 Sniffed = DnsAnswer | TcpConnection | SocketConnection
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def on_the_wire(observation: Sniffed) -> Sniffed:
@@ -135,9 +129,10 @@ def test_what_the_sniffer_parsed_arrives_with_the_token(
     for observation in added:
         collector.add(observation)
     expected = {on_the_wire(o) for o in added}
-    wait_until(lambda: set(mapper.observations()) == expected, "every observation at the mapper")
+    wait_until(lambda: set(mapper.observations()) == expected, WAIT, "every observation at the mapper")
     assert len(mapper.observations()) == len(expected)  # each once
-    wait_until(lambda: metrics.reports_sent.value >= 3, "three mutations counted")  # counted after the reply
+    # Counted after the reply.
+    wait_until(lambda: metrics.reports_sent.value >= 3, WAIT, "three mutations counted")
     assert sorted(mapper.transport.operations()) == [
         "reportCaptureResults",
         "reportSocketScanResults",
@@ -162,13 +157,15 @@ def test_a_rejected_token_is_logged_each_time_not_retried_and_the_pairs_are_kept
         added = observations(2, 3)
         for observation in added:
             collector.add(observation)
-        wait_until(lambda: mapper.transport.count(401) >= 3, "three rejected reports")
+        wait_until(lambda: mapper.transport.count(401) >= 3, WAIT, "three rejected reports")
         assert mapper.observations() == []
         assert reporter.is_alive()
         # The secret is rotated on the mapper's side: the kept pairs arrive after all.
         mapper.restart(token=wrong)
         expected = {on_the_wire(o) for o in added}
-        wait_until(lambda: set(mapper.observations()) == expected, "the kept observations at the mapper")
+        wait_until(
+            lambda: set(mapper.observations()) == expected, WAIT, "the kept observations at the mapper"
+        )
     finally:
         reporter.stop(timeout=5)
     rejected = [r for r in caplog.records if r.levelno == logging.ERROR and "report rejected" in r.message]
@@ -190,7 +187,7 @@ def test_outage_over_http_loses_nothing(
             added = observations(10, 6)
             for observation in added:
                 collector.add(observation)
-            wait_until(lambda: untimed(log.observations()) == untimed(added), "the first observations")
+            wait_until(lambda: untimed(log.observations()) == untimed(added), WAIT, "the first observations")
 
             port = server.port
             server.stop()
@@ -203,7 +200,9 @@ def test_outage_over_http_loses_nothing(
                     collector.add(dataclasses.replace(observation, seen_at=time.time()))
                 added += batch
                 wait_until(
-                    more_failed_cycles(reporter, failed_cycles), f"a failed report cycle in round {round_}"
+                    more_failed_cycles(reporter, failed_cycles),
+                    WAIT,
+                    f"a failed report cycle in round {round_}",
                 )
                 assert reporter.is_alive()
             assert reporter.failed_cycles >= 5
@@ -216,9 +215,11 @@ def test_outage_over_http_loses_nothing(
             for observation in late:
                 collector.add(observation)
             added += late
-            wait_until(lambda: untimed(log.observations()) == untimed(added), "everything after the outage")
+            wait_until(
+                lambda: untimed(log.observations()) == untimed(added), WAIT, "everything after the outage"
+            )
             assert collector.dropped == 0 and metrics.pairs_dropped.value == 0
-            wait_until(lambda: reporter.failed_cycles == 0, "the reporter to see the mapper back")
+            wait_until(lambda: reporter.failed_cycles == 0, WAIT, "the reporter to see the mapper back")
         finally:
             reporter.stop(timeout=5)
     # The newer sightings made during the outage arrived too, with their own times.
@@ -238,10 +239,10 @@ def test_http_errors_from_in_front_of_the_mapper_are_retried(
     added = observations(30, 3)
     for observation in added:
         collector.add(observation)
-    wait_until(lambda: mapper.transport.count(502) >= 3, "three failed attempts")
+    wait_until(lambda: mapper.transport.count(502) >= 3, WAIT, "three failed attempts")
     mapper.transport.fail_with(None)
     expected = {on_the_wire(o) for o in added}
-    wait_until(lambda: set(mapper.observations()) == expected, "the observations after the failures")
+    wait_until(lambda: set(mapper.observations()) == expected, WAIT, "the observations after the failures")
     assert metrics.report_failures.value >= 3
 
 
@@ -257,11 +258,13 @@ def test_a_busy_mapper_is_retried_until_it_has_room(
             for observation in added:
                 collector.add(observation)
             stats = mapper.app.state.ingest.stats
-            wait_until(lambda: stats.batches_refused >= 3, "three 'mapper busy' answers")
+            wait_until(lambda: stats.batches_refused >= 3, WAIT, "three 'mapper busy' answers")
             assert mapper.observations() == []
             mapper.log.gate.set()
             expected = {on_the_wire(o) for o in added}
-            wait_until(lambda: set(mapper.observations()) == expected, "every observation once there is room")
+            wait_until(
+                lambda: set(mapper.observations()) == expected, WAIT, "every observation once there is room"
+            )
         finally:
             reporter.stop(timeout=5)
     assert metrics.report_failures.value >= stats.batches_refused >= 3
@@ -282,7 +285,7 @@ def test_stop_flushes_what_is_pending(
     assert not reporter.is_alive()
     assert len(collector) == 0
     expected = {on_the_wire(o) for o in added}
-    wait_until(lambda: set(mapper.observations()) == expected, "the flushed observations resolved")
+    wait_until(lambda: set(mapper.observations()) == expected, WAIT, "the flushed observations resolved")
 
 
 def _metric(text: str, name: str) -> float:
@@ -307,8 +310,8 @@ def test_healthz_and_metrics_over_http(
         for observation in added:
             collector.add(observation)
         expected = {on_the_wire(o) for o in added}
-        wait_until(lambda: set(mapper.observations()) == expected, "the observations at the mapper")
-        wait_until(lambda: metrics.reports_sent.value >= 3, "three mutations counted")
+        wait_until(lambda: set(mapper.observations()) == expected, WAIT, "the observations at the mapper")
+        wait_until(lambda: metrics.reports_sent.value >= 3, WAIT, "three mutations counted")
 
         response = requests.get(f"{health_url}/metrics", timeout=5)
         assert response.status_code == 200

@@ -179,7 +179,7 @@ class Tenant:
 def provision(
     base: str, admin_token: str, name: str = "console", clusters: Sequence[str] = ("prod",)
 ) -> Tenant:
-    """A tenant, its clusters and a read token, as ``sandbox.supervisor.create_demo_tenant`` makes them."""
+    """A tenant, its clusters and a read token, as ``sandbox.cloudsetup.create_demo_tenant`` makes them."""
 
     def created(path: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         reply = requests.post(

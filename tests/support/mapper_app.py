@@ -22,8 +22,8 @@ from typing import Any
 import uvicorn
 
 from agent.mapper.api import create_app
+from agent.mapper.settings import ApiSettings
 from agent.model import Edge, Observation
-from agent.settings import ApiSettings
 from tests.support.transports import AsgiTransport, RecordingTransport
 
 GATE_TIMEOUT = 30.0

@@ -57,15 +57,29 @@ DNS_MUTATION = (
 )
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something true (returned); AssertionError after ``timeout``."""
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = 0.05,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
+    """Poll ``predicate`` until it returns something true (returned); AssertionError after ``timeout``.
+
+    ``what`` may be a callable, asked only at the deadline, so the message can say what was last
+    seen. A ``retry_on`` exception from ``predicate`` counts as "not yet" (a server restarting).
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value: T | None = predicate()
+        except retry_on:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            described = what if isinstance(what, str) else what()
+            raise AssertionError(f"timed out after {timeout}s waiting for {described}")
         time.sleep(interval)
 
 

@@ -66,7 +66,7 @@ from agent.mapper.api.schema import (
     RequestContext,
     build_schema,
 )
-from agent.settings import ApiSettings
+from agent.mapper.settings import ApiSettings
 
 log = logging.getLogger("agent.mapper.api")
 _quiet = logging.getLogger("agent.mapper.api.graphql")  # ariadne's own error log: we log ourselves

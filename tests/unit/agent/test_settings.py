@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from agent.settings import (
+from agent.mapper.settings import (
     AnonymizationSettings,
     ApiSettings,
     ClusterSettings,
     MapperSettings,
-    SettingsError,
-    SnifferSettings,
+    OtelSettings,
+    RecordingSettings,
     TelemetrySettings,
     UploadSettings,
-    load,
 )
+from agent.settings import SettingsError, SnifferSettings, load
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper" / "templates"
 
@@ -52,6 +52,29 @@ MAPPER_FLAGS: dict[str, tuple[str, str, str, Any]] = {
     "--telemetry-enabled": ("OTTERIZE_TELEMETRY_ENABLED", "telemetry", "enabled", False),
     "--telemetry-url": ("NETWORK_MAPPER_TELEMETRY_URL", "telemetry", "url", "https://t.example"),
     "--telemetry-interval": ("NETWORK_MAPPER_TELEMETRY_INTERVAL", "telemetry", "interval", 30.0),
+    # issue 15: what is recorded, how workloads are named, the service graph over OTLP.
+    "--workload-name-annotation": (
+        "MAPPER_WORKLOAD_NAME_ANNOTATION",
+        "cluster",
+        "workload_name_annotation",
+        "example.com/app",
+    ),
+    "--exclude-namespaces": (
+        "MAPPER_EXCLUDE_NAMESPACES",
+        "recording",
+        "exclude_namespaces",
+        ("istio-system", "kube-system"),
+    ),
+    "--internet-traffic-reporting": (
+        "MAPPER_INTERNET_TRAFFIC_REPORTING",
+        "recording",
+        "internet_traffic_reporting",
+        False,
+    ),
+    "--otel-enabled": ("MAPPER_OTEL_ENABLED", "otel", "enabled", True),
+    "--otel-metric-name": ("MAPPER_OTEL_METRIC_NAME", "otel", "metric_name", "edges_total"),
+    "--otel-endpoint": ("MAPPER_OTEL_ENDPOINT", "otel", "endpoint", "http://otel-collector:4318"),
+    "--otel-export-interval": ("MAPPER_OTEL_EXPORT_INTERVAL", "otel", "export_interval", 15.0),
 }
 
 
@@ -76,7 +99,16 @@ def test_defaults_when_nothing_given() -> None:
     assert (settings.upload.retry_attempts, settings.upload.request_timeout) == (5, 30.0)
     assert settings.anonymization == AnonymizationSettings(enabled=False, key_file="")
     assert settings.telemetry == TelemetrySettings(enabled=True, url="", interval=300.0)
-    assert settings.cluster == ClusterSettings("", "cluster.local", (), ())
+    assert settings.cluster == ClusterSettings(
+        "", "cluster.local", (), (), "intents.otterize.com/workload-name"
+    )
+    assert settings.recording == RecordingSettings(exclude_namespaces=(), internet_traffic_reporting=True)
+    assert settings.otel == OtelSettings(
+        enabled=False,
+        metric_name="traces_service_graph_request_total",
+        endpoint="http://localhost:4318",
+        export_interval=60.0,
+    )
     assert load(SnifferSettings, [], {}) == SnifferSettings()
 
 
@@ -125,6 +157,10 @@ def test_telemetry_switch(value: str, expected: bool) -> None:
         (["--listen-address", "localhost"], {}, "--listen-address.*host:port"),
         (["--anonymize=true"], {}, "--anonymize-key-file"),
         ([], {"NETWORK_MAPPER_ANONYMIZE": "true"}, "NETWORK_MAPPER_ANONYMIZE_KEY_FILE"),
+        ([], {"MAPPER_EXCLUDE_NAMESPACES": "istio-system kube-system"}, "MAPPER_EXCLUDE_NAMESPACES"),
+        (["--workload-name-annotation", "no spaces/x"], {}, "--workload-name-annotation"),
+        ([], {"MAPPER_OTEL_METRIC_NAME": "a-b"}, "MAPPER_OTEL_METRIC_NAME"),
+        (["--otel-endpoint", "localhost:4318"], {}, "--otel-endpoint"),
     ],
 )
 def test_bad_value_names_its_source(argv: list[str], environ: dict[str, str], named: str) -> None:
@@ -148,6 +184,10 @@ def test_groups_built_directly_are_checked_too() -> None:
         AnonymizationSettings(enabled=True)
     with pytest.raises(SettingsError, match="--report-interval"):
         SnifferSettings(report_interval=0)
+    with pytest.raises(SettingsError, match="--exclude-namespaces"):
+        RecordingSettings(exclude_namespaces=("UPPER",))
+    with pytest.raises(SettingsError, match="--otel-endpoint"):
+        OtelSettings(endpoint="")
 
 
 def test_sniffer_settings_load_and_check() -> None:
@@ -182,8 +222,28 @@ def test_help_documents_every_flag_with_its_variable_and_default(capsys: pytest.
         if isinstance(default, Path):
             default_text = repr(str(default))
         assert re.search(rf"{flag} \S+ .*?\(env {env}; default {re.escape(default_text)}\)", shown), flag
-    for group in ("api", "store", "upload", "anonymization", "telemetry", "cluster"):
+    for group in ("api", "store", "upload", "anonymization", "telemetry", "cluster", "recording", "otel"):
         assert f" {group}: " in shown, group
+
+
+def test_the_mapper_command_help_shows_the_new_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.mapper.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.startswith("usage: network-mapper-mapper")
+    for env in (
+        "MAPPER_EXCLUDE_NAMESPACES",
+        "MAPPER_INTERNET_TRAFFIC_REPORTING",
+        "MAPPER_WORKLOAD_NAME_ANNOTATION",
+        "MAPPER_OTEL_ENABLED",
+        "MAPPER_OTEL_METRIC_NAME",
+        "MAPPER_OTEL_ENDPOINT",
+        "MAPPER_OTEL_EXPORT_INTERVAL",
+    ):
+        assert f"(env {env}; default" in shown, env
 
 
 def variables(*templates: str) -> set[str]:

@@ -24,10 +24,10 @@ from agent import wire
 from agent.cli import main as cli
 from agent.exports import edges_from_document, validate
 from agent.mapper.api import create_app
+from agent.mapper.settings import ApiSettings
 from agent.mapper.store import EdgeStore
 from agent.mapperclient import Request, Response, Transport
 from agent.model import Edge, WorkloadIdentity
-from agent.settings import ApiSettings
 from tests.support.mapper_app import ObservationLog
 from tests.support.transports import AsgiTransport
 from tests.unit.exports.test_exports_clientintents import load_crd

@@ -36,10 +36,9 @@ from mitmproxy.certs import DEFAULT_DHPARAM, CertStore
 
 from agent.aws.settings import AwsProxySettings, AwsWebhookSettings, DnsForwarderSettings
 from agent.settings import load
+from tests.support.chart import CHART, NS, env, find, merged, rendered
 from tests.support.tls import handshake
 
-CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper"
-NS = "observability"
 ON: dict[str, Any] = {"aws": {"visibility": {"enabled": True}}}
 LABEL = "network-mapper.otterize.com/aws-visibility"
 PROXY, DNS, WEBHOOK = "network-mapper-aws-proxy", "network-mapper-aws-dns", "network-mapper-aws-webhook"
@@ -78,6 +77,10 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
         "AWS_WEBHOOK_LISTEN_ADDRESS": "0.0.0.0:8443",
         "AWS_WEBHOOK_FORWARDER_SERVICE": f"{NS}/{DNS}",
         "AWS_WEBHOOK_CLUSTER_DOMAIN": "cluster.local",
+        "AWS_WEBHOOK_TLS_SECRET": f"{NS}/{WEBHOOK_TLS}",
+        "AWS_WEBHOOK_CONFIGURATION": MWC,
+        "AWS_WEBHOOK_RENEW_BEFORE": str(30 * 86400),
+        "AWS_WEBHOOK_CERT_CHECK_INTERVAL": "3600",
     },
 }
 SETTINGS = {PROXY: AwsProxySettings, DNS: DnsForwarderSettings, WEBHOOK: AwsWebhookSettings}
@@ -91,53 +94,18 @@ PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRI
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----")
 
 
-def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and key in out else value
-    return out
-
-
 def with_aws(**visibility: Any) -> dict[str, Any]:
     return merged(ON, {"aws": {"visibility": visibility}})
 
 
-def rendered(values: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-    """The manifests and the NOTES of a release ``nm`` in :data:`NS`."""
-    files = helm.Chart.load(CHART).render(values, name="nm", namespace=NS)
-    notes = "".join(text for path, text in files.items() if path.endswith("NOTES.txt"))
-    docs = [
-        doc
-        for path, text in files.items()
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
-    return docs, notes
-
-
-def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    return rendered(values)[0]
-
-
 @pytest.fixture(scope="module")
 def docs() -> list[dict[str, Any]]:
-    return render(ON)
-
-
-def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} rendered"
-    return matches[0]
+    return rendered(ON)[0]
 
 
 def container(docs: list[dict[str, Any]], deployment: str) -> dict[str, Any]:
     (only,) = find(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
     return only
-
-
-def env(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 def port_number(container: dict[str, Any], port: int | str) -> int:
@@ -202,14 +170,14 @@ def test_off_renders_none_of_it(values: dict[str, Any]) -> None:
 
 
 def test_on_renders_exactly_the_aws_objects_besides_the_rest(docs: list[dict[str, Any]]) -> None:
-    off = {(d["kind"], d["metadata"]["name"]) for d in render({})}
+    off = {(d["kind"], d["metadata"]["name"]) for d in rendered({})[0]}
     on = [(d["kind"], d["metadata"]["name"]) for d in docs]
     assert len(on) == len(set(on))
     assert set(on) - off == AWS_OBJECTS
     assert off <= set(on)
     # The mapper's own role is not widened by AWS visibility.
     assert find(docs, "ClusterRole", f"network-mapper-{NS}") == find(
-        render({}), "ClusterRole", f"network-mapper-{NS}"
+        rendered({})[0], "ClusterRole", f"network-mapper-{NS}"
     )
     _, notes = rendered(ON)
     assert f'{LABEL}: "true"' in notes
@@ -237,7 +205,7 @@ def test_each_container_gets_exactly_its_environment(docs: list[dict[str, Any]],
 
 
 def test_the_telemetry_opt_out_reaches_the_aws_containers() -> None:
-    docs = render(merged(ON, {"global": {"telemetry": {"enabled": False}}}))
+    docs = rendered(merged(ON, {"global": {"telemetry": {"enabled": False}}}))[0]
     for name in EXPECTED_ENV:
         assert env(container(docs, name))["OTTERIZE_TELEMETRY_ENABLED"] == "false", name
 
@@ -285,7 +253,7 @@ def test_the_forwarder_points_at_the_proxy_service_and_listens_behind_its_own(
     }
 
 
-def test_the_webhook_reads_its_tls_and_the_proxy_certificate_where_they_are_mounted(
+def test_the_webhook_reads_its_tls_from_its_secret_and_the_proxy_certificate_where_mounted(
     docs: list[dict[str, Any]],
 ) -> None:
     settings = loaded(docs, WEBHOOK)
@@ -293,10 +261,9 @@ def test_the_webhook_reads_its_tls_and_the_proxy_certificate_where_they_are_moun
     volumes = {v["name"]: v for v in find(docs, "Deployment", WEBHOOK)["spec"]["template"]["spec"]["volumes"]}
     mounts = {m["mountPath"]: m for m in webhook["volumeMounts"]}
     assert all(m["readOnly"] is True for m in mounts.values())
-    tls = volumes[mounts[str(settings.tls_cert_file.parent)]["name"]]["secret"]
-    assert str(settings.tls_key_file.parent) == str(settings.tls_cert_file.parent)
-    assert tls["secretName"] == WEBHOOK_TLS
-    assert {i["path"] for i in tls["items"]} == {settings.tls_cert_file.name, settings.tls_key_file.name}
+    # Through the API (and renewed there), never a mounted copy that would go stale at renewal.
+    assert settings.tls_secret == f"{NS}/{WEBHOOK_TLS}"
+    assert all(v.get("secret", {}).get("secretName") != WEBHOOK_TLS for v in volumes.values())
     proxy_ca = volumes[mounts[str(settings.proxy_ca_file.parent)]["name"]]
     assert proxy_ca["configMap"]["name"] == PROXY_CA_CERT
     assert [i["path"] for i in proxy_ca["configMap"]["items"]] == [settings.proxy_ca_file.name]
@@ -329,7 +296,7 @@ def test_each_service_selects_its_pods_and_maps_its_ports(
 
 
 def test_the_cluster_domain_value_reaches_the_names() -> None:
-    docs = render(merged(ON, {"clusterDomain": "corp.internal"}))
+    docs = rendered(merged(ON, {"clusterDomain": "corp.internal"}))[0]
     assert env(container(docs, WEBHOOK))["AWS_WEBHOOK_CLUSTER_DOMAIN"] == "corp.internal"
     assert env(container(docs, DNS))["AWS_DNS_PROXY_HOST"] == f"{PROXY}.{NS}.svc.corp.internal"
     cert = pem_cert(secret_text(find(docs, "Secret", WEBHOOK_TLS), "tls.crt"))
@@ -352,14 +319,15 @@ def test_the_cluster_domain_value_reaches_the_names() -> None:
     ],
 )
 def test_fail_open_bounds_are_enforced(setting: str, value: Any) -> None:
-    with pytest.raises(helm.HelmRenderError, match=f"dnsForwarder.{setting}"):
-        render(with_aws(dnsForwarder={setting: value}))
+    # The schema rejects them first (a template check stays for values given without it).
+    with pytest.raises(helm.errors.HelmError, match=f"dnsForwarder[./]{setting}"):
+        rendered(with_aws(dnsForwarder={setting: value}))
 
 
 def test_fail_open_bounds_accept_what_the_forwarder_accepts() -> None:
-    docs = render(with_aws(dnsForwarder={"healthInterval": 0.5, "answerTTL": 1}))
+    docs = rendered(with_aws(dnsForwarder={"healthInterval": 0.5, "answerTTL": 1}))[0]
     assert (loaded(docs, DNS).health_interval, loaded(docs, DNS).answer_ttl) == (0.5, 1)
-    docs = render(with_aws(dnsForwarder={"healthInterval": 5, "answerTTL": 5}))
+    docs = rendered(with_aws(dnsForwarder={"healthInterval": 5, "answerTTL": 5}))[0]
     assert (loaded(docs, DNS).health_interval, loaded(docs, DNS).answer_ttl) == (5.0, 5)
 
 
@@ -536,12 +504,24 @@ def test_rbac_is_least_privilege(docs: list[dict[str, Any]]) -> None:
             "resourceNames": ["network-mapper-aws-ca-bundle"],
             "verbs": ["get", "update"],
         },
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": [MWC],
+            "verbs": ["get", "patch"],
+        },
     ]
     assert AwsWebhookSettings().bundle_configmap == "network-mapper-aws-ca-bundle"
     role = find(docs, "Role", WEBHOOK)
     assert role["metadata"]["namespace"] == NS
     assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["services"], "resourceNames": [DNS], "verbs": ["get"]}
+        {"apiGroups": [""], "resources": ["services"], "resourceNames": [DNS], "verbs": ["get"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [WEBHOOK_TLS],
+            "verbs": ["get", "update"],
+        },
     ]
     bound: dict[str, set[tuple[str, str]]] = {}
     for doc in docs:
@@ -591,12 +571,15 @@ def test_each_deployment_is_locked_down_probed_and_not_opted_in(
 
 
 def test_resources_and_scheduling_come_from_the_values() -> None:
-    resources = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    resources = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "256Mi"}}
     scheduling = {"nodeSelector": {"pool": "system"}, "tolerations": [{"operator": "Exists"}]}
     each = {"resources": resources, **scheduling}
-    docs = render(with_aws(proxy=each, dnsForwarder=each, webhook=each))
+    docs = rendered(with_aws(proxy=each, dnsForwarder=each, webhook=each))[0]
     for name in PROBES:
         assert container(docs, name)["resources"] == resources
         spec = find(docs, "Deployment", name)["spec"]["template"]["spec"]
         assert {k: spec[k] for k in scheduling} == scheduling
-    assert all("resources" not in container(render(ON), name) for name in PROBES)
+    # Defaults: the measured figures of values.yaml.
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["aws"]["visibility"]
+    for name, key in ((PROXY, "proxy"), (DNS, "dnsForwarder"), (WEBHOOK, "webhook")):
+        assert container(rendered(ON)[0], name)["resources"] == defaults[key]["resources"]

@@ -1,15 +1,17 @@
 """The helm chart (helm/network-mapper), rendered offline with the Helm SDK (``helm_python``).
 
 * ``helm lint`` (strict) reports no errors or warnings;
-* the default render has the mapper Deployment, its Service on 9090, the ServiceAccount,
-  ClusterRole and binding, the sniffer DaemonSet and the Secret;
+* the default render has the mapper Deployment, its Service on 9090, its ServiceAccount,
+  ClusterRole (list + watch of what it watches; test_helm_rbac.py derives it from the code) and
+  binding, the sniffer DaemonSet (its own token-less ServiceAccount) and the Secret;
 * every rendered manifest validates against the newest Kubernetes schema (strict: no unknown fields);
 * the telemetry opt-out ``--set global.telemetry.enabled=false`` reaches every container of
   every workload as ``OTTERIZE_TELEMETRY_ENABLED=false`` (default: ``"true"``);
 * the cloud, anonymization and persistence values are wired to the mapper's variables;
-* ``kafkawatcher.enable`` adds the Kafka watcher (its servers as ``pod.namespace`` items) and grants
-  ``pods/log`` then only; ``enableIstioCollection`` adds the Istio watcher and the Istio
-  ``Telemetry`` resource, valid against Istio's published CRD.
+* ``kafkawatcher.enable`` adds the Kafka watcher (its servers as ``pod.namespace`` items or
+  ``{name, namespace}``) with its own ServiceAccount, which alone gets ``pods/log``;
+  ``enableIstioCollection`` adds the Istio watcher and the Istio ``Telemetry`` resource, valid
+  against Istio's published CRD.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper"
+from tests.support.chart import CHART, env, find, rendered
+
 WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "ReplicaSet", "Pod"}
 OPT_OUT = {"global": {"telemetry": {"enabled": False}}}
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
@@ -38,18 +41,6 @@ FULL = {
     "persistence": {"enabled": True, "storageClass": "fast"},
     "mapper": {"podCIDRs": "10.244.0.0/16", "serviceCIDRs": "10.96.0.0/12", "resources": {}},
 }
-
-
-def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    rendered = helm.Chart.load(CHART).render(values or {}, name="nm", namespace="observability")
-    manifests = [text for path, text in rendered.items() if not path.endswith("NOTES.txt")]
-    return [doc for text in manifests for doc in yaml.safe_load_all(text) if doc]
-
-
-def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} rendered"
-    return matches[0]
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
@@ -69,10 +60,6 @@ def containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def env(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
-
-
 def test_lint_is_clean() -> None:
     report = helm.lint(CHART, strict=True)
     assert report["errors"] == [], report
@@ -80,7 +67,7 @@ def test_lint_is_clean() -> None:
 
 
 def test_default_render_has_every_resource() -> None:
-    docs = render()
+    docs = rendered({})[0]
     deployment = find(docs, "Deployment", "network-mapper")
     mapper = pod_spec(deployment)["containers"][0]
     assert mapper["command"] == ["network-mapper-mapper"]
@@ -105,7 +92,7 @@ def test_default_render_has_every_resource() -> None:
         ("batch", "jobs"),
         ("batch", "cronjobs"),
     }
-    assert all(rule["verbs"] == ["get", "list", "watch"] for rule in role["rules"])
+    assert all(rule["verbs"] == ["list", "watch"] for rule in role["rules"])
     binding = find(docs, "ClusterRoleBinding", "network-mapper-observability")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -118,7 +105,9 @@ def test_default_render_has_every_resource() -> None:
     assert spec["hostPID"] is True
     sniffer = spec["containers"][0]
     assert sniffer["command"] == ["network-mapper-sniffer"]
-    assert {"NET_RAW", "NET_ADMIN"} <= set(sniffer["securityContext"]["capabilities"]["add"])
+    assert sorted(sniffer["securityContext"]["capabilities"]["add"]) == ["NET_RAW", "SYS_PTRACE"]
+    assert spec["serviceAccountName"] == "network-mapper-sniffer"
+    assert spec["automountServiceAccountToken"] is False
     port = service["spec"]["ports"][0]["port"]
     assert env(sniffer)["OTTERIZE_MAPPER_API"] == (
         f"http://network-mapper.observability.svc.cluster.local:{port}/query"
@@ -142,7 +131,7 @@ def test_default_render_has_every_resource() -> None:
 
 
 def test_cloud_anonymization_and_persistence_are_wired() -> None:
-    docs = render(FULL)
+    docs = rendered(FULL)[0]
     deployment = find(docs, "Deployment", "network-mapper")
     spec = pod_spec(deployment)
     mapper = spec["containers"][0]
@@ -181,7 +170,7 @@ def test_cloud_anonymization_and_persistence_are_wired() -> None:
     ],
 )
 def test_every_manifest_validates_strictly(values: dict[str, Any]) -> None:
-    docs = render(values)
+    docs = rendered(values)[0]
     assert docs
     version = kubernetes_validate.latest_version()
     for doc in docs:
@@ -201,8 +190,9 @@ def test_every_manifest_validates_strictly(values: dict[str, Any]) -> None:
     ],
 )
 def test_telemetry_setting_reaches_every_container(values: dict[str, Any], expected: str) -> None:
-    found = containers(render(values))
+    found = containers(rendered(values)[0])
     workloads = {"Deployment/network-mapper", "DaemonSet/network-mapper-sniffer"}
+    found = [(name, c) for name, c in found if not name.startswith("Pod/")]  # the helm test pod
     if "kafkawatcher" in values:
         workloads |= {"Deployment/network-mapper-kafka-watcher", "Deployment/network-mapper-istio-watcher"}
     assert {name.rsplit("/", 1)[0] for name, _ in found} == workloads
@@ -217,23 +207,26 @@ def crd_schema(file: str, version: str) -> dict[str, Any]:
     return schema
 
 
-def test_watchers_are_off_by_default_and_pods_log_is_granted_only_with_the_kafka_watcher() -> None:
-    docs = render()
+def test_watchers_are_off_by_default_and_pods_log_is_granted_only_to_the_kafka_watcher() -> None:
+    docs = rendered({})[0]
     assert not [d for d in docs if "watcher" in d["metadata"]["name"] or d["kind"] == "Telemetry"]
-    role = find(docs, "ClusterRole", "network-mapper-observability")
-    assert all("pods/log" not in rule["resources"] for rule in role["rules"])
-    role = find(render({"enableIstioCollection": True}), "ClusterRole", "network-mapper-observability")
-    assert all("pods/log" not in rule["resources"] for rule in role["rules"])
-    role = find(render(WATCHERS), "ClusterRole", "network-mapper-observability")
-    assert {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]} in role["rules"]
+    for values in ({}, {"enableIstioCollection": True}, WATCHERS):
+        docs = rendered(values)[0]
+        logs = [
+            d["metadata"]["name"]
+            for d in docs
+            if d["kind"] in {"Role", "ClusterRole"} and any("pods/log" in r["resources"] for r in d["rules"])
+        ]
+        assert all(name.startswith("network-mapper-kafka-watcher") for name in logs)
+        assert bool(logs) == ("kafkawatcher" in values)
 
 
 def test_the_kafka_watcher_reads_the_listed_servers_and_reports_to_the_mapper() -> None:
-    docs = render(WATCHERS)
+    docs = rendered(WATCHERS)[0]
     deployment = find(docs, "Deployment", "network-mapper-kafka-watcher")
     (watcher,) = pod_spec(deployment)["containers"]
     assert watcher["command"] == ["network-mapper-kafka-watcher"]
-    assert pod_spec(deployment)["serviceAccountName"] == "network-mapper"
+    assert pod_spec(deployment)["serviceAccountName"] == "network-mapper-kafka-watcher"
     variables = env(watcher)
     assert variables["OTTERIZE_KAFKA_SERVERS"] == (
         "kafka-0.otterize-tutorial-kafka-mapping,my-cluster-kafka-*.strimzi"
@@ -248,7 +241,7 @@ def test_the_kafka_watcher_reads_the_listed_servers_and_reports_to_the_mapper() 
 
 
 def test_istio_collection_adds_the_watcher_and_a_telemetry_resource_valid_against_istios_crd() -> None:
-    docs = render({"enableIstioCollection": True})
+    docs = rendered({"enableIstioCollection": True})[0]
     deployment = find(docs, "Deployment", "network-mapper-istio-watcher")
     (watcher,) = pod_spec(deployment)["containers"]
     assert watcher["command"] == ["network-mapper-istio-watcher"]
@@ -262,6 +255,6 @@ def test_istio_collection_adds_the_watcher_and_a_telemetry_resource_valid_agains
         "request_method": {"value": "request.method"},
         "request_path": {"value": "request.path"},
     }
-    off = render({"enableIstioCollection": True, "istiowatcher": {"pathTemplates": False}})
+    off = rendered({"enableIstioCollection": True, "istiowatcher": {"pathTemplates": False}})[0]
     (watcher,) = pod_spec(find(off, "Deployment", "network-mapper-istio-watcher"))["containers"]
     assert env(watcher)["ISTIO_WATCHER_PATH_TEMPLATES"] == "false"

@@ -387,7 +387,8 @@ def test_kuberecords_read_api_dicts() -> None:
     )
     assert read.ref == ("ReplicaSet", "web-1", "uid-web-1") and read.start == T0 + 3
     assert read.finished_at is None and read.pod.hostname == "web-a"
-    assert kuberecords.workload_name(read.pod.labels, read.pod.annotations, "web") == "storefront"
+    named = kuberecords.workload_name(read.pod.labels, read.pod.annotations, "web", "a.example/name")
+    assert named == "storefront"
     done = pod("job-a", "10.244.5.2", phase="Failed")
     assert kuberecords.read_pod(kuberecords.change("MODIFIED", done, T0 + 9), None).finished_at == T0 + 9
     headless = kuberecords.read_service(kuberecords.change("ADDED", service("db", "None"), T0), None)

@@ -482,7 +482,8 @@ def test_special_and_internal_addresses_are_not_internet(state: ClusterState) ->
 
 
 def test_mapper_settings_cidrs_become_the_resolvers_internal_networks(state: ClusterState) -> None:
-    from agent.settings import MapperSettings, SettingsError, load
+    from agent.mapper.settings import MapperSettings
+    from agent.settings import SettingsError, load
 
     env = {"MAPPER_POD_CIDRS": "10.244.0.0/16, fd00::/8", "MAPPER_SERVICE_CIDRS": "10.96.0.0/12"}
     cluster = load(MapperSettings, [], env).cluster

@@ -1,11 +1,10 @@
 """Telemetry: off means no exporter is ever built and no request leaves; on, the real OTLP/HTTP
 payloads (received by the real cloud's ``/v1/metrics``, tests/support/local_cloud.py) carry counts,
-the hashed cluster id and closed attribute values, never a name or the raw UID. Also the
-service-graph metric text and route, and the settings' flag/env forms."""
+the hashed cluster id and closed attribute values, never a name or the raw UID; and the settings'
+flag/env forms. (The service graph, which carries names, is test_mapper_servicegraph.py's.)"""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +14,16 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from agent.mapper import telemetry as telemetry_module
+from agent.mapper.settings import MapperSettings, TelemetrySettings, UploadSettings
 from agent.mapper.telemetry import (
     NoTelemetry,
     StoreCounts,
     Telemetry,
     cluster_id,
-    metrics_route,
     otlp_exporter,
-    service_graph_text,
 )
 from agent.model import AwsTarget, Edge, InternetTarget, Method, WorkloadIdentity
-from agent.settings import MapperSettings, TelemetrySettings, UploadSettings, load
+from agent.settings import load
 from tests.support.local_cloud import LocalCloud
 
 UID = "5c1a6a4e-3f0e-4b8e-9d0a-1234567890ab"
@@ -160,37 +158,3 @@ def test_telemetry_url_overrides_the_cloud_url(cloud: LocalCloud) -> None:
     tel.shutdown()
     assert built == [f"{cloud.url}/v1/metrics"]
     assert cluster_id("") == "unknown"
-
-
-def test_service_graph_text() -> None:
-    text = service_graph_text(EDGES)
-    lines = text.splitlines()
-    assert lines[0].startswith("# HELP traces_service_graph_request_total")
-    assert lines[1] == "# TYPE traces_service_graph_request_total counter"
-    assert (
-        'traces_service_graph_request_total{client="frontend",client_namespace="shop",'
-        'server="cartservice",server_namespace="shop"} 5'
-    ) in lines
-    assert any(
-        'server="api.example.com"' in line and 'connection_type="virtual_node"' in line for line in lines
-    )
-    assert len(lines) == 5
-    odd = Edge(WorkloadIdentity("n", 'a"b\\c'), CART, 1.0, 2.0)
-    assert 'client="a\\"b\\\\c"' in service_graph_text([odd])
-
-
-def test_service_graph_sums_edges_between_the_same_pair() -> None:
-    other_kind = WorkloadIdentity("shop", "cartservice", "StatefulSet")
-    text = service_graph_text([EDGES[0], Edge(FRONTEND, other_kind, 1.0, 2.0, count=4)])
-    assert text.splitlines()[2].endswith("} 9")
-
-
-def test_metrics_route_serves_the_text() -> None:
-    from starlette.requests import Request
-
-    route = metrics_route(lambda: EDGES)
-    assert route.path == "/metrics" and route.methods is not None and "GET" in route.methods
-    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": [], "query_string": b""}
-    response = asyncio.run(route.endpoint(Request(scope)))  # type: ignore[misc, arg-type]
-    assert response.body.decode() == service_graph_text(EDGES)
-    assert response.media_type.startswith("text/plain")

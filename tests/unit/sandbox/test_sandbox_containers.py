@@ -68,7 +68,9 @@ def test_status_reports_restarts_container_ids_and_the_last_state() -> None:
         ContainerState("server", 0, "containerd://111", "2024-05-01T12:00:00Z"),
         ContainerState("istio-proxy", 1, "containerd://bbb", "2024-05-01T12:05:01Z", last=old),
     )
-    status = objects.pod_status(server, "10.244.1.60", "2024-05-01T12:00:00Z", states)["status"]
+    status = objects.pod_status(objects.images(server), "10.244.1.60", "2024-05-01T12:00:00Z", states)[
+        "status"
+    ]
     app, proxy = status["containerStatuses"]
     assert (app["name"], app["restartCount"], app["ready"]) == ("server", 0, True)
     assert app["state"] == {"running": {"startedAt": "2024-05-01T12:00:00Z"}} and app["lastState"] == {}
@@ -94,7 +96,9 @@ def test_an_exited_container_makes_the_pod_unready_until_it_runs_again() -> None
         ContainerState("server", 0, "containerd://111", "2024-05-01T12:00:00Z", exited=gone),
         ContainerState("istio-proxy", 0, "containerd://222", "2024-05-01T12:00:00Z"),
     )
-    status = objects.pod_status(server, "10.244.1.60", "2024-05-01T12:00:00Z", states)["status"]
+    status = objects.pod_status(objects.images(server), "10.244.1.60", "2024-05-01T12:00:00Z", states)[
+        "status"
+    ]
     app = status["containerStatuses"][0]
     assert app["ready"] is False and app["state"]["terminated"]["reason"] == "Completed"
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"
