@@ -5,11 +5,12 @@ Each component has one frozen dataclass: the producers' are here, the mapper's (
 ``otel``, each handed to the part it configures) in :mod:`agent.mapper.settings`, AWS
 visibility's in :mod:`agent.aws.settings`; all are built with the machinery here. A field
 names its environment variable and help; its flag is the variable without the product's prefix
-(``NETWORK_MAPPER_UPLOAD_INTERVAL`` → ``--upload-interval``) unless given. :func:`load` builds the ``argparse`` parser from the dataclass, so ``--help``
-documents every setting with its variable and default. Precedence: flag > environment > default.
-The environment is passed in (``main`` hands over ``os.environ``): tests pass a plain dict. Values
-are checked here, at load and whenever a settings object is built (tests, benches), so the
-components only wire; a bad value raises :class:`SettingsError` naming its flag or variable.
+(``NETWORK_MAPPER_UPLOAD_INTERVAL`` → ``--upload-interval``) unless given. :func:`load` builds
+the ``argparse`` parser from the dataclass, so ``--help`` documents every setting with its
+variable and default. Precedence: flag > environment > default. The environment is passed in
+(``main`` hands over ``os.environ``): tests pass a plain dict. Values are checked here, at load
+and whenever a settings object is built (tests, benches), so the components only wire; a bad
+value raises :class:`SettingsError` naming its flag or variable.
 """
 
 from __future__ import annotations
