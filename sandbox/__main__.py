@@ -152,6 +152,18 @@ def helm_test(state_dir: Path) -> int:
     return 0 if passed else 1
 
 
+def _print_helm_test(state_dir: Path) -> None:
+    """The demo's line for ``helm test``: each test pod's phase and how much of the map it listed."""
+    from sandbox.control import helm_test as run_helm_test
+
+    passed, report = run_helm_test(StateFile(state_dir).load().forwards["control"])
+    for line in report.splitlines():
+        if line.startswith(("TEST SUITE:", "Phase:")):
+            print(f"  {line}")
+    listed = sum(1 for line in report.splitlines() if line.endswith(" calls:"))
+    print(f"  its log lists {listed} clients' calls ({'passed' if passed else 'FAILED'})")
+
+
 def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
     import requests
 
@@ -218,7 +230,7 @@ def demo(state_dir: Path, seconds: float) -> int:
         check=False,
     )
     print("\nhelm test network-mapper (the chart's test pod runs `network-mapper list` in the cluster):")
-    helm_test(state_dir)
+    _print_helm_test(state_dir)
     print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
     print(
         f"     network-mapper --mapper-url {url} export --format istio   (or kafka-acl, kafka-acl-commands)"

@@ -92,6 +92,9 @@ def _only_namespace(page: Page, namespace: str) -> None:
             box.check()
         else:
             box.uncheck()
+    # The list re-renders asynchronously: wait until no other namespace's workload is listed.
+    others = f"li[data-node-id^='w:']:not([data-node-id^='w:{namespace}/'])"
+    expect(page.locator("#graph-list").locator(others)).to_have_count(0)
 
 
 def _node(namespace: str, name: str) -> str:

@@ -34,6 +34,7 @@ import yaml
 from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from tests.support.chart import CHART
 from tests.support.local_cloud import LocalCloud
 from tests.support.mapper_process import (
     CART,
@@ -45,7 +46,6 @@ from tests.support.mapper_process import (
     wait_until,
 )
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "network-mapper"
 CONNECTIONS = [(FRONTEND, CART, 7070), (CART, REDIS, 6379)]
 
 

@@ -22,8 +22,9 @@ from agent.mapper.settings import (
     UploadSettings,
 )
 from agent.settings import SettingsError, SnifferSettings, load
+from tests.support import chart
 
-CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper" / "templates"
+CHART = chart.CHART / "templates"
 
 # Every flag and variable the mapper had when its settings were flat: all still load, into a group.
 MAPPER_FLAGS: dict[str, tuple[str, str, str, Any]] = {

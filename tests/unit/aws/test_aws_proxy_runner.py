@@ -37,9 +37,9 @@ from agent.aws.proxy_runner import (
 )
 from agent.aws.settings import AwsProxySettings
 from agent.settings import SettingsError
+from tests.support.chart import CHART
 from tests.support.tls import handshake
 
-CHART = Path(__file__).resolve().parents[3] / "helm" / "network-mapper"
 HOST = "s3.amazonaws.com"
 
 

@@ -38,9 +38,9 @@ from agent.aws.webhookcerts import (
     service_names,
 )
 from sandbox import certs
+from tests.support.chart import CHART
 from tests.support.tls import handshake
 
-CHART = Path(__file__).parents[3] / "helm" / "network-mapper"
 NAMES = service_names([("otterize-system", "network-mapper-aws-webhook")], "cluster.local")
 NOW = datetime.datetime.now(datetime.UTC)
 THIRTY_DAYS = datetime.timedelta(days=30)

@@ -16,7 +16,9 @@ from typing import Any
 
 import kubernetes_validate
 
-SCHEMA = Path(__file__).resolve().parents[3] / "helm" / "network-mapper" / "values.schema.json"
+from tests.support.chart import CHART
+
+SCHEMA = CHART / "values.schema.json"
 ROOTS = (
     "io.k8s.api.core.v1.ResourceRequirements",
     "io.k8s.api.core.v1.Toleration",
