@@ -230,6 +230,9 @@ class Edge:
     # without a Service must not make an older Service look newer than one seen after it.
     target_service_seen: Timestamp = 0.0
     truncated: bool = False  # a detail set hit its bound (MAX_DETAILS, MAX_VALUES): values were left out
+    # The server ports of the TCP connections seen (SYN, socket scan), sorted; not part of the key.
+    # Empty: unknown (an edge seen only through DNS, Kafka logs, Istio or the AWS proxy).
+    ports: tuple[int, ...] = ()
 
     @property
     def key(self) -> tuple[WorkloadIdentity, Target]:
@@ -238,7 +241,8 @@ class Edge:
 
 
 _EDGE_SLOTS = [getattr(Edge, f.name).__set__ for f in fields(Edge)]
-_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11, _s12 = _EDGE_SLOTS  # as many as Edge has fields
+# as many as Edge has fields
+_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11, _s12, _s13 = _EDGE_SLOTS
 _alloc = object.__new__
 
 
@@ -256,6 +260,7 @@ def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
     ambiguous: bool,
     target_service_seen: Timestamp = 0.0,
     truncated: bool = False,
+    ports: tuple[int, ...] = (),
 ) -> Edge:
     """``Edge(...)`` with every field given, for the hot paths (the resolver, the codec's bulk
     reads): it writes the slots directly instead of through the frozen ``__setattr__`` per field,
@@ -264,11 +269,12 @@ def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
     _s0(edge, client), _s1(edge, target), _s2(edge, first_seen), _s3(edge, last_seen), _s4(edge, methods)
     _s5(edge, count), _s6(edge, http), _s7(edge, kafka_topics), _s8(edge, aws_actions)
     _s9(edge, target_service), _s10(edge, ambiguous), _s11(edge, target_service_seen), _s12(edge, truncated)
+    _s13(edge, ports)
     return edge
 
 
 MAX_DETAILS = 256
-"""Bound of an edge's HTTP paths, Kafka topics and AWS actions: each keeps its lexicographically
+"""Bound of an edge's HTTP paths, Kafka topics, AWS actions and server ports: each keeps its lexicographically
 smallest values, so a client that requests ever new paths (IDs in them) cannot grow one edge
 without limit, while merging stays commutative, associative and idempotent."""
 MAX_VALUES = 32
@@ -323,8 +329,8 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
     """The one merge of two sightings of the same edge (``a.key == b.key``), used by every store.
 
     ``first_seen`` is the earliest, ``last_seen`` the latest; methods, AWS actions, HTTP methods,
-    principals and response codes per path, and Kafka operations (allowed, denied) per topic and
-    principal are unions; ``target_service`` is the non-empty one
+    principals and response codes per path, Kafka operations (allowed, denied) per topic and
+    principal, and server ports are unions; ``target_service`` is the non-empty one
     seen last (by ``target_service_seen``; on a tie the greater name: an empty one never erases a
     known service, and a later sighting without one keeps when the known one was seen);
     ``ambiguous`` holds only while both are ambiguous (one unambiguous sighting pins the edge to
@@ -349,6 +355,13 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
         if a.aws_actions or b.aws_actions
         else ((), False)
     )
+    ports, cut_ports = (
+        (a.ports, False)
+        if a.ports == b.ports
+        else _smallest({*a.ports, *b.ports}, MAX_DETAILS)
+        if a.ports and b.ports
+        else (a.ports or b.ports, False)
+    )
     service, service_seen = _newer_service(a, b)
     last_seen = max(a.last_seen, b.last_seen)
     return Edge(
@@ -364,7 +377,8 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
         target_service=service,
         ambiguous=a.ambiguous and b.ambiguous,
         target_service_seen=service_seen if service and service_seen != last_seen else 0.0,
-        truncated=a.truncated or b.truncated or cut_http or cut_kafka or cut_aws,
+        truncated=a.truncated or b.truncated or cut_http or cut_kafka or cut_aws or cut_ports,
+        ports=ports,
     )
 
 
@@ -374,3 +388,65 @@ def _newer_service(a: Edge, b: Edge) -> tuple[str, float]:
     seen_b = (b.target_service_seen or b.last_seen) if b.target_service else -1.0
     seen, service = max((seen_a, a.target_service), (seen_b, b.target_service))
     return service, seen
+
+
+# --------------------------------------------------------------------------- cluster facts, snapshots
+# What a policy evaluator needs of the cluster beyond the edges (``agent.policy``), exposed by the
+# mapper's API (``clusterFacts``), kept in snapshots, and read by the NetworkPolicy exporter.
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NamedPort:
+    """A container port of a workload's pods: ``name`` (empty when unnamed), number and protocol."""
+
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WorkloadFacts:
+    """A workload's pods as policies select them: their labels (those all its pods share), their
+    container ports, whether they run on the host network, and their current IPs."""
+
+    workload: WorkloadIdentity
+    labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value)
+    ports: tuple[NamedPort, ...] = ()
+    host_network: bool = False
+    ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NamespaceFacts:
+    name: str
+    labels: tuple[
+        tuple[str, str], ...
+    ] = ()  # sorted (key, value); the API server adds kubernetes.io/metadata.name
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NodeFacts:
+    name: str
+    addresses: tuple[str, ...] = ()  # InternalIP/ExternalIP: the source of hostNetwork clients' traffic
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterFacts:
+    """The cluster as a policy evaluator sees it. Empty: nothing known (labels default to
+    ``app.kubernetes.io/name: <workload>``, namespaces to their ``kubernetes.io/metadata.name``)."""
+
+    namespaces: tuple[NamespaceFacts, ...] = ()
+    workloads: tuple[WorkloadFacts, ...] = ()
+    nodes: tuple[NodeFacts, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The map at ``taken_at``: its edges and the cluster's facts, saved under ``name`` (``auto``:
+    saved by the mapper's own schedule, not by a user)."""
+
+    name: str
+    taken_at: Timestamp
+    edges: tuple[Edge, ...] = ()
+    facts: ClusterFacts = field(default_factory=ClusterFacts)
+    auto: bool = False

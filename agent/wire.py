@@ -16,7 +16,7 @@ The document is a set of typed structs (msgspec, checked while decoding, in C)::
      "http": [{"path", "methods", "principals", "statuses"}],
      "kafkaTopics": [{"name", "operations", "principal", "denied"}],
      "awsActions": [...], "targetService": "", "ambiguous": false, "live": false,
-     "targetServiceSeen": RFC 3339 | null}
+     "targetServiceSeen": RFC 3339 | null, "truncated": false, "ports": [443, ...]}
 
 ``target`` is a tagged union on ``type``. Every key is always written and :func:`to_doc` writes
 lists sorted, so equal edges give byte-equal text (:func:`canonical` makes any document so).
@@ -115,11 +115,11 @@ __all__ = [  # the time format (agent.wiretime) is part of the codec: re-exporte
     "unpack_edges",
 ]
 
-FORMAT_VERSION = 3
-"""The edge document's version. 3 adds the HTTP resources' ``principals`` and ``statuses`` and the
-Kafka topics' ``principal`` and ``denied``; 2 added ``targetServiceSeen`` and ``truncated``; 1 had
-no version on the wire."""
-ACCEPTED_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+"""The edge document's version. 4 adds the server ``ports`` (TCP; empty: unknown); 3 adds the HTTP
+resources' ``principals`` and ``statuses`` and the Kafka topics' ``principal`` and ``denied``; 2
+added ``targetServiceSeen`` and ``truncated``; 1 had no version on the wire."""
+ACCEPTED_VERSIONS = (1, 2, 3, 4)
 """Versions of upload bodies the cloud reads: all so far (the same structs read them; the fields a
 version lacks take their defaults)."""
 EXPORT_API_VERSION: Final = "network-mapper/v1"
@@ -132,6 +132,7 @@ MAX_COUNT = 2**53 - 1
 
 D = TypeVar("D")
 Details = Annotated[tuple[D, ...], msgspec.Meta(max_length=MAX_DETAILS)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 MethodName = Literal["dns", "tcp", "socket-scan", "kafka", "istio", "aws"]
 
 
@@ -176,6 +177,7 @@ class EdgeDoc(_Doc, frozen=True, kw_only=True):
     live: bool = False
     targetServiceSeen: Time | None = None  # when targetService was last seen, if before lastSeen
     truncated: bool = False  # detail sets were cut to their bounds (added in version 2, default false)
+    ports: Details[Port] = ()  # the TCP server ports seen, sorted (added in version 4; empty: unknown)
 
 
 class EdgesDocument(_Doc, frozen=True, kw_only=True):
@@ -309,6 +311,7 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
         live=live,
         targetServiceSeen=moment(edge.target_service_seen) if edge.target_service_seen else None,
         truncated=edge.truncated,
+        ports=tuple(sorted(edge.ports)),
     )
 
 
@@ -342,6 +345,7 @@ def from_doc(doc: EdgeDoc) -> Edge:
         doc.ambiguous,
         seconds(doc.targetServiceSeen) if doc.targetServiceSeen is not None else 0.0,
         doc.truncated,
+        doc.ports,
     )
 
 
@@ -364,6 +368,7 @@ def canonical(doc: EdgeDoc) -> EdgeDoc:
         and doc.targetServiceSeen is None
         and _method_names_of(_methods(doc.methods)) == doc.methods
         and (len(aws) < 2 or _strictly_sorted(aws))
+        and (len(doc.ports) < 2 or _strictly_sorted(doc.ports))
         and (
             not http
             or (

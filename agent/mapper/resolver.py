@@ -56,6 +56,9 @@ from agent.model import (
 )
 
 _DNS, _TCP, _SCAN = frozenset({Method.DNS}), frozenset({Method.TCP}), frozenset({Method.SOCKET_SCAN})
+# One shared tuple per server port: an edge's `ports` without a tuple allocated per observation.
+_Ports = tuple[int, ...]
+_PORTS: dict[int, _Ports] = {0: ()}  # port 0 is no port (the wire accepts 1-65535)
 _KAFKA, _ISTIO, _AWS = frozenset({Method.KAFKA}), frozenset({Method.ISTIO}), frozenset({Method.AWS})
 _Client = tuple[WorkloadIdentity, bool]  # (identity, ambiguous)
 _CACHE_MAX = 200_000  # entries per memo; external names/IPs would otherwise grow it forever
@@ -157,11 +160,15 @@ class Resolver:
                 kept.append(edge)
         return kept
 
-    def _edges(self, client: _Client, hits: list[Hit], methods: frozenset[Method], t: float) -> list[Edge]:
+    def _edges(
+        self, client: _Client, hits: list[Hit], methods: frozenset[Method], t: float, ports: _Ports = ()
+    ) -> list[Edge]:
         """A DNS/TCP observation's edges: identities from the state are interned, so `is` finds self-edges."""
         identity, unsure = client
         edges = [
-            new_edge(identity, target, t, t, methods, 1, (), (), (), service, unsure or ambiguous)
+            new_edge(
+                identity, target, t, t, methods, 1, (), (), (), service, unsure or ambiguous, 0, False, ports
+            )
             for target, service, ambiguous in hits
             if target is not identity
         ]
@@ -268,16 +275,16 @@ class Resolver:
             if span is not None:
                 _remember(self._server_memo, key, (generation, span[0], span[1], hits))
         methods = _SCAN if scan else _TCP
+        ports = _PORTS.get(obs.server_port) or _PORTS.setdefault(obs.server_port, (obs.server_port,))
         if len(hits) == 1 and hits[0][0] is not client[0]:
             target, service, ambiguous = hits[0]
             if type(target) is InternetTarget:  # an Internet IP: the name the client resolved it from
                 named = self._names.named(obs.client_ip, obs.server_ip, t)
                 if named is not None:
                     target, service, ambiguous = named
-            return [
-                new_edge(client[0], target, t, t, methods, 1, (), (), (), service, client[1] or ambiguous)
-            ]
-        return self._edges(client, hits, methods, t)
+            who, unsure = client[0], client[1] or ambiguous
+            return [new_edge(who, target, t, t, methods, 1, (), (), (), service, unsure, 0, False, ports)]
+        return self._edges(client, hits, methods, t, ports)
 
     # -- Kafka, Istio, AWS -------------------------------------------------------------------
 

@@ -116,6 +116,7 @@ edges = st.builds(
     aws_actions=st.lists(names).map(tuple),
     target_service=st.sampled_from(["", "svc-a", "svc-b"]),
     ambiguous=st.booleans(),
+    ports=st.frozensets(st.sampled_from([53, 80, 443, 8080])).map(lambda p: tuple(sorted(p))),
 )
 
 

@@ -55,6 +55,7 @@ edges = st.builds(
     ambiguous=st.booleans(),
     target_service_seen=st.one_of(st.just(0.0), times),
     truncated=st.booleans(),
+    ports=st.frozensets(st.integers(1, 65535), max_size=3).map(lambda p: tuple(sorted(p))),
 )
 
 
@@ -97,8 +98,8 @@ def test_a_version_1_upload_body_is_read_and_unknown_versions_are_refused() -> N
     edge |= {"firstSeen": "2026-11-28T02:15:06.918878Z", "lastSeen": "2026-11-28T02:15:06.918878Z"}
     old = wire.decode_ingest(json.dumps({"batchId": "b", "anonymized": False, "edges": [edge]}))
     assert old.version == 1 and wire.from_doc(old.edges[0]).target == AwsTarget("*")
-    with pytest.raises(wire.WireError, match="version 4"):
-        wire.decode_ingest(json.dumps({"version": 4, "batchId": "b", "edges": []}))
+    with pytest.raises(wire.WireError, match="version 5"):
+        wire.decode_ingest(json.dumps({"version": 5, "batchId": "b", "edges": []}))
     with pytest.raises(wire.WireError, match=r"\$\.edges\[0\]\.target\.type"):
         wire.decode_ingest(json.dumps({"batchId": "b", "edges": [edge | {"target": {"type": "satellite"}}]}))
     with pytest.raises(wire.WireError, match="out of range"):

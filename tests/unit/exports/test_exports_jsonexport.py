@@ -39,17 +39,18 @@ def test_exact_document() -> None:
             count=3,
             http=(HttpResource("/products", ("POST", "GET")),),
             target_service="productcatalog",
+            ports=(3550,),
         ),
         Edge(client, AwsTarget("*"), T0, T0, frozenset({Method.AWS}), aws_actions=("sts:GetCallerIdentity",)),
         Edge(client, InternetTarget("api.example.com", ("1.2.3.4",), 443), T0, T0, ambiguous=True),
     ]
     frontend = {"name": "frontend", "namespace": "shop", "kind": "Deployment"}
     empty = {"http": [], "kafkaTopics": [], "awsActions": [], "targetService": "", "ambiguous": False}
-    empty |= {"live": False, "targetServiceSeen": None, "truncated": False}
+    empty |= {"live": False, "targetServiceSeen": None, "truncated": False, "ports": []}
     at = "2026-11-28T02:15:06.918878Z"
     assert edges_document(edges) == {
         "apiVersion": "network-mapper/v1",
-        "version": 3,
+        "version": 4,
         "edges": [
             {
                 "client": frontend,
@@ -66,6 +67,7 @@ def test_exact_document() -> None:
                 **empty,
                 "http": [{"path": "/products", "methods": ["GET", "POST"], "principals": [], "statuses": []}],
                 "targetService": "productcatalog",
+                "ports": [3550],
             },
             {
                 "client": frontend,
@@ -109,10 +111,10 @@ def test_demo_fixture_round_trips() -> None:
     def same_times(edge: dict[str, Any]) -> dict[str, Any]:
         return edge | {"firstSeen": parse_time(edge["firstSeen"]), "lastSeen": parse_time(edge["lastSeen"])}
 
-    def with_new_fields(edge: dict[str, Any]) -> dict[str, Any]:  # what versions 2 and 3 added, defaulted
+    def with_new_fields(edge: dict[str, Any]) -> dict[str, Any]:  # what versions 2 to 4 added, defaulted
         http = [{"principals": [], "statuses": []} | r for r in edge["http"]]
         topics = [{"principal": "", "denied": []} | t for t in edge["kafkaTopics"]]
-        added = {"live": False, "targetServiceSeen": None, "truncated": False}
+        added = {"live": False, "targetServiceSeen": None, "truncated": False, "ports": []}
         return same_times(edge) | added | {"http": http, "kafkaTopics": topics}
 
     assert [same_times(e) for e in again["edges"]] == [with_new_fields(e) for e in document["edges"]]
