@@ -12,10 +12,10 @@ Roles (:data:`GRANTS` says which role stands in for which):
 * ``owner`` — a tenant's administrator: adds clusters (and so ingest tokens), mints owner and
   read tokens, lists and revokes them; and does everything a ``read`` token does. Creating a
   tenant returns its first owner token;
-* ``read`` — a tenant's viewer: reads its tenant's graph and exports and lists its clusters,
-  nothing else (403 on adding clusters and on every token route). It is the token a console
-  URL may carry, so it must never be an admin key;
-* ``ingest`` — one cluster's uploader: posts edges for that cluster only.
+* ``read`` — a tenant's viewer: reads its tenant's graph, exports, snapshots and diffs, checks
+  policies against it and lists its clusters, nothing else (403 on adding clusters and on every
+  token route). It is the token a console URL may carry, so it must never be an admin key;
+* ``ingest`` — one cluster's uploader: posts edges and snapshots for that cluster only.
 
 A token reaches its own tenant only: any other tenant's route answers 403.
 """

@@ -5,7 +5,10 @@ ready; it is idempotent. ``down`` stops it and removes exactly what the state fi
 (:mod:`sandbox.state`) lists, even after a crash. ``status`` prints the pods. ``demo`` is
 ``up`` plus the pods table and ten seconds of live traffic. ``restart <ns> <pod> [container]``
 restarts one container of a running pod (its restart count goes up, its log becomes the
-previous log), through the supervisor's control endpoint (:mod:`sandbox.control`).
+previous log), through the supervisor's control endpoint (:mod:`sandbox.control`). ``traffic stop|start
+<ns> <workload>`` stops or starts a workload's calls, ``traffic add <ns> <client> <server>`` makes the
+client call the server's first Service port every two seconds, ``traffic remove ...`` ends that
+(:mod:`sandbox.trafficcontrol`).
 """
 
 from __future__ import annotations
@@ -139,6 +142,30 @@ def restart(state_dir: Path, namespace: str, pod: str, container: str | None) ->
     return 0
 
 
+def traffic(state_dir: Path, action: str, namespace: str, workload: str, server: str | None) -> int:
+    from sandbox.control import traffic as send_traffic
+
+    if (action in ("add", "remove")) != (server is not None):
+        print(
+            "traffic: add and remove need NAMESPACE CLIENT SERVER; stop and start NAMESPACE WORKLOAD",
+            file=sys.stderr,
+        )
+        return 2
+    state = StateFile(state_dir).load()
+    if not is_up(state):
+        print("sandbox is not up", file=sys.stderr)
+        return 1
+    if not send_traffic(state.forwards["control"], namespace, workload, action, server):
+        what = f"{namespace}/{workload} -> {server}" if server else f"{namespace}/{workload}"
+        print(
+            f"traffic {action} not done for {what} (no such workload or Service, or it makes no calls)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"traffic {action} {namespace}/{workload}" + (f" -> {server}" if server else ""))
+    return 0
+
+
 def helm_test(state_dir: Path) -> int:
     """``helm test network-mapper``: the chart's test pods run in the sandbox; 0 when all succeed."""
     from sandbox.control import helm_test as run_helm_test
@@ -162,6 +189,21 @@ def _print_helm_test(state_dir: Path) -> None:
             print(f"  {line}")
     listed = sum(1 for line in report.splitlines() if line.endswith(" calls:"))
     print(f"  its log lists {listed} clients' calls ({'passed' if passed else 'FAILED'})")
+
+
+def _print_policy_check(url: str, state_dir: Path) -> None:
+    """The demo's line for ``network-mapper check``: the exported NetworkPolicies, checked against
+    the map they came from (the map may grow in between: a call first seen after the export is
+    rightly reported)."""
+    cli = [sys.executable, "-m", "agent.cli", "--mapper-url", url]
+    exported = state_dir / "demo-networkpolicies.yaml"
+    subprocess.run(
+        [*cli, "export", "--format", "networkpolicy", "-o", str(exported)], capture_output=True, check=False
+    )
+    checked = subprocess.run([*cli, "check", str(exported)], capture_output=True, text=True, check=False)
+    for line in (checked.stdout + checked.stderr).strip().splitlines()[-3:]:
+        print(f"  {line}")
+    print(f"  (exit {checked.returncode}; the policies are in {exported})")
 
 
 def _cloud_map(state_dir: Path) -> dict[str, frozenset[str]]:
@@ -231,6 +273,8 @@ def demo(state_dir: Path, seconds: float) -> int:
     )
     print("\nhelm test network-mapper (the chart's test pod runs `network-mapper list` in the cluster):")
     _print_helm_test(state_dir)
+    print("\nnetwork-mapper check: would the exported NetworkPolicies deny any call seen?")
+    _print_policy_check(url, state_dir)
     print(f"\ntry: network-mapper --mapper-url {url} export --format yaml")
     print(
         f"     network-mapper --mapper-url {url} export --format istio   (or kafka-acl, kafka-acl-commands)"
@@ -254,6 +298,12 @@ def demo(state_dir: Path, seconds: float) -> int:
     )
     print("    AWS_CA_BUNDLE); proxy: kubectl ... logs -n otterize-system deploy/network-mapper-aws-proxy")
     print("restart a container: python -m sandbox restart <namespace> <pod> [container]")
+    print("NetworkPolicies are enforced (nftables on the node, within ~1 s): kubectl ... apply -f p.yaml")
+    print("  and: network-mapper check p.yaml; network-mapper snapshot save NAME; network-mapper diff NAME")
+    print(
+        "traffic: python -m sandbox traffic stop|start <namespace> <workload>"
+        " | add|remove <namespace> <client> <server>"
+    )
     print("stop it: python -m sandbox down")
     return 0
 
@@ -273,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("namespace")
     r.add_argument("pod", help="the pod's name (or a prefix of it)")
     r.add_argument("container", nargs="?", help="the container (default: the pod's first)")
+    t = sub.add_parser("traffic", help="stop/start a workload's calls, or add a call (tests, the demo)")
+    t.add_argument("action", choices=("stop", "start", "add", "remove"))
+    t.add_argument("namespace")
+    t.add_argument("workload", help="the workload (the client, for add)")
+    t.add_argument(
+        "server", nargs="?", help="add, remove: the server workload (its Service's first port is called)"
+    )
     sub.add_parser("helm-test", help="run the chart's `helm test` pods (they query the mapper)")
     s = sub.add_parser("supervise", help=argparse.SUPPRESS)
     s.add_argument("--state-dir", type=Path, dest="sup_state_dir", required=True)
@@ -292,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": lambda: demo(args.state_dir, args.seconds),
         "restart": lambda: restart(args.state_dir, args.namespace, args.pod, args.container),
         "helm-test": lambda: helm_test(args.state_dir),
+        "traffic": lambda: traffic(args.state_dir, args.action, args.namespace, args.workload, args.server),
     }
     return commands[args.command]()
 

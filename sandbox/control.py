@@ -8,6 +8,12 @@ a pod matched and the action was done, 404 otherwise. Served on 127.0.0.1 (port 
 file's ``forwards["control"]``) by :mod:`sandbox.supervisor`, which owns the processes;
 :func:`send` is the client (``python -m sandbox restart ...`` uses it).
 
+``POST /traffic/<namespace>/<workload>/stop`` (``.../start``) makes the workload stop (start) its
+periodic calls; ``POST /traffic/<namespace>/<client>/add/<server>`` makes the client call the server's
+Service's first port every few seconds (``.../remove/<server>`` ends that call)
+(:mod:`sandbox.trafficcontrol`); 200 when done, 404 otherwise;
+:func:`traffic` is the client (``python -m sandbox traffic ...``).
+
 ``POST /helm/test`` runs the release's ``helm test`` pods to completion; 200 when every one
 succeeded, 500 otherwise, with the report (each pod's phase and output) as the body;
 :func:`helm_test` is its client (``python -m sandbox helm-test``).
@@ -30,7 +36,12 @@ Action = Callable[[str, str, str, str | None], bool]
 HelmTest = Callable[[], tuple[bool, str]]
 """Run the release's test hooks → (all succeeded, report)."""
 
+Traffic = Callable[[str, str, str, str | None], bool]
+"""(namespace, workload, "stop" | "start" | "add" | "remove", server for add and remove) → done."""
+
 ACTIONS = frozenset({"pause", "resume", "restart"})
+TRAFFIC_ACTIONS = frozenset({"stop", "start", "add", "remove"})
+PAIR_ACTIONS = frozenset({"add", "remove"})  # these name a server too
 _TIMEOUT = 30.0  # a restart waits for the new instance; the supervisor gives up after 10 s
 _HELM_TEST_TIMEOUT = 180.0  # the supervisor gives each test pod 120 s
 
@@ -45,7 +56,18 @@ def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
     return parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else None
 
 
-def serve(action: Action, helm_test: HelmTest) -> ThreadingHTTPServer:
+def parse_traffic_path(path: str) -> tuple[str, str, str, str | None] | None:
+    """``/traffic/<ns>/<workload>/<stop|start>`` or ``/traffic/<ns>/<client>/<add|remove>/<server>`` →
+    its parts."""
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    if len(parts) < 4 or parts[0] != "traffic" or parts[3] not in TRAFFIC_ACTIONS or not all(parts):
+        return None
+    if (parts[3] in PAIR_ACTIONS) != (len(parts) == 5) or len(parts) > 5:
+        return None
+    return parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else None
+
+
+def serve(action: Action, helm_test: HelmTest, traffic: Traffic | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             if self.path == "/helm/test":
@@ -57,8 +79,12 @@ def serve(action: Action, helm_test: HelmTest) -> ThreadingHTTPServer:
                 self.end_headers()
                 self.wfile.write(body)
                 return
-            parsed = parse_path(self.path)
-            ok = parsed is not None and action(*parsed)
+            if self.path.startswith("/traffic/"):
+                asked = parse_traffic_path(self.path)
+                ok = asked is not None and traffic is not None and traffic(*asked)
+            else:
+                parsed = parse_path(self.path)
+                ok = parsed is not None and action(*parsed)
             self.send_response(200 if ok else 404)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -94,5 +120,20 @@ def helm_test(port: int) -> tuple[bool, str]:
         conn.request("POST", "/helm/test")
         response = conn.getresponse()
         return response.status == 200, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def traffic(port: int, namespace: str, workload: str, action: str, server: str | None = None) -> bool:
+    """Ask the supervisor on 127.0.0.1:``port`` for a traffic change; True when it was made."""
+    path = "/traffic/" + "/".join(
+        quote(p, safe="") for p in (namespace, workload, action, *([server] if server else []))
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_TIMEOUT)
+    try:
+        conn.request("POST", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
     finally:
         conn.close()

@@ -9,7 +9,9 @@ as its controller would), creates the sandbox's own workloads' API objects (:mod
 through the real ``kubernetes`` client, runs each pod's containers as stored (:mod:`sandbox.podspec`,
 :mod:`sandbox.kubelet`: service-account token, volumes and claims, probes by :mod:`sandbox.probes`)
 and publishes their status (restarts and readiness included) through the API, publishes
-Services/Endpoints/EndpointSlices and programs the ClusterIP DNAT rules. It records every namespace
+Services/Endpoints/EndpointSlices and programs the ClusterIP DNAT rules, enforces the API's
+NetworkPolicies (:mod:`sandbox.netenforcer`) and serves traffic control (:mod:`sandbox.trafficcontrol`)
+on its control endpoint. It records every namespace
 and process in the state file before making it, marks the state ready, and on SIGTERM stops its
 pods. ``down`` removes what the state file lists.
 """
@@ -42,6 +44,7 @@ from sandbox.cloudsetup import create_demo_tenant, wait_for_cloud
 from sandbox.control import serve as serve_control
 from sandbox.forward import Forward
 from sandbox.kubelet import ContainerProcess, ContainerSpec, PodProcess
+from sandbox.netenforcer import Enforcer, api_source
 from sandbox.nodeconfig import (
     IMAGE_TRUST_ENV,
     claim_dir,
@@ -70,6 +73,7 @@ from sandbox.topology import (
     SYSTEM_NS,
     Workload,
 )
+from sandbox.trafficcontrol import TrafficControl
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +158,9 @@ class Supervisor:
             lambda ns, name: podspec.config_map_data(self._read(core.read_namespaced_config_map, ns, name)),
         )
         self._create_namespaces()
+        # As a CNI's policy agent: in force before the first pod starts; no policy = all allowed.
+        enforcer = Enforcer(api_source(api_client, (NODE_IP,)), network.NODE_NETNS).start()
+        self.traffic = TrafficControl(self._service_target, self.log_dir, self.python, self._record_pid)
         for w in WORKLOADS:
             if w.service_port:
                 self._create_service(w)
@@ -161,7 +168,13 @@ class Supervisor:
         self._start_cloud()
         self._start_aws()
         release = self._install_chart()
-        control = serve_control(self._control, lambda: self._helm_test(release))
+        control = serve_control(
+            self._control,
+            lambda: self._helm_test(release),
+            lambda ns, workload, action, server: self.traffic.act(
+                list(self.pods), ns, workload, action, server
+            ),
+        )
         self.state.forwards["control"] = control.server_address[1]
         self.prober.start()
         self.rules = [network.ServiceRule(API_SERVICE_IP, 443, "tcp", ((NODE_IP, API_NODE_PORT),))]
@@ -177,6 +190,8 @@ class Supervisor:
         log.info("sandbox ready pods=%d api_port=%d", len(self.pods), self.state.api_port)
         self.stop_requested.wait()
         self.prober.stop()
+        enforcer.stop()
+        self.traffic.stop()
         self._stop_pods()
         api.stop()
 
@@ -523,6 +538,12 @@ class Supervisor:
             done,
         )
         return done
+
+    def _service_target(self, namespace: str, name: str) -> str | None:
+        """``<name>:<its Service's first port>`` (what ``traffic add`` calls, by DNS name); None without."""
+        service = self._read(self.core.read_namespaced_service, namespace, name)
+        ports = ((service or {}).get("spec") or {}).get("ports") or []
+        return f"{name}:{ports[0]['port']}" if ports else None
 
     def _stop_pods(self) -> None:
         for p in self.pods:

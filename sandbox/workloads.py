@@ -10,11 +10,14 @@ role cleanly with exit status 0.
 
 Roles:
   service  --port P [--call TARGET ...] [--interval S] [--hold HOST:PORT] [--hold-interval S]
+  calls    --call TARGET ... [--interval S]   (calls only: what ``sandbox traffic add`` runs in a pod)
   redis    --port 6379
   internet --port 80
   job      --call TARGET [--attempts N]
 
 A TARGET is an ``http://host:port/path`` URL (GET) or ``host:port`` (TCP connect and close).
+SIGUSR1 stops a ``service``'s or ``calls``' periodic calls (it keeps serving), SIGUSR2 starts them
+again: how ``python -m sandbox traffic stop|start`` (:mod:`sandbox.trafficcontrol`) reaches them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import http.client
 import logging
 import random
+import signal
 import socket
 import socketserver
 import sys
@@ -42,6 +46,8 @@ CALL_TIMEOUT = 2.0
 HOLD_PING_INTERVAL = 3.0
 RETRY_DELAY = 1.0
 PING = b"*1\r\n$4\r\nPING\r\n"
+CALLS_ON = threading.Event()  # cleared by SIGUSR1, set again by SIGUSR2 (traffic control)
+CALLS_ON.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +199,8 @@ class _RedisServer(socketserver.ThreadingTCPServer):
 
 def _call_loop(target: str, interval: float, stop: threading.Event) -> None:
     while not stop.is_set():
-        _log_call(call(target))
+        if CALLS_ON.is_set():
+            _log_call(call(target))
         # Jitter keeps many pods from calling in lockstep, like real services.
         stop.wait(interval * random.uniform(0.9, 1.1))  # noqa: S311  # timing jitter, not security
 
@@ -259,6 +266,24 @@ def run_service(
     return 0
 
 
+def _calls_switch(signum: int, _frame: object) -> None:
+    """SIGUSR1: stop making calls; SIGUSR2: make them again (the loops keep their pace)."""
+    if signum == signal.SIGUSR1:
+        CALLS_ON.clear()
+    else:
+        CALLS_ON.set()
+    log.info("calls %s (signal %d)", "on" if CALLS_ON.is_set() else "off", signum)
+
+
+def run_calls(calls: Sequence[str], interval: float, stop: threading.Event) -> int:
+    """Calls only, no server: a client's extra calls, run beside its pod's own program."""
+    log.info("calls %s every %.1fs", calls, interval)
+    for target in calls:
+        _thread(_call_loop, target, interval, stop)
+    stop.wait()
+    return 0
+
+
 def run_redis(port: int, stop: threading.Event) -> int:
     server = _RedisServer(("0.0.0.0", port), _RedisHandler)
     _thread(server.serve_forever, 0.1)  # poll interval: SIGTERM stops within 0.1 s
@@ -294,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hold", type=_arg(host_port), metavar="HOST:PORT", help="one long-lived connection, Redis PINGs"
     )
     service.add_argument("--hold-interval", type=float, default=HOLD_PING_INTERVAL, metavar="SECONDS")
+    calls = roles.add_parser("calls", help="periodic calls only (no server)")
+    calls.add_argument("--call", action="append", required=True, type=_arg(_check_target), metavar="TARGET")
+    calls.add_argument("--interval", type=float, default=2.0, metavar="SECONDS")
     roles.add_parser("redis", help="answers RESP PING").add_argument("--port", type=int, default=6379)
     roles.add_parser("internet", help="HTTP server for any Host").add_argument("--port", type=int, default=80)
     job = roles.add_parser("job", help="one call, then exit")
@@ -304,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
 
     stop = stop_on_signals(lambda signum: log.info("%s: signal %d, stopping", args.role, signum))
+    if args.role in ("service", "calls"):
+        signal.signal(signal.SIGUSR1, _calls_switch)
+        signal.signal(signal.SIGUSR2, _calls_switch)
+    if args.role == "calls":
+        return run_calls(args.call, args.interval, stop)
     if args.role == "service":
         return run_service(
             args.port, args.call, args.interval, stop, hold=args.hold, hold_interval=args.hold_interval

@@ -3,7 +3,9 @@
 Reads the map from the mapper's GraphQL API (over ``--mapper-url``, usually a
 ``kubectl port-forward`` to 127.0.0.1:9090) through :mod:`agent.mapperclient`, and shows it
 (``list``, ``visualize``) or writes it as policies (``export``: :mod:`agent.cli.exporting`, through
-:mod:`agent.exports`). Output paths and the one-line errors are :mod:`agent.cli.output`'s.
+:mod:`agent.exports`). ``check`` (:mod:`agent.cli.checking`) says which edges policies would
+deny; ``snapshot`` and ``diff`` (:mod:`agent.cli.snapshots`) keep maps and compare them. Output
+paths and the one-line errors are :mod:`agent.cli.output`'s.
 ``reset`` clears the mapper's captured data. ``deanonymize`` maps a cloud export made from
 anonymized uploads back to real names, with the cluster's key and the mapper's edges.
 """
@@ -22,16 +24,24 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from agent.cli import queries
-from agent.cli.exporting import FORMAT_HELP, LABELLED_FORMATS, YAML_FORMATS, Labels, check_export, export
+from agent.cli import checking, queries, snapshots
+from agent.cli.exporting import (
+    FACT_FORMATS,
+    FORMAT_HELP,
+    LABELLED_FORMATS,
+    YAML_FORMATS,
+    Labels,
+    check_export,
+    export,
+)
+from agent.cli.mapsource import PORT_FORWARD, live_facts, mapper
 from agent.cli.output import CliError, UsageError, write
 from agent.cli.render import NO_EDGES, dot, listing
 from agent.exports import kafkaacl
-from agent.mapperclient import HttpMapperClient, MapperError, MapperRejected, MapperUnavailable, Transport
+from agent.mapperclient import HttpMapperClient, Transport
 from agent.model import Edge, WorkloadIdentity
 
 DEFAULT_URL = "http://127.0.0.1:9090/query"
-PORT_FORWARD = "kubectl port-forward -n otterize-system svc/network-mapper 9090"
 
 
 EXIT_CODES = """exit status:
@@ -145,7 +155,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     vis.add_argument("--format", choices=["png", "svg"], help="image format (default: from the file name)")
     exp = sub.add_parser(
         "export",
-        help="export ClientIntents, NetworkPolicies, Istio or Kafka ACLs, IAM policies or JSON",
+        help="export ClientIntents, NetworkPolicies, Cilium or Istio policies, Kafka ACLs, IAM or JSON",
         formatter_class=argparse.RawTextHelpFormatter,
     )
     filters(exp)
@@ -170,6 +180,26 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default="v2beta1",
         help="ClientIntents API version",
     )
+    exp.add_argument(
+        "--protect",
+        action="store_true",
+        help="also write a ProtectedService per server seen, so that each server admits only the\n"
+        "clients its ClientIntents declare even when no intent names it (what\n"
+        "`network-mapper check` needs to show what removing an intent breaks)",
+    )
+    exp.add_argument(
+        "--exact-ports",
+        action="store_true",
+        help="networkpolicy: allow only the observed TCP server ports (a client seen only through\n"
+        "DNS, Kafka, Istio or AWS keeps all ports). Not the default: UDP other than DNS\n"
+        "is not observed, so UDP services would be cut off",
+    )
+    exp.add_argument(
+        "--egress",
+        action="store_true",
+        help="networkpolicy: also an egress policy per client: DNS to kube-dns always, its\n"
+        "observed servers, Internet targets by their IPs (ipBlock)",
+    )
     kafka_user_help = "KafkaUser API version (v1beta2: Strimzi up to 0.51; v1: from 0.49)"
     exp.add_argument(
         "--kafka-user-version", choices=kafkaacl.VERSIONS, default="v1beta2", help=kafka_user_help
@@ -184,6 +214,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     dea.add_argument("--input", type=Path, help="the cloud export to read (default: stdin)")
     dea.add_argument("-o", "--output", type=output_file, help="file to write (default: stdout)")
     dea.set_defaults(namespace=[], label=[])  # every edge: its names are the way back
+    checking.add_parser(sub, output_file)  # these set a handler: their own output and exit status
+    snapshots.add_parsers(sub, output_file)
     return parser
 
 
@@ -280,8 +312,7 @@ def deanonymize(edges: list[Edge], args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace, transport: Transport | None = None) -> str:
     """The command's work; what to print. ``transport``: to the mapper (default: HTTP), a test seam."""
     check(args)
-    client = HttpMapperClient(args.mapper_url, args.token, args.timeout, transport)
-    try:
+    with mapper(args, transport) as client:
         if args.command == "reset":
             client.execute(queries.RESET_MUTATION, {})
             return "mapper data reset"
@@ -292,24 +323,17 @@ def run(args: argparse.Namespace, transport: Transport | None = None) -> str:
             return visualize(edges, args)
         if args.command == "deanonymize":
             return deanonymize(edges, args)
-        return export(edges, args, fetch_labels(client, args) if args.format in LABELLED_FORMATS else {})
-    except MapperUnavailable as exc:
-        raise CliError(
-            f"cannot reach the mapper at {args.mapper_url} ({exc}). Is it running? "
-            f"{PORT_FORWARD}, or set --mapper-url"
-        ) from exc
-    except MapperRejected as exc:
-        hint = " (set --token or NETWORK_MAPPER_TOKEN)" if exc.status in {401, 403} else ""
-        raise CliError(f"the mapper refused the request: {exc}{hint}") from exc
-    except (MapperError, queries.EdgeFormatError) as exc:
-        raise CliError(f"the mapper answered with an error: {exc}") from exc
-    finally:
-        client.close()
+        facts = live_facts(client) if args.format in FACT_FORMATS else None
+        labels = fetch_labels(client, args) if args.format in LABELLED_FORMATS else {}
+        return export(edges, args, labels, facts)
 
 
 def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
     args = build_parser(os.environ).parse_args(argv)
     try:
+        if "handler" in args:  # check, snapshot, diff (agent.cli.checking, agent.cli.snapshots)
+            status: int = args.handler(args, transport)
+            return status
         print(run(args, transport))
     except UsageError as exc:  # worded like argparse's own usage errors
         print(f"network-mapper: error: {exc}", file=sys.stderr)

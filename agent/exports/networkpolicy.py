@@ -1,7 +1,8 @@
 """Edges → Kubernetes ``networking.k8s.io/v1`` NetworkPolicies that admit the observed traffic.
 
-Data comes from the store's edges (``agent.model.Edge``); the policies go to the CLI
-(``network-mapper export --format networkpolicy``, which writes the files), the mapper's API
+Data comes from the store's edges (``agent.model.Edge``) and, when known, the cluster's facts
+(``agent.model.ClusterFacts``: pod labels, hostNetwork, node addresses); the policies go to the
+CLI (``network-mapper export --format networkpolicy``, which writes the files), the mapper's API
 and the cloud's export handler. Pure: no I/O.
 
 Rules:
@@ -10,62 +11,59 @@ Rules:
   namespace, named ``access-to-<server>-from-observed-clients`` (a DNS-1123 label of at most
   63 characters: dots become dashes, longer names are cut and end in 8 hex digits of a hash;
   ``<server>-<kind>`` when kinds of one name share a namespace);
-* pods are selected by labels from ``labels_of(workload)``. An edge carries no pod labels,
-  so the caller that knows the cluster (the mapper) passes them; the default selects
-  ``app.kubernetes.io/name: <workload name>``, the recommended Kubernetes label, which the
-  user must check matches their pods;
+* pods are selected by their labels in ``facts``, else ``labels_of(workload)`` (an edge carries
+  no pod labels), else ``app.kubernetes.io/name: <workload name>``, the recommended Kubernetes
+  label, which the user must check matches their pods;
 * one ``from`` peer per observed client: its ``podSelector``, plus a ``namespaceSelector`` on
   ``kubernetes.io/metadata.name`` (set by the API server on every namespace) when the client
   lives in another namespace. A client without labels is admitted by its whole namespace
   (broader, but never blocks observed traffic); a server without labels gets no policy
   (an empty podSelector would select, and isolate, every pod of its namespace);
-* ports are left unset (all ports from those clients): edges carry no server ports today;
-* targets that are not workloads (internet, AWS, identities of kind ``Service``) get nothing:
-  they are not pods in the cluster. Egress is not restricted.
+* a **hostNetwork** client (``facts``) is admitted by an ``ipBlock`` of each node address
+  (``/32``, ``/128``): its packets leave from the node's address, which no pod selector matches
+  (facts without nodes leave it the pod selector, which cannot admit it: the mapper reads nodes);
+* ports: all ports from those clients by default. ``exact_ports`` lists the TCP server ports
+  observed on the clients' edges, one rule per distinct port set; a client with an edge of
+  unknown ports (seen only through DNS, Kafka, Istio or AWS) keeps all ports, so nothing
+  observed is denied. Not the default: UDP (other than DNS) is not observed;
+* targets that are not workloads (internet, AWS, identities of kind ``Service``) get no ingress
+  policy: they are not pods in the cluster;
+* ``egress``: one egress policy per client as well (:mod:`agent.exports.egresspolicy`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from agent.model import Edge, WorkloadIdentity
+from agent.exports.egresspolicy import PortSet, egress_policies, merge_ports, port_list
+from agent.exports.podselect import (
+    DEFAULT_SELECTOR_LABEL,
+    MANAGED_BY,
+    MAX_NAME,
+    NAMESPACE_LABEL,
+    LabelsOf,
+    Pods,
+    default_labels,
+    dns_label,
+    policy_names,
+    selector,
+    unique,
+)
+from agent.model import ClusterFacts, Edge, WorkloadIdentity
 
-LabelsOf = Callable[[WorkloadIdentity], Mapping[str, str]]
-
-DEFAULT_SELECTOR_LABEL = "app.kubernetes.io/name"
-NAMESPACE_LABEL = "kubernetes.io/metadata.name"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "network-mapper"}
-MAX_NAME = 63
-
-
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-def default_labels(workload: WorkloadIdentity) -> dict[str, str]:
-    """The default pod selector of a workload: ``app.kubernetes.io/name: <name>``.
-
-    Empty (no selector) when the name can't be a label value (longer than 63 characters).
-    """
-    if len(workload.name) > 63 or not _LABEL_VALUE.match(workload.name):
-        return {}
-    return {DEFAULT_SELECTOR_LABEL: workload.name}
-
-
-def dns_label(name: str, limit: int = MAX_NAME) -> str:
-    """``name`` as a DNS-1123 label: lower-case, ``[a-z0-9-]``, at most ``limit`` characters.
-
-    A name that has to be cut keeps its start and ends in ``-`` + 8 hex digits of its hash, so
-    distinct long names stay distinct.
-    """
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "x"
-    if len(label) <= limit:
-        return label
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{label[: limit - 9].rstrip('-')}-{digest}"
+__all__ = [
+    "DEFAULT_SELECTOR_LABEL",
+    "MANAGED_BY",
+    "MAX_NAME",
+    "NAMESPACE_LABEL",
+    "LabelsOf",
+    "default_labels",
+    "dns_label",
+    "network_policies",
+    "policy_name",
+]
 
 
 def policy_name(server: WorkloadIdentity, qualify_kind: bool = False) -> str:
@@ -74,48 +72,74 @@ def policy_name(server: WorkloadIdentity, qualify_kind: bool = False) -> str:
     return dns_label(f"access-to-{who}-from-observed-clients")
 
 
-def _selector(labels: Mapping[str, str]) -> dict[str, Any]:
-    return {"matchLabels": {k: labels[k] for k in sorted(labels)}}
+def _ingress(
+    server: WorkloadIdentity, clients: dict[WorkloadIdentity, PortSet], pods: Pods, exact_ports: bool
+) -> list[dict[str, Any]]:
+    ports_of: dict[str, PortSet] = {}  # peer (repr) → ports admitted from it
+    peers: list[dict[str, Any]] = []
+    for client in sorted(clients):
+        for peer in pods.peers(client, server.namespace):
+            key = repr(peer)
+            ports_of[key] = (
+                merge_ports(ports_of[key], clients[client]) if key in ports_of else clients[client]
+            )
+            peers.append(peer)
+    peers = unique(peers)  # clients sharing labels: one peer
+    if not exact_ports:
+        return [{"from": peers}]
+    groups: dict[PortSet, list[dict[str, Any]]] = defaultdict(list)
+    for peer in peers:
+        groups[ports_of[repr(peer)]].append(peer)
+    rules = []
+    for ports in sorted(groups, key=lambda p: (p is not None, sorted(p or ()))):
+        rule: dict[str, Any] = {"from": groups[ports]}
+        if ports is not None:
+            rule["ports"] = port_list(ports)
+        rules.append(rule)
+    return rules
 
 
-def _peer(client: WorkloadIdentity, server: WorkloadIdentity, labels_of: LabelsOf) -> dict[str, Any]:
-    labels = labels_of(client)
-    peer: dict[str, Any] = {}
-    if client.namespace != server.namespace or not labels:
-        peer["namespaceSelector"] = _selector({NAMESPACE_LABEL: client.namespace})
-    if labels:
-        peer["podSelector"] = _selector(labels)
-    return peer
-
-
-def network_policies(edges: Iterable[Edge], labels_of: LabelsOf | None = None) -> list[dict[str, Any]]:
-    """Ingress NetworkPolicies, one per server workload, sorted by (namespace, name, kind)."""
-    labels_of = labels_of or default_labels
-    clients_of: dict[WorkloadIdentity, set[WorkloadIdentity]] = defaultdict(set)
+def network_policies(
+    edges: Iterable[Edge],
+    labels_of: LabelsOf | None = None,
+    *,
+    facts: ClusterFacts | None = None,
+    exact_ports: bool = False,
+    egress: bool = False,
+) -> list[dict[str, Any]]:
+    """Ingress NetworkPolicies, one per server workload, sorted by (namespace, name, kind); then,
+    with ``egress``, the egress policies of the clients, sorted the same way."""
+    pods = Pods(labels_of, facts)
+    edges = list(edges)
+    clients_of: dict[WorkloadIdentity, dict[WorkloadIdentity, PortSet]] = defaultdict(dict)
     for edge in edges:
         if isinstance(edge.target, WorkloadIdentity) and edge.target.kind != "Service":
-            clients_of[edge.target].add(edge.client)
-    kinds_of_name: dict[tuple[str, str], int] = defaultdict(int)
-    for server in clients_of:
-        kinds_of_name[(server.namespace, server.name)] += 1
+            seen = clients_of[edge.target]
+            ports: PortSet = frozenset(edge.ports) or None
+            seen[edge.client] = merge_ports(seen[edge.client], ports) if edge.client in seen else ports
+    servers = sorted(clients_of)
+    names = policy_names(servers, "access-to-{}-from-observed-clients")
     policies: list[dict[str, Any]] = []
-    for server in sorted(clients_of):
-        server_labels = labels_of(server)
+    for server in servers:
+        server_labels = pods.labels(server)
         if not server_labels:
             continue
-        peers = [_peer(client, server, labels_of) for client in sorted(clients_of[server])]
-        unique = list({repr(p): p for p in peers}.values())  # clients sharing labels: one peer
-        name = policy_name(server, qualify_kind=kinds_of_name[(server.namespace, server.name)] > 1)
         policies.append(
             {
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
-                "metadata": {"name": name, "namespace": server.namespace, "labels": dict(MANAGED_BY)},
+                "metadata": {
+                    "name": names[server],
+                    "namespace": server.namespace,
+                    "labels": dict(MANAGED_BY),
+                },
                 "spec": {
-                    "podSelector": _selector(server_labels),
+                    "podSelector": selector(server_labels),
                     "policyTypes": ["Ingress"],
-                    "ingress": [{"from": unique}],
+                    "ingress": _ingress(server, clients_of[server], pods, exact_ports),
                 },
             }
         )
+    if egress:
+        policies += egress_policies(edges, pods, exact_ports=exact_ports)
     return policies

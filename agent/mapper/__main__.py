@@ -2,7 +2,8 @@
 
 Wiring, in the order data flows: the Kubernetes API → :mod:`.kube` (list+watch) →
 :mod:`.cluster` (time-indexed state) → :mod:`.resolver` (observations → edges, fed by the
-API's ingest workers) → :mod:`.store` (SQLite in ``--data-dir``) → :mod:`.api` (GraphQL at
+API's ingest workers) → :mod:`.store` (SQLite in ``--data-dir``; :mod:`.snapshots` keeps saved
+maps in the same file and takes one every ``--snapshot-interval``) → :mod:`.api` (GraphQL at
 ``--listen-address``), and :mod:`.uploader` / :mod:`.telemetry` to the cloud; the service graph
 (:mod:`.servicegraph`) at ``GET /metrics`` and, with ``--otel-enabled``, over OTLP to the user's
 collector. Settings: :class:`agent.settings.MapperSettings`, checked when loaded; each part gets
@@ -37,6 +38,7 @@ from agent.mapper.servicegraph import (
     skipped_text,
 )
 from agent.mapper.settings import AnonymizationSettings, ClusterSettings, MapperSettings, UploadSettings
+from agent.mapper.snapshots import AutoSnapshots, SnapshotStore
 from agent.mapper.store import EdgeStore, StoreError
 from agent.mapper.telemetry import StoreCounts, Telemetry
 from agent.mapper.uploader import HttpCloudClient, Uploader
@@ -59,8 +61,10 @@ def _anonymizer(settings: AnonymizationSettings) -> Anonymizer | None:
     return Anonymizer(load_key(settings.key_file)) if settings.enabled else None
 
 
-def _uploader(settings: UploadSettings, store: EdgeStore, anonymizer: Anonymizer | None) -> Uploader | None:
-    """The cloud uploader, started, when ``--cloud-url`` is set."""
+def _uploader(
+    settings: UploadSettings, store: EdgeStore, anonymizer: Anonymizer | None, snapshots: SnapshotStore
+) -> Uploader | None:
+    """The cloud uploader (edges and snapshots), started, when ``--cloud-url`` is set."""
     if not settings.cloud_url:
         return None
     client = HttpCloudClient(settings.cloud_url, settings.cloud_token, timeout=settings.request_timeout)
@@ -74,6 +78,7 @@ def _uploader(settings: UploadSettings, store: EdgeStore, anonymizer: Anonymizer
         retry_attempts=settings.retry_attempts,
         retry_initial=settings.retry_initial,
         retry_max=settings.retry_max,
+        snapshots=snapshots,
     ).start()
 
 
@@ -119,7 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         internet_reporting=recording.internet_traffic_reporting,
     )
     uploads = bool(settings.upload.cloud_url)
-    app = create_app(settings.api, store, resolver, state, positions=store.positions if uploads else None)
+    snapshots = SnapshotStore(store, limit=settings.snapshots.limit, auto_limit=settings.snapshots.auto)
+    app = create_app(
+        settings.api,
+        store,
+        resolver,
+        state,
+        positions=store.positions if uploads else None,
+        facts=state,
+        snapshots=snapshots,
+    )
     # Users' own collectors scrape the service graph here (names stay in-cluster).
     api_state, metric = app.state.api, settings.otel.metric_name
     app.router.routes.append(
@@ -142,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     telemetry.observe(counts.workloads, counts.edges_by_method)
     telemetry.component_started("mapper")
     graph_export = ServiceGraphExport.from_settings(settings.otel, store.edges)
-    uploader = _uploader(settings.upload, store, anonymizer)
+    uploader = _uploader(settings.upload, store, anonymizer, snapshots)
+    auto_snapshots = AutoSnapshots(snapshots, state.facts, settings.snapshots.interval).start()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found; the default one would kill the process before the cleanup below (the uploader's
     # stop, telemetry's and the service graph's last exports, the store's close) and exit 143.
@@ -156,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http = read_deadline_protocol(settings.api.request_timeout)
         uvicorn.run(app, host=host, port=port, log_level="warning", http=http)
     finally:
+        auto_snapshots.stop()
         if uploader is not None:
             uploader.stop()
         telemetry.shutdown()

@@ -4,7 +4,8 @@ Data comes in from `agent.mapper.kube` (list + watch) through `apply` (one watch
 `replace_all` (a (re)list) as the API's JSON dicts, read by `agent.mapper.kuberecords`; pods and
 nodes are kept here, Services and their endpoints by `agent.mapper.servicestate`, owners by
 `agent.mapper.owners`. It goes out to `agent.mapper.resolver` (`pod_span_at`,
-`service_span_at_ip`, `service_targets` ...) and to the API (`labels_of`). Pure: no I/O.
+`service_span_at_ip`, `service_targets` ...) and to the API (`labels_of`; `facts`, the cluster as
+policies see it, built by `agent.mapper.clusterfacts`, also kept in snapshots). Pure: no I/O.
 
 Thread-safe for one writer and many readers: writes hold `_lock`; the hot readers (lookups by IP
 or name, ~200k/s from the resolver) take no lock and rely on single dict reads being atomic under
@@ -25,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
+from agent.mapper.clusterfacts import Labels, build_facts
 from agent.mapper.history import INF, History, Span
 from agent.mapper.kuberecords import (
     OWNER_KINDS,
@@ -34,6 +36,7 @@ from agent.mapper.kuberecords import (
     PodInfo,
     ServiceInfo,
     change,
+    namespace_labels,
     node_addresses,
     object_key,
     read_pod,
@@ -42,7 +45,7 @@ from agent.mapper.kuberecords import (
 from agent.mapper.owners import OwnerTree
 from agent.mapper.servicestate import ServiceSpan, ServiceState
 from agent.mapper.settings import WORKLOAD_NAME_ANNOTATION
-from agent.model import WorkloadIdentity
+from agent.model import ClusterFacts, WorkloadIdentity
 
 __all__ = ["RETENTION_SECONDS", "ClusterState", "PodInfo", "ServiceInfo"]
 
@@ -75,6 +78,9 @@ class ClusterState:
         self._interned: dict[tuple[str, str, str], WorkloadIdentity] = {}
         self._services = ServiceState()
         self._namespaces: dict[str, str] = {}
+        self._namespace_labels: dict[str, Labels] = {}
+        self._nodes: dict[str, tuple[str, ...]] = {}  # watched Node objects: name → addresses
+        self._facts: tuple[int, ClusterFacts] | None = None  # (generation, facts) of the last facts()
         self._known: dict[str, dict[str, Obj]] = {}  # kind → key → minimal object, for replace_all
         self._handlers: dict[str, Callable[[Change], None]] = {
             "Pod": self._apply_pod,
@@ -130,12 +136,19 @@ class ClusterState:
     def _apply_namespace(self, c: Change) -> None:
         if c.deleted:
             self._namespaces.pop(c.name, None)
+            self._namespace_labels.pop(c.name, None)
         else:
             self._namespaces[c.name] = c.meta.get("uid") or ""
+            self._namespace_labels[c.name] = namespace_labels(c)
 
     def _apply_node(self, c: Change) -> None:
-        if not c.deleted:
-            self._node_ips.update(node_addresses(c.obj))
+        if c.deleted:
+            # Its IPs stay in _node_ips: traffic seen from them before still came from a node.
+            self._nodes.pop(c.name, None)
+        else:
+            addresses = node_addresses(c.obj)
+            self._node_ips.update(addresses)
+            self._nodes[c.name] = tuple(addresses)
 
     # -- pods --------------------------------------------------------------------------------
 
@@ -322,6 +335,19 @@ class ClusterState:
     def workload_kind(self, namespace: str, name: str) -> str:
         """The kind of the workload `namespace`/`name` (from pods' identities or root owners), or ""."""
         return self._kind_by_name.get((namespace, name)) or self._owners.root_kind(namespace, name)
+
+    def facts(self) -> ClusterFacts:
+        """The cluster now, as policies see it (`agent.mapper.clusterfacts`): current pods by
+        workload, namespaces with their labels, nodes with their addresses. Built under the lock
+        from the live pods (O(pods)), and kept until the next write."""
+        with self._lock:
+            cached = self._facts
+            if cached is not None and cached[0] == self.generation:
+                return cached[1]
+            live = [self._pods[uid] for uids in self._live_by_identity.values() for uid in uids]
+            facts = build_facts(live, self._namespace_labels, self._nodes)
+            self._facts = (self.generation, facts)
+            return facts
 
     def namespace_uid(self, name: str) -> str:
         return self._namespaces.get(name, "")

@@ -1,4 +1,5 @@
-"""Kubernetes API objects, read: JSON dicts → `PodInfo`, `ServiceInfo`, owner references, endpoint refs.
+"""Kubernetes API objects, read: JSON dicts → `PodInfo`, `ServiceInfo`, owner references, endpoint
+refs, namespace labels, node addresses.
 
 Data comes in as the API's JSON dicts (`agent.mapper.kube` hands them to
 `agent.mapper.cluster.ClusterState`, which passes them here, one watch event at a time); it goes
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.model import WorkloadIdentity
+from agent.model import NamedPort, WorkloadIdentity
 
 Obj = dict[str, Any]
 OwnerRef = tuple[str, str, str]  # (kind, name, uid) of an object's controller
@@ -26,6 +27,7 @@ LABEL_SERVICE_NAME = "otterize/service-name"
 DEPRECATED_ANNOTATION_SERVICE_NAME = "intents.otterize.com/service-name"
 OWNER_KINDS = frozenset({"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # every namespace's own name, as a label
 _TERMINATED = frozenset({"Succeeded", "Failed"})
 _KEYED_BY_NAME = frozenset({"Endpoints", "EndpointSlice", "Namespace", "Node"})
 
@@ -46,6 +48,14 @@ class PodInfo:
     container_ports: tuple[int, ...] = ()
     host_ports: tuple[int, ...] = ()  # reachable on the node IP (hostNetwork ports or hostPort mappings)
     hostname: str = ""  # spec.hostname, else the pod name: what a process in the pod sees
+    # What policies see of the pod (agent.mapper.clusterfacts): its containers' ports by name, its
+    # node, every pod IP (status.podIPs: dual stack) and node IP (status.hostIPs), and whether it
+    # has terminated (its IP is then free for another pod).
+    named_ports: tuple[NamedPort, ...] = ()
+    node_name: str = ""
+    pod_ips: tuple[str, ...] = ()
+    host_ips: tuple[str, ...] = ()
+    finished: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +170,47 @@ def read_pod(c: Change, old: PodInfo | None) -> PodRead:
     host_ports = (
         container_ports if host_network else tuple(int(p["hostPort"]) for p in ports if p.get("hostPort"))
     )
+    pod_ip, host_ip = status.get("podIP") or "", status.get("hostIP") or ""
+    finished = _finished_at(status, at) if status.get("phase") in _TERMINATED else None
     pod = PodInfo(
-        ns, name, uid, status.get("podIP") or "", status.get("hostIP") or "", host_network,
+        ns, name, uid, pod_ip, host_ip, host_network,
         dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}), created, None,
         WorkloadIdentity(ns, name, "Pod"), container_ports, host_ports, spec.get("hostname") or name,
+        named_ports(ports), spec.get("nodeName") or "", _ips(pod_ip, status.get("podIPs")),
+        _ips(host_ip, status.get("hostIPs")), finished is not None,
     )  # fmt: skip
     # Never before creation; startTime is when the kubelet took the pod, right before its IP.
     start = max(created, timestamp(status.get("startTime"), created))
-    finished = _finished_at(status, at) if status.get("phase") in _TERMINATED else None
     return PodRead(pod, controller(meta), start, finished)
+
+
+def named_ports(ports: list[Obj]) -> tuple[NamedPort, ...]:
+    """A pod's container ports (``spec.containers[].ports``) as (name, number, protocol), sorted and
+    deduplicated; entries without a usable number are left out."""
+    found: set[NamedPort] = set()
+    for p in ports:
+        number = p.get("containerPort")
+        if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
+            found.add(NamedPort(str(p.get("name") or ""), number, str(p.get("protocol") or "TCP")))
+    return tuple(sorted(found))
+
+
+def _ips(first: str, listed: Any) -> tuple[str, ...]:
+    """``podIP`` and ``podIPs`` (or ``hostIP`` and ``hostIPs``): the first, then the others, once each."""
+    found = dict.fromkeys([first] if first else [])
+    for entry in listed or []:
+        ip = entry.get("ip") if isinstance(entry, dict) else None
+        if ip:
+            found[str(ip)] = None
+    return tuple(found)
+
+
+def namespace_labels(c: Change) -> tuple[tuple[str, str], ...]:
+    """A Namespace's labels, sorted, always with ``kubernetes.io/metadata.name`` (the API server sets
+    it on every namespace since Kubernetes 1.21; an older one's objects lack it)."""
+    labels = {str(k): str(v) for k, v in (c.meta.get("labels") or {}).items()}
+    labels[NAMESPACE_NAME_LABEL] = c.name
+    return tuple(sorted(labels.items()))
 
 
 def read_service(c: Change, old: ServiceInfo | None) -> ServiceInfo:

@@ -1,5 +1,5 @@
-"""The mapper's settings, grouped by concern (api, store, upload, anonymization, telemetry,
-cluster, recording, OpenTelemetry), built once by :func:`agent.settings.load` from flags over
+"""The mapper's settings, grouped by concern (api, store, snapshots, upload, anonymization,
+telemetry, cluster, recording, OpenTelemetry), built once by :func:`agent.settings.load` from flags over
 environment over defaults and passed down to :mod:`agent.mapper` and its stages."""
 
 from __future__ import annotations
@@ -48,6 +48,22 @@ class StoreSettings(CheckedSettings):
 
     data_dir: Path = setting(
         Path("/var/lib/network-mapper"), "MAPPER_DATA_DIR", "where the edge store (SQLite) lives"
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnapshotSettings(CheckedSettings):
+    """Snapshots of the map in the edge store (agent.mapper.snapshots): saved by users, and taken
+    automatically."""
+
+    limit: int = setting(
+        50, "MAPPER_SNAPSHOT_LIMIT", "user snapshots kept; saving one more deletes the oldest saved"
+    )
+    interval: float = setting(
+        3600.0, "MAPPER_SNAPSHOT_INTERVAL", "seconds between automatic snapshots (auto-<time>)"
+    )
+    auto: int = setting(
+        48, "MAPPER_AUTO_SNAPSHOTS", "automatic snapshots kept; taking one more deletes the oldest"
     )
 
 
@@ -197,11 +213,12 @@ class OtelSettings(CheckedSettings):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MapperSettings:
-    """The mapper: cluster state, resolution, the edge store, the GraphQL API, uploads, telemetry,
-    the service graph over OTLP."""
+    """The mapper: cluster state, resolution, the edge store and its snapshots, the GraphQL API,
+    uploads, telemetry, the service graph over OTLP."""
 
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
+    snapshots: SnapshotSettings = dataclasses.field(default_factory=SnapshotSettings)
     upload: UploadSettings = dataclasses.field(default_factory=UploadSettings)
     anonymization: AnonymizationSettings = dataclasses.field(default_factory=AnonymizationSettings)
     telemetry: TelemetrySettings = dataclasses.field(default_factory=TelemetrySettings)

@@ -12,6 +12,8 @@ the client's namespace (for the namespace filter), ``last_seen`` and the edge do
 (:mod:`agent.wire`: the one codec), plus ``seq``, the change counter. Edges with equal keys are
 merged by :func:`agent.model.merge_edges` (the one merge; counts summed, since the resolver hands
 over disjoint deltas). The tables and the migrations of older files: :mod:`agent.mapper.storeschema`.
+Snapshots of the map (:mod:`agent.mapper.snapshots`) live in the same file, written and read
+through :meth:`EdgeStore.writing` and :meth:`EdgeStore.reading`; :meth:`EdgeStore.reset` leaves them.
 
 Change tracking: every row written by ``record`` gets the next ``seq`` from a persistent counter
 (``meta.next_seq``, never reset); :meth:`EdgeStore.changed_since` pages through rows by ``seq``.

@@ -9,13 +9,17 @@ its own write transaction, calls :func:`create` on a new file or :func:`migrate`
   namespace, ``last_seen``, ``doc`` (the edge document, :mod:`agent.wire`) and ``seq``, the change
   counter the cloud uploader pages through;
 * ``meta``: ``next_seq`` (never reset) and ``upload_cursor``;
-* ``upload_state``: per edge key, what was last uploaded (:mod:`agent.mapper.uploadledger`).
+* ``upload_state``: per edge key, what was last uploaded (:mod:`agent.mapper.uploadledger`);
+* ``snapshots``: saved maps by name (:mod:`agent.mapper.snapshots`): when taken, whether automatic,
+  their edge count, the order they were saved in (``saved``, for pruning) and the snapshot
+  document (:mod:`agent.snapshotwire`), zlib-compressed.
 
 Versions: 1 had the ``edges`` table only, one column per field; 2 added change tracking (``seq``,
 ``meta``, ``upload_state``); 3 added ``upload_state.live``; 4 keeps each edge as its document
 (the one codec) instead of a column per field. Migrating to 4 rewrites every row as a document,
 keeps its ``seq`` and its upload marks (re-keyed when a key's text changed), and clears the marks'
 digests (taken of the old form), so an edge's next change re-sends it. Nothing else is dropped.
+5 adds the ``snapshots`` table (empty); migrating to it touches nothing else.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopi
 
 log = logging.getLogger("agent.mapper.storeschema")
 
-SCHEMA_VERSION = 4
-MIGRATABLE = (1, 2, 3)
+SCHEMA_VERSION = 5
+MIGRATABLE = (1, 2, 3, 4)
 """The older versions :func:`migrate` brings up to :data:`SCHEMA_VERSION`."""
 
 EDGES = """
@@ -57,11 +61,23 @@ CREATE TABLE upload_state (
 ) WITHOUT ROWID""",
     "CREATE INDEX upload_state_live ON upload_state (key) WHERE live != 0",
 )
+SNAPSHOTS = (
+    """
+CREATE TABLE snapshots (
+    name TEXT PRIMARY KEY,
+    taken_at REAL NOT NULL,
+    auto INTEGER NOT NULL,
+    edges INTEGER NOT NULL,
+    saved INTEGER NOT NULL,
+    doc BLOB NOT NULL
+) WITHOUT ROWID""",
+    "CREATE INDEX snapshots_saved ON snapshots (auto, saved)",
+)
 
 
 def create(db: sqlite3.Connection) -> None:
     """Create the current schema in an empty file, in the caller's transaction."""
-    for statement in TABLES:  # not executescript(): it COMMITs
+    for statement in TABLES + SNAPSHOTS:  # not executescript(): it COMMITs
         db.execute(statement)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -114,7 +130,17 @@ def _new_key(old_key: str) -> str:
 
 
 def migrate(db: sqlite3.Connection, version: int) -> None:
-    """Version 1, 2 or 3 (:data:`MIGRATABLE`) → 4 in place, in the caller's transaction."""
+    """Version 1, 2, 3 or 4 (:data:`MIGRATABLE`) → :data:`SCHEMA_VERSION` in place, in the caller's
+    transaction."""
+    if version < 4:
+        _to_4(db, version)
+    for statement in SNAPSHOTS:
+        db.execute(statement)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _to_4(db: sqlite3.Connection, version: int) -> None:
+    """Version 1, 2 or 3 → 4."""
     if version == 1:
         db.execute("ALTER TABLE edges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
         keys = [k for (k,) in db.execute("SELECT key FROM edges ORDER BY key")]
@@ -159,4 +185,3 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
     if skipped or len(kept) < len(marks):
         refused = (skipped, len(marks) - len(kept))
         log.warning("edge store migration left out %d edges and %d upload marks the codec refuses", *refused)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -4,7 +4,9 @@ Data comes from the store's change tracking (:meth:`EdgeStore.changed_since`, by
 upload cursor that its :class:`~agent.mapper.uploadledger.UploadLedger` keeps) and goes, as the wire's
 edge documents (:mod:`agent.wire`), to the cloud's ``POST /v1/ingest`` through a
 :class:`CloudClient` (the seam: :class:`HttpCloudClient` in production, any object with
-``ingest`` in tests), optionally through an :class:`~agent.anonymize.Anonymizer`.
+``ingest`` in tests), optionally through an :class:`~agent.anonymize.Anonymizer`. Then the mapper's
+snapshots not yet uploaded go to ``POST /v1/snapshots`` (:mod:`agent.mapper.snapshotupload` says
+which, and in what form when anonymized).
 
 Liveness, so that steady traffic costs the cloud nothing: each edge document carries ``live``,
 true when the edge was seen within the last ``granularity`` seconds at upload time, and the
@@ -46,106 +48,52 @@ next one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, TypeVar
 
 import msgspec
 import tenacity
 
 from agent import wire
 from agent.anonymize import Anonymizer
+from agent.mapper.cloudclient import (
+    CloudClient,
+    CloudError,
+    CloudRejected,
+    CloudUnavailable,
+    HttpCloudClient,
+    IngestResult,
+)
+from agent.mapper.snapshotupload import SnapshotSource, SnapshotUploads
 from agent.mapper.store import EdgeStore
 from agent.mapper.uploadledger import UploadKey, UploadLedger, UploadMark
-from agent.mapperclient import RequestsTransport, Transport, post_json
 from agent.model import Edge
 
+__all__ = [  # the cloud client's names, where the uploader's users have always found them
+    "MAX_BATCH",
+    "CloudClient",
+    "CloudError",
+    "CloudRejected",
+    "CloudUnavailable",
+    "CycleResult",
+    "HttpCloudClient",
+    "IngestResult",
+    "Uploader",
+    "batch_id",
+    "digest",
+]
+
 log = logging.getLogger("agent.mapper.uploader")
+T = TypeVar("T")
 
 MAX_BATCH = 500
 _NO_TIME = wire.moment(wire.EARLIEST)
-_NO_REPLY = "HTTP 200 without the ingest reply {stored, edgesWritten}"
-
-
-class CloudError(Exception):
-    """A batch did not reach the cloud, or the cloud did not accept it."""
-
-
-class CloudUnavailable(CloudError):
-    """Connection refused, timeout, HTTP 5xx or 429, or an answer that is not the ingest reply."""
-
-
-class CloudRejected(CloudError):
-    """HTTP 4xx other than 429 (bad token, invalid batch): not retried within a cycle."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    stored: bool  # False: the cloud had this batch id already (a re-send), which is fine
-    edges_written: int
-
-
-class CloudClient(Protocol):
-    def ingest(
-        self, batch_id: str, anonymized: bool, edges: list[wire.EdgeDoc], seen_at: float | None = None
-    ) -> IngestResult:
-        """``POST /v1/ingest`` one batch (with ``seenAt`` when ``seen_at`` is given: a heartbeat);
-        raise a :class:`CloudError` unless the cloud answered 200."""
-        ...
-
-
-class HttpCloudClient:
-    """The cloud's ingest API over HTTP through ``transport`` (by default a
-    :class:`~agent.mapperclient.RequestsTransport`, closed by :meth:`close`), sending
-    ``Authorization: Bearer <token>``."""
-
-    def __init__(self, url: str, token: str, timeout: float, transport: Transport | None = None) -> None:
-        self.url = url.rstrip("/") + "/v1/ingest"
-        self._timeout = timeout
-        self._owned: RequestsTransport | None = None
-        if transport is None:
-            transport = self._owned = RequestsTransport()
-        self._transport = transport
-        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-
-    def ingest(
-        self, batch_id: str, anonymized: bool, edges: list[wire.EdgeDoc], seen_at: float | None = None
-    ) -> IngestResult:
-        body = wire.IngestBody(
-            version=wire.FORMAT_VERSION,
-            batchId=batch_id,
-            anonymized=anonymized,
-            seenAt=None if seen_at is None else wire.moment(seen_at),
-            edges=tuple(edges),
-        )
-        reply = post_json(
-            self._transport,
-            self.url,
-            wire.encode(body),
-            self._headers,
-            self._timeout,
-            unavailable=CloudUnavailable,
-            rejected=CloudRejected,
-            ok=(200,),
-            not_json=_NO_REPLY,
-        )
-        try:
-            return IngestResult(bool(reply["stored"]), int(reply["edgesWritten"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CloudUnavailable(_NO_REPLY) from exc
-
-    def close(self) -> None:
-        """Close the default transport (a transport passed in is its owner's to close)."""
-        if self._owned is not None:
-            self._owned.close()
 
 
 def digest(edge: Edge) -> str:
@@ -173,6 +121,7 @@ class CycleResult:
     cursor: int = 0
     quiet: int = 0  # of ``edges``: sent live=false by the idle sweep
     heartbeats: int = 0
+    snapshots: int = 0  # snapshots uploaded (or refused for good)
 
 
 class _Stopping(Exception):
@@ -191,6 +140,7 @@ class Uploader:
         granularity: float = 3600.0,
         batch_size: int = MAX_BATCH,
         anonymizer: Anonymizer | None = None,
+        snapshots: SnapshotSource | None = None,
         clock: Callable[[], float] = time.time,
         retry_attempts: int = 5,
         retry_initial: float = 1.0,
@@ -202,6 +152,7 @@ class Uploader:
         self.ledger = UploadLedger(store)
         self.interval, self.granularity, self.batch_size = interval, granularity, batch_size
         self.anonymizer = anonymizer
+        self.snapshots = None if snapshots is None else SnapshotUploads(snapshots, self.ledger, anonymizer)
         self._clock = clock
         self._retry_attempts = retry_attempts
         self._wait = tenacity.wait_exponential_jitter(
@@ -258,6 +209,9 @@ class Uploader:
             result.cursor = rows[-1][0]
         if not self._stopping.is_set():
             self._heartbeat(now, result)
+        if self.snapshots is not None and not self._stopping.is_set():
+            send = functools.partial(self._retried, self.client.upload_snapshot)
+            result.snapshots = self.snapshots.upload_all(send, self._stopping.is_set)
         return result
 
     def _ship(
@@ -294,11 +248,8 @@ class Uploader:
         ident = batch_id(self.anonymizer is not None, sent)
         return self._deliver(ident, sent, None, f"batch id={ident[:12]} edges={len(sent)}")
 
-    def _deliver(
-        self, ident: str, documents: list[wire.EdgeDoc], seen_at: float | None, what: str
-    ) -> IngestResult:
-        """One ingest request, retried while the cloud is unavailable."""
-        anonymized = self.anonymizer is not None
+    def _retried(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call(*args, **kwargs)``, retried while the cloud is unavailable (each failure noted)."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(CloudUnavailable),
             stop=tenacity.stop_after_attempt(self._retry_attempts),
@@ -310,10 +261,24 @@ class Uploader:
             reraise=True,
         )
         try:
-            reply = retrying(self.client.ingest, ident, anonymized, documents, seen_at=seen_at)
+            answer = retrying(call, *args, **kwargs)
         except CloudUnavailable as exc:
             self._note_failure(exc)
             raise
+        self._note_reachable()
+        return answer
+
+    def _deliver(
+        self, ident: str, documents: list[wire.EdgeDoc], seen_at: float | None, what: str
+    ) -> IngestResult:
+        """One ingest request, retried while the cloud is unavailable."""
+        anonymized = self.anonymizer is not None
+        reply = self._retried(self.client.ingest, ident, anonymized, documents, seen_at=seen_at)
+        log.info("uploaded %s %s", what, "stored" if reply.stored else "duplicate (already stored)")
+        return reply
+
+    def _note_reachable(self) -> None:
+        """A request made it: the end of an outage, if one was under way, is logged."""
         if self._outage_since is not None:
             log.info(
                 "cloud reachable again after %.0fs and %d failed attempts",
@@ -321,8 +286,6 @@ class Uploader:
                 self._failed_attempts,
             )
             self._outage_since, self._failed_attempts = None, 0
-        log.info("uploaded %s %s", what, "stored" if reply.stored else "duplicate (already stored)")
-        return reply
 
     def _sleep(self, seconds: float) -> None:
         if self._stopping.wait(seconds):

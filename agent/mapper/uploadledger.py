@@ -11,7 +11,11 @@ so the store itself knows nothing of uploads. The tables (created by the store's
   :data:`DEMOTING` (a ``live=false`` upload of an edge the cloud held live is in flight: the cloud
   may hold either flag until it is marked, so it counts as live for the idle sweep and as not
   live for the selection, which re-sends it whichever way it turned out);
-* ``meta.upload_cursor``: the ``seq`` up to which the uploader has handled every change.
+* ``meta.upload_cursor``: the ``seq`` up to which the uploader has handled every change;
+* ``snapshot_uploads``, per snapshot name: the digest of the document last uploaded (or refused
+  for good) of the mapper's snapshots (:mod:`agent.mapper.snapshotupload`). The ledger creates it
+  when missing (:data:`SNAPSHOT_UPLOADS`), as it is the ledger's alone; a reset keeps it (a reset
+  keeps the snapshots).
 
 A ``resetCapture`` (:meth:`~agent.mapper.store.EdgeStore.reset`) drops the marks of edges the cloud
 holds not live and keeps the live ones, for the idle sweep to send them ``live=false`` from their
@@ -42,6 +46,9 @@ _UPSERT = (
     " ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen, digest = excluded.digest,"
     " live = excluded.live"
 )
+SNAPSHOT_UPLOADS = (
+    "CREATE TABLE IF NOT EXISTS snapshot_uploads (name TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID"
+)
 _SELECT_QUIET = (
     "SELECT u.key, u.last_seen, e.doc FROM upload_state u LEFT JOIN edges e ON e.key = u.key"
     " WHERE u.live != 0 AND (e.key IS NULL OR e.last_seen <= ?) ORDER BY u.key LIMIT ?"
@@ -58,6 +65,8 @@ class UploadLedger:
     def __init__(self, store: EdgeStore) -> None:
         self.store = store
         store.on_reset(self._forget)
+        with store.writing() as db:
+            db.execute(SNAPSHOT_UPLOADS)
 
     def mark_uploaded(
         self, entries: Iterable[tuple[UploadKey, float, str, bool]], cursor: int | None = None
@@ -124,6 +133,24 @@ class UploadLedger:
         """The ``seq`` up to which the uploader has handled every change (0: none yet)."""
         with self.store.reading() as db:
             return int(db.execute("SELECT value FROM meta WHERE name = 'upload_cursor'").fetchone()[0])
+
+    def snapshot_marks(self) -> dict[str, str]:
+        """Snapshot name → the digest of its document last uploaded."""
+        with self.store.reading() as db:
+            return dict(db.execute("SELECT name, digest FROM snapshot_uploads").fetchall())
+
+    def mark_snapshot(self, name: str, digest: str) -> None:
+        """Record that the snapshot ``name`` with document digest ``digest`` was uploaded."""
+        with self.store.writing() as db:
+            db.execute("INSERT OR REPLACE INTO snapshot_uploads (name, digest) VALUES (?, ?)", (name, digest))
+
+    def keep_snapshot_marks(self, names: Iterable[str]) -> None:
+        """Forget the marks of snapshots other than ``names`` (deleted or pruned in the mapper)."""
+        with self.store.writing() as db:
+            db.execute(
+                "DELETE FROM snapshot_uploads WHERE name NOT IN (SELECT value FROM json_each(?))",
+                (_keys_json(list(names)),),
+            )
 
     @staticmethod
     def _forget(db: sqlite3.Connection) -> None:

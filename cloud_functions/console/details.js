@@ -38,12 +38,15 @@ export function edgeFacts(edge) {
   const aws = edge.awsActions && edge.awsActions.length
     ? edge.awsActions.map((a) => `<span class="fact"><code>${esc(a)}</code></span>`).join('') : '';
   const ports = t.type === 'internet' && t.port ? esc(String(t.port)) : '';
+  // The TCP server ports seen (SYN, socket scan); none: unknown (seen only by DNS, Kafka, Istio, AWS).
+  const serverPorts = edge.ports && edge.ports.length ? esc(edge.ports.join(', ')) : '';
   const ips = t.type === 'internet' && t.ips && t.ips.length ? esc(t.ips.join(', ')) : '';
   const clusters = edge.clusterIds ? edge.clusterIds.join(', ') : edge.clusterId || '';
   return `<dl class="facts">${row('Kind', esc(edgeKind(edge)))}${row('Seen by', esc((edge.methods || []).join(', ') || '—'))}`
     + `${row('First seen', `<time datetime="${esc(edge.firstSeen)}">${esc(when(edge.firstSeen))}</time>`)}`
     + `${row('Last seen', `<time datetime="${esc(edge.lastSeen)}">${esc(when(edge.lastSeen))}</time>`)}`
-    + `${row('Count', esc(String(edge.count ?? '')))}${row('Port', ports)}${row('Addresses', ips)}`
+    + `${row('Count', esc(String(edge.count ?? '')))}${row('Port', ports)}${row('Server ports', serverPorts)}`
+    + `${row('Addresses', ips)}`
     + `${row('Through Service', edge.targetService ? esc(edge.targetService) : '')}`
     + `${row('Kafka topics', topics)}${row('HTTP', http)}`
     + `${row('AWS resource', t.type === 'aws' ? `<code>${esc(t.arn)}</code>` : '')}${row('AWS actions', aws)}`

@@ -122,7 +122,7 @@ class CloudApp:
         media_type = media_type.strip().lower()
         if (
             event.get("body")
-            and path not in self._routes.OWN_CONTENT_TYPES
+            and not self._routes.own_content_type(path)
             and media_type not in ("", "application/json")
         ):
             raise ApiError(415, "unsupported_media_type", "send application/json")

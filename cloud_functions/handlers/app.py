@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -27,7 +28,18 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pydantic import BaseModel
 
 from cloud_functions.auth import ApiError
-from cloud_functions.handlers import admin, console, export, graph, ingest, session, summary, telemetry
+from cloud_functions.handlers import (
+    admin,
+    console,
+    export,
+    graph,
+    ingest,
+    policy,
+    session,
+    snapshots,
+    summary,
+    telemetry,
+)
 from cloud_functions.store.base import Conflict, NotFound, StoreError
 
 logger = Logger(service="network-mapper-cloud")
@@ -35,7 +47,7 @@ logger = Logger(service="network-mapper-cloud")
 # Every body parameter is parsed by ingest.parse_json: its limits on depth and number length
 # keep bodies of extreme shapes 400s rather than recursion errors (500).
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=ingest.parse_json)
-for _module in (admin, session, ingest, graph, summary, export, telemetry):
+for _module in (admin, session, ingest, graph, summary, export, telemetry, snapshots, policy):
     app.include_router(_module.router)
 
 TITLE = "network-mapper cloud"
@@ -51,9 +63,20 @@ def is_public(path: str) -> bool:
 
 
 OWN_CONTENT_TYPES = frozenset({"/v1/metrics"})  # read bodies of their own media types, not JSON
-RAW_JSON_BODIES = {"/v1/ingest": ingest.request_schema}
+_CHECK = re.compile(r"/v1/tenants/[^/]+/check")
+
+
+def own_content_type(path: str) -> bool:
+    """Whether the route at ``path`` (raw) reads a body of its own media type, not only JSON: the
+    telemetry's OTLP, the policy check's YAML (:mod:`cloud_functions.handlers.policy`)."""
+    return path in OWN_CONTENT_TYPES or _CHECK.fullmatch(path) is not None
+
+
+RAW_JSON_BODIES = {"/v1/ingest": ingest.request_schema, "/v1/snapshots": snapshots.request_schema}
 """Routes that decode their JSON bodies themselves (no body parameter): their request bodies'
 schemas, for the OpenAPI document."""
+RAW_BODIES = {"/v1/tenants/{tenantId}/check": policy.request_body}
+"""Routes that read bodies of other media types themselves: their OpenAPI request bodies."""
 
 
 def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response[Any]:
@@ -120,6 +143,8 @@ def openapi_document() -> str:
     for path, schema in RAW_JSON_BODIES.items():
         content = {"application/json": {"schema": schema()}}
         document["paths"][path]["post"]["requestBody"] = {"required": True, "content": content}
+    for path, body in RAW_BODIES.items():
+        document["paths"][path]["post"]["requestBody"] = body()
     return json.dumps(document, indent=2)
 
 

@@ -44,10 +44,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypedDict, TypeVar, Unpack, cast, get_args
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypedDict, TypeVar, Unpack, cast, get_args
 
 from agent.model import Edge
 from agent.wire import EdgeDoc
+
+if TYPE_CHECKING:  # the snapshots module imports this one
+    from cloud_functions.store.snapshots import SnapshotRecord
 
 Role = Literal["admin", "owner", "read", "ingest"]  # what a token may do: cloud_functions.auth
 ROLES: tuple[str, ...] = get_args(Role)
@@ -299,6 +302,21 @@ class GraphStore(Protocol):
         :class:`BadPosition` for a position of the wrong shape, :class:`Invalid` for a ``limit``
         outside [1, :data:`MAX_PAGE`]. Consecutive pages neither repeat nor skip an edge that
         stayed in the store meanwhile."""
+
+    def put_snapshot(
+        self, tenant_id: str, cluster_id: str, record: SnapshotRecord, document: bytes, *, keep: int
+    ) -> list[str]:
+        """Keep a cluster's snapshot (``document``: its JSON) under ``record.name``, replacing one of
+        that name, then prune the cluster's oldest beyond ``keep``
+        (:mod:`cloud_functions.store.snapshots`); the names pruned. :class:`NotFound` cluster,
+        :class:`Invalid` name or a document too large."""
+
+    def snapshots(self, tenant_id: str, cluster_id: str) -> list[SnapshotRecord]:
+        """The cluster's snapshots, newest first; :class:`NotFound` cluster."""
+
+    def snapshot(self, tenant_id: str, cluster_id: str, name: str) -> tuple[SnapshotRecord, bytes] | None:
+        """A snapshot's record and document (None: the cluster has none of that name);
+        :class:`NotFound` cluster."""
 
     def write_count(self) -> int:
         """Item/row writes since the store was opened (for benchmarks; a migration run while

@@ -61,6 +61,8 @@ from cloud_functions.store.dynamomigrations import migrate
 from cloud_functions.store.dynamopages import edges_page
 from cloud_functions.store.dynamotable import NEW, ConditionFailed, DynamoTable, EdgeItems
 from cloud_functions.store.ingestion import ingest_batch
+from cloud_functions.store.snapshots import SnapshotRecord, check_name
+from cloud_functions.store.snapshotsdynamo import DynamoSnapshots
 from cloud_functions.store.storedform import read_back
 
 RETENTION_SECONDS = 30 * 86400
@@ -74,6 +76,7 @@ class DynamoGraphStore:
         self, client: Any, table_name: str, *, workers: int = 8, page_size: int | None = None
     ) -> None:
         self._table = DynamoTable(client, table_name, workers=workers, page_size=page_size)
+        self._snapshots = DynamoSnapshots(self._table)
         migrate(self._table)
 
     # ------------------------------------------------------------------ tenants and clusters
@@ -201,6 +204,20 @@ class DynamoGraphStore:
 
     def write_count(self) -> int:
         return self._table.writes()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def put_snapshot(
+        self, tenant_id: str, cluster_id: str, record: SnapshotRecord, document: bytes, *, keep: int
+    ) -> list[str]:
+        check_name(record.name)
+        return self._snapshots.put(tenant_id, cluster_id, record, document, keep)
+
+    def snapshots(self, tenant_id: str, cluster_id: str) -> list[SnapshotRecord]:
+        return self._snapshots.records(tenant_id, cluster_id)
+
+    def snapshot(self, tenant_id: str, cluster_id: str, name: str) -> tuple[SnapshotRecord, bytes] | None:
+        return self._snapshots.document(tenant_id, cluster_id, name)
 
     # ------------------------------------------------------------------ telemetry
 

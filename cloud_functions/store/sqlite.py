@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Unpack
 
+from cloud_functions.store import snapshotssqlite
 from cloud_functions.store.base import (
     MAX_TELEMETRY_BYTES,
     MAX_TELEMETRY_KEPT_BYTES,
@@ -41,6 +42,7 @@ from cloud_functions.store.base import (
 from cloud_functions.store.checkpoints import Checkpointer
 from cloud_functions.store.ingestion import ingest_batch
 from cloud_functions.store.keyindex import KeyIndex
+from cloud_functions.store.snapshots import SnapshotRecord, check_name, newest_first
 from cloud_functions.store.sqliteedges import BATCH_SEEN, SqliteEdgeBatch, edges_query
 from cloud_functions.store.sqlitepages import edges_page
 from cloud_functions.store.sqliteschema import migrate, transaction
@@ -106,6 +108,15 @@ class SqliteGraphStore:
         if not db.execute(sql, params).rowcount:
             raise failure
         self._writes += 1
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock, for reads of several statements."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as error:
+                raise StoreError(f"sqlite store {self.path}: {error}") from error
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -216,6 +227,28 @@ class SqliteGraphStore:
 
     def write_count(self) -> int:
         return self._writes
+
+    # ------------------------------------------------------------------ snapshots
+
+    def put_snapshot(
+        self, tenant_id: str, cluster_id: str, record: SnapshotRecord, document: bytes, *, keep: int
+    ) -> list[str]:
+        check_name(record.name)
+        with self._writing() as db:
+            num, _ = self._require_cluster(db, tenant_id, cluster_id)
+            gone = snapshotssqlite.put(db, num, record, document, keep)
+            self._writes += 1 + len(gone)
+        return gone
+
+    def snapshots(self, tenant_id: str, cluster_id: str) -> list[SnapshotRecord]:
+        with self._reading() as db:
+            num, _ = self._require_cluster(db, tenant_id, cluster_id)
+            return newest_first(snapshotssqlite.records(db, num))
+
+    def snapshot(self, tenant_id: str, cluster_id: str, name: str) -> tuple[SnapshotRecord, bytes] | None:
+        with self._reading() as db:
+            num, _ = self._require_cluster(db, tenant_id, cluster_id)
+            return snapshotssqlite.document(db, num, name)
 
     # ------------------------------------------------------------------ telemetry
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from cloud_functions.store.base import Step, StoreError, check_version
+from cloud_functions.store.snapshotssqlite import SNAPSHOTS_TABLE
 from cloud_functions.store.sqliteedges import rekey_edges
 
 EDGES_TABLE = """
@@ -66,6 +67,8 @@ CREATE TABLE telemetry (
     + ";".join(index.format(name="edges") for index in EDGES_INDEXES)
     + ";"
     + _CLUSTERS_TABLE.format(name="clusters")
+    + ";"
+    + SNAPSHOTS_TABLE
 )
 
 _EDGES_V2 = "(tenant_id, cluster_id, key_hash, edge, client_namespace, client_name, target_namespace,"
@@ -138,6 +141,7 @@ MIGRATIONS: tuple[Step[sqlite3.Connection], ...] = (
         _statements("DROP INDEX edges_cluster", *(index.format(name="edges") for index in EDGES_INDEXES)),
         "edges: indexes by client and by workload target, for paged reads",
     ),
+    Step(8, _statements(SNAPSHOTS_TABLE), "snapshots: each cluster's, by name"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -63,6 +63,19 @@ class Response:
     stream: Iterator[bytes] | None = None
 
 
+_OK = Response(200, b"ok", "text/plain; charset=utf-8")
+STATIC = {
+    "/healthz": _OK,
+    "/readyz": _OK,
+    "/livez": _OK,
+    # An empty OpenAPI document (protobuf, zero fields): `kubectl apply` validates against it before
+    # sending, refuses when the document is missing, and skips the kinds it lacks. The server's own
+    # checks (admission, stored-form validation) still apply.
+    "/openapi/v2": Response(200, b"", "application/octet-stream"),
+}
+"""Answers that never change, by path."""
+
+
 @dataclass(frozen=True)
 class Target:
     rt: ResourceType
@@ -104,8 +117,9 @@ class Api:
         parts = [p for p in request.path.split("/") if p]
         if request.path == "/version":
             return Response(200, dict(discovery.SERVER_VERSION))
-        if request.path in ("/healthz", "/readyz", "/livez"):
-            return Response(200, b"ok", "text/plain; charset=utf-8")
+        static = STATIC.get(request.path)
+        if static is not None:
+            return static
         if request.path == "/sandbox/compact":
             if request.method != "POST":
                 raise method_not_allowed()

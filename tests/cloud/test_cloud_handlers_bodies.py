@@ -25,8 +25,10 @@ def json_routes(cloud: Cloud) -> list[tuple[str, str, str]]:
             if "requestBody" not in operation or path == "/v1/metrics":
                 continue
             filled = path.replace("{tenantId}", cloud.a.id).replace("{clusterId}", cluster)
+            required = {p["name"] for p in operation.get("parameters", ()) if p.get("required")}
+            filled += f"?cluster={cluster}" if "cluster" in required else ""  # the policy check's
             token = cloud.admin_token if path == "/v1/tenants" else cloud.a.owner_token
-            token = cloud.a.clusters[cluster] if path == "/v1/ingest" else token
+            token = cloud.a.clusters[cluster] if path in ("/v1/ingest", "/v1/snapshots") else token
             routes.append((method.upper(), filled, token))
     return routes
 

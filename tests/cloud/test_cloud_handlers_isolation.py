@@ -31,18 +31,35 @@ READ_ROUTES = frozenset(
 )
 """The tenant routes a read token may use; the others need an owner (or the admin)."""
 OWNER_ROUTES = [(m, p, b) for m, p, b in TENANT_ROUTES if (m, p) not in READ_ROUTES]
-PROTECTED = TENANT_ROUTES + [
-    ("POST", "/v1/tenants", {"name": "x"}),
-    ("POST", "/v1/ingest", {"batchId": "x", "edges": []}),
-    ("GET", "/graph", None),
-    ("GET", "/v1/graph", None),
-    ("GET", "/v1/session", None),
+CLUSTER_ROUTES = [
+    ("GET", "/v1/tenants/{tenant}/snapshots", None),
+    ("GET", "/v1/tenants/{tenant}/snapshots/before", None),
+    ("GET", "/v1/tenants/{tenant}/diff", None),
+    ("POST", "/v1/tenants/{tenant}/check", None),
 ]
+"""Read routes of one cluster's snapshots and checks (each takes ``cluster``, the diff ``from``)."""
+PROTECTED = (
+    TENANT_ROUTES
+    + CLUSTER_ROUTES
+    + [
+        ("POST", "/v1/tenants", {"name": "x"}),
+        ("POST", "/v1/ingest", {"batchId": "x", "edges": []}),
+        ("POST", "/v1/snapshots", {"name": "x"}),
+        ("GET", "/graph", None),
+        ("GET", "/v1/graph", None),
+        ("GET", "/v1/session", None),
+    ]
+)
 
 
 def test_the_route_list_covers_the_openapi_document() -> None:
     documented = {
-        (method.upper(), path.replace("{tenantId}", "{tenant}").replace("{tokenId}", "{token_id}"))
+        (
+            method.upper(),
+            path.replace("{tenantId}", "{tenant}")
+            .replace("{tokenId}", "{token_id}")
+            .replace("{name}", "before"),
+        )
         for path, operations in json.loads(openapi_document())["paths"].items()
         for method in operations
     }
@@ -76,6 +93,27 @@ def test_tenant_b_gets_403_on_every_route_of_tenant_a(
     assert after == before
     # and A itself may (read routes answer 200, writes 201/204)
     assert cloud.request(method, url, token=cloud.a.owner_token, body=body).status in (200, 201, 204)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CLUSTER_ROUTES)
+def test_tenant_b_gets_403_on_the_cluster_routes_of_tenant_a(
+    cloud: Cloud, method: str, path: str, body: object
+) -> None:
+    (a_cluster,) = cloud.a.clusters
+    snapshot = {"apiVersion": "network-mapper/v1", "kind": "Snapshot", "name": "before"}
+    snapshot["takenAt"] = "2025-11-28T02:16:06Z"
+    uploaded = cloud.request("POST", "/v1/snapshots", token=cloud.a.clusters[a_cluster], body=snapshot)
+    assert uploaded.status == 200, uploaded
+    url, query = path.format(tenant=cloud.a.id), {"cluster": a_cluster, "from": "before"}
+    (b_ingest,) = cloud.b.clusters.values()
+    for token in (cloud.b.owner_token, cloud.b.read_token, b_ingest):
+        reply = cloud.request(method, url, token=token, query=query, raw=b"", content_type="application/yaml")
+        assert reply.status == 403 and reply.error_code == "forbidden", (token == b_ingest, reply)
+    # and A's read token may
+    reply = cloud.request(
+        method, url, token=cloud.a.read_token, query=query, raw=b"", content_type="application/yaml"
+    )
+    assert reply.status == 200, reply
 
 
 @pytest.mark.parametrize(("method", "path", "body"), OWNER_ROUTES)

@@ -23,6 +23,7 @@ from cloud_functions.handlers import CloudApp, CloudSettings
 from cloud_functions.store import dynamomigrations, sqliteschema
 from cloud_functions.store.base import GraphStore, StoreError, TokenRecord
 from cloud_functions.store.dynamodb import DynamoGraphStore
+from cloud_functions.store.snapshots import SnapshotRecord
 from cloud_functions.store.sqlite import SqliteGraphStore
 
 FIXTURE = EVENTS / "store_v3.db"
@@ -88,6 +89,13 @@ def test_sqlite_read_tokens_become_owner_tokens(v3_copy: Path) -> None:
         pairs = sorted((s.edge.client.name, getattr(s.edge.target, "name", "")) for s in store.edges(TENANT))
         assert pairs == [("cartservice", "redis-cart"), ("frontend", "cartservice")]
         assert [(h, body) for h, _, body in store.telemetry()] == [("0" * 64, b"\x0a\x00")]
+        # version 8: the old file keeps snapshots too
+        assert store.snapshots(TENANT, CLUSTER) == []
+        store.put_snapshot(TENANT, CLUSTER, SnapshotRecord("before", T0, False, 0, T0), b"{}", keep=5)
+        assert store.snapshot(TENANT, CLUSTER, "before") == (
+            SnapshotRecord("before", T0, False, 0, T0),
+            b"{}",
+        )
     finally:
         store.close()
     assert version_row(v3_copy) == (sqliteschema.SCHEMA_VERSION, sqliteschema.SCHEMA_VERSION)

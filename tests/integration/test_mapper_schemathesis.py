@@ -23,6 +23,7 @@ from agent.mapper.api.schema import SCHEMA_PATH
 from agent.mapper.cluster import ClusterState
 from agent.mapper.resolver import Resolver
 from agent.mapper.settings import ApiSettings
+from agent.mapper.snapshots import SnapshotStore
 from agent.mapper.store import EdgeStore
 from agent.model import Edge, InternetTarget, Method, WorkloadIdentity
 from tests.support.mapper_app import MapperServer
@@ -50,7 +51,14 @@ class Mapper:
             ]
         )
         state = ClusterState()
-        app = create_app(ApiSettings(token=TOKEN), self.store, Resolver(state, "cluster.local"), state)
+        app = create_app(
+            ApiSettings(token=TOKEN),
+            self.store,
+            Resolver(state, "cluster.local"),
+            state,
+            facts=state,
+            snapshots=SnapshotStore(self.store),
+        )
         self.server = MapperServer(app).start()
         self.base = f"http://127.0.0.1:{self.server.port}"
         self.http = requests.Session()

@@ -56,7 +56,14 @@ from agent.mapper.api.limits import (
     DocumentTooComplex,
     check_document,
 )
-from agent.mapper.api.protocols import EdgeStoreLike, LabelSource, NoLabels, ObservationResolver
+from agent.mapper.api.protocols import (
+    EdgeStoreLike,
+    FactsSource,
+    LabelSource,
+    NoLabels,
+    ObservationResolver,
+    SnapshotKeeper,
+)
 from agent.mapper.api.reportqueue import Busy, ReportQueue
 from agent.mapper.api.schema import (
     BUSY_CODE,
@@ -274,15 +281,20 @@ def create_app(
     ingest: ReportQueue | None = None,
     clock: Callable[[], float] | None = None,
     positions: Callable[[], tuple[int, int]] | None = None,
+    facts: FactsSource | None = None,
+    snapshots: SnapshotKeeper | None = None,
 ) -> Starlette:
     """The API app. Report batches are resolved by ``workers`` threads (started now; drained and
     stopped at the app's shutdown) and recorded in ``store``; queries read ``store`` and
-    ``labels``; ``positions`` (the store's, when the mapper uploads) answers ``uploadPosition``.
+    ``labels``; ``positions`` (the store's, when the mapper uploads) answers ``uploadPosition``;
+    ``facts`` (the cluster state) ``clusterFacts``; ``snapshots`` keeps the snapshots.
     ``app.state.ingest`` is the :class:`ReportQueue` (``drain()`` for tests). The
     resolver is called from the worker threads only: ``workers > 1`` needs a resolver that is
     safe to share (``agent.mapper.resolver.Resolver`` keeps unlocked stats, so keep 1)."""
     ingest = ingest or ReportQueue(resolver, store, max_batches=settings.queue_batches, workers=workers)
-    state = ApiState(store, ingest, labels or NoLabels(), positions=positions)
+    state = ApiState(
+        store, ingest, labels or NoLabels(), positions=positions, facts=facts, snapshots=snapshots
+    )
     if clock is not None:
         state.clock = clock
     endpoint = GraphQLEndpoint(settings, state, build_schema())

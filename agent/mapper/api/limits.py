@@ -25,9 +25,17 @@ MAX_TOKENS = 10_000
 MAX_DEPTH = 16
 MAX_FIELDS = 2_000
 MAX_ROOT_FIELDS = 20
-ROOT_COSTS = {"edges": 100, "intents": 100, "serviceIntents": 100}
-"""The cost of a top-level field (default 1): these read the whole map from the store, which
-costs far more than anything else a query can select."""
+ROOT_COSTS = {
+    "edges": 100,
+    "intents": 100,
+    "serviceIntents": 100,
+    "snapshot": 100,
+    "saveSnapshot": 100,
+    "loadSnapshot": 100,
+    "clusterFacts": 10,
+}
+"""The cost of a top-level field (default 1): these read (or write) the whole map, which costs far
+more than anything else a query can select; ``clusterFacts`` walks every pod."""
 MAX_COST = 400
 """The cost an operation's top-level fields may add up to: a few full reads of the map per request
 (``network-mapper list`` needs one), not hundreds. (Fields below them are capped by

@@ -4,15 +4,19 @@ The API does not import the store, the resolver or the cluster state: the mapper
 ``__main__`` hands the real objects to :func:`agent.mapper.api.create_app`, and tests hand in
 small stand-ins. Data flows producers → (HTTP) → API → :class:`ObservationResolver` →
 :class:`EdgeSink`; queries read an :class:`EdgeSource` and decorate identities with a
-:class:`LabelSource`.
+:class:`LabelSource`; ``clusterFacts`` reads a :class:`FactsSource`, the snapshot fields a
+:class:`SnapshotKeeper`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from agent.model import Edge, Observation, WorkloadIdentity
+from agent.model import ClusterFacts, Edge, Observation, Snapshot, WorkloadIdentity
+
+if TYPE_CHECKING:  # the type only: the API does not import the store
+    from agent.mapper.snapshots import SnapshotInfo
 
 
 class EdgeSink(Protocol):
@@ -56,3 +60,24 @@ class NoLabels:
 
     def labels_of(self, identity: WorkloadIdentity) -> Mapping[str, str]:
         return {}
+
+
+class FactsSource(Protocol):
+    """The cluster as policies see it (``agent.mapper.cluster.ClusterState.facts``)."""
+
+    def facts(self) -> ClusterFacts: ...
+
+
+class SnapshotKeeper(Protocol):
+    """Snapshots of the map (``agent.mapper.snapshots.SnapshotStore``). Saving raises ValueError
+    (its message for the user) on a bad or reserved name or a snapshot that cannot be written."""
+
+    def save_snapshot(self, snapshot: Snapshot) -> SnapshotInfo: ...
+
+    def take(self, name: str, facts: ClusterFacts, now: float, *, auto: bool = False) -> SnapshotInfo: ...
+
+    def document(self, name: str) -> bytes | None: ...
+
+    def snapshot_infos(self) -> list[SnapshotInfo]: ...
+
+    def delete_snapshot(self, name: str) -> bool: ...

@@ -2,7 +2,8 @@
 
 Edges come from the store (``EdgeSource.edges``); labels from the cluster state
 (``LabelSource``). The results go out over HTTP to the Otterize CLI (``serviceIntents``,
-``intents``, in Otterize's shapes) and to our CLI and console (``edges``, our richer model).
+``intents``, in Otterize's shapes) and to our CLI and console (``edges``, our richer model;
+``clusterFacts``, the cluster as policies see it, from a ``FactsSource``).
 Results are plain dicts keyed by GraphQL field names; ``Time`` fields are epoch floats that
 the scalar formats.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from agent import wire
 from agent.exports import clientintents
 from agent.mapper.api.protocols import LabelSource
-from agent.model import AwsTarget, Edge, InternetTarget, WorkloadIdentity
+from agent.model import AwsTarget, ClusterFacts, Edge, InternetTarget, WorkloadIdentity
 
 Shape = dict[str, Any]
 
@@ -210,3 +211,27 @@ def mapped_edge(edge: Edge) -> Shape:
     """One edge in our own shape (``MappedEdge``): the codec's edge document, as a JSON value."""
     shape: Shape = wire.plain(wire.to_doc(edge))
     return shape
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> list[Shape]:
+    return [{"key": k, "value": v} for k, v in pairs]
+
+
+def cluster_facts(facts: ClusterFacts) -> Shape:
+    """``clusterFacts``: the model's facts in the schema's shape (labels as key/value pairs)."""
+    return {
+        "namespaces": [{"name": n.name, "labels": _labels(n.labels)} for n in facts.namespaces],
+        "workloads": [
+            {
+                "namespace": w.workload.namespace,
+                "name": w.workload.name,
+                "kind": w.workload.kind,
+                "labels": _labels(w.labels),
+                "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol} for p in w.ports],
+                "hostNetwork": w.host_network,
+                "ips": list(w.ips),
+            }
+            for w in facts.workloads
+        ],
+        "nodes": [{"name": n.name, "addresses": list(n.addresses)} for n in facts.nodes],
+    }

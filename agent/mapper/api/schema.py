@@ -4,6 +4,10 @@ Mutations are producers' reports over HTTP (the sniffer, the Kafka and Istio wat
 proxy): each converts its input to observations (:mod:`.mutations`) and submits them as one
 batch to :class:`~.reportqueue.ReportQueue`, whose workers resolve them into edges for the store.
 Queries read the store and shape its edges (:mod:`.queries`) for the Otterize CLI and ours.
+The snapshot fields (``snapshots``, ``snapshot``, ``saveSnapshot``, ``loadSnapshot``,
+``deleteSnapshot``) reach a :class:`~.protocols.SnapshotKeeper`, ``clusterFacts`` a
+:class:`~.protocols.FactsSource`; bad names and documents are field errors with code
+:data:`BAD_INPUT_CODE` and a message saying what is wrong.
 Resolvers reach the mapper's parts through :class:`RequestContext` (``info.context``).
 """
 
@@ -14,17 +18,19 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ariadne import MutationType, ObjectType, QueryType, load_schema_from_path, make_executable_schema
 from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema
 
+from agent import snapshotwire
 from agent.mapper.api import mutations, queries
-from agent.mapper.api.protocols import EdgeStoreLike, LabelSource
+from agent.mapper.api.protocols import EdgeStoreLike, FactsSource, LabelSource, SnapshotKeeper
 from agent.mapper.api.reportqueue import Busy, ReportQueue
 from agent.mapper.api.scalars import time_scalar
+from agent.model import ClusterFacts
 
 log = logging.getLogger("agent.mapper.api")
 
@@ -33,6 +39,8 @@ SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 BUSY_CODE = "MAPPER_BUSY"
 RECORD_FAILED_CODE = "MAPPER_RECORD_FAILED"
 UNAUTHORIZED_CODE = "UNAUTHENTICATED"
+BAD_INPUT_CODE = "BAD_USER_INPUT"
+NO_SNAPSHOTS_CODE = "SNAPSHOTS_UNAVAILABLE"
 
 
 @dataclass
@@ -45,6 +53,10 @@ class ApiState:
     clock: Callable[[], float] = time.time
     positions: Callable[[], tuple[int, int]] | None = None
     """The store's (newest change, upload cursor) when the mapper uploads (``uploadPosition``)."""
+    facts: FactsSource | None = None
+    """The cluster state (``clusterFacts``, and the facts kept in snapshots); None: none known."""
+    snapshots: SnapshotKeeper | None = None
+    """Where snapshots are kept; None: the snapshot mutations are refused, the queries find none."""
     not_stored: dict[str, int] = field(default_factory=dict)
     """Entries of the reports that are accepted but not stored (Azure, GCP, traffic levels)."""
     skipped: dict[str, int] = field(default_factory=dict)
@@ -232,6 +244,87 @@ _report("reportAWSOperation", "operation", lambda ops, ctx: mutations.aws_operat
 _report("reportAzureOperation", "operation", _counted("azure"))
 _report("reportGCPOperation", "operation", _counted("gcp"))
 _report("reportTrafficLevelResults", "results", lambda r, ctx: _counted("traffic")(r["results"], ctx))
+
+
+# ---------------------------------------------------------------- cluster facts and snapshots
+
+
+def _facts(state: ApiState) -> ClusterFacts:
+    return state.facts.facts() if state.facts is not None else ClusterFacts()
+
+
+def _info(info: Any) -> dict[str, Any]:
+    """A ``SnapshotInfo`` in the schema's shape (``takenAt``: epoch seconds, which the scalar formats)."""
+    return {"name": info.name, "takenAt": info.taken_at, "auto": info.auto, "edges": info.edges}
+
+
+def _bad_input(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": BAD_INPUT_CODE})
+
+
+def _keeper(ctx: RequestContext) -> SnapshotKeeper:
+    if ctx.state.snapshots is None:
+        raise GraphQLError("this mapper keeps no snapshots", extensions={"code": NO_SNAPSHOTS_CODE})
+    return ctx.state.snapshots
+
+
+@query.field("clusterFacts")
+def _cluster_facts(_: Any, info: Info) -> queries.Shape:
+    return queries.cluster_facts(_facts(info.context.state))
+
+
+@query.field("snapshots")
+def _snapshots(_: Any, info: Info) -> list[dict[str, Any]]:
+    keeper = info.context.state.snapshots
+    return [_info(found) for found in keeper.snapshot_infos()] if keeper is not None else []
+
+
+@query.field("snapshot")
+def _snapshot(_: Any, info: Info, name: str) -> str | None:
+    keeper = info.context.state.snapshots
+    document = keeper.document(name) if keeper is not None else None
+    return document.decode() if document is not None else None
+
+
+@mutation.field("saveSnapshot")
+def _save_snapshot(_: Any, info: Info, name: str) -> dict[str, Any]:
+    ctx = _authorized(info)
+    keeper = _keeper(ctx)
+    try:
+        saved = keeper.take(name, _facts(ctx.state), ctx.state.clock())
+    except ValueError as error:  # a bad or reserved name (SnapshotError)
+        raise _bad_input(str(error)) from None
+    log.info("snapshot saved name=%s edges=%d peer=%s", saved.name, saved.edges, ctx.peer)
+    return _info(saved)
+
+
+@mutation.field("loadSnapshot")
+def _load_snapshot(_: Any, info: Info, document: str, name: str | None = None) -> dict[str, Any]:
+    ctx = _authorized(info)
+    keeper = _keeper(ctx)
+    try:
+        snapshot = snapshotwire.decode_snapshot(document)
+    except ValueError as error:  # WireError: what is wrong, and where
+        raise _bad_input(f"not a snapshot document: {error}") from None
+    name = name or snapshot.name
+    if not name:
+        raise _bad_input("the document names no snapshot (a JSON export?): give loadSnapshot a name")
+    # An auto- name is an automatic snapshot's, whatever the document says: it is pruned as one.
+    snapshot = replace(snapshot, name=name, auto=name.startswith("auto-"))
+    try:
+        saved = keeper.save_snapshot(snapshot)
+    except ValueError as error:
+        raise _bad_input(str(error)) from None
+    log.info("snapshot loaded name=%s edges=%d peer=%s", saved.name, saved.edges, ctx.peer)
+    return _info(saved)
+
+
+@mutation.field("deleteSnapshot")
+def _delete_snapshot(_: Any, info: Info, name: str) -> bool:
+    ctx = _authorized(info)
+    deleted = _keeper(ctx).delete_snapshot(name)
+    log.info("snapshot delete name=%s deleted=%s peer=%s", name[:80], deleted, ctx.peer)
+    return deleted
 
 
 def build_schema() -> GraphQLSchema:

@@ -49,7 +49,8 @@ def _identity(w: WorkloadIdentity, labels: Labels) -> dict[str, object]:
 
 
 def stand_in_mapper(edges: list[Edge], labels: Labels | None = None) -> Transport:
-    """A mapper answering ``edges`` with every field of ``edges`` and ``intents`` with ``labels``."""
+    """A mapper answering ``edges`` with every field of ``edges``, ``intents`` with ``labels``, and
+    ``clusterFacts`` with no facts."""
     labels = labels or {}
     answers = {
         "edges": [wire.plain(wire.to_doc(e)) for e in edges],
@@ -58,11 +59,12 @@ def stand_in_mapper(edges: list[Edge], labels: Labels | None = None) -> Transpor
             for e in edges
             if isinstance(e.target, WorkloadIdentity)
         ],
+        "clusterFacts": {"namespaces": [], "workloads": [], "nodes": []},  # nothing known: default labels
     }
 
     def answer(request: Request) -> Response:
         query = json.loads(request.body)["query"]
-        field = "edges" if "edges(" in query else "intents"
+        field = "edges" if "edges(" in query else "clusterFacts" if "clusterFacts" in query else "intents"
         body = json.dumps({"data": {field: answers[field]}}).encode()
         return Response(200, {"content-type": "application/json"}, body)
 

@@ -282,7 +282,7 @@ def test_mutated_real_lines_never_raise(line: str) -> None:
     assert_well_typed(line)
 
 
-@HYPOTHESIS
+@settings(HYPOTHESIS, max_examples=500)  # up to 20 lines per example: as many lines as the others
 @given(st.lists(mutated_lines(), min_size=1, max_size=20))
 def test_memo_never_changes_a_result(lines: list[str]) -> None:
     # The memo keys on the message up to " for request = ": a warm memo (filled by the real lines
