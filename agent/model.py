@@ -70,7 +70,10 @@ class SocketConnection:
     """An established TCP connection found by scanning ``/proc/<pid>/net/tcp{,6}``.
 
     ``client_hostname`` is the hostname of a process in the client's network namespace,
-    when the client side is local to the scanned node.
+    when the client side is local to the scanned node. For a client socket in the node's own
+    network namespace (a hostNetwork pod, or a node process), the process that owns it names its
+    pod when it can: ``client_pod_uid`` from its cgroup path, else ``client_pod``
+    (``namespace/name``) from its environment; both empty when unknown.
     """
 
     client_ip: str
@@ -79,6 +82,8 @@ class SocketConnection:
     server_port: int
     seen_at: Timestamp
     client_hostname: str = ""
+    client_pod_uid: str = ""
+    client_pod: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +216,17 @@ class KafkaTopic:
 Target = WorkloadIdentity | InternetTarget | AwsTarget
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class MethodSeen:
+    """What one method saw of an edge: when first and last, and how often (an edge's ``count``
+    counted per method). One per method on an edge (:attr:`Edge.provenance`), sorted by method."""
+
+    method: Method
+    first_seen: Timestamp
+    last_seen: Timestamp
+    count: int = 1
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
     """Client → target, with what was seen of it and by which methods."""
@@ -233,16 +249,26 @@ class Edge:
     # The server ports of the TCP connections seen (SYN, socket scan), sorted; not part of the key.
     # Empty: unknown (an edge seen only through DNS, Kafka logs, Istio or the AWS proxy).
     ports: tuple[int, ...] = ()
+    # Per method, when it saw the edge and how often (one per method, sorted by method). Empty: not
+    # known (an edge written before version 5 of the document); nothing is derived for it.
+    provenance: tuple[MethodSeen, ...] = ()
 
     @property
     def key(self) -> tuple[WorkloadIdentity, Target]:
         """What makes two edges the same edge: the store merges edges with equal keys."""
         return (self.client, self.target)
 
+    @property
+    def dns_only(self) -> bool:
+        """Seen only through DNS: a name was resolved, no connection seen (a lookup that led
+        nowhere, or traffic no other method saw)."""
+        return self.methods == _DNS_ONLY
 
+
+_DNS_ONLY = frozenset({Method.DNS})
 _EDGE_SLOTS = [getattr(Edge, f.name).__set__ for f in fields(Edge)]
 # as many as Edge has fields
-_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11, _s12, _s13 = _EDGE_SLOTS
+_s0, _s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8, _s9, _s10, _s11, _s12, _s13, _s14 = _EDGE_SLOTS
 _alloc = object.__new__
 
 
@@ -261,6 +287,7 @@ def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
     target_service_seen: Timestamp = 0.0,
     truncated: bool = False,
     ports: tuple[int, ...] = (),
+    provenance: tuple[MethodSeen, ...] = (),
 ) -> Edge:
     """``Edge(...)`` with every field given, for the hot paths (the resolver, the codec's bulk
     reads): it writes the slots directly instead of through the frozen ``__setattr__`` per field,
@@ -269,8 +296,19 @@ def new_edge(  # noqa: PLR0917 - Edge's fields, positionally, for speed
     _s0(edge, client), _s1(edge, target), _s2(edge, first_seen), _s3(edge, last_seen), _s4(edge, methods)
     _s5(edge, count), _s6(edge, http), _s7(edge, kafka_topics), _s8(edge, aws_actions)
     _s9(edge, target_service), _s10(edge, ambiguous), _s11(edge, target_service_seen), _s12(edge, truncated)
-    _s13(edge, ports)
+    _s13(edge, ports), _s14(edge, provenance)
     return edge
+
+
+_m0, _m1, _m2, _m3 = [getattr(MethodSeen, f.name).__set__ for f in fields(MethodSeen)]
+
+
+def seen_once(method: Method, t: Timestamp, count: int = 1) -> tuple[MethodSeen, ...]:
+    """``(MethodSeen(method, t, t, count),)``, the provenance of one sighting, for the resolver's
+    hot path: slots written directly, as :func:`new_edge` does (equal to the plain constructor)."""
+    seen: MethodSeen = _alloc(MethodSeen)
+    _m0(seen, method), _m1(seen, t), _m2(seen, t), _m3(seen, count)
+    return (seen,)
 
 
 MAX_DETAILS = 256
@@ -325,12 +363,36 @@ def _merged_kafka(
     return tuple(KafkaTopic(name, ops, principal, denied) for (name, principal), (ops, denied) in rows), cut
 
 
+def merged_provenance(
+    a: tuple[MethodSeen, ...], b: tuple[MethodSeen, ...], *, cumulative: bool = True
+) -> tuple[MethodSeen, ...]:
+    """Two provenances (or, ``b`` empty, one with a method repeated) as one: per method the
+    earliest ``first_seen``, the latest ``last_seen`` and the counts summed (``cumulative``: their
+    maximum, as :func:`merge_edges` does ``count``); one per method, sorted by method."""
+    if len(a) == 1 and len(b) == 1 and a[0].method == b[0].method:  # the store's common case
+        x, y = a[0], b[0]
+        count = max(x.count, y.count) if cumulative else x.count + y.count
+        return (MethodSeen(x.method, min(x.first_seen, y.first_seen), max(x.last_seen, y.last_seen), count),)
+    merged: dict[Method, MethodSeen] = {}
+    for seen in a + b:
+        found = merged.get(seen.method)
+        if found is None:
+            merged[seen.method] = seen
+            continue
+        count = max(found.count, seen.count) if cumulative else found.count + seen.count
+        merged[seen.method] = MethodSeen(
+            seen.method, min(found.first_seen, seen.first_seen), max(found.last_seen, seen.last_seen), count
+        )
+    return tuple(sorted(merged.values()))
+
+
 def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
     """The one merge of two sightings of the same edge (``a.key == b.key``), used by every store.
 
     ``first_seen`` is the earliest, ``last_seen`` the latest; methods, AWS actions, HTTP methods,
     principals and response codes per path, Kafka operations (allowed, denied) per topic and
-    principal, and server ports are unions; ``target_service`` is the non-empty one
+    principal, and server ports are unions; ``provenance`` is merged per method
+    (:func:`merged_provenance`; an edge without one adds nothing); ``target_service`` is the non-empty one
     seen last (by ``target_service_seen``; on a tie the greater name: an empty one never erases a
     known service, and a later sighting without one keeps when the known one was seen);
     ``ambiguous`` holds only while both are ambiguous (one unambiguous sighting pins the edge to
@@ -362,6 +424,14 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
         if a.ports and b.ports
         else (a.ports or b.ports, False)
     )
+    pa, pb = a.provenance, b.provenance
+    provenance = (
+        pa
+        if cumulative and pa == pb
+        else merged_provenance(pa, pb, cumulative=cumulative)
+        if pa and pb
+        else pa or pb
+    )
     service, service_seen = _newer_service(a, b)
     last_seen = max(a.last_seen, b.last_seen)
     return Edge(
@@ -379,6 +449,7 @@ def merge_edges(a: Edge, b: Edge, *, cumulative: bool = True) -> Edge:
         target_service_seen=service_seen if service and service_seen != last_seen else 0.0,
         truncated=a.truncated or b.truncated or cut_http or cut_kafka or cut_aws or cut_ports,
         ports=ports,
+        provenance=provenance,
     )
 
 

@@ -154,12 +154,29 @@ def kubeconfig_setting() -> Any:
     return setting("", "KUBECONFIG", "kubeconfig file (empty: in-cluster configuration)")
 
 
+def node_name_setting() -> Any:
+    """The node the producer runs on (the chart sets it from the downward API's ``spec.nodeName``)."""
+    return setting("", "NODE_NAME", "the node this pod runs on, for status reports (empty: unknown)")
+
+
+def pod_name_setting() -> Any:
+    """The producer's pod (the chart sets it from ``metadata.name``): the instance in status reports."""
+    return setting("", "POD_NAME", "this pod's name, for status reports (empty: the host name)")
+
+
+def status_interval_setting() -> Any:
+    return setting(30.0, "STATUS_INTERVAL", "seconds between status reports to the mapper")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SnifferSettings(CheckedSettings):
     """The node agent: capture DNS and TCP SYNs, scan sockets, report to the mapper."""
 
     mapper_url: str = mapper_url_setting()
     token: str = token_setting()
+    node_name: str = node_name_setting()
+    pod_name: str = pod_name_setting()
+    status_interval: float = status_interval_setting()
     report_interval: float = setting(1.0, "SNIFFER_REPORT_INTERVAL", "seconds between reports to the mapper")
     socket_scan_interval: float = setting(5.0, "SNIFFER_SOCKET_SCAN_INTERVAL", "seconds between /proc scans")
     max_pending_pairs: int = setting(
@@ -210,6 +227,9 @@ class KafkaWatcherSettings(CheckedSettings):
 
     mapper_url: str = mapper_url_setting()
     token: str = token_setting()
+    node_name: str = node_name_setting()
+    pod_name: str = pod_name_setting()
+    status_interval: float = status_interval_setting()
     kafka_servers: tuple[str, ...] = setting(
         (),
         "OTTERIZE_KAFKA_SERVERS",
@@ -256,6 +276,9 @@ class IstioWatcherSettings(CheckedSettings):
 
     mapper_url: str = mapper_url_setting()
     token: str = token_setting()
+    node_name: str = node_name_setting()
+    pod_name: str = pod_name_setting()
+    status_interval: float = status_interval_setting()
     kubeconfig: str = kubeconfig_setting()
     namespaces: tuple[str, ...] = setting(
         (),

@@ -16,11 +16,14 @@ The document is a set of typed structs (msgspec, checked while decoding, in C)::
      "http": [{"path", "methods", "principals", "statuses"}],
      "kafkaTopics": [{"name", "operations", "principal", "denied"}],
      "awsActions": [...], "targetService": "", "ambiguous": false, "live": false,
-     "targetServiceSeen": RFC 3339 | null, "truncated": false, "ports": [443, ...]}
+     "targetServiceSeen": RFC 3339 | null, "truncated": false, "ports": [443, ...],
+     "provenance": [{"method", "firstSeen", "lastSeen", "count"}]}
 
 ``target`` is a tagged union on ``type``. Every key is always written and :func:`to_doc` writes
 lists sorted, so equal edges give byte-equal text (:func:`canonical` makes any document so).
 ``live`` is the uploader's liveness flag (``agent.mapper.uploader``); elsewhere it is false.
+``provenance`` says per method when it saw the edge and how often (one per method, sorted by
+method); empty in a document written before version 5, and then nothing is derived for it.
 The mapper's store keeps the same documents in MessagePack (:func:`pack_edge`), read back in half
 the time of JSON.
 
@@ -48,7 +51,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -63,9 +66,11 @@ from agent.model import (
     InternetTarget,
     KafkaTopic,
     Method,
+    MethodSeen,
     Target,
     WorkloadIdentity,
     merge_edges,
+    merged_provenance,
     new_edge,
 )
 from agent.wiretime import EARLIEST, END, RANGE, Time, WireError, format_time, moment, parse_time, seconds
@@ -85,6 +90,7 @@ __all__ = [  # the time format (agent.wiretime) is part of the codec: re-exporte
     "IngestBody",
     "InternetTargetDoc",
     "MethodName",
+    "MethodSeenDoc",
     "TargetDoc",
     "Time",
     "WireError",
@@ -115,11 +121,12 @@ __all__ = [  # the time format (agent.wiretime) is part of the codec: re-exporte
     "unpack_edges",
 ]
 
-FORMAT_VERSION = 4
-"""The edge document's version. 4 adds the server ``ports`` (TCP; empty: unknown); 3 adds the HTTP
-resources' ``principals`` and ``statuses`` and the Kafka topics' ``principal`` and ``denied``; 2
-added ``targetServiceSeen`` and ``truncated``; 1 had no version on the wire."""
-ACCEPTED_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+"""The edge document's version. 5 adds the ``provenance`` per method (empty: unknown); 4 adds the
+server ``ports`` (TCP; empty: unknown); 3 adds the HTTP resources' ``principals`` and ``statuses``
+and the Kafka topics' ``principal`` and ``denied``; 2 added ``targetServiceSeen`` and
+``truncated``; 1 had no version on the wire."""
+ACCEPTED_VERSIONS = (1, 2, 3, 4, 5)
 """Versions of upload bodies the cloud reads: all so far (the same structs read them; the fields a
 version lacks take their defaults)."""
 EXPORT_API_VERSION: Final = "network-mapper/v1"
@@ -160,6 +167,15 @@ class AwsTargetDoc(_Doc, frozen=True, kw_only=True, tag="aws", tag_field="type")
 TargetDoc = WorkloadTargetDoc | InternetTargetDoc | AwsTargetDoc
 
 
+class MethodSeenDoc(_Doc, frozen=True, kw_only=True):
+    """What one method saw of an edge (:class:`agent.model.MethodSeen`)."""
+
+    method: MethodName
+    firstSeen: Time
+    lastSeen: Time
+    count: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 1
+
+
 class EdgeDoc(_Doc, frozen=True, kw_only=True):
     """One edge (see the module docstring). Unknown fields are ignored (a newer writer's)."""
 
@@ -178,6 +194,8 @@ class EdgeDoc(_Doc, frozen=True, kw_only=True):
     targetServiceSeen: Time | None = None  # when targetService was last seen, if before lastSeen
     truncated: bool = False  # detail sets were cut to their bounds (added in version 2, default false)
     ports: Details[Port] = ()  # the TCP server ports seen, sorted (added in version 4; empty: unknown)
+    # per method: first and last seen, count; sorted by method (added in version 5; empty: unknown)
+    provenance: Annotated[tuple[MethodSeenDoc, ...], msgspec.Meta(max_length=len(Method))] = ()
 
 
 class EdgesDocument(_Doc, frozen=True, kw_only=True):
@@ -284,6 +302,29 @@ def _canonical_values(*values: tuple[Any, ...]) -> bool:
     return all(len(v) <= MAX_VALUES and (len(v) < 2 or _strictly_sorted(v)) for v in values)
 
 
+def _method_seen_doc(seen: MethodSeen) -> MethodSeenDoc:
+    return MethodSeenDoc(
+        method=str(seen.method),  # type: ignore[arg-type]  # a Method's value is a MethodName
+        firstSeen=moment(seen.first_seen),
+        lastSeen=moment(seen.last_seen),
+        count=min(seen.count, MAX_COUNT),
+    )
+
+
+def _provenance_docs(provenance: tuple[MethodSeen, ...]) -> tuple[MethodSeenDoc, ...]:
+    """Sorted by method, one per method (repeats of a hand-built edge merged)."""
+    if len(provenance) > 1 and not _strictly_sorted(s.method for s in provenance):
+        provenance = merged_provenance(provenance, ())
+    return tuple(map(_method_seen_doc, provenance))
+
+
+def _method_seen(doc: MethodSeenDoc) -> MethodSeen:
+    first, last = doc.firstSeen.timestamp(), doc.lastSeen.timestamp()
+    if not (EARLIEST <= first < END and EARLIEST <= last < END):
+        raise WireError(f"time out of range {RANGE}: {doc.firstSeen} or {doc.lastSeen}")
+    return MethodSeen(Method(doc.method), first, last, doc.count)
+
+
 def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
     """The document of ``edge`` (canonical: every list sorted)."""
     t = edge.target
@@ -312,6 +353,7 @@ def to_doc(edge: Edge, live: bool = False) -> EdgeDoc:
         targetServiceSeen=moment(edge.target_service_seen) if edge.target_service_seen else None,
         truncated=edge.truncated,
         ports=tuple(sorted(edge.ports)),
+        provenance=_provenance_docs(edge.provenance) if edge.provenance else (),
     )
 
 
@@ -346,6 +388,7 @@ def from_doc(doc: EdgeDoc) -> Edge:
         seconds(doc.targetServiceSeen) if doc.targetServiceSeen is not None else 0.0,
         doc.truncated,
         doc.ports,
+        tuple(map(_method_seen, doc.provenance)) if doc.provenance else (),
     )
 
 
@@ -353,12 +396,16 @@ def _strictly_sorted(values: Iterable[Any]) -> bool:
     return all(a < b for a, b in pairwise(values))
 
 
+def _utc_in_range(at: datetime) -> bool:
+    return at.tzinfo is UTC and 2000 <= at.year < 2100
+
+
 def canonical(doc: EdgeDoc) -> EdgeDoc:
     """``doc`` as :func:`to_doc` writes it (``doc`` itself when it is already), so that equal edges
     have byte-equal text whoever wrote them: times in UTC, every list strictly sorted (repeated
-    HTTP paths and Kafka topics merged, values past :data:`agent.model.MAX_VALUES` cut), no
-    ``targetServiceSeen`` equal to ``lastSeen``. :class:`WireError` when a time lies outside
-    :data:`RANGE`."""
+    HTTP paths, Kafka topics and provenance methods merged, values past
+    :data:`agent.model.MAX_VALUES` cut), no ``targetServiceSeen`` equal to ``lastSeen``.
+    :class:`WireError` when a time lies outside :data:`RANGE`."""
     first, last, http, topics, aws = doc.firstSeen, doc.lastSeen, doc.http, doc.kafkaTopics, doc.awsActions
     if (
         first.tzinfo is UTC
@@ -369,6 +416,8 @@ def canonical(doc: EdgeDoc) -> EdgeDoc:
         and _method_names_of(_methods(doc.methods)) == doc.methods
         and (len(aws) < 2 or _strictly_sorted(aws))
         and (len(doc.ports) < 2 or _strictly_sorted(doc.ports))
+        and all(_utc_in_range(s.firstSeen) and _utc_in_range(s.lastSeen) for s in doc.provenance)
+        and (len(doc.provenance) < 2 or _strictly_sorted(s.method for s in doc.provenance))
         and (
             not http
             or (

@@ -5,12 +5,13 @@ Decoded documents (:class:`agent.wire.EdgeDoc`) come here from the cloud's inges
 mapper's report conversion (:mod:`agent.mapper.api.mutations`) applies the same bounds to report
 entries, skipping and counting what breaks them. The structs check in C what a decoder can
 (counts in [0, 2**53), ports, list lengths); :func:`problems` checks the rest: non-empty names,
-string lengths, IPs that parse, times within :data:`agent.wiretime.RANGE`.
+string lengths, IPs that parse, times (the provenance's too) within :data:`agent.wiretime.RANGE`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime
 from functools import lru_cache
 
 from agent.wire import EdgeDoc, InternetTargetDoc, WorkloadTargetDoc
@@ -92,12 +93,17 @@ def problems(doc: EdgeDoc) -> list[tuple[Loc, str]]:
         for i, a in enumerate(doc.awsActions)
         if (why := name_problem(a, bound=MAX_TEXT))
     ]
-    times = (
-        ("firstSeen", doc.firstSeen),
-        ("lastSeen", doc.lastSeen),
-        ("targetServiceSeen", doc.targetServiceSeen),
-    )
-    for name, at in times:
+    times: list[tuple[Loc, datetime | None]] = [
+        (("firstSeen",), doc.firstSeen),
+        (("lastSeen",), doc.lastSeen),
+        (("targetServiceSeen",), doc.targetServiceSeen),
+    ]
+    for i, seen in enumerate(doc.provenance):
+        times += [
+            (("provenance", i, "firstSeen"), seen.firstSeen),
+            (("provenance", i, "lastSeen"), seen.lastSeen),
+        ]
+    for loc, at in times:
         if at is not None and not EARLIEST <= at.timestamp() < END:
-            found.append(((name,), f"time out of range {RANGE}"))
+            found.append((loc, f"time out of range {RANGE}"))
     return found

@@ -142,8 +142,10 @@ def _owner_ref(owner: Manifest) -> list[Manifest]:
     return [{**ref, "uid": "", "controller": True, "blockOwnerDeletion": True}]
 
 
-def pod_plan(workload: Manifest, node_name: str) -> ChartPod:
-    """What the Deployment (→ ReplicaSet → Pod) or DaemonSet (→ Pod) controller makes of ``workload``."""
+def pod_plan(workload: Manifest, node_name: str, *, per_node: bool = False) -> ChartPod:
+    """What the Deployment (→ ReplicaSet → Pod) or DaemonSet (→ Pod) controller makes of ``workload``
+    on node ``node_name``; ``per_node`` names the pod after the node too (a DaemonSet's pod on a
+    further node: one pod per node, each with a name of its own)."""
     meta = workload["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     template = workload["spec"]["template"]
@@ -168,7 +170,8 @@ def pod_plan(workload: Manifest, node_name: str) -> ChartPod:
             "spec": rs_spec,
         }
         owners.append(replica_set)
-    pod_name = f"{owners[-1]['metadata']['name']}-{suffix(f'{namespace}/{name}/pod', 5)}"
+    seed = f"{namespace}/{name}/pod" + (f"/{node_name}" if per_node else "")
+    pod_name = f"{owners[-1]['metadata']['name']}-{suffix(seed, 5)}"
     spec = dict(template["spec"])
     spec["nodeName"] = node_name
     pod: Manifest = {

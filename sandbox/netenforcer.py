@@ -3,7 +3,8 @@
 Data comes from a *source* — :func:`api_source` lists Namespaces, Pods and NetworkPolicies from the
 sandbox API server through the ``kubernetes`` client, as a controller would; tests pass their own —
 every ``interval`` seconds. The ruleset (:func:`sandbox.netpolicy.ruleset`) goes to ``nft -f -`` in
-the node namespace only when its text changed: one transaction that replaces the table, so a
+each node namespace (the same table on every node: a call between nodes crosses the forward path of
+both, which give the same verdict) only when its text changed: one transaction that replaces the table, so a
 change is in force within one interval plus the load (well under 2 s) and never half applied.
 Malformed policies are logged once and left out (a real API server would have refused them).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes import client as k8s
@@ -76,11 +77,12 @@ def api_source(api_client: k8s.ApiClient, node_addresses: tuple[str, ...]) -> So
 
 
 class Enforcer:
-    """Polls ``source`` and loads a changed ruleset into ``node_netns``'s table."""
+    """Polls ``source`` and loads a changed ruleset into the table of ``node_netns`` (one node
+    namespace, or several)."""
 
-    def __init__(self, source: Source, node_netns: str, interval: float = INTERVAL) -> None:
+    def __init__(self, source: Source, node_netns: str | Sequence[str], interval: float = INTERVAL) -> None:
         self.source = source
-        self.node_netns = node_netns
+        self.node_namespaces = (node_netns,) if isinstance(node_netns, str) else tuple(node_netns)
         self.interval = interval
         self.applied = ""  # the ruleset now loaded
         self.generation = 0  # how many rulesets were loaded
@@ -95,7 +97,8 @@ class Enforcer:
         if text == self.applied:
             return False
         started = time.monotonic()
-        apply(text, self.node_netns)
+        for ns in self.node_namespaces:
+            apply(text, ns)
         with self._changed:
             self.applied = text
             self.generation += 1

@@ -125,8 +125,17 @@ def _pod_spec(w: Workload, fill: Mapping[str, str]) -> Manifest:
     return spec
 
 
-def plan_pod(w: Workload, ip: str, generation: int = 0, fill: Mapping[str, str] | None = None) -> PodPlan:
-    """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them.
+def plan_pod(
+    w: Workload,
+    ip: str,
+    generation: int = 0,
+    fill: Mapping[str, str] | None = None,
+    *,
+    node_name: str = NODE_NAME,
+    node_ip: str = NODE_IP,
+) -> PodPlan:
+    """The owner chain and pod manifest of workload ``w``'s pod, as its controllers name them, for
+    node ``node_name`` (whose address a hostNetwork pod has).
 
     ``fill`` gives the values of the ``{placeholders}`` in the containers' args and env (the token,
     the kubeconfig, ...); ``{pod_name}`` and ``{pod_ip}`` become ``$(POD_NAME)``/``$(POD_IP)``."""
@@ -168,10 +177,10 @@ def plan_pod(w: Workload, ip: str, generation: int = 0, fill: Mapping[str, str] 
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {**_meta(pod_name, w, w.pod_labels), "annotations": dict(w.annotations)},
-        "spec": {"nodeName": NODE_NAME, "hostNetwork": w.host_network, **_pod_spec(w, fill)},
+        "spec": {"nodeName": node_name, "hostNetwork": w.host_network, **_pod_spec(w, fill)},
     }
     _owned_by(pod, owner_kind, owner)
-    return PodPlan(w, pod_name, NODE_IP if w.host_network else ip, tuple(owners), pod)
+    return PodPlan(w, pod_name, node_ip if w.host_network else ip, tuple(owners), pod)
 
 
 def _terminated(t: Terminated) -> Manifest:
@@ -217,6 +226,7 @@ def pod_status(
     ready: bool = True,
     *,
     restart_policy: str = "Always",
+    host_ip: str = NODE_IP,
 ) -> Manifest:
     """What the kubelet reports for the pod once its processes run: ``containers`` are (name, image)
     and ``states`` their states, in container order; ``ready`` is False while a readiness probe fails."""
@@ -229,7 +239,8 @@ def pod_status(
             "phase": phase,
             "podIP": ip,
             "podIPs": [{"ip": ip}],
-            "hostIP": NODE_IP,
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
             "startTime": started,
             "conditions": [
                 {"type": "Initialized", "status": "True"},
@@ -262,11 +273,11 @@ def service(w: Workload, cluster_ip: str | None = None) -> Manifest:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(w.service, w), "spec": spec}
 
 
-def endpoints(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
-    """Endpoints for ``pods`` given as (pod name, ip)."""
+def endpoints(w: Workload, pods: list[tuple[str, str]], node_name: str = NODE_NAME) -> Manifest:
+    """Endpoints for ``pods`` given as (pod name, ip), on node ``node_name``."""
     ports = [{"name": p["name"], "port": p["targetPort"], "protocol": p["protocol"]} for p in _ports(w)]
     addresses = [
-        {"ip": ip, "nodeName": NODE_NAME, "targetRef": {"kind": "Pod", "name": n, "namespace": w.namespace}}
+        {"ip": ip, "nodeName": node_name, "targetRef": {"kind": "Pod", "name": n, "namespace": w.namespace}}
         for n, ip in pods
     ]
     return {
@@ -277,7 +288,7 @@ def endpoints(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
     }
 
 
-def endpoint_slice(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
+def endpoint_slice(w: Workload, pods: list[tuple[str, str]], node_name: str = NODE_NAME) -> Manifest:
     ports = [{"name": p["name"], "port": p["targetPort"], "protocol": p["protocol"]} for p in _ports(w)]
     meta = _meta(f"{w.service}-{suffix(w.service, 5)}", w, {"kubernetes.io/service-name": w.service})
     return {
@@ -290,7 +301,7 @@ def endpoint_slice(w: Workload, pods: list[tuple[str, str]]) -> Manifest:
             {
                 "addresses": [ip],
                 "conditions": {"ready": True},
-                "nodeName": NODE_NAME,
+                "nodeName": node_name,
                 "targetRef": {"kind": "Pod", "name": n, "namespace": w.namespace},
             }
             for n, ip in pods

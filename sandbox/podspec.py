@@ -21,7 +21,8 @@ What is honoured, as the kubelet does it:
 * ``env``: ``value``, ``valueFrom.secretKeyRef`` / ``configMapKeyRef`` (a missing optional key is
   left out; a missing required one is a :class:`PodSpecError`, as the kubelet refuses to start the
   container), ``valueFrom.fieldRef`` for ``metadata.name``, ``metadata.namespace``,
-  ``status.podIP``; ``envFrom`` is not used by the sandbox's pods and is refused rather than ignored.
+  ``status.podIP``, ``spec.nodeName``, ``status.hostIP``; ``envFrom`` is not used by the sandbox's
+  pods and is refused rather than ignored.
 * ``volumes`` of kind ``secret`` and ``configMap`` (with ``items`` to pick and rename keys) become
   files; ``emptyDir`` an empty directory; each ``volumeMount`` of a container binds one of them at
   its ``mountPath`` (``readOnly`` honoured), ``subPath`` not supported. Init containers are refused.
@@ -179,12 +180,20 @@ def _key(lookup: Lookup, kind: str, namespace: str, ref: Obj) -> str | None:
     return data[ref["key"]].decode()
 
 
-def _env(container: Obj, pod: Obj, pod_ip: str, sources: Sources, base: Mapping[str, str]) -> dict[str, str]:
+def _env(
+    container: Obj, pod: Obj, pod_ip: str, sources: Sources, base: Mapping[str, str], *, host_ip: str = ""
+) -> dict[str, str]:
     if container.get("envFrom"):
         raise PodSpecError(f"container {container['name']}: envFrom is not supported by the sandbox")
     meta = pod.get("metadata") or {}
     namespace = meta.get("namespace", "default")
-    fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": namespace, "status.podIP": pod_ip}
+    fields = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": namespace,
+        "status.podIP": pod_ip,
+        "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
+        "status.hostIP": host_ip,
+    }
     env = dict(base)
     for item in container.get("env") or ():
         source = item.get("valueFrom")
@@ -289,10 +298,11 @@ def pod_run(
     *,
     api: ApiAccess | None = None,
     scripts: Mapping[str, str] | None = None,
+    host_ip: str = "",
 ) -> PodRun:
     """What to run for ``pod`` as stored. ``base_env`` is what the image sets (overridden by the spec);
     ``api`` what the service account gives (None: no API access at all); ``scripts`` the console
-    scripts on the image's PATH (name → file)."""
+    scripts on the image's PATH (name → file); ``host_ip`` the address of the pod's node."""
     spec = pod.get("spec") or {}
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
     if spec.get("initContainers"):
@@ -315,7 +325,7 @@ def pod_run(
         }
     containers = []
     for c in spec.get("containers") or ():
-        env = _env(c, pod, pod_ip, sources, env_base)
+        env = _env(c, pod, pod_ip, sources, env_base, host_ip=host_ip)
         mounts = _mounts(c, volumes)
         if automount and all(m.path != SERVICE_ACCOUNT_DIR for m in mounts):
             mounts += (Mount(API_ACCESS_VOLUME, SERVICE_ACCOUNT_DIR, read_only=True),)

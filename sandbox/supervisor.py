@@ -55,6 +55,7 @@ from sandbox.nodeconfig import (
     search_domains,
     serving_tls,
 )
+from sandbox.nodes import FIRST_NODE, NODES, Node, node_object, node_of
 from sandbox.probes import Prober
 from sandbox.product import FIRST, WORKLOADS
 from sandbox.state import StateFile
@@ -69,7 +70,6 @@ from sandbox.topology import (
     CLUSTER_DOMAIN,
     DNS_SERVICE_IP,
     NODE_IP,
-    NODE_NAME,
     SYSTEM_NS,
     Workload,
 )
@@ -103,6 +103,7 @@ class Supervisor:
         self._restart_policies: dict[tuple[str, str], str] = {}
         self._hook_lock = threading.Lock()  # one `helm test` at a time
         self._next_ip = 10
+        self._host_ips: dict[tuple[str, str], str] = {}  # pod → its node's address (status.hostIP)
 
     # ---------------------------------------------------------------- write-ahead records
     def _record_ns(self, name: str) -> None:
@@ -127,10 +128,11 @@ class Supervisor:
         self._record_pid("supervisor", os.getpid())
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.state.token = secrets.token_hex(16)
-        network.create_node(self._record_ns)
+        network.create_nodes(self._record_ns)
         network.create_internet(self._record_ns)
         node_resolv = podspec.ResolvConf((DNS_SERVICE_IP,), search_domains("default"), ("ndots:5",))
-        network.write_resolv_conf(self._record_ns, network.NODE_NETNS, node_resolv.text())
+        for node in NODES:
+            network.write_resolv_conf(self._record_ns, node.netns, node_resolv.text())
 
         # Admission webhooks are Services: the API server reaches their ClusterIPs from the node.
         # HTTPS, as in a cluster: in-cluster clients (the product's) accept nothing else.
@@ -158,8 +160,7 @@ class Supervisor:
             lambda ns, name: podspec.config_map_data(self._read(core.read_namespaced_config_map, ns, name)),
         )
         self._create_namespaces()
-        # As a CNI's policy agent: in force before the first pod starts; no policy = all allowed.
-        enforcer = Enforcer(api_source(api_client, (NODE_IP,)), network.NODE_NETNS).start()
+        enforcer = self._register_nodes()
         self.traffic = TrafficControl(self._service_target, self.log_dir, self.python, self._record_pid)
         for w in WORKLOADS:
             if w.service_port:
@@ -195,21 +196,33 @@ class Supervisor:
         self._stop_pods()
         api.stop()
 
-    def _ip(self) -> str:
-        ip = f"10.244.1.{self._next_ip}"
+    def _register_nodes(self) -> Enforcer:
+        """The Node objects, as each node's kubelet registers its node, and the CNI's policy agent on
+        every node: in force before the first pod starts (no policy = all allowed); the same table on
+        each node, as a call between nodes crosses the forward path of both."""
+        for node in NODES:
+            self._create(node_object(node))
+        source = api_source(self.api_client, tuple(n.ip for n in NODES))
+        return Enforcer(source, tuple(n.netns for n in NODES)).start()
+
+    def _ip(self, node: Node = FIRST_NODE) -> str:
+        ip = f"{node.pod_prefix}{self._next_ip}"
         self._next_ip += 1
         return ip
 
     def _run_workload(self, w: Workload) -> None:
-        """One of the sandbox's own workloads (not the product): planned from :mod:`sandbox.topology`."""
-        plan = objects.plan_pod(w, self._ip(), fill=self._fill())
-        self._run_pod(plan)
+        """One of the sandbox's own workloads (not the product): planned from :mod:`sandbox.topology`,
+        on the node :func:`sandbox.nodes.node_of` places it on."""
+        node = node_of(w)
+        plan = objects.plan_pod(w, self._ip(node), fill=self._fill(), node_name=node.name, node_ip=node.ip)
+        stored = self._create_chain(plan.owners, plan.pod)
+        self._start_pod(stored, plan.ip, w.host_network, objects.images(w), node)
         if w.service_port:
             # Published pod by pod, as an endpoints controller would, so early callers connect.
-            self.rules += self._publish_endpoints(w, plan)
+            self.rules += self._publish_endpoints(w, plan, node)
             network.apply_services(self.rules)
         if w.wait_ready:
-            netns.wait_for_port(network.NODE_NETNS, (plan.ip, w.port))
+            netns.wait_for_port(node.netns, (plan.ip, w.port))
 
     def _install_chart(self) -> chartrun.Release:
         """``helm install``: the chart rendered for the sandbox's values, its objects created through
@@ -231,14 +244,22 @@ class Supervisor:
         return release
 
     def _run_chart_pod(self, workload: dict[str, Any], release: chartrun.Release) -> None:
-        """A chart workload's pod, as its controller and the kubelet make and run it; the next one
-        starts once its readiness probes pass (as ``helm install --wait`` would)."""
-        planned = chartrun.pod_plan(workload, NODE_NAME)
-        ip = NODE_IP if planned.host_network else self._ip()
-        stored = self._create_chain(planned.owners, planned.pod)
-        proc = self._start_pod(stored, ip, planned.host_network, planned.images)
-        if (planned.namespace, planned.name) in self._probed:
-            self.prober.wait_ready(proc, READY_TIMEOUT)
+        """A chart workload's pod (a DaemonSet's: one per node), as its controller and the kubelet
+        make and run it; the next one starts once its readiness probes pass (``helm install --wait``)."""
+        owner_uid = ""
+        first: tuple[chartrun.ChartPod, dict[str, Any], str] | None = None
+        for node in NODES if workload["kind"] == "DaemonSet" else (FIRST_NODE,):
+            planned = chartrun.pod_plan(workload, node.name, per_node=node is not FIRST_NODE)
+            ip = node.ip if planned.host_network else self._ip(node)
+            # The controller exists once: a further node's pod is only the pod, owned by it.
+            stored = self._create_chain(() if owner_uid else planned.owners, planned.pod, owner_uid)
+            owner_uid = stored["metadata"]["ownerReferences"][0]["uid"]
+            first = first or (planned, stored, ip)
+            proc = self._start_pod(stored, ip, planned.host_network, planned.images, node)
+            if (planned.namespace, planned.name) in self._probed:
+                self.prober.wait_ready(proc, READY_TIMEOUT)
+        assert first is not None
+        planned, stored, ip = first  # the first node's pod (a Deployment's only one) backs Services
         if workload["metadata"]["name"] == chartrun.RELEASE:
             # The user's side reaches the mapper like `kubectl port-forward` would.
             port = stored["spec"]["containers"][0]["ports"][0]["containerPort"]
@@ -249,7 +270,7 @@ class Supervisor:
                 service = self.api_client.sanitize_for_serialization(
                     self.core.read_namespaced_service(obj["metadata"]["name"], planned.namespace)
                 )
-                ep, eps, routes = chartrun.endpoints(service, stored, ip, NODE_NAME)
+                ep, eps, routes = chartrun.endpoints(service, stored, ip, FIRST_NODE.name)
                 self._create(ep)
                 self._create(eps)
                 self.rules += [
@@ -273,15 +294,12 @@ class Supervisor:
         svc = self._create(objects.service(w, DNS_SERVICE_IP if w.namespace == SYSTEM_NS else None))
         self.cluster_ips[(w.namespace, w.service)] = svc.spec.cluster_ip
 
-    def _run_pod(self, plan: objects.PodPlan) -> None:
-        """Create the pod's owners and the pod through the API (where admission may patch it), then
-        run the pod *as stored*: its commands, env, volumes and DNS come from the stored spec."""
-        stored = self._create_chain(plan.owners, plan.pod)
-        self._start_pod(stored, plan.ip, plan.workload.host_network, objects.images(plan.workload))
-
-    def _create_chain(self, owners: tuple[dict[str, Any], ...], pod: dict[str, Any]) -> dict[str, Any]:
-        """Create each owner and then the pod, each owned by the one before; the pod as stored."""
-        owner_uid = ""
+    def _create_chain(
+        self, owners: tuple[dict[str, Any], ...], pod: dict[str, Any], owner_uid: str = ""
+    ) -> dict[str, Any]:
+        """Create each owner and then the pod, each owned by the one before (the first by the object
+        whose UID is ``owner_uid``, when given); the pod as stored (admission may have patched it).
+        The kubelet runs the pod *as stored*: its commands, env, volumes and DNS."""
         stored: Any = None
         for manifest in (*owners, pod):
             refs = manifest["metadata"].get("ownerReferences")
@@ -292,18 +310,30 @@ class Supervisor:
         return dict(self.api_client.sanitize_for_serialization(stored))
 
     def _start_pod(
-        self, pod: dict[str, Any], ip: str, host_network: bool, images: tuple[tuple[str, str], ...]
+        self,
+        pod: dict[str, Any],
+        ip: str,
+        host_network: bool,
+        images: tuple[tuple[str, str], ...],
+        node: Node = FIRST_NODE,
     ) -> PodProcess:
         meta = pod["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         run = podspec.pod_run(
-            pod, ip, self.cluster_dns, self.sources, self.image_env, api=self.api_access, scripts=self.scripts
+            pod,
+            ip,
+            self.cluster_dns,
+            self.sources,
+            self.image_env,
+            api=self.api_access,
+            scripts=self.scripts,
+            host_ip=node.ip,
         )
         if host_network:
-            ns = network.NODE_NETNS
+            ns = node.netns
         else:
             ns = f"nm-{name}"[:64]
-            network.create_pod_netns(self._record_ns, ns, f"nmv{ip.rsplit('.', 1)[1]}", ip)
+            network.create_pod_netns(self._record_ns, ns, f"nmv{ip.rsplit('.', 1)[1]}", ip, node)
             network.write_resolv_conf(self._record_ns, ns, run.resolv.text())
         volume_dirs = self._write_volumes(namespace, name, run.volumes, run.claims)
         specs = []
@@ -334,8 +364,9 @@ class Supervisor:
         probes = {c.name: (c.readiness, c.liveness) for c in run.containers if c.readiness or c.liveness}
         if probes:
             self._probed.add((namespace, name))
-            self.prober.add(proc, network.NODE_NETNS, ip, probes)
+            self.prober.add(proc, node.netns, ip, probes)  # from the pod's node, as its kubelet
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._host_ips[(namespace, name)] = node.ip
         self._published[(namespace, name)] = (images, ip, started)
         self._restart_policies[(namespace, name)] = run.restart_policy
         self._publish_status(proc)
@@ -359,7 +390,7 @@ class Supervisor:
                     old.stop()
                     self.pods.remove(old)
                     self.core.delete_namespaced_pod(name, namespace)
-                pod = chartrun.hook_pod(hook, namespace, NODE_NAME)
+                pod = chartrun.hook_pod(hook, namespace, FIRST_NODE.name)
                 stored = self._create_chain((), pod)
                 images = tuple((c["name"], c.get("image", "")) for c in stored["spec"]["containers"])
                 proc = self._start_pod(stored, self._ip(), bool(stored["spec"].get("hostNetwork")), images)
@@ -434,7 +465,7 @@ class Supervisor:
 
     def _container_changed(self, pod: PodProcess, container: ContainerProcess) -> None:
         """A container started or exited: record its pid, then tell the API (once the pod's first
-        status is out; until then :meth:`_run_pod` publishes it)."""
+        status is out; until then :meth:`_start_pod` publishes it)."""
         if container.alive():
             first = container is pod.containers[0]
             role = f"{pod.namespace}/{pod.pod}" + ("" if first else f"/{container.name}")
@@ -448,16 +479,19 @@ class Supervisor:
         with self._status_lock:  # the states are read inside the lock: a later patch is never older
             ready = self.prober.ready(pod) if probed else True
             policy = self._restart_policies.get((pod.namespace, pod.pod), "Always")
-            body = objects.pod_status(images, ip, started, pod.states(), ready, restart_policy=policy)
+            host_ip = self._host_ips.get((pod.namespace, pod.pod), NODE_IP)
+            body = objects.pod_status(
+                images, ip, started, pod.states(), ready, restart_policy=policy, host_ip=host_ip
+            )
             try:
                 self.core.patch_namespaced_pod_status(pod.pod, pod.namespace, body)
             except k8s.ApiException as exc:  # e.g. a test deleted the pod: keep the kubelet going
                 log.warning("pod status not published ns=%s pod=%s: %s", pod.namespace, pod.pod, exc.reason)
 
-    def _publish_endpoints(self, w: Workload, plan: objects.PodPlan) -> list[network.ServiceRule]:
+    def _publish_endpoints(self, w: Workload, plan: objects.PodPlan, node: Node) -> list[network.ServiceRule]:
         pods = [(plan.pod_name, plan.ip)]
-        self._create(objects.endpoints(w, pods))
-        self._create(objects.endpoint_slice(w, pods))
+        self._create(objects.endpoints(w, pods, node.name))
+        self._create(objects.endpoint_slice(w, pods, node.name))
         cluster_ip = self.cluster_ips[(w.namespace, w.service)]
         return [
             *(

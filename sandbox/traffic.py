@@ -1,25 +1,28 @@
 """The demo's live-traffic view: what the pods are doing on the wire right now.
 
-Data comes from a packet capture in the sandbox's node namespace (every interface: the
-bridge and each pod's veth), limited by BPF to DNS over UDP and TCP SYNs, plus an
+Data comes from a packet capture in the sandbox's node namespaces (every interface: the
+bridge, each pod's veth and the link between the nodes), limited by BPF to DNS over UDP and TCP SYNs, plus an
 ``ip -> name`` map from the caller (pod IPs and ClusterIPs). Data goes to the demo's
 terminal as a table of, per client pod, the DNS names it got answers for and the
 connections it opened. This is a human's check on the sniffer, not the sniffer: scapy
 dissects every packet, which is fine for a few seconds of demo traffic.
 
 A packet crossing the node is seen more than once (the client's veth, the bridge, the
-server's veth), and a connection to a ClusterIP is seen before and after the DNAT: copies
-are folded by identity (DNS: client address, port, query id and name; SYN: client
-address, port and initial sequence number, which NAT does not change).
+server's veth; the link and the other node's when it crosses nodes), and a connection to a
+ClusterIP is seen before and after the DNAT: copies are folded by identity (DNS: client
+address, port, query id and name; SYN: client address, port and initial sequence number,
+which NAT does not change). Of a SYN's copies, the one to a ClusterIP (the Service range) is the
+address dialed and the other the pod behind it, whatever order the nodes' captures delivered them in.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import socket
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scapy.arch.common import compile_filter, free_filter
@@ -33,6 +36,7 @@ from scapy.sendrecv import sniff
 from scapy.supersocket import SuperSocket
 
 from sandbox import netns
+from sandbox.topology import SERVICE_CIDR
 
 BPF_FILTER = "udp port 53 or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)"
 _ADDRESS_TYPES = {1, 28}  # A, AAAA
@@ -65,8 +69,9 @@ class TrafficSummary:
 class _Collector:
     """Folds packets into per-client DNS answers and connections."""
 
-    def __init__(self, ip_to_pod: Mapping[str, str]) -> None:
+    def __init__(self, ip_to_pod: Mapping[str, str], service_cidr: str = SERVICE_CIDR) -> None:
         self._names = ip_to_pod
+        self._services = ipaddress.ip_network(service_cidr)
         self._seen: set[tuple[object, ...]] = set()
         self._dns: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._syns: dict[tuple[str, int, int], list[str]] = {}  # identity -> [dialed, translated?]
@@ -82,7 +87,7 @@ class _Collector:
             destination = f"{ip.dst}:{tcp.dport}"
             copies = self._syns.setdefault((ip.src, tcp.sport, tcp.seq), [destination])
             if destination not in copies:
-                copies.append(destination)  # the copy after DNAT: the pod behind the ClusterIP
+                copies.append(destination)  # the copy before or after DNAT
 
     def _add_dns(self, client: str, port: int, dns: Packet) -> None:
         # Only useful answers: the ndots:5 search list makes many NXDOMAIN responses per lookup.
@@ -100,7 +105,9 @@ class _Collector:
     def summary(self, seconds: float) -> TrafficSummary:
         connections: dict[str, Counter[tuple[str, str | None]]] = defaultdict(Counter)
         for (client, _port, _seq), copies in self._syns.items():
-            connections[client][(copies[0], copies[-1] if len(copies) > 1 else None)] += 1
+            dialed = next((c for c in copies if self._is_service(c)), copies[0])
+            backend = next((c for c in copies if c != dialed), None)
+            connections[client][(dialed, backend)] += 1
         clients = []
         for client in sorted(set(self._dns) | set(connections), key=self._name):
             answers = tuple((name, tuple(sorted(ips))) for name, ips in sorted(self._dns[client].items()))
@@ -111,6 +118,9 @@ class _Collector:
             clients.append(ClientTraffic(self._name(client), answers, conns))
         packets = len(self._seen) + len(self._syns)
         return TrafficSummary(seconds, packets, tuple(clients))
+
+    def _is_service(self, address: str) -> bool:
+        return ipaddress.ip_address(address.rsplit(":", 1)[0]) in self._services
 
     def _name(self, ip: str) -> str:
         return self._names.get(ip, ip)
@@ -154,18 +164,22 @@ class _AllInterfacesSocket(SuperSocket):
         return Ether, self.ins.recv(x), time.time()
 
 
-def capture(node_netns: str, seconds: float, ip_to_pod: dict[str, str]) -> TrafficSummary:
-    """Capture ``seconds`` of DNS answers and TCP SYNs in ``node_netns`` and summarise them.
+def capture(node_netns: str | Sequence[str], seconds: float, ip_to_pod: dict[str, str]) -> TrafficSummary:
+    """Capture ``seconds`` of DNS answers and TCP SYNs in ``node_netns`` (one node namespace or
+    several, captured together) and summarise them.
 
     Needs root (a packet socket and ``setns``). Blocks for ``seconds``.
     """
     collector = _Collector(ip_to_pod)
-    with netns.entered(node_netns):
-        sock = _AllInterfacesSocket(BPF_FILTER)  # the socket belongs to the node namespace for life
+    socks: list[SuperSocket] = []
     try:
-        sniff(opened_socket=sock, timeout=seconds, prn=collector.add, store=False)
+        for ns in (node_netns,) if isinstance(node_netns, str) else node_netns:
+            with netns.entered(ns):
+                socks.append(_AllInterfacesSocket(BPF_FILTER))  # the node namespace's for life
+        sniff(opened_socket=socks, timeout=seconds, prn=collector.add, store=False)
     finally:
-        sock.close()
+        for sock in socks:
+            sock.close()
     return collector.summary(seconds)
 
 

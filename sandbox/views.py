@@ -9,8 +9,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from sandbox.network import NODE_NETNS
 from sandbox.nodeconfig import kubeconfig_paths
+from sandbox.nodes import NODES
 
 
 def _core(state_dir: Path) -> k8s.CoreV1Api:
@@ -20,7 +20,7 @@ def _core(state_dir: Path) -> k8s.CoreV1Api:
 
 def pods_table(state_dir: Path) -> str:
     pods = _core(state_dir).list_pod_for_all_namespaces().items
-    rows = [("NAMESPACE", "POD", "READY", "RESTARTS", "IP", "PHASE", "OWNER")]
+    rows = [("NAMESPACE", "POD", "READY", "RESTARTS", "IP", "NODE", "PHASE", "OWNER")]
     for p in sorted(pods, key=lambda p: (p.metadata.namespace, p.metadata.name)):
         owner = p.metadata.owner_references[0] if p.metadata.owner_references else None
         statuses = p.status.container_statuses or []
@@ -31,6 +31,7 @@ def pods_table(state_dir: Path) -> str:
                 f"{sum(1 for c in statuses if c.ready)}/{len(p.spec.containers)}",
                 str(sum(c.restart_count for c in statuses)),
                 (p.status.pod_ip or "-") + (" (hostNetwork)" if p.spec.host_network else ""),
+                p.spec.node_name or "-",
                 p.status.phase or "-",
                 f"{owner.kind}/{owner.name}" if owner else "-",
             )
@@ -55,7 +56,7 @@ def ip_to_pod(state_dir: Path) -> dict[str, str]:
 def traffic_view(state_dir: Path, seconds: float) -> str:
     from sandbox.traffic import capture, format_summary
 
-    return format_summary(capture(NODE_NETNS, seconds, ip_to_pod(state_dir)))
+    return format_summary(capture([n.netns for n in NODES], seconds, ip_to_pod(state_dir)))
 
 
 def mapper_url(state_dir: Path) -> str:

@@ -60,6 +60,7 @@ from agent.mapperclient import HttpMapperClient, MapperClient
 from agent.pending import Pending
 from agent.reporter import Reporter
 from agent.settings import SettingsError, load, parse_address
+from agent.statusreport import metric_counters, status_reporter
 
 log = logging.getLogger("agent.aws.proxy")
 
@@ -225,6 +226,10 @@ class AwsProxy:
             self.metrics,
             book=AccountBook(self.metrics, wait=account_wait or settings.account_wait),
         )
+        # The status reporter's thread gets a client of its own, unless a test hands one in.
+        status_client = client or HttpMapperClient(
+            settings.mapper_url, settings.token, settings.request_timeout
+        )
         client = client or HttpMapperClient(settings.mapper_url, settings.token, settings.request_timeout)
         self.reporter = Reporter(
             self.collector,
@@ -233,6 +238,20 @@ class AwsProxy:
             settings.report_interval,
             metrics=self.metrics,
             name="aws-proxy",
+        )
+        self._status_stopping = threading.Event()
+        counters = {
+            "queue_full": self.metrics.operations_dropped.name,
+            "unknown_operations": self.metrics.calls_unknown.name,
+            "report_failures": self.metrics.report_failures.name,
+        }
+        self.status = status_reporter(
+            settings,
+            status_client,
+            "aws-proxy",
+            [f"listen:{settings.listen_address}"],
+            metric_counters(self.metrics, counters),
+            self._status_stopping,
         )
         self.health = HealthServer(settings.health_address, self.metrics, self.healthy)
         self._master: Any = None  # mitmproxy's Master, untyped
@@ -254,6 +273,7 @@ class AwsProxy:
             print(f"{PROG}: cannot serve {self.settings.health_address} ({exc})", file=sys.stderr)
             return 1
         self.reporter.start()
+        self.status.start()
         try:
             issue_leaves_with_issuer_key_id()
             preload()  # ~0.5 s of datasets, before the proxy listens (and /healthz says 200)
@@ -265,6 +285,7 @@ class AwsProxy:
                 runner.run(self._serve(mitm_options(self.settings, confdir), handle_signals))
         finally:
             self.addon.release_held()  # the mitmproxy loop has ended: no hook runs meanwhile
+            self._status_stopping.set()
             self.reporter.stop()  # flushes what is pending
             self.health.stop()
             log.info("stopped prog=%s %s", PROG, self.metrics.snapshot())

@@ -14,8 +14,11 @@ from agent.settings import (
     CheckedSettings,
     kubeconfig_setting,
     mapper_url_setting,
+    node_name_setting,
     parse_address,
+    pod_name_setting,
     setting,
+    status_interval_setting,
     token_setting,
 )
 
@@ -65,6 +68,9 @@ class AwsProxySettings(CheckedSettings):
 
     mapper_url: str = mapper_url_setting()
     token: str = token_setting()
+    node_name: str = node_name_setting()
+    pod_name: str = pod_name_setting()
+    status_interval: float = status_interval_setting()
     listen_address: str = setting(
         "0.0.0.0:8443",
         "AWS_PROXY_LISTEN_ADDRESS",

@@ -1,9 +1,10 @@
 """``network-mapper export``: the map's edges → the chosen format, through :mod:`agent.exports`
 (ClientIntents, NetworkPolicies, CiliumNetworkPolicies, Istio AuthorizationPolicies, Strimzi
 KafkaUsers or kafka-acls.sh lines, IAM policies, JSON), printed or written where ``-o`` says (one
-file per document with ``--distinct-files``). The edges, labels and cluster facts (pod labels,
-hostNetwork, node addresses: the ``clusterFacts`` query) come from the mapper through
-:mod:`agent.cli.main`.
+file per document with ``--distinct-files``). ``--exclude-dns-only`` leaves out, here and for every
+format, the edges seen only through DNS (:attr:`agent.model.Edge.dns_only`). The edges, labels and
+cluster facts (pod labels, hostNetwork, node addresses: the ``clusterFacts`` query) come from the
+mapper through :mod:`agent.cli.main`.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def export(
     edges: list[Edge], args: argparse.Namespace, labels: Labels, facts: ClusterFacts | None = None
 ) -> str:
     """Writes the export where asked; returns what to print (the export itself, or a summary)."""
+    if getattr(args, "exclude_dns_only", False):  # the exporters need nothing else: filtered once, here
+        edges = [e for e in edges if not e.dns_only]
     if args.format in {"json", "iam"}:
         doc: Any = jsonexport.edges_document(edges) if args.format == "json" else iam_policies(edges)
         text = json.dumps(doc, indent=2) + "\n"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from agent.cli import checking, queries, snapshots
+from agent.cli import checking, coverage, queries, snapshots
 from agent.cli.exporting import (
     FACT_FORMATS,
     FORMAT_HELP,
@@ -148,7 +148,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             "-l", "--label", **repeated, metavar="KEY[=VALUE]", help="only clients with this label"
         )
 
-    filters(sub.add_parser("list", help="list each client and what it calls"))
+    lst = sub.add_parser("list", help="list each client and what it calls")
+    filters(lst)
+    lst.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show, per edge, which methods saw it, how often, first and last seen, and mark "
+        "the edges seen only through DNS (a name was resolved, no connection seen)",
+    )
     vis = sub.add_parser("visualize", help="draw the map with graphviz")
     filters(vis)
     vis.add_argument("-o", "--output", type=output_file, required=True, help="file to write (.png or .svg)")
@@ -204,6 +212,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     exp.add_argument(
         "--kafka-user-version", choices=kafkaacl.VERSIONS, default="v1beta2", help=kafka_user_help
     )
+    exp.add_argument(
+        "--exclude-dns-only",
+        action="store_true",
+        help="leave out the edges seen only through DNS (a name was resolved, no connection\n"
+        "seen): no ClientIntents, policies or ACLs for lookups that led nowhere",
+    )
     sub.add_parser("reset", help="forget everything the mapper has captured")
     dea = sub.add_parser(
         "deanonymize", help="restore real names in a cloud export (JSON or YAML) of anonymized edges"
@@ -216,6 +230,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     dea.set_defaults(namespace=[], label=[])  # every edge: its names are the way back
     checking.add_parser(sub, output_file)  # these set a handler: their own output and exit status
     snapshots.add_parsers(sub, output_file)
+    coverage.add_parser(sub)
     return parser
 
 
@@ -318,7 +333,7 @@ def run(args: argparse.Namespace, transport: Transport | None = None) -> str:
             return "mapper data reset"
         edges = fetch_edges(client, args)
         if args.command == "list":
-            return listing(edges) if edges else NO_EDGES
+            return listing(edges, verbose=args.verbose) if edges else NO_EDGES
         if args.command == "visualize":
             return visualize(edges, args)
         if args.command == "deanonymize":

@@ -36,6 +36,7 @@ query Edges($namespaces: [String!]) {
     http { path methods principals statuses }
     kafkaTopics { name operations principal denied }
     awsActions ports truncated
+    provenance { method firstSeen lastSeen count }
   }
 }
 """

@@ -6,15 +6,21 @@ targets, which Otterize's listing leaves out, and the HTTP paths and Kafka topic
 Kafka operations the broker denied are shown, marked ``(denied)``, so users see what an ACL made from
 the map would refuse: ``[topic mytopic consume/describe; topic payments consume (denied)]``. The DOT
 text goes to graphviz (``dot``).
+
+``list --verbose`` adds, under each edge, its provenance: per method that saw it, how often and
+when first and last (UTC, to the second), and marks an edge seen only through DNS. An edge stored
+before provenance was kept shows its methods together, with the edge's own times and count.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from agent.model import AwsTarget, Edge, InternetTarget, KafkaTopic, WorkloadIdentity
 
+DNS_ONLY = "DNS only: a name was resolved, no connection seen"
 NO_EDGES = (
     "No connections found. The mapper sees DNS lookups and new TCP connections as they happen, "
     "and open connections at each socket scan: let traffic flow and try again."
@@ -63,14 +69,39 @@ def _sort_key(edge: Edge) -> tuple[int, str]:
     return (1, t.dns_name if isinstance(t, InternetTarget) else t.arn)
 
 
-def listing(edges: Iterable[Edge]) -> str:
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seen(what: str, count: int, first: float, last: float) -> str:
+    times = "1 time" if count == 1 else f"{count} times"
+    return f"      {what}: {times}, first {_when(first)}, last {_when(last)}"
+
+
+def _provenance_lines(edge: Edge) -> list[str]:
+    """Which methods saw ``edge``, how often and when; the DNS-only mark."""
+    if edge.provenance:
+        lines = [_seen(str(s.method), s.count, s.first_seen, s.last_seen) for s in edge.provenance]
+    else:  # stored before provenance was kept: only the edge's own times and count are known
+        methods = ", ".join(sorted(edge.methods)) or "no method recorded"
+        lines = [_seen(methods, edge.count, edge.first_seen, edge.last_seen) + " (per method: not recorded)"]
+    if edge.dns_only:
+        lines.append(f"      {DNS_ONLY}")
+    return lines
+
+
+def listing(edges: Iterable[Edge], *, verbose: bool = False) -> str:
+    """Each client and what it calls; ``verbose``: with each edge's provenance (see the module doc)."""
     by_client: dict[WorkloadIdentity, list[Edge]] = defaultdict(list)
     for e in edges:
         by_client[e.client].append(e)
     lines: list[str] = []
     for client in sorted(by_client, key=lambda c: (c.namespace, c.name)):
         lines.append(f"{client.name} in namespace {client.namespace} calls:")
-        lines += [f"  - {_target_line(client, e)}" for e in sorted(by_client[client], key=_sort_key)]
+        for e in sorted(by_client[client], key=_sort_key):
+            lines.append(f"  - {_target_line(client, e)}")
+            if verbose:
+                lines += _provenance_lines(e)
     return "\n".join(lines)
 
 

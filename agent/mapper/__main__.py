@@ -3,11 +3,13 @@
 Wiring, in the order data flows: the Kubernetes API → :mod:`.kube` (list+watch) →
 :mod:`.cluster` (time-indexed state) → :mod:`.resolver` (observations → edges, fed by the
 API's ingest workers) → :mod:`.store` (SQLite in ``--data-dir``; :mod:`.snapshots` keeps saved
-maps in the same file and takes one every ``--snapshot-interval``) → :mod:`.api` (GraphQL at
-``--listen-address``), and :mod:`.uploader` / :mod:`.telemetry` to the cloud; the service graph
-(:mod:`.servicegraph`) at ``GET /metrics`` and, with ``--otel-enabled``, over OTLP to the user's
-collector. Settings: :class:`agent.settings.MapperSettings`, checked when loaded; each part gets
-its own group (the cluster state the workload-name annotation, the resolver what to record).
+maps in the same file and takes one every ``--snapshot-interval``; :mod:`.retention` hides edges
+not seen for ``--edge-retention`` from the API and prunes those not seen for ``--edge-prune-after``)
+→ :mod:`.api` (GraphQL at ``--listen-address``), and :mod:`.uploader` / :mod:`.telemetry` to the
+cloud; the service graph (:mod:`.servicegraph`) at ``GET /metrics`` and, with ``--otel-enabled``,
+over OTLP to the user's collector. Settings: :class:`agent.settings.MapperSettings`, checked when
+loaded; each part gets its own group (the cluster state the workload-name annotation, the resolver
+what to record).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from agent.anonymize import AnonymizationKeyError, Anonymizer, load_key
 from agent.httpdeadline import read_deadline_protocol
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
+from agent.mapper.coverage import Coverage
 from agent.mapper.kube import ClusterWatcher
 from agent.mapper.resolver import Resolver
+from agent.mapper.retention import Pruner, RecentEdges
 from agent.mapper.servicegraph import (
     ServiceGraphExport,
     dropped_text,
@@ -37,7 +41,13 @@ from agent.mapper.servicegraph import (
     service_graph_text,
     skipped_text,
 )
-from agent.mapper.settings import AnonymizationSettings, ClusterSettings, MapperSettings, UploadSettings
+from agent.mapper.settings import (
+    AnonymizationSettings,
+    ClusterSettings,
+    MapperSettings,
+    RetentionSettings,
+    UploadSettings,
+)
 from agent.mapper.snapshots import AutoSnapshots, SnapshotStore
 from agent.mapper.store import EdgeStore, StoreError
 from agent.mapper.telemetry import StoreCounts, Telemetry
@@ -62,9 +72,15 @@ def _anonymizer(settings: AnonymizationSettings) -> Anonymizer | None:
 
 
 def _uploader(
-    settings: UploadSettings, store: EdgeStore, anonymizer: Anonymizer | None, snapshots: SnapshotStore
+    settings: UploadSettings,
+    store: EdgeStore,
+    anonymizer: Anonymizer | None,
+    snapshots: SnapshotStore,
+    retention: RetentionSettings,
+    *,
+    coverage: Coverage | None,
 ) -> Uploader | None:
-    """The cloud uploader (edges and snapshots), started, when ``--cloud-url`` is set."""
+    """The cloud uploader (edges, snapshots, coverage), started, when ``--cloud-url`` is set."""
     if not settings.cloud_url:
         return None
     client = HttpCloudClient(settings.cloud_url, settings.cloud_token, timeout=settings.request_timeout)
@@ -74,12 +90,25 @@ def _uploader(
         client,
         interval=settings.interval,
         granularity=settings.granularity,
+        visible_for=retention.visible_for,
         anonymizer=anonymizer,
         retry_attempts=settings.retry_attempts,
         retry_initial=settings.retry_initial,
         retry_max=settings.retry_max,
         snapshots=snapshots,
+        coverage=coverage.document if coverage is not None else None,
     ).start()
+
+
+def _schedules(
+    settings: MapperSettings, store: EdgeStore, snapshots: SnapshotStore, state: ClusterState
+) -> tuple[AutoSnapshots, Pruner]:
+    """The store's own schedules, started: automatic snapshots, and pruning of old edges."""
+    retention = settings.retention
+    return (
+        AutoSnapshots(snapshots, state.facts, settings.snapshots.interval).start(),
+        Pruner(store, retention.prune_after, retention.prune_interval).start(),
+    )
 
 
 def _already_stopping(signum: int, frame: FrameType | None) -> None:
@@ -124,15 +153,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         internet_reporting=recording.internet_traffic_reporting,
     )
     uploads = bool(settings.upload.cloud_url)
-    snapshots = SnapshotStore(store, limit=settings.snapshots.limit, auto_limit=settings.snapshots.auto)
+    recent = RecentEdges(store, settings.retention.visible_for)  # the one place queries read edges from
+    snapshots = SnapshotStore(
+        store, limit=settings.snapshots.limit, auto_limit=settings.snapshots.auto, edges=recent.edges
+    )
     app = create_app(
         settings.api,
-        store,
+        recent,
         resolver,
         state,
         positions=store.positions if uploads else None,
         facts=state,
         snapshots=snapshots,
+        coverage=Coverage(
+            settings.api.coverage_stale_after,
+            nodes=lambda: [node.name for node in state.facts().nodes],
+            dropped=resolver.dropped,
+        ),
     )
     # Users' own collectors scrape the service graph here (names stay in-cluster).
     api_state, metric = app.state.api, settings.otel.metric_name
@@ -156,8 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     telemetry.observe(counts.workloads, counts.edges_by_method)
     telemetry.component_started("mapper")
     graph_export = ServiceGraphExport.from_settings(settings.otel, store.edges)
-    uploader = _uploader(settings.upload, store, anonymizer, snapshots)
-    auto_snapshots = AutoSnapshots(snapshots, state.facts, settings.snapshots.interval).start()
+    uploader = _uploader(
+        settings.upload, store, anonymizer, snapshots, settings.retention, coverage=api_state.coverage
+    )
+    schedules = _schedules(settings, store, snapshots, state)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found; the default one would kill the process before the cleanup below (the uploader's
     # stop, telemetry's and the service graph's last exports, the store's close) and exit 143.
@@ -171,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         http = read_deadline_protocol(settings.api.request_timeout)
         uvicorn.run(app, host=host, port=port, log_level="warning", http=http)
     finally:
-        auto_snapshots.stop()
+        for schedule in schedules:
+            schedule.stop()
         if uploader is not None:
             uploader.stop()
         telemetry.shutdown()

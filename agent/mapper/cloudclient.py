@@ -1,6 +1,7 @@
 """The mapper's client of the cloud's upload routes: ``POST /v1/ingest`` (batches of edge
-documents, :mod:`agent.wire`) and ``POST /v1/snapshots`` (snapshot documents,
-:mod:`agent.snapshotwire`), with a per-cluster bearer token.
+documents, :mod:`agent.wire`), ``POST /v1/snapshots`` (snapshot documents,
+:mod:`agent.snapshotwire`) and ``POST /v1/coverage`` (:mod:`agent.mapper.coverage`'s document),
+with a per-cluster bearer token.
 
 The uploader (:mod:`agent.mapper.uploader`) calls it through :class:`CloudClient` (the seam:
 :class:`HttpCloudClient` in production, any object with the same methods in tests) and retries
@@ -52,6 +53,10 @@ class CloudClient(Protocol):
         """``POST /v1/snapshots`` a snapshot document; a :class:`CloudError` unless answered 200."""
         ...
 
+    def upload_coverage(self, document: bytes) -> None:
+        """``POST /v1/coverage`` the coverage document; a :class:`CloudError` unless answered 200."""
+        ...
+
 
 class HttpCloudClient:
     """The cloud's ingest API over HTTP through ``transport`` (by default a
@@ -61,6 +66,7 @@ class HttpCloudClient:
     def __init__(self, url: str, token: str, timeout: float, transport: Transport | None = None) -> None:
         self.url = url.rstrip("/") + "/v1/ingest"
         self.snapshots_url = url.rstrip("/") + "/v1/snapshots"
+        self.coverage_url = url.rstrip("/") + "/v1/coverage"
         self._timeout = timeout
         self._owned: RequestsTransport | None = None
         if transport is None:
@@ -105,6 +111,19 @@ class HttpCloudClient:
             rejected=CloudRejected,
             ok=(200,),
             not_json="HTTP 200 without the snapshot reply",
+        )
+
+    def upload_coverage(self, document: bytes) -> None:
+        post_json(
+            self._transport,
+            self.coverage_url,
+            document,
+            self._headers,
+            self._timeout,
+            unavailable=CloudUnavailable,
+            rejected=CloudRejected,
+            ok=(200,),
+            not_json="HTTP 200 without the coverage reply",
         )
 
     def close(self) -> None:

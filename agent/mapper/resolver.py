@@ -19,9 +19,13 @@ traffic and uploading it; here it drops every Internet target, IP-only and Exter
 the store, the API, exports and uploads alike never hold one. Both counts are per edge dropped.
 
 hostNetwork rule: a node IP is never resolved to a regular pod. Traffic *from* a node IP is
-pinned to a hostNetwork pod only when the socket scan's hostname names it; otherwise, if all
-hostNetwork pods on that node at that time are one workload, the client is kept with
-`ambiguous=True` (node processes such as the kubelet share the IP), else dropped.
+pinned to a hostNetwork pod of that node only when the socket scan names it: by the pod UID or
+the pod (`namespace/name`, or a bare name) of the process owning the client socket
+(`agent.sniffer.owners`), else by the namespace's hostname. A UID or `namespace/name` that names
+none of them drops the observation (`host_network_pod_unknown`: the owner is known, and is not one
+of them). Otherwise, if all hostNetwork pods on that node at that time are one workload, the
+client is kept with `ambiguous=True` (`ambiguous_host_network_kept`: node processes such as the
+kubelet share the IP), else dropped (`ambiguous_host_network`).
 
 Threading: a `Resolver` is used by one thread (the mapper's single report-queue worker,
 `agent.mapper.api.reportqueue`): its memos, name table and `stats` take no lock, and must not be
@@ -34,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from agent.mapper.cluster import ClusterState
+from agent.mapper.cluster import ClusterState, PodInfo
 from agent.mapper.names import NameResolver
 from agent.mapper.servers import Hit, ServerResolver
 from agent.model import (
@@ -53,6 +57,7 @@ from agent.model import (
     TcpConnection,
     WorkloadIdentity,
     new_edge,
+    seen_once,
 )
 
 _DNS, _TCP, _SCAN = frozenset({Method.DNS}), frozenset({Method.TCP}), frozenset({Method.SOCKET_SCAN})
@@ -60,11 +65,16 @@ _DNS, _TCP, _SCAN = frozenset({Method.DNS}), frozenset({Method.TCP}), frozenset(
 _Ports = tuple[int, ...]
 _PORTS: dict[int, _Ports] = {0: ()}  # port 0 is no port (the wire accepts 1-65535)
 _KAFKA, _ISTIO, _AWS = frozenset({Method.KAFKA}), frozenset({Method.ISTIO}), frozenset({Method.AWS})
+# Each edge made here carries its one sighting's provenance (`seen_once`): the method, as a constant.
+_M_DNS, _M_TCP, _M_SCAN = Method.DNS, Method.TCP, Method.SOCKET_SCAN
 _Client = tuple[WorkloadIdentity, bool]  # (identity, ambiguous)
 _CACHE_MAX = 200_000  # entries per memo; external names/IPs would otherwise grow it forever
 # `stats` reasons that note a resolution and keep its edge; every other reason is an edge (or a whole
 # observation) not recorded.
-KEPT_REASONS = frozenset({"internet_ip_named_by_dns", "kafka_server_pod_unknown"})
+KEPT_REASONS = frozenset(
+    {"internet_ip_named_by_dns", "kafka_server_pod_unknown", "ambiguous_host_network_kept"}
+)
+_MIRROR = "kubernetes.io/config.mirror"  # a static pod's mirror: the UID its kubelet (and cgroup) knows it by
 DROP_REASONS = ("excluded_namespace", "internet_reporting_disabled")  # the recording settings' drops
 
 
@@ -73,6 +83,21 @@ def _remember(cache: dict[Any, Any], key: Any, entry: tuple[Any, ...]) -> None:
     if len(cache) >= _CACHE_MAX:
         cache.clear()
     cache[key] = entry
+
+
+def _owner_pod(candidates: list[PodInfo], pod_uid: str, pod: str) -> PodInfo | None:
+    """The one of a node's hostNetwork pods that a socket's owner named: by UID (a static pod's
+    too: its mirror's annotation), else by `namespace/name`, else by a bare name or hostname."""
+    if pod_uid:
+        for p in candidates:
+            if pod_uid == p.uid or pod_uid == p.annotations.get(_MIRROR):
+                return p
+    namespace, _, name = pod.rpartition("/")
+    if namespace:
+        named = [p for p in candidates if p.name == name and p.namespace == namespace]
+    else:
+        named = [p for p in candidates if name in (p.name, p.hostname)]
+    return named[0] if name and len({p.identity for p in named}) == 1 else None
 
 
 class Resolver:
@@ -165,9 +190,24 @@ class Resolver:
     ) -> list[Edge]:
         """A DNS/TCP observation's edges: identities from the state are interned, so `is` finds self-edges."""
         identity, unsure = client
+        seen = seen_once(next(iter(methods)), t)  # one method: shared by the observation's edges
         edges = [
             new_edge(
-                identity, target, t, t, methods, 1, (), (), (), service, unsure or ambiguous, 0, False, ports
+                identity,
+                target,
+                t,
+                t,
+                methods,
+                1,
+                (),
+                (),
+                (),
+                service,
+                unsure or ambiguous,
+                0,
+                False,
+                ports,
+                seen,
             )
             for target, service, ambiguous in hits
             if target is not identity
@@ -185,8 +225,11 @@ class Resolver:
 
     # -- the client side ---------------------------------------------------------------------
 
-    def _client(self, ip: str, t: float, hostname: str = "") -> _Client | None:
-        """(identity, ambiguous) of the pod that sent from `ip` at `t`."""
+    def _client(
+        self, ip: str, t: float, hostname: str = "", pod_uid: str = "", owner_pod: str = ""
+    ) -> _Client | None:
+        """(identity, ambiguous) of the pod that sent from `ip` at `t` (`hostname`, `pod_uid`, `owner_pod`:
+        what a socket scan says of the client)."""
         generation = self.state.generation
         if not hostname:
             entry = self._client_memo.get(ip)
@@ -206,21 +249,29 @@ class Resolver:
         if pod is not None:
             return pod.identity, False  # a custom hostname proves nothing either way
         if self.state.is_node_ip(ip):
-            return self._client_on_node(ip, t, hostname)
+            return self._client_on_node(ip, t, hostname, pod_uid, owner_pod)
         self.stats["client_unknown_ip"] += 1
         return None
 
-    def _client_on_node(self, ip: str, t: float, hostname: str) -> _Client | None:
+    def _client_on_node(self, ip: str, t: float, hostname: str, pod_uid: str, pod: str) -> _Client | None:
         """A node IP: only a hostNetwork pod can be the client, and only one we can name."""
         candidates = self.state.host_network_pods(ip, t)
+        if pod_uid or pod:
+            owner = _owner_pod(candidates, pod_uid, pod)
+            if owner is not None:
+                return owner.identity, False
+            if pod_uid or "/" in pod:
+                self.stats["host_network_pod_unknown"] += 1
+                return None
         if hostname:
             named = [p for p in candidates if hostname in (p.hostname, p.name)]
             if len(named) == 1:
                 return named[0].identity, False
         workloads = {p.identity for p in candidates}
         if len(workloads) == 1:
+            self.stats["ambiguous_host_network_kept"] += 1
             return workloads.pop(), True
-        self.stats["client_node_ip_unresolved"] += 1
+        self.stats["ambiguous_host_network"] += 1
         return None
 
     # -- DNS, TCP and socket scan: the hot path, both memo checks inlined (a call costs as much) ---
@@ -249,7 +300,10 @@ class Resolver:
             target, service, ambiguous = hits[0]
             if type(target) is InternetTarget:
                 self._names.remember_name(obs, hits[0])
-            return [new_edge(client[0], target, t, t, _DNS, 1, (), (), (), service, client[1] or ambiguous)]
+            unsure, seen = client[1] or ambiguous, seen_once(_M_DNS, t)
+            return [
+                new_edge(client[0], target, t, t, _DNS, 1, (), (), (), service, unsure, 0, False, (), seen)
+            ]
         return self._edges(client, hits, _DNS, t)
 
     def _tcp(self, obs: TcpConnection | SocketConnection) -> list[Edge]:
@@ -259,8 +313,12 @@ class Resolver:
         if entry is not None and entry[0] == generation and entry[1] <= t < entry[2]:
             client = entry[3]
         else:
-            hostname = obs.client_hostname if scan else ""  # type: ignore[union-attr]
-            resolved = self._client(obs.client_ip, t, hostname)
+            if isinstance(obs, SocketConnection):
+                resolved = self._client(
+                    obs.client_ip, t, obs.client_hostname, obs.client_pod_uid, obs.client_pod
+                )
+            else:
+                resolved = self._client(obs.client_ip, t)
             if resolved is None:
                 return []
             client = resolved
@@ -274,7 +332,7 @@ class Resolver:
                 return []
             if span is not None:
                 _remember(self._server_memo, key, (generation, span[0], span[1], hits))
-        methods = _SCAN if scan else _TCP
+        methods, method = (_SCAN, _M_SCAN) if scan else (_TCP, _M_TCP)
         ports = _PORTS.get(obs.server_port) or _PORTS.setdefault(obs.server_port, (obs.server_port,))
         if len(hits) == 1 and hits[0][0] is not client[0]:
             target, service, ambiguous = hits[0]
@@ -283,7 +341,10 @@ class Resolver:
                 if named is not None:
                     target, service, ambiguous = named
             who, unsure = client[0], client[1] or ambiguous
-            return [new_edge(who, target, t, t, methods, 1, (), (), (), service, unsure, 0, False, ports)]
+            seen = seen_once(method, t)
+            return [
+                new_edge(who, target, t, t, methods, 1, (), (), (), service, unsure, 0, False, ports, seen)
+            ]
         return self._edges(client, hits, methods, t, ports)
 
     # -- Kafka, Istio, AWS -------------------------------------------------------------------
@@ -308,7 +369,10 @@ class Resolver:
             else KafkaTopic(obs.topic, (), obs.principal, op)
         )
         t, topics = obs.seen_at, (topic,)
-        return self._edge(Edge(client[0], server, t, t, _KAFKA, kafka_topics=topics, ambiguous=client[1]))
+        seen = seen_once(Method.KAFKA, t)
+        return self._edge(
+            Edge(client[0], server, t, t, _KAFKA, kafka_topics=topics, ambiguous=client[1], provenance=seen)
+        )
 
     def _istio(self, obs: IstioRequest) -> list[Edge]:
         names = (obs.source_workload, obs.destination_workload)
@@ -321,7 +385,10 @@ class Resolver:
         methods = (obs.method,) if obs.method else ()
         http = (HttpResource(obs.path, methods, principals, obs.statuses),) if obs.path else ()
         t, service = obs.seen_at, obs.destination_service
-        return self._edge(Edge(source, destination, t, t, _ISTIO, obs.count, http, target_service=service))
+        seen = seen_once(Method.ISTIO, t, obs.count)  # the edge's count: requests since the last scrape
+        return self._edge(
+            Edge(source, destination, t, t, _ISTIO, obs.count, http, target_service=service, provenance=seen)
+        )
 
     def _aws(self, obs: AwsOperation) -> list[Edge]:
         client = self._client(obs.client_ip, obs.seen_at)
@@ -329,7 +396,10 @@ class Resolver:
             return []
         t, action = obs.seen_at, f"{obs.service}:{obs.action}"
         target = AwsTarget(obs.resource or "*")
-        return self._edge(Edge(client[0], target, t, t, _AWS, aws_actions=(action,), ambiguous=client[1]))
+        seen = seen_once(Method.AWS, t)
+        return self._edge(
+            Edge(client[0], target, t, t, _AWS, aws_actions=(action,), ambiguous=client[1], provenance=seen)
+        )
 
     def _workload(self, namespace: str, name: str) -> WorkloadIdentity:
         """An identity named by a watcher (Kafka, Istio): its kind from the pods/owners we know."""

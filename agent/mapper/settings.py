@@ -1,4 +1,4 @@
-"""The mapper's settings, grouped by concern (api, store, snapshots, upload, anonymization,
+"""The mapper's settings, grouped by concern (api, store, snapshots, retention, upload, anonymization,
 telemetry, cluster, recording, OpenTelemetry), built once by :func:`agent.settings.load` from flags over
 environment over defaults and passed down to :mod:`agent.mapper` and its stages."""
 
@@ -35,6 +35,11 @@ class ApiSettings(CheckedSettings):
     request_timeout: float = setting(
         30.0, "MAPPER_REQUEST_TIMEOUT", "seconds a request may take to arrive (stalled ones are closed)"
     )
+    coverage_stale_after: float = setting(
+        90.0,
+        "MAPPER_COVERAGE_STALE_AFTER",
+        "seconds after which a node whose sniffer has not reported is uncovered, a component silent",
+    )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -65,6 +70,41 @@ class SnapshotSettings(CheckedSettings):
     auto: int = setting(
         48, "MAPPER_AUTO_SNAPSHOTS", "automatic snapshots kept; taking one more deletes the oldest"
     )
+
+
+DAY = 86400.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetentionSettings(CheckedSettings):
+    """How long edges stay (agent.mapper.retention): shown while recent, then hidden, then deleted."""
+
+    visible_for: float = setting(
+        30 * DAY,
+        "MAPPER_EDGE_RETENTION",
+        "seconds an edge stays in the map after it was last seen (helm mapper.retention.visibleFor):"
+        " older edges leave the queries, hence list and every export, and the upload's live set",
+    )
+    prune_after: float = setting(
+        90 * DAY,
+        "MAPPER_EDGE_PRUNE_AFTER",
+        "seconds after an edge was last seen before it is deleted from the store (helm"
+        " mapper.retention.pruneAfter); at least MAPPER_EDGE_RETENTION",
+    )
+    prune_interval: float = setting(
+        3600.0,
+        "MAPPER_EDGE_PRUNE_INTERVAL",
+        "seconds between deletions of the edges past MAPPER_EDGE_PRUNE_AFTER",
+    )
+
+    def __post_init__(self) -> None:
+        CheckedSettings.__post_init__(self)  # not super(): slotted dataclasses are rebuilt classes
+        if self.prune_after < self.visible_for:
+            raise SettingsError(
+                f"--edge-prune-after (env MAPPER_EDGE_PRUNE_AFTER) {self.prune_after:g} is shorter than"
+                f" --edge-retention (env MAPPER_EDGE_RETENTION) {self.visible_for:g}: edges would be"
+                " deleted while still shown"
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -213,12 +253,13 @@ class OtelSettings(CheckedSettings):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MapperSettings:
-    """The mapper: cluster state, resolution, the edge store and its snapshots, the GraphQL API,
-    uploads, telemetry, the service graph over OTLP."""
+    """The mapper: cluster state, resolution, the edge store, its snapshots and retention, the
+    GraphQL API, uploads, telemetry, the service graph over OTLP."""
 
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
     snapshots: SnapshotSettings = dataclasses.field(default_factory=SnapshotSettings)
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     upload: UploadSettings = dataclasses.field(default_factory=UploadSettings)
     anonymization: AnonymizationSettings = dataclasses.field(default_factory=AnonymizationSettings)
     telemetry: TelemetrySettings = dataclasses.field(default_factory=TelemetrySettings)

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 
 from agent import snapshotwire
 from agent.mapper.store import EdgeStore, StoreError
-from agent.model import ClusterFacts, Snapshot
+from agent.model import ClusterFacts, Edge, Snapshot
 from agent.wiretime import WireError
 
 log = logging.getLogger("agent.mapper.snapshots")
@@ -95,9 +95,17 @@ class SnapshotStore:
     """Snapshots in ``store``'s file (see the module docstring). Thread-safe, as the store is."""
 
     def __init__(
-        self, store: EdgeStore, *, limit: int = DEFAULT_LIMIT, auto_limit: int = DEFAULT_AUTO_LIMIT
+        self,
+        store: EdgeStore,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        auto_limit: int = DEFAULT_AUTO_LIMIT,
+        edges: Callable[[], list[Edge]] | None = None,
     ) -> None:
         self.store = store
+        # What a snapshot takes: the map as queries show it (past the retention left out), so that
+        # `diff NAME --now` compares like with like.
+        self._edges = edges or store.edges
         self.limit = limit
         self.auto_limit = auto_limit
 
@@ -132,7 +140,7 @@ class SnapshotStore:
 
     def take(self, name: str, facts: ClusterFacts, now: float, *, auto: bool = False) -> SnapshotInfo:
         """Save the map as it is now (every stored edge) with ``facts`` under ``name``."""
-        return self.save_snapshot(Snapshot(name, now, tuple(self.store.edges()), facts, auto))
+        return self.save_snapshot(Snapshot(name, now, tuple(self._edges()), facts, auto))
 
     def document(self, name: str) -> bytes | None:
         """The snapshot document's JSON as stored (None when there is no such snapshot)."""

@@ -4,8 +4,10 @@ restart loses nothing.
 Edges come from the resolver, through the API's report workers: each worker turns a batch of
 observations into edges and hands them to :meth:`EdgeStore.record` in one call. They go out
 through :meth:`EdgeStore.edges`: to the GraphQL queries (``serviceIntents``, ``intents``,
-``edges``), the exporters behind the CLI, and through :meth:`EdgeStore.changed_since` to the
-cloud uploader. ``resetCapture`` is :meth:`EdgeStore.reset`.
+``edges``: those seen within the retention, :class:`agent.mapper.retention.RecentEdges`), the
+exporters behind the CLI, and through :meth:`EdgeStore.changed_since` to the cloud uploader.
+``resetCapture`` is :meth:`EdgeStore.reset`; :meth:`EdgeStore.prune` deletes the
+edges last seen before a time (the mapper's retention, :mod:`agent.mapper.retention`).
 
 Storage: one row per edge key in ``<data_dir>/edges.db``: the key (:func:`agent.wire.key_for`),
 the client's namespace (for the namespace filter), ``last_seen`` and the edge document itself
@@ -200,6 +202,13 @@ class EdgeStore:
             db.execute("UPDATE meta SET value = ? WHERE name = 'next_seq'", (first + len(batch),))
         return given
 
+    def prune(self, older_than: float) -> int:
+        """Delete the edges last seen before ``older_than`` (epoch seconds), in one transaction;
+        returns how many were deleted. Snapshots keep the edges they hold. An edge seen again
+        later comes back as a new row (a new ``seq``), so uploads see it as a change."""
+        with self.writing() as db:
+            return db.execute("DELETE FROM edges WHERE last_seen < ?", (float(older_than),)).rowcount
+
     def reset(self) -> None:
         """Forget every edge (``resetCapture``); ``seq`` keeps counting up, so edges seen after the
         reset are new changes. The :meth:`on_reset` hooks run first, in the same transaction."""
@@ -233,13 +242,16 @@ class EdgeStore:
         return [edge for edge in found if edge is not None]
 
     def positions(self) -> tuple[int, int]:
-        """(the newest change's ``seq``, the upload cursor): the cloud holds every change once the
-        second has reached the first (``agent.mapper.uploadledger`` moves the cursor)."""
+        """(the ``seq`` of the newest change still stored, the upload cursor): the cloud holds every
+        change once the second has reached the first (``agent.mapper.uploadledger`` moves the
+        cursor). A change whose row is gone (pruned, reset) has nothing left to upload, so the
+        newest of the rows is the one that counts: the uploader's cursor can always reach it."""
         with self.reading() as db:
-            meta = dict(
-                db.execute("SELECT name, value FROM meta WHERE name IN ('next_seq', 'upload_cursor')")
-            )
-        return int(meta["next_seq"]) - 1, int(meta["upload_cursor"])
+            newest, cursor = db.execute(
+                "SELECT (SELECT coalesce(max(seq), 0) FROM edges),"
+                " (SELECT value FROM meta WHERE name = 'upload_cursor')"
+            ).fetchone()
+        return int(newest), int(cursor)
 
     def changed_since(self, seq: int, limit: int) -> list[tuple[int, Edge]]:
         """Up to ``limit`` edges whose row changed after ``seq``, as ``(seq, edge)`` by ``seq``;

@@ -6,10 +6,12 @@ edge documents (:mod:`agent.wire`), to the cloud's ``POST /v1/ingest`` through a
 :class:`CloudClient` (the seam: :class:`HttpCloudClient` in production, any object with
 ``ingest`` in tests), optionally through an :class:`~agent.anonymize.Anonymizer`. Then the mapper's
 snapshots not yet uploaded go to ``POST /v1/snapshots`` (:mod:`agent.mapper.snapshotupload` says
-which, and in what form when anonymized).
+which, and in what form when anonymized), and the coverage document (:mod:`agent.mapper.coverage`)
+to ``POST /v1/coverage``.
 
 Liveness, so that steady traffic costs the cloud nothing: each edge document carries ``live``,
-true when the edge was seen within the last ``granularity`` seconds at upload time, and the
+true when the edge was seen within the last ``granularity`` seconds at upload time (or within the
+mapper's retention, ``visible_for``, when shorter: an edge gone from the map is never live), and the
 uploader sends the cluster's heartbeat (a request with no edges and ``seenAt``) at most once per
 ``granularity``, which tells the cloud "every edge I last sent live was seen within
 ``granularity`` before ``seenAt``". The cloud reads a live edge as last seen at least at the
@@ -70,6 +72,7 @@ from agent.mapper.cloudclient import (
     HttpCloudClient,
     IngestResult,
 )
+from agent.mapper.coverage import coverage_body
 from agent.mapper.snapshotupload import SnapshotSource, SnapshotUploads
 from agent.mapper.store import EdgeStore
 from agent.mapper.uploadledger import UploadKey, UploadLedger, UploadMark
@@ -97,8 +100,11 @@ _NO_TIME = wire.moment(wire.EARLIEST)
 
 
 def digest(edge: Edge) -> str:
-    """The content that re-sends an edge when it changes: all but times and count (16 hex)."""
-    content = msgspec.structs.replace(wire.to_doc(edge), firstSeen=_NO_TIME, lastSeen=_NO_TIME, count=0)
+    """The content that re-sends an edge when it changes: all but times, count and provenance (its
+    per-method times and counts; the methods themselves are in ``methods``) (16 hex)."""
+    content = msgspec.structs.replace(
+        wire.to_doc(edge), firstSeen=_NO_TIME, lastSeen=_NO_TIME, count=0, provenance=()
+    )
     return hashlib.sha256(wire.encode(content)).hexdigest()[:16]
 
 
@@ -122,6 +128,7 @@ class CycleResult:
     quiet: int = 0  # of ``edges``: sent live=false by the idle sweep
     heartbeats: int = 0
     snapshots: int = 0  # snapshots uploaded (or refused for good)
+    coverage: int = 0  # coverage documents uploaded
 
 
 class _Stopping(Exception):
@@ -131,6 +138,10 @@ class _Stopping(Exception):
 class Uploader:
     """Uploads the store's changes every ``interval`` seconds on a thread (see the module doc)."""
 
+    visible_for: float | None = None
+    """The mapper's retention (``MAPPER_EDGE_RETENTION``): an edge not seen for longer has left the
+    map, so it is never live in the cloud (None: no such bound)."""
+
     def __init__(
         self,
         store: EdgeStore,
@@ -138,9 +149,11 @@ class Uploader:
         *,
         interval: float = 60.0,
         granularity: float = 3600.0,
+        visible_for: float | None = None,
         batch_size: int = MAX_BATCH,
         anonymizer: Anonymizer | None = None,
         snapshots: SnapshotSource | None = None,
+        coverage: Callable[[], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
         retry_attempts: int = 5,
         retry_initial: float = 1.0,
@@ -151,8 +164,11 @@ class Uploader:
         self.store, self.client = store, client
         self.ledger = UploadLedger(store)
         self.interval, self.granularity, self.batch_size = interval, granularity, batch_size
+        self.visible_for = visible_for
         self.anonymizer = anonymizer
         self.snapshots = None if snapshots is None else SnapshotUploads(snapshots, self.ledger, anonymizer)
+        self.coverage = coverage  # the coverage document, sent each cycle (agent.mapper.coverage)
+        self._said_no_coverage_route = False
         self._clock = clock
         self._retry_attempts = retry_attempts
         self._wait = tenacity.wait_exponential_jitter(
@@ -166,9 +182,15 @@ class Uploader:
 
     # ------------------------------------------------------------------ selection
 
+    @property
+    def live_for(self) -> float:
+        """How recently an edge must have been seen to be live: ``granularity``, or the retention
+        when shorter."""
+        return self.granularity if self.visible_for is None else min(self.granularity, self.visible_for)
+
     def is_live(self, edge: Edge, now: float) -> bool:
-        """Seen within the last ``granularity`` seconds."""
-        return edge.last_seen > now - self.granularity  # the complement of the sweep's cutoff
+        """Seen within the last ``live_for`` seconds (``granularity``, or the retention if shorter)."""
+        return edge.last_seen > now - self.live_for  # the complement of the sweep's cutoff
 
     def wanted(self, edge: Edge, mark: UploadMark | None, now: float) -> bool:
         """Whether ``edge`` must be sent at ``now``, given what was last uploaded of it
@@ -191,7 +213,7 @@ class Uploader:
         now = self._clock()
         result = CycleResult(cursor=self.ledger.upload_cursor())
         while not self._stopping.is_set():  # the idle sweep
-            quiet = self.ledger.gone_quiet(now - self.granularity, self.batch_size)
+            quiet = self.ledger.gone_quiet(now - self.live_for, self.batch_size)
             if not quiet:
                 break
             self._ship([(e, False) for e in quiet], [e.key for e in quiet], None, result)
@@ -212,7 +234,25 @@ class Uploader:
         if self.snapshots is not None and not self._stopping.is_set():
             send = functools.partial(self._retried, self.client.upload_snapshot)
             result.snapshots = self.snapshots.upload_all(send, self._stopping.is_set)
+        if self.coverage is not None and not self._stopping.is_set():
+            result.coverage = self._upload_coverage(self.coverage())
         return result
+
+    def _upload_coverage(self, document: dict[str, Any]) -> int:
+        """Send the coverage document (names hashed when anonymizing); 1 when the cloud took it.
+        A refused token fails the cycle (as a batch's would); a cloud without the route (404) or
+        one refusing the document is said once, and the next cycle sends the newer document."""
+        body = coverage_body(document, self.anonymizer.hash if self.anonymizer else None)
+        try:
+            self._retried(self.client.upload_coverage, body)
+        except CloudRejected as error:
+            if error.status in (401, 403):
+                raise
+            if not self._said_no_coverage_route:
+                log.warning("the cloud refused the coverage document (%s); sent again each cycle", error)
+                self._said_no_coverage_route = True
+            return 0
+        return 1
 
     def _ship(
         self,

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from agent.lifecycle import serve_until_signalled
 from agent.mapperclient import HttpMapperClient
@@ -25,6 +26,7 @@ from agent.sniffer.metrics import SnifferMetrics
 from agent.sniffer.pairs import PairCollector, PairKey, Seen
 from agent.sniffer.reports import mutations_for
 from agent.sniffer.sockets import SocketScanner
+from agent.statusreport import StatusReporter, metric_counters, status_reporter
 
 log = logging.getLogger("agent.sniffer")
 
@@ -35,23 +37,44 @@ def scan_sockets(
     """Scans ``/proc`` into the collector every ``socket_scan_interval`` seconds until ``stop`` is set."""
     scanner = SocketScanner(settings.proc_root)
     while True:
-        for obs in scanner.scan(time.time()).observations:
+        result = scanner.scan(time.time())
+        for obs in result.observations:
             collector.add(obs)
         metrics.socket_scans.inc()
+        metrics.socket_owners_named.inc(result.node_client_pods)
+        metrics.socket_owners_unnamed.inc(result.node_client_sockets - result.node_client_pods)
+        metrics.socket_owner_unreadable.inc(result.owner_unreadable)
         if stop.wait(settings.socket_scan_interval):
             return
 
 
 def reporter_from_settings(
-    settings: SnifferSettings, metrics: SnifferMetrics
-) -> tuple[PairCollector, Reporter[PairKey, Seen]]:
-    """The collector and the reporter that sends it to the mapper."""
+    settings: SnifferSettings, metrics: SnifferMetrics, stopping: threading.Event
+) -> tuple[PairCollector, Reporter[PairKey, Seen], StatusReporter]:
+    """The collector, the reporter that sends it to the mapper (each report naming the node), and
+    the status reporter (what the sniffer watches, what it dropped)."""
     collector = PairCollector(settings.max_pending_pairs, metrics)
     client = HttpMapperClient(settings.mapper_url, settings.token, settings.request_timeout)
     reporter = Reporter(
-        collector, mutations_for, client, settings.report_interval, metrics=metrics, name="sniffer"
+        collector,
+        partial(mutations_for, node=settings.node_name),
+        client,
+        settings.report_interval,
+        metrics=metrics,
+        name="sniffer",
     )
-    return collector, reporter
+    counters = {
+        "queue_full": metrics.pairs_dropped.name,
+        "parse_errors": metrics.parse_errors.name,
+        "report_failures": metrics.report_failures.name,
+    }
+    watching = ("capture:dns,tcp-syn", f"socket-scan:{settings.proc_root}")
+    # A client of its own: the two reporters run in threads of their own (a requests session each).
+    status_client = HttpMapperClient(settings.mapper_url, settings.token, settings.request_timeout)
+    status = status_reporter(
+        settings, status_client, "sniffer", watching, metric_counters(metrics, counters), stopping
+    )
+    return collector, reporter, status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"network-mapper-sniffer: {exc}", file=sys.stderr)
         return 2
     metrics = SnifferMetrics()
-    collector, reporter = reporter_from_settings(settings, metrics)
+    stopping = threading.Event()
+    collector, reporter, status = reporter_from_settings(settings, metrics, stopping)
     try:
         source = LibpcapSource()
     except OSError as exc:
@@ -73,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     capture = PacketCapture(source, collector.add, metrics)
-    stopping = threading.Event()
     scans = threading.Thread(
         target=scan_sockets, args=(settings, collector, metrics, stopping), name="socket-scan", daemon=True
     )
@@ -89,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "network-mapper-sniffer",
         settings.health_address,
         metrics,
-        [capture, scans],
+        [capture, scans, status],
         reporter,
         stopping,
         stop_parts,

@@ -1,7 +1,8 @@
 """The sniffer's counters (:class:`agent.metrics.Metrics`).
 
 The capture loop counts packets, parsed DNS responses and parse errors, the socket scanner
-counts scans, the reporter's collector counts pending and dropped pairs and the reporter
+counts scans and the owners of the node network's client sockets (named a pod or not,
+unreadable), the reporter's collector counts pending and dropped pairs and the reporter
 counts mutations sent and failed. :mod:`agent.health` serves :meth:`SnifferMetrics.render` at
 ``/metrics``.
 """
@@ -31,3 +32,16 @@ class SnifferMetrics(Metrics):
         )
         self.reports_sent, self.report_failures = report_counters(PREFIX)
         self.socket_scans = Counter(f"{PREFIX}socket_scans_total", "Completed /proc socket scans.")
+        # Client sockets of the node's own network namespace (hostNetwork pods and node processes),
+        # per scan: whose owning process named its pod, and whose did not (a node process, or one
+        # that could not be read); processes whose descriptors could not be read (another uid's).
+        self.socket_owners_named = Counter(
+            f"{PREFIX}socket_owners_named_total", "Node-network client sockets whose owner named its pod."
+        )
+        self.socket_owners_unnamed = Counter(
+            f"{PREFIX}socket_owners_unnamed_total", "Node-network client sockets whose owner named no pod."
+        )
+        self.socket_owner_unreadable = Counter(
+            f"{PREFIX}socket_owner_unreadable_total",
+            "Node-network processes whose /proc/<pid>/fd could not be read (another uid's).",
+        )

@@ -3,7 +3,8 @@
 Observations come from the capture loop (``DnsAnswer``, ``TcpConnection``) and the socket scan
 (``SocketConnection``) through :meth:`PairCollector.add`; the reporter (:mod:`agent.reporter`)
 drains them and merges back what it could not send. Pairs are keyed by (kind, source,
-destination, server port), so memory is bounded by distinct pairs, not packets, and
+destination, server port, and for a socket scan the client's pod when its owner named one), so
+memory is bounded by distinct pairs, not packets, and
 hard-bounded by ``max_pairs`` (the bound, drops and refused times are :mod:`agent.pending`'s). A
 pair keeps what its newest sighting said, the union of the IPs a name resolved to (newest first,
 at most :data:`MAX_IPS_PER_NAME`) and the last known client hostname.
@@ -30,6 +31,9 @@ class PairKey(NamedTuple):
     source: str  # client IP
     destination: str  # DNS: queried name; TCP and socket scan: server IP
     port: int  # server port; 0 for DNS
+    # Socket scan only: the client's pod UID, else pod, when the socket's owner named it (else ""):
+    # two pods on the node's network (one IP) calling the same server are two pairs.
+    client: str = ""
 
 
 class Seen(NamedTuple):
@@ -42,6 +46,8 @@ class Seen(NamedTuple):
     client_port: int = 0
     server_ip: str = ""  # DNS only: the DNS server that answered
     cnames: tuple[str, ...] = ()  # DNS only: the chain from the queried name to the answered one
+    pod_uid: str = ""  # socket scan only: the client's pod UID, from its owning process
+    pod: str = ""  # socket scan only: the client's pod ("namespace/name" or a name), from its owner
 
 
 _new = tuple.__new__  # builds a NamedTuple in half the time of its constructor (hot path)
@@ -51,15 +57,17 @@ _DNS, _TCP, _SOCKET = Method.DNS, Method.TCP, Method.SOCKET_SCAN
 def pair_of(o: ReportedObservation) -> tuple[PairKey, Seen]:
     """The pair an observation belongs to, and what it says of it."""
     if isinstance(o, TcpConnection):
-        key = _new(PairKey, (_TCP, o.client_ip, o.server_ip, o.server_port))
-        return key, _new(Seen, (o.seen_at, (), 0, "", o.client_port, "", ()))
+        key = _new(PairKey, (_TCP, o.client_ip, o.server_ip, o.server_port, ""))
+        return key, _new(Seen, (o.seen_at, (), 0, "", o.client_port, "", (), "", ""))
     if isinstance(o, DnsAnswer):
-        key = _new(PairKey, (_DNS, o.client_ip, o.qname, 0))
+        key = _new(PairKey, (_DNS, o.client_ip, o.qname, 0, ""))
         cnames = o.cnames[:MAX_CNAMES] if o.cnames else ()
-        return key, _new(Seen, (o.seen_at, o.ips, o.ttl, "", o.client_port, o.server_ip, cnames))
+        return key, _new(Seen, (o.seen_at, o.ips, o.ttl, "", o.client_port, o.server_ip, cnames, "", ""))
     if isinstance(o, SocketConnection):
-        key = _new(PairKey, (_SOCKET, o.client_ip, o.server_ip, o.server_port))
-        return key, _new(Seen, (o.seen_at, (), 0, o.client_hostname, o.client_port, "", ()))
+        client = o.client_pod_uid or o.client_pod
+        key = _new(PairKey, (_SOCKET, o.client_ip, o.server_ip, o.server_port, client))
+        seen = (o.seen_at, (), 0, o.client_hostname, o.client_port, "", (), o.client_pod_uid, o.client_pod)
+        return key, _new(Seen, seen)
     raise TypeError(f"not a sniffer observation: {type(o).__name__}")
 
 

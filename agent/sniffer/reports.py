@@ -4,8 +4,10 @@ Otterize's three sniffer mutations: ``reportCaptureResults`` (DNS), ``reportTCPC
 (TCP SYNs) and ``reportSocketScanResults`` (established sockets), one ``RecordedDestinationsForSrc``
 per source IP; the mapper's side of these shapes is :mod:`agent.mapper.api.mutations`. Each
 ``Destination`` carries Otterize's fields (``destination``, ``destinationIP``, ``destinationPort``,
-``TTL``, ``lastSeen``) and, when known, the schema's additive ``srcPort`` and, for DNS,
-``dnsServerIP`` and ``cnames``. A DNS pair becomes one destination per IP it resolved to.
+``TTL``, ``lastSeen``) and, when known, the schema's additive ``srcPort``, for DNS
+``dnsServerIP`` and ``cnames``, and for a socket scan ``clientPodUid`` and ``clientPod`` (the pod
+the client socket's owning process is in, :mod:`agent.sniffer.owners`). A DNS pair becomes one
+destination per IP it resolved to.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def destinations(key: PairKey, seen: Seen) -> list[dict[str, Any]]:
     if seen.client_port:
         common["srcPort"] = seen.client_port
     if key.kind is not Method.DNS:
+        if seen.pod_uid:
+            common["clientPodUid"] = seen.pod_uid
+        if seen.pod:
+            common["clientPod"] = seen.pod
         return [{**common, "destinationPort": key.port}]
     common["TTL"] = seen.ttl
     if seen.server_ip:
@@ -62,8 +68,9 @@ def results_for(pairs: Mapping[PairKey, Seen]) -> dict[str, Any]:
     }
 
 
-def mutations_for(batch: Batch) -> list[Mutation[PairKey, Seen]]:
-    """A drained batch → the mutations to send (DNS, TCP, socket scan; empty ones skipped)."""
+def mutations_for(batch: Batch, node: str = "") -> list[Mutation[PairKey, Seen]]:
+    """A drained batch → the mutations to send (DNS, TCP, socket scan; empty ones skipped);
+    ``node`` (the reporting node's name, when known) goes in each ``results`` as ``node``."""
     by_kind: dict[Method, dict[PairKey, Seen]] = {kind: {} for kind in _MUTATIONS}
     for key, seen in batch.entries.items():
         by_kind[key.kind][key] = seen
@@ -71,6 +78,9 @@ def mutations_for(batch: Batch) -> list[Mutation[PairKey, Seen]]:
     for kind, (name, input_type) in _MUTATIONS.items():
         if by_kind[kind]:
             query = f"mutation {name}($results: {input_type}!) {{ {name}(results: $results) }}"
-            variables = {"results": results_for(by_kind[kind])}
+            results = results_for(by_kind[kind])
+            if node:
+                results["node"] = node
+            variables = {"results": results}
             mutations.append(Mutation(name, query, variables, by_kind[kind]))
     return mutations

@@ -12,6 +12,10 @@ separate from the file walk (:class:`SocketScanner`), so it is tested with captu
 Each namespace's tables are read once, however many processes share the namespace: a node
 has far more processes than pods, and reading either file makes the kernel walk the hash
 table of every TCP socket on the node.
+
+The node's own network namespace (the sniffer's: it runs with ``hostNetwork``) is shared by
+hostNetwork pods and node processes alike, so its client sockets are also looked up by inode
+(:mod:`agent.sniffer.owners`): the owning process names its pod on the observation.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from agent.model import SocketConnection, Timestamp
+from agent.sniffer.owners import NamespaceKey, SocketOwners, hostname_of, own_namespace
 
 # TCP states as the kernel prints them (include/net/tcp_states.h).
 ESTABLISHED = 0x01
@@ -52,10 +57,6 @@ _GONE = (FileNotFoundError, ProcessLookupError, PermissionError)
 _READ_SIZE = 1 << 16
 _SHORT_READ = os.sysconf("SC_PAGE_SIZE") - 512
 
-# The hostname is looked for in at most this many processes of a namespace: in a pod one of
-# the first few has it, and the host's namespace has hundreds of processes that do not.
-_HOSTNAME_TRIES = 16
-
 
 class TcpEntry(NamedTuple):
     """One line of ``/proc/<pid>/net/tcp{,6}``. A NamedTuple: the scan makes tens of
@@ -69,13 +70,15 @@ class TcpEntry(NamedTuple):
 
 
 class TcpTable(list[TcpEntry]):
-    """The entries of one ``net/tcp{,6}`` file, plus how many lines were malformed."""
+    """The entries of one ``net/tcp{,6}`` file, plus how many lines were malformed and, when
+    parsed with ``inodes=True``, the socket inode of each ESTABLISHED entry."""
 
-    __slots__ = ("malformed",)
+    __slots__ = ("inodes", "malformed")
 
     def __init__(self, entries: Iterable[TcpEntry] = (), malformed: int = 0) -> None:
         super().__init__(entries)
         self.malformed = malformed
+        self.inodes: dict[tuple[str, int, str, int], int] = {}
 
 
 def _ipv4(hex_address: str) -> str:
@@ -96,21 +99,25 @@ def _ipv6(hex_address: str) -> str:
     return _ntop(_AF_INET6, raw)
 
 
-def parse_proc_net_tcp(text: str, ipv6: bool) -> TcpTable:
+def parse_proc_net_tcp(text: str, ipv6: bool, inodes: bool = False) -> TcpTable:
     """Parse the text of ``/proc/<pid>/net/tcp`` (``ipv6=False``) or ``tcp6`` (``ipv6=True``).
 
     Every socket line gives one :class:`TcpEntry`, whatever its state. Lines that do not parse
     are skipped and counted in the result's ``malformed``; this never raises on bad input.
+    With ``inodes``, the result's ``inodes`` maps each ESTABLISHED entry's 4-tuple to its socket
+    inode (the tenth field; only the node namespace's tables need it, so others skip the split).
     """
     decode = _ipv6 if ipv6 else _ipv4
     # A namespace's sockets share a handful of addresses, so each is decoded once per file.
     addresses: dict[str, str] = {}
     entries = TcpTable()
     append = entries.append
+    inode_of = entries.inodes
     malformed = 0
+    maxsplit = 10 if inodes else 4
     for line in text.splitlines():
-        # "sl local rem st ..." is all this needs; maxsplit leaves the rest unsplit.
-        fields = line.split(None, 4)
+        # "sl local rem st ..." is all this needs (and the inode, field 9); maxsplit leaves the rest.
+        fields = line.split(None, maxsplit)
         if len(fields) < 4:
             malformed += bool(fields)  # a blank line is not a broken one
             continue
@@ -139,6 +146,8 @@ def parse_proc_net_tcp(text: str, ipv6: bool) -> TcpTable:
             malformed += 1
             continue
         append(TcpEntry(local_ip, local_port, remote_ip, remote_port, state_code))
+        if inodes and state_code == ESTABLISHED and len(fields) > 9 and fields[9].isdigit():
+            inode_of[(local_ip, local_port, remote_ip, remote_port)] = int(fields[9])
     entries.malformed = malformed
     return entries
 
@@ -212,6 +221,10 @@ class ScanResult:
     parse_errors: int = 0  # malformed lines in the tables read
     skipped_processes: int = 0  # processes that vanished (or were unreadable) mid-scan
     established_sockets: int = 0  # ESTABLISHED entries read; both ends of an in-namespace connection count
+    node_client_sockets: int = 0  # non-loopback client sockets of the node namespace: owners looked for
+    node_client_pods: int = 0  # ... of which the owner named its pod (by UID or name)
+    owner_links_read: int = 0  # /proc/<pid>/fd links read to find owners (0 when all were known)
+    owner_unreadable: int = 0  # processes of the node namespace whose fd directory could not be listed
 
 
 def _read_table(path: str) -> str:
@@ -256,47 +269,42 @@ def _in_use(path: str, protocol: str) -> bool:
     return True
 
 
-def _hostname(root: str, pids: list[str]) -> str:
-    """``HOSTNAME`` from the environment of the namespace's processes (the pod name under
-    Kubernetes), or ``""``. The UTS hostname itself cannot be read through ``/proc``, and a
-    container's ``/etc/hostname`` may be absent or stale."""
-    for pid in pids[:_HOSTNAME_TRIES]:
-        try:
-            with open(f"{root}/{pid}/environ", "rb", buffering=0) as f:  # noqa: PTH123 - str paths
-                # A leading NUL lets the first variable be found like every other one.
-                environ = b"\0" + f.read()
-        except _GONE:
-            continue
-        start = environ.find(b"\0HOSTNAME=")
-        if start < 0:
-            continue
-        start += len(b"\0HOSTNAME=")
-        end = environ.find(b"\0", start)
-        return environ[start : end if end >= 0 else len(environ)].decode("utf-8", "replace")
-    return ""
+def _richer(conn: SocketConnection, seen: SocketConnection) -> bool:
+    """Whether ``conn`` says more of its client than ``seen`` (the same connection from the other
+    namespace): its pod first, then its hostname."""
+    if seen.client_pod_uid or seen.client_pod:
+        return False
+    return bool(conn.client_pod_uid or conn.client_pod or (conn.client_hostname and not seen.client_hostname))
 
 
 class SocketScanner:
     """Scans a ``/proc`` (the host's, via ``SnifferSettings.proc_root``) for established TCP
-    connections in every network namespace. Not thread-safe; one scanner per scan loop."""
+    connections in every network namespace. Not thread-safe; one scanner per scan loop.
 
-    def __init__(self, proc_root: Path) -> None:
+    ``node_namespace`` is the node's own network namespace, whose client sockets get their
+    owner's pod (default: this process's namespace; ``None`` there: no owner lookups)."""
+
+    def __init__(self, proc_root: Path, node_namespace: NamespaceKey | None = None) -> None:
         self._root = str(proc_root)
+        self._node = node_namespace if node_namespace is not None else own_namespace()
+        self._owners = SocketOwners(self._root)
 
     def scan(self, now: Timestamp) -> ScanResult:
         """One pass: returns each connection once, stamped ``now``.
 
         A connection between two namespaces of this node shows in both; it is reported
-        once, with the client's hostname (found in the client's namespace).
+        once, with what is known of the client (found in the client's namespace).
         """
         root = self._root
         namespaces, processes, skipped = self._namespaces()
         parse_errors = established_sockets = scanned = 0
+        owned = named = links = unreadable = 0
         found: dict[tuple[str, int, str, int], SocketConnection] = {}
         # Loopback tuples of different namespaces are different connections: never merged.
         loopback: list[SocketConnection] = []
-        for pids in namespaces:
-            tables, gone = self._tables(pids)
+        for key, pids in namespaces:
+            node = key == self._node
+            tables, gone = self._tables(pids, inodes=node)
             skipped += gone
             if tables is None:
                 continue
@@ -308,14 +316,21 @@ class SocketScanner:
             if not count:
                 continue
             established_sockets += count
-            for conn in connections(tcp, now, _hostname(root, pids)):
+            # The node namespace's processes are the node's and every hostNetwork pod's: no one
+            # hostname speaks for its clients; their owners do (below).
+            conns = connections(tcp, now, "" if node else hostname_of(root, pids))
+            if node:
+                tcp.inodes.update(tcp6.inodes)
+                conns, counts = self._owners.attribute(conns, tcp.inodes, pids)
+                owned, named, links, unreadable = counts
+            for conn in conns:
                 if _is_loopback(conn.client_ip) or _is_loopback(conn.server_ip):
                     loopback.append(conn)
                     continue
-                key = (conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
-                seen = found.get(key)
-                if seen is None or (conn.client_hostname and not seen.client_hostname):
-                    found[key] = conn
+                key4 = (conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
+                seen = found.get(key4)
+                if seen is None or _richer(conn, seen):
+                    found[key4] = conn
         return ScanResult(
             observations=[*found.values(), *loopback],
             namespaces=scanned,
@@ -323,12 +338,16 @@ class SocketScanner:
             parse_errors=parse_errors,
             skipped_processes=skipped,
             established_sockets=established_sockets,
+            node_client_sockets=owned,
+            node_client_pods=named,
+            owner_links_read=links,
+            owner_unreadable=unreadable,
         )
 
-    def _namespaces(self) -> tuple[list[list[str]], int, int]:
-        """The pids of each network namespace, processes seen, and processes skipped."""
+    def _namespaces(self) -> tuple[list[tuple[NamespaceKey, list[str]]], int, int]:
+        """Each network namespace with its pids, processes seen, and processes skipped."""
         root = self._root
-        by_namespace: dict[tuple[int, int], list[str]] = {}
+        by_namespace: dict[NamespaceKey, list[str]] = {}
         processes = skipped = 0
         with os.scandir(root) as it:
             for dirent in it:
@@ -347,14 +366,14 @@ class SocketScanner:
                     by_namespace[key] = [pid]
                 else:
                     pids.append(pid)
-        namespaces = list(by_namespace.values())
-        for pids in namespaces:
+        namespaces = list(by_namespace.items())
+        for _, pids in namespaces:
             # Lowest pid first, whatever order the directory listing had: usually the
             # namespace's oldest process, so the same one is read every scan.
             pids.sort(key=int)
         return namespaces, processes, skipped
 
-    def _tables(self, pids: list[str]) -> tuple[tuple[TcpTable, TcpTable] | None, int]:
+    def _tables(self, pids: list[str], inodes: bool) -> tuple[tuple[TcpTable, TcpTable] | None, int]:
         """The namespace's tcp and tcp6 tables, read through its first pid that is still
         there (``None`` if none is), and how many pids had gone.
 
@@ -375,5 +394,6 @@ class SocketScanner:
                 # No IPv6 on this kernel (ipv6.disable=1), or the process exited just now:
                 # either way the IPv4 table already read is still this namespace's.
                 tcp6 = ""
-            return (parse_proc_net_tcp(tcp, ipv6=False), parse_proc_net_tcp(tcp6, ipv6=True)), gone
+            parsed = parse_proc_net_tcp(tcp, False, inodes), parse_proc_net_tcp(tcp6, True, inodes)
+            return parsed, gone
         return None, len(pids)

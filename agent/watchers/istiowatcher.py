@@ -40,6 +40,7 @@ from agent.lifecycle import serve_until_signalled
 from agent.mapperclient import HttpMapperClient
 from agent.reporter import Reporter
 from agent.settings import IstioWatcherSettings, SettingsError, load
+from agent.statusreport import metric_counters, status_reporter
 from agent.watchers.istio import RequestLines, Scrape, mutations_for, select_lines
 from agent.watchers.istiopods import SIDECAR_LABEL, SidecarPod, sidecar_pods
 from agent.watchers.istiorequests import IstioWatcherMetrics, RequestCollector, ScrapeProcessor
@@ -246,6 +247,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     stopping = threading.Event()
     loop = threading.Thread(target=watcher.run, args=(stopping,), name="istio-scrape", daemon=True)
+    counters = {
+        "queue_full": metrics.requests_dropped.name,
+        "parse_errors": metrics.unparsable_scrapes.name,
+        "scrape_failures": metrics.scrape_failures.name,
+        "report_failures": metrics.report_failures.name,
+    }
+    status = status_reporter(
+        settings,
+        HttpMapperClient(settings.mapper_url, settings.token, settings.request_timeout),
+        "istio-watcher",
+        [f"namespace:{name}" for name in settings.namespaces] or ["namespace:*"],
+        metric_counters(metrics, counters),
+        stopping,
+    )
     log.info(
         "istio watcher starting mapper_url=%s namespaces=%s scrape_interval=%.1fs port=%d templates=%s",
         settings.mapper_url,
@@ -258,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PROG,
         settings.health_address,
         metrics,
-        [loop],
+        [loop, status],
         reporter,
         stopping,
         lambda: loop.join(settings.scrape_timeout * 2 + 5),

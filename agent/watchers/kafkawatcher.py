@@ -32,7 +32,8 @@ from agent.mapperclient import HttpMapperClient
 from agent.metrics import Counter, Gauge, Metrics
 from agent.pending import Pending
 from agent.reporter import Reporter, report_counters
-from agent.settings import KafkaWatcherSettings, SettingsError, load, log_file_item
+from agent.settings import KafkaWatcherSettings, SettingsError, load, log_file_item, server_item
+from agent.statusreport import metric_counters, status_reporter
 from agent.watchers.kafka import LineKind, TopicAccess, classify_authorizer_line
 from agent.watchers.kafkalogs import PodLogSource, ServerPattern
 from agent.watchers.kafkareports import AccessKey, access_key, combine, mutations_for
@@ -190,6 +191,13 @@ def watcher_from_settings(
     return KafkaLogWatcher(AccessRecorder(collector, metrics), pods, files), reporter
 
 
+def watched_servers(settings: KafkaWatcherSettings) -> list[str]:
+    """The Kafka servers the watcher is configured for, as ``namespace/pod`` (globs kept), sorted."""
+    servers = {f"{ns}/{pod}" for pod, ns, _ in map(server_item, settings.kafka_servers)}
+    servers.update(f"{ns}/{pod}" for _, pod, ns in map(log_file_item, settings.log_files))
+    return sorted(servers)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
@@ -215,6 +223,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     poller = threading.Thread(
         target=watcher.run, args=(settings.poll_interval, stopping), name="kafka-log-poller", daemon=True
     )
+    counters = {
+        "queue_full": metrics.accesses_dropped.name,
+        "parse_errors": metrics.lines_unparsed.name,
+        "poll_failures": metrics.poll_failures.name,
+        "report_failures": metrics.report_failures.name,
+    }
+    status = status_reporter(
+        settings,
+        HttpMapperClient(settings.mapper_url, settings.token, settings.request_timeout),
+        "kafka-watcher",
+        watched_servers(settings),
+        metric_counters(metrics, counters),
+        stopping,
+    )
     log.info(
         "kafka watcher starting servers=%s files=%d mapper_url=%s poll_interval=%.1fs report_interval=%.1fs",
         ",".join(settings.kafka_servers) or "-",
@@ -227,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PROG,
         settings.health_address,
         metrics,
-        [poller],
+        [poller, status],
         reporter,
         stopping,
         lambda: poller.join(settings.request_timeout + 5),

@@ -31,6 +31,7 @@ from cloud_functions.auth import ApiError
 from cloud_functions.handlers import (
     admin,
     console,
+    coverage,
     export,
     graph,
     ingest,
@@ -47,7 +48,7 @@ logger = Logger(service="network-mapper-cloud")
 # Every body parameter is parsed by ingest.parse_json: its limits on depth and number length
 # keep bodies of extreme shapes 400s rather than recursion errors (500).
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=ingest.parse_json)
-for _module in (admin, session, ingest, graph, summary, export, telemetry, snapshots, policy):
+for _module in (admin, session, ingest, graph, summary, export, telemetry, snapshots, policy, coverage):
     app.include_router(_module.router)
 
 TITLE = "network-mapper cloud"
@@ -72,7 +73,11 @@ def own_content_type(path: str) -> bool:
     return path in OWN_CONTENT_TYPES or _CHECK.fullmatch(path) is not None
 
 
-RAW_JSON_BODIES = {"/v1/ingest": ingest.request_schema, "/v1/snapshots": snapshots.request_schema}
+RAW_JSON_BODIES = {
+    "/v1/ingest": ingest.request_schema,
+    "/v1/snapshots": snapshots.request_schema,
+    "/v1/coverage": coverage.request_schema,
+}
 """Routes that decode their JSON bodies themselves (no body parameter): their request bodies'
 schemas, for the OpenAPI document."""
 RAW_BODIES = {"/v1/tenants/{tenantId}/check": policy.request_body}

@@ -318,6 +318,14 @@ class GraphStore(Protocol):
         """A snapshot's record and document (None: the cluster has none of that name);
         :class:`NotFound` cluster."""
 
+    def put_coverage(self, tenant_id: str, cluster_id: str, received_at: float, document: bytes) -> None:
+        """Keep the cluster's coverage document (its JSON), replacing the previous one
+        (:mod:`cloud_functions.store.coverage`). :class:`NotFound` cluster, :class:`Invalid` too large."""
+
+    def coverage(self, tenant_id: str, cluster_id: str) -> tuple[float, bytes] | None:
+        """The cluster's newest coverage as ``(received_at, document)`` (None: none uploaded);
+        :class:`NotFound` cluster."""
+
     def write_count(self) -> int:
         """Item/row writes since the store was opened (for benchmarks; a migration run while
         opening is not counted)."""

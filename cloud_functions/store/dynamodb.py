@@ -39,6 +39,7 @@ from cloud_functions.store.base import (
     check_telemetry,
     selected_edges,
 )
+from cloud_functions.store.coverage import DynamoCoverage
 from cloud_functions.store.dynamoitems import (
     EDGE_PREFIX,
     Item,
@@ -77,6 +78,7 @@ class DynamoGraphStore:
     ) -> None:
         self._table = DynamoTable(client, table_name, workers=workers, page_size=page_size)
         self._snapshots = DynamoSnapshots(self._table)
+        self._coverage = DynamoCoverage(self._table)
         migrate(self._table)
 
     # ------------------------------------------------------------------ tenants and clusters
@@ -218,6 +220,14 @@ class DynamoGraphStore:
 
     def snapshot(self, tenant_id: str, cluster_id: str, name: str) -> tuple[SnapshotRecord, bytes] | None:
         return self._snapshots.document(tenant_id, cluster_id, name)
+
+    # ------------------------------------------------------------------ coverage
+
+    def put_coverage(self, tenant_id: str, cluster_id: str, received_at: float, document: bytes) -> None:
+        self._coverage.put(tenant_id, cluster_id, received_at, document)
+
+    def coverage(self, tenant_id: str, cluster_id: str) -> tuple[float, bytes] | None:
+        return self._coverage.get(tenant_id, cluster_id)
 
     # ------------------------------------------------------------------ telemetry
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Unpack
 
-from cloud_functions.store import snapshotssqlite
+from cloud_functions.store import coverage, snapshotssqlite
 from cloud_functions.store.base import (
     MAX_TELEMETRY_BYTES,
     MAX_TELEMETRY_KEPT_BYTES,
@@ -249,6 +249,19 @@ class SqliteGraphStore:
         with self._reading() as db:
             num, _ = self._require_cluster(db, tenant_id, cluster_id)
             return snapshotssqlite.document(db, num, name)
+
+    # ------------------------------------------------------------------ coverage
+
+    def put_coverage(self, tenant_id: str, cluster_id: str, received_at: float, document: bytes) -> None:
+        with self._writing() as db:
+            num, _ = self._require_cluster(db, tenant_id, cluster_id)
+            coverage.sqlite_put(db, num, received_at, document)
+            self._writes += 1
+
+    def coverage(self, tenant_id: str, cluster_id: str) -> tuple[float, bytes] | None:
+        with self._reading() as db:
+            num, _ = self._require_cluster(db, tenant_id, cluster_id)
+            return coverage.sqlite_get(db, num)
 
     # ------------------------------------------------------------------ telemetry
 

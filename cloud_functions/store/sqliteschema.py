@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from cloud_functions.store.base import Step, StoreError, check_version
+from cloud_functions.store.coverage import COVERAGE_TABLE
 from cloud_functions.store.snapshotssqlite import SNAPSHOTS_TABLE
 from cloud_functions.store.sqliteedges import rekey_edges
 
@@ -69,6 +70,8 @@ CREATE TABLE telemetry (
     + _CLUSTERS_TABLE.format(name="clusters")
     + ";"
     + SNAPSHOTS_TABLE
+    + ";"
+    + COVERAGE_TABLE
 )
 
 _EDGES_V2 = "(tenant_id, cluster_id, key_hash, edge, client_namespace, client_name, target_namespace,"
@@ -142,6 +145,7 @@ MIGRATIONS: tuple[Step[sqlite3.Connection], ...] = (
         "edges: indexes by client and by workload target, for paged reads",
     ),
     Step(8, _statements(SNAPSHOTS_TABLE), "snapshots: each cluster's, by name"),
+    Step(9, _statements(COVERAGE_TABLE), "coverage: each cluster's newest document"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

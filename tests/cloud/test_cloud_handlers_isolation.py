@@ -8,6 +8,7 @@ import json
 
 import pytest
 from cloud_handler_support import Cloud, cloud_fixture, edge  # noqa: F401
+from test_cloud_coverage import coverage_document
 
 from cloud_functions.handlers.app import openapi_document
 
@@ -36,8 +37,10 @@ CLUSTER_ROUTES = [
     ("GET", "/v1/tenants/{tenant}/snapshots/before", None),
     ("GET", "/v1/tenants/{tenant}/diff", None),
     ("POST", "/v1/tenants/{tenant}/check", None),
+    ("GET", "/v1/tenants/{tenant}/coverage", None),
 ]
-"""Read routes of one cluster's snapshots and checks (each takes ``cluster``, the diff ``from``)."""
+"""Read routes of one cluster's snapshots, checks and coverage (each takes ``cluster``, the diff
+``from``)."""
 PROTECTED = (
     TENANT_ROUTES
     + CLUSTER_ROUTES
@@ -45,6 +48,7 @@ PROTECTED = (
         ("POST", "/v1/tenants", {"name": "x"}),
         ("POST", "/v1/ingest", {"batchId": "x", "edges": []}),
         ("POST", "/v1/snapshots", {"name": "x"}),
+        ("POST", "/v1/coverage", {}),
         ("GET", "/graph", None),
         ("GET", "/v1/graph", None),
         ("GET", "/v1/session", None),
@@ -104,6 +108,10 @@ def test_tenant_b_gets_403_on_the_cluster_routes_of_tenant_a(
     snapshot["takenAt"] = "2025-11-28T02:16:06Z"
     uploaded = cloud.request("POST", "/v1/snapshots", token=cloud.a.clusters[a_cluster], body=snapshot)
     assert uploaded.status == 200, uploaded
+    covered = cloud.request(
+        "POST", "/v1/coverage", token=cloud.a.clusters[a_cluster], body=coverage_document()
+    )
+    assert covered.status in (200, 204), covered
     url, query = path.format(tenant=cloud.a.id), {"cluster": a_cluster, "from": "before"}
     (b_ingest,) = cloud.b.clusters.values()
     for token in (cloud.b.owner_token, cloud.b.read_token, b_ingest):

@@ -28,9 +28,10 @@ class Sandbox:
         # Built per use: a sandbox restarted by a test serves its API on a new port.
         return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(self.kubeconfig)))
 
-    def pod(self, namespace: str, app: str) -> k8s.V1Pod:
-        """The one pod of workload ``app``: by the sandbox's ``app`` label, or for the chart's
-        workloads (labelled the chart's way) by the name their controller gives it."""
+    def pods(self, namespace: str, app: str) -> list[k8s.V1Pod]:
+        """The pods of workload ``app`` (a DaemonSet has one per node): by the sandbox's ``app``
+        label, or for the chart's workloads (labelled the chart's way) by the names their
+        controller gives them."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
         if not pods:
             generated = re.compile(rf"{re.escape(app)}-(\w{{10}}-)?\w{{5}}")
@@ -39,6 +40,11 @@ class Sandbox:
                 for p in self.core.list_namespaced_pod(namespace).items
                 if generated.fullmatch(p.metadata.name)
             ]
+        return list(pods)
+
+    def pod(self, namespace: str, app: str) -> k8s.V1Pod:
+        """The one pod of workload ``app`` (see :meth:`pods`)."""
+        pods = self.pods(namespace, app)
         assert len(pods) == 1, f"expected one pod of {app}, got {[p.metadata.name for p in pods]}"
         return pods[0]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from sandbox import chartrun
 from sandbox.apiserver.discovery import RESOURCES
 from sandbox.nodeconfig import claim_dir
+from sandbox.nodes import NODES
 from sandbox.topology import AGENT_NS
 from tests.e2e.conftest import Sandbox
 from tests.support.mapper_process import wait_until
@@ -40,20 +42,32 @@ def rendered_workloads() -> tuple[dict[str, Any], ...]:
 def test_each_chart_workload_runs_its_template_and_is_ready(
     sandbox: Sandbox, workload: dict[str, Any]
 ) -> None:
-    pod = sandbox.pod(AGENT_NS, workload["metadata"]["name"])
-    stored = sandbox.core.api_client.sanitize_for_serialization(pod)
+    name = workload["metadata"]["name"]
+    # A DaemonSet has a pod on each node; a Deployment its one.
+    pods = sandbox.pods(AGENT_NS, name) if workload["kind"] == "DaemonSet" else [sandbox.pod(AGENT_NS, name)]
+    assert sorted(p.spec.node_name for p in pods) == sorted(
+        n.name for n in (NODES if workload["kind"] == "DaemonSet" else NODES[:1])
+    )
     template = workload["spec"]["template"]["spec"]
-    for ours, theirs in zip(stored["spec"]["containers"], template["containers"], strict=True):
-        for key in COMPARED:
-            assert ours.get(key) == theirs.get(key), f"{ours['name']}: {key}"
-        assert not any("kubeconfig" in a.lower() for a in ours.get("args", []))
-    assert stored["spec"].get("automountServiceAccountToken") == template.get("automountServiceAccountToken")
+    for pod in pods:
+        stored = sandbox.core.api_client.sanitize_for_serialization(pod)
+        for ours, theirs in zip(stored["spec"]["containers"], template["containers"], strict=True):
+            for key in COMPARED:
+                assert ours.get(key) == theirs.get(key), f"{ours['name']}: {key}"
+            assert not any("kubeconfig" in a.lower() for a in ours.get("args", []))
+        automount = stored["spec"].get("automountServiceAccountToken")
+        assert automount == template.get("automountServiceAccountToken")
 
-    def ready() -> bool:
-        status = sandbox.core.read_namespaced_pod(pod.metadata.name, AGENT_NS).status
+    def ready(name: str) -> bool:
+        status = sandbox.core.read_namespaced_pod(name, AGENT_NS).status
         return any(c.type == "Ready" and c.status == "True" for c in status.conditions or ())
 
-    wait_until(ready, 60, f"{pod.metadata.name} Ready (its readiness probes answered)")
+    for pod in pods:
+        wait_until(
+            partial(ready, pod.metadata.name),
+            60,
+            f"{pod.metadata.name} Ready (its readiness probes answered)",
+        )
 
 
 def test_the_mappers_store_is_on_its_claim(sandbox: Sandbox) -> None:

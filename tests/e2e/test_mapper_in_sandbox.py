@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.cli.queries import EDGES_QUERY
 from agent.exports import validate
 from agent.mapperclient import HttpMapperClient
 from sandbox.state import StateFile
@@ -242,6 +243,31 @@ def test_host_network_traffic_is_not_given_to_another_pod(sandbox: Sandbox) -> N
     host_network = {(EXTRAS_NS, "node-agent"), (AGENT_NS, "network-mapper-sniffer")}
     # audit calls billing from its own pod IP; the node IP may only map to hostNetwork pods.
     assert callers - host_network == {(EXTRAS_NS, "audit")}, listing
+
+
+def test_the_node_agents_own_calls_appear_under_its_workload(sandbox: Sandbox) -> None:
+    """The sniffer (the node agent) runs on the host network beside another hostNetwork workload
+    (node-agent), both on the node's IP: the socket scan finds the process that owns its connection
+    to the mapper and that process's pod, so the call is the sniffer's, pinned, not ambiguous."""
+    url = mapper_url(sandbox.state_dir)
+
+    def own_calls() -> list[Any]:
+        client = HttpMapperClient(url, "", 10.0)
+        try:
+            edges = client.execute(EDGES_QUERY, {"namespaces": [AGENT_NS]})["edges"]
+        finally:
+            client.close()
+        return [
+            e
+            for e in edges
+            if e["client"]["name"] == "network-mapper-sniffer" and e["target"]["name"] == "network-mapper"
+        ]
+
+    wait_until(lambda: any(not e["ambiguous"] for e in own_calls()), WAIT, "sniffer → mapper", interval=POLL)
+    assert "socket-scan" in {m for e in own_calls() for m in e["methods"]}
+    # Two hostNetwork workloads share node 1's IP: the sniffer's calls are never given to the other.
+    listing = parse_listing(cli(sandbox, "list", "-n", EXTRAS_NS).stdout)
+    assert not any(t.startswith("network-mapper") for t in listing.get((EXTRAS_NS, "node-agent"), ()))
 
 
 def test_kill_9_mapper_keeps_the_map_and_it_keeps_growing(sandbox: Sandbox) -> None:

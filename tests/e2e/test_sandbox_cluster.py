@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox import chartrun, netns
 from sandbox.apiserver.discovery import RESOURCES
+from sandbox.nodes import NODES
 from sandbox.product import WORKLOADS
 from sandbox.state import StateFile
 from sandbox.topology import (
@@ -66,7 +67,9 @@ def test_kubectl_lists_every_pod_with_its_ip(sandbox: Sandbox) -> None:
     chart = chartrun.render(
         chartrun.sandbox_values("http://cloud", "t"), AGENT_NS, [r.kind for r in RESOURCES]
     )
-    assert len(pods) == len(WORKLOADS) + len(chart.workloads)
+    # A DaemonSet of the chart has a pod on each node (sandbox.nodes).
+    chart_pods = sum(len(NODES) if w["kind"] == "DaemonSet" else 1 for w in chart.workloads)
+    assert len(pods) == len(WORKLOADS) + chart_pods
     for p in pods:
         line = next((ln for ln in out.splitlines() if f" {p.metadata.name} " in ln), "")
         assert p.status.pod_ip and p.status.pod_ip in line, f"{p.metadata.name} missing from:\n{out}"
@@ -172,14 +175,14 @@ def test_non_root_gets_one_clear_line() -> None:
 
 def test_live_traffic_covers_the_demo_map(sandbox: Sandbox) -> None:
     """What ``make demo`` shows: each expected edge (but the held Redis connection, which makes
-    no new SYN) is seen on the node as a DNS answer and a connection to the Service."""
-    from sandbox.network import NODE_NETNS
+    no new SYN) is seen on the nodes as a DNS answer and a connection to the Service (on the
+    client's node, before the DNAT)."""
     from sandbox.topology import EXPECTED_DEMO_MAP, EXTERNAL_NAMES, EXTERNAL_SUFFIXES
     from sandbox.traffic import capture
     from sandbox.views import ip_to_pod
 
     names = ip_to_pod(sandbox.state_dir)
-    summary = capture(NODE_NETNS, 6.0, names)
+    summary = capture([n.netns for n in NODES], 6.0, names)
     seen: dict[str, set[str]] = {}
     for client in summary.clients:
         app = client.client.split("/")[-1].rsplit("-", 2)[0]

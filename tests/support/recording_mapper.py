@@ -26,7 +26,8 @@ _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2
 Pair = tuple[str, str, int | None]
 DESTINATION_FIELDS = frozenset(
     {"destination", "destinationIP", "destinationPort", "TTL", "lastSeen"}  # Otterize's
-    | {"srcPort", "dnsServerIP", "cnames"}  # the schema's additive extension fields
+    # the schema's additive extension fields
+    | {"srcPort", "dnsServerIP", "cnames", "clientPodUid", "clientPod"}
 )
 
 
@@ -57,7 +58,7 @@ def schema_problems(variables: dict[str, Any]) -> list[str]:
             for name in ("destinationPort", "TTL", "srcPort"):
                 if name in dest and dest[name] is not None and not isinstance(dest[name], int):
                     problems.append(f"{where}: {name} must be an Int")
-            for name in ("destinationIP", "dnsServerIP"):
+            for name in ("destinationIP", "dnsServerIP", "clientPodUid", "clientPod"):
                 if name in dest and dest[name] is not None and not isinstance(dest[name], str):
                     problems.append(f"{where}: {name} must be a String")
             cnames = dest.get("cnames")

@@ -73,6 +73,7 @@ from agent.mapper.api.schema import (
     RequestContext,
     build_schema,
 )
+from agent.mapper.coverage import CountingResolver, Coverage
 from agent.mapper.settings import ApiSettings
 
 log = logging.getLogger("agent.mapper.api")
@@ -283,18 +284,30 @@ def create_app(
     positions: Callable[[], tuple[int, int]] | None = None,
     facts: FactsSource | None = None,
     snapshots: SnapshotKeeper | None = None,
+    coverage: Coverage | None = None,
 ) -> Starlette:
     """The API app. Report batches are resolved by ``workers`` threads (started now; drained and
     stopped at the app's shutdown) and recorded in ``store``; queries read ``store`` and
     ``labels``; ``positions`` (the store's, when the mapper uploads) answers ``uploadPosition``;
-    ``facts`` (the cluster state) ``clusterFacts``; ``snapshots`` keeps the snapshots.
+    ``facts`` (the cluster state) ``clusterFacts``; ``snapshots`` keeps the snapshots; ``coverage``
+    answers ``coverage`` and counts what the workers resolve (pass ``resolver`` unwrapped).
     ``app.state.ingest`` is the :class:`ReportQueue` (``drain()`` for tests). The
     resolver is called from the worker threads only: ``workers > 1`` needs a resolver that is
     safe to share (``agent.mapper.resolver.Resolver`` keeps unlocked stats, so keep 1)."""
+    if coverage is not None and isinstance(resolver, CountingResolver):
+        resolver = coverage.resolver(resolver)
     ingest = ingest or ReportQueue(resolver, store, max_batches=settings.queue_batches, workers=workers)
     state = ApiState(
-        store, ingest, labels or NoLabels(), positions=positions, facts=facts, snapshots=snapshots
+        store,
+        ingest,
+        labels or NoLabels(),
+        positions=positions,
+        facts=facts,
+        snapshots=snapshots,
+        coverage=coverage,
     )
+    if coverage is not None:
+        coverage.attach_api(lambda: dict(state.skipped), lambda: ingest.stats.batches_refused)
     if clock is not None:
         state.clock = clock
     endpoint = GraphQLEndpoint(settings, state, build_schema())

@@ -3,8 +3,9 @@
 The inputs come from producers over HTTP, already coerced by graphql-core (dicts keyed by the
 schema's field names, ``Time`` already epoch seconds); the observations go onto the report
 queue (:mod:`.reportqueue`), then through the resolver into the store. The schema's additive
-``Destination`` fields (``srcPort``; for DNS ``dnsServerIP`` and ``cnames``), which Otterize's
-producers never send, fill the observations' client port, DNS server and CNAME chain.
+``Destination`` fields (``srcPort``; for DNS ``dnsServerIP`` and ``cnames``; for a socket scan
+``clientPodUid`` and ``clientPod``), which Otterize's producers never send, fill the observations'
+client port, DNS server, CNAME chain and client pod.
 
 Entries that parse as GraphQL but cannot be an observation (a source that is not an IP, a
 port outside 0-65535, a time that is not one or lies outside the codec's range — the ``Time``
@@ -159,9 +160,13 @@ def _connections(results: Input, *, socket_scan: bool) -> Converted:
             elif not (out.timed(dest["lastSeen"]) and out.named(hostname, empty=True)):
                 continue
             elif socket_scan:
-                out.observations.append(
-                    SocketConnection(src, client_port, server, port, dest["lastSeen"], hostname)
-                )
+                pod_uid, pod = dest.get("clientPodUid") or "", dest.get("clientPod") or ""
+                if out.named(pod_uid, pod, empty=True, bound=MAX_TEXT):
+                    out.observations.append(
+                        SocketConnection(
+                            src, client_port, server, port, dest["lastSeen"], hostname, pod_uid, pod
+                        )
+                    )
             else:
                 out.observations.append(TcpConnection(src, client_port, server, port, dest["lastSeen"]))
     return out
@@ -176,8 +181,8 @@ def tcp_results(results: Input) -> Converted:
 
 def socket_results(results: Input) -> Converted:
     """``reportSocketScanResults`` (the sniffer's /proc scan) → :class:`SocketConnection` per
-    destination, carrying ``srcHostname`` as the client's hostname and ``srcPort`` (absent: 0)
-    as its port."""
+    destination, carrying ``srcHostname`` as the client's hostname, ``srcPort`` (absent: 0)
+    as its port, and ``clientPodUid`` / ``clientPod`` (absent: "") as its pod."""
     return _connections(results, socket_scan=True)
 
 

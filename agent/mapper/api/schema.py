@@ -27,9 +27,11 @@ from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema
 
 from agent import snapshotwire
 from agent.mapper.api import mutations, queries
+from agent.mapper.api.coverageapi import coverage_mutation, coverage_query, sniffer_node
 from agent.mapper.api.protocols import EdgeStoreLike, FactsSource, LabelSource, SnapshotKeeper
 from agent.mapper.api.reportqueue import Busy, ReportQueue
 from agent.mapper.api.scalars import time_scalar
+from agent.mapper.coverage import Coverage
 from agent.model import ClusterFacts
 
 log = logging.getLogger("agent.mapper.api")
@@ -57,6 +59,8 @@ class ApiState:
     """The cluster state (``clusterFacts``, and the facts kept in snapshots); None: none known."""
     snapshots: SnapshotKeeper | None = None
     """Where snapshots are kept; None: the snapshot mutations are refused, the queries find none."""
+    coverage: Coverage | None = None
+    """What the map covers (``coverage``, ``reportComponentStatus``); None: nothing tracked."""
     not_stored: dict[str, int] = field(default_factory=dict)
     """Entries of the reports that are accepted but not stored (Azure, GCP, traffic levels)."""
     skipped: dict[str, int] = field(default_factory=dict)
@@ -182,6 +186,9 @@ def _authorized(info: Info) -> RequestContext:
     return ctx
 
 
+authorized = _authorized  # the same check for the coverage fields (coverageapi)
+
+
 @mutation.field("resetCapture")
 def _reset_capture(_: Any, info: Info) -> bool:
     ctx = _authorized(info)
@@ -233,9 +240,9 @@ def _counted(kind: str) -> Callable[[Sequence[Any], RequestContext], mutations.C
     return count
 
 
-_report("reportCaptureResults", "results", lambda r, _: mutations.capture_results(r))
-_report("reportTCPCaptureResults", "results", lambda r, _: mutations.tcp_results(r))
-_report("reportSocketScanResults", "results", lambda r, _: mutations.socket_results(r))
+_report("reportCaptureResults", "results", sniffer_node(mutations.capture_results))
+_report("reportTCPCaptureResults", "results", sniffer_node(mutations.tcp_results))
+_report("reportSocketScanResults", "results", sniffer_node(mutations.socket_results))
 _report("reportKafkaMapperResults", "results", lambda r, _: mutations.kafka_results(r))
 _report("reportIstioConnectionResults", "results", lambda r, _: mutations.istio_results(r))
 _report("reportAWSOperation", "operation", lambda ops, ctx: mutations.aws_operations(ops, ctx.state.clock()))
@@ -330,5 +337,12 @@ def _delete_snapshot(_: Any, info: Info, name: str) -> bool:
 def build_schema() -> GraphQLSchema:
     """The executable schema (``schema.graphql`` + these resolvers + the ``Time`` scalar)."""
     return make_executable_schema(
-        load_schema_from_path(str(SCHEMA_PATH)), query, mutation, mapped_target, mapped_edge, time_scalar
+        load_schema_from_path(str(SCHEMA_PATH)),
+        query,
+        mutation,
+        coverage_query,
+        coverage_mutation,
+        mapped_target,
+        mapped_edge,
+        time_scalar,
     )

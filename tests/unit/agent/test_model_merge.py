@@ -17,8 +17,11 @@ from agent.model import (
     InternetTarget,
     KafkaTopic,
     Method,
+    MethodSeen,
     WorkloadIdentity,
     merge_edges,
+    new_edge,
+    seen_once,
 )
 
 CLIENT = WorkloadIdentity("shop", "frontend", "Deployment")
@@ -95,6 +98,10 @@ def test_edges_with_different_keys_do_not_merge() -> None:
 
 
 names = st.sampled_from(["a", "b", "c"])
+# One per method, sorted by method (as the resolver and the merge give it); often empty (an older edge).
+provenances = st.dictionaries(
+    st.sampled_from(Method), st.tuples(st.floats(0, 1000), st.floats(1000, 2000), st.integers(0, 50))
+).map(lambda seen: tuple(sorted(MethodSeen(m, *v) for m, v in seen.items())))
 edges = st.builds(
     edge,
     first_seen=st.floats(0, 1000),
@@ -117,6 +124,7 @@ edges = st.builds(
     target_service=st.sampled_from(["", "svc-a", "svc-b"]),
     ambiguous=st.booleans(),
     ports=st.frozensets(st.sampled_from([53, 80, 443, 8080])).map(lambda p: tuple(sorted(p))),
+    provenance=provenances,
 )
 
 
@@ -155,12 +163,46 @@ def test_principals_codes_and_verdicts_are_unions_per_path_and_per_topic_and_pri
 
 
 def test_new_edge_equals_the_plain_constructor() -> None:
-    from agent.model import new_edge
-
     args = (CLIENT, SERVER, 1.0, 2.0, frozenset({Method.TCP}), 3, (), (), ("s3:GetObject",), "svc", True, 1.5)
     fast, plain = new_edge(*args), Edge(*args)
     assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
     assert new_edge(*args[:-1]) == Edge(*args[:-1])  # target_service_seen defaults as in Edge
+    every = (*args, False, (443,), seen_once(Method.TCP, 2.0, 3))
+    assert new_edge(*every) == Edge(*every) and new_edge(*every).provenance == (
+        MethodSeen(Method.TCP, 2.0, 2.0, 3),
+    )
+    assert repr(seen_once(Method.DNS, 1.0)) == repr((MethodSeen(Method.DNS, 1.0, 1.0, 1),))
+
+
+def test_provenance_merges_per_method() -> None:
+    dns, tcp = MethodSeen(Method.DNS, 100.0, 150.0, 2), MethodSeen(Method.TCP, 120.0, 130.0, 1)
+    a = edge(provenance=(dns, tcp))
+    b = edge(provenance=(MethodSeen(Method.DNS, 90.0, 140.0, 5), MethodSeen(Method.AWS, 200.0, 200.0, 1)))
+    both = (MethodSeen(Method.AWS, 200.0, 200.0, 1), MethodSeen(Method.DNS, 90.0, 150.0, 5), tcp)
+    assert merge_edges(a, b).provenance == both  # the cloud's: counts are the maximum
+    summed = (both[0], MethodSeen(Method.DNS, 90.0, 150.0, 7), tcp)
+    assert merge_edges(a, b, cumulative=False).provenance == summed  # the mapper's: the sum
+    twice = (MethodSeen(Method.DNS, 100.0, 150.0, 4), MethodSeen(Method.TCP, 120.0, 130.0, 2))
+    assert merge_edges(a, a, cumulative=False).provenance == twice
+    old = edge(methods=frozenset({Method.KAFKA}), count=9)  # written before provenance: none known
+    assert merge_edges(a, old).provenance == a.provenance == merge_edges(old, a, cumulative=False).provenance
+    assert merge_edges(old, old).provenance == ()  # nothing is derived from its methods
+
+
+@given(edges, edges, edges)
+def test_the_mappers_merge_of_provenance_is_commutative_and_associative(a: Edge, b: Edge, c: Edge) -> None:
+    ab = merge_edges(a, b, cumulative=False)
+    assert ab.provenance == merge_edges(b, a, cumulative=False).provenance
+    left = merge_edges(ab, c, cumulative=False).provenance
+    assert left == merge_edges(a, merge_edges(b, c, cumulative=False), cumulative=False).provenance
+    assert [s.method for s in left] == sorted({s.method for s in a.provenance + b.provenance + c.provenance})
+    for seen in left:  # counts per method add up; times are the widest window
+        of = [s for s in a.provenance + b.provenance + c.provenance if s.method == seen.method]
+        assert seen.count == sum(s.count for s in of)
+        assert (seen.first_seen, seen.last_seen) == (
+            min(s.first_seen for s in of),
+            max(s.last_seen for s in of),
+        )
 
 
 def test_the_mappers_merge_sums_counts_of_disjoint_sightings() -> None:

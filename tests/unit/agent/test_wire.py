@@ -21,6 +21,7 @@ from agent.model import (
     InternetTarget,
     KafkaTopic,
     Method,
+    MethodSeen,
     WorkloadIdentity,
     merge_edges,
 )
@@ -32,6 +33,10 @@ CART = WorkloadIdentity("shop", "cartservice", "Deployment")
 texts = st.text(max_size=8)
 identities = st.builds(WorkloadIdentity, texts, texts, texts)
 times = st.integers(946_684_800 * 1_000_000, 4_102_444_800 * 1_000_000 - 1).map(lambda us: us / 1_000_000)
+# One per method, sorted by method: as the resolver and the merge give it.
+provenances = st.dictionaries(
+    st.sampled_from(list(Method)), st.tuples(times, times, st.integers(0, wire.MAX_COUNT)), max_size=3
+).map(lambda seen: tuple(sorted(MethodSeen(m, *v) for m, v in seen.items())))
 edges = st.builds(
     Edge,
     client=identities,
@@ -56,6 +61,7 @@ edges = st.builds(
     target_service_seen=st.one_of(st.just(0.0), times),
     truncated=st.booleans(),
     ports=st.frozensets(st.integers(1, 65535), max_size=3).map(lambda p: tuple(sorted(p))),
+    provenance=provenances,
 )
 
 
@@ -70,6 +76,7 @@ def test_every_edge_round_trips_through_json_and_messagepack(edge: Edge, live: b
         edge.last_seen,
         edge.count,
     )
+    assert back.provenance == edge.provenance
     assert wire.unpack_edge(wire.pack_edge(edge)) == back
     assert wire.edge_from_plain(json.loads(wire.encode(doc))) == back
     assert wire.to_doc(back, live) == doc  # a document is canonical once written
@@ -88,6 +95,7 @@ def test_canonical_gives_equal_edges_equal_text_whoever_wrote_them(edge: Edge) -
         methods=written.methods[::-1],
         awsActions=written.awsActions[::-1] + written.awsActions,
         http=written.http[::-1] + written.http,
+        provenance=written.provenance[::-1] + written.provenance,
         firstSeen=written.firstSeen.astimezone(timezone(timedelta(hours=2))),
     )
     assert wire.encode(wire.canonical(shuffled)) == wire.encode(wire.canonical(written))
@@ -98,8 +106,8 @@ def test_a_version_1_upload_body_is_read_and_unknown_versions_are_refused() -> N
     edge |= {"firstSeen": "2026-11-28T02:15:06.918878Z", "lastSeen": "2026-11-28T02:15:06.918878Z"}
     old = wire.decode_ingest(json.dumps({"batchId": "b", "anonymized": False, "edges": [edge]}))
     assert old.version == 1 and wire.from_doc(old.edges[0]).target == AwsTarget("*")
-    with pytest.raises(wire.WireError, match="version 5"):
-        wire.decode_ingest(json.dumps({"version": 5, "batchId": "b", "edges": []}))
+    with pytest.raises(wire.WireError, match="version 6"):
+        wire.decode_ingest(json.dumps({"version": 6, "batchId": "b", "edges": []}))
     with pytest.raises(wire.WireError, match=r"\$\.edges\[0\]\.target\.type"):
         wire.decode_ingest(json.dumps({"batchId": "b", "edges": [edge | {"target": {"type": "satellite"}}]}))
     with pytest.raises(wire.WireError, match="out of range"):
@@ -186,12 +194,83 @@ def test_the_structs_refuse_what_a_decoder_can_check(field: str) -> None:
 
 def test_the_schemas_are_self_contained_and_accept_what_the_codec_writes() -> None:
     edge = Edge(
-        FRONTEND, InternetTarget("api.example.com", ("1.2.3.4",), 443), T0, T0, frozenset({Method.DNS})
+        FRONTEND,
+        InternetTarget("api.example.com", ("1.2.3.4",), 443),
+        T0,
+        T0,
+        frozenset({Method.DNS}),
+        provenance=(MethodSeen(Method.DNS, T0, T0, 1),),
     )
-    body = wire.IngestBody(version=2, batchId="b", edges=(wire.to_doc(edge, live=True),))
+    body = wire.IngestBody(version=wire.FORMAT_VERSION, batchId="b", edges=(wire.to_doc(edge, live=True),))
     schema = wire.ingest_schema()
     assert "$ref" not in json.dumps(schema)
     jsonschema.validate(json.loads(wire.encode(body)), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"batchId": "b", "edges": [{"client": {}}]}, schema)
     jsonschema.validate(json.loads(wire.encode(wire.to_doc(edge))), wire.edge_schema())
+
+
+def test_provenance_is_written_per_method_sorted_and_an_older_document_has_none() -> None:
+    seen = (MethodSeen(Method.TCP, T0 + 5, T0 + 9, 3), MethodSeen(Method.DNS, T0, T0 + 9, 2))
+    edge = Edge(FRONTEND, CART, T0, T0 + 9, frozenset({Method.DNS, Method.TCP}), 5, provenance=seen)
+    doc = wire.plain(wire.to_doc(edge))
+    assert doc["provenance"] == [
+        {
+            "method": "dns",
+            "firstSeen": "2025-11-28T02:15:06.918878Z",
+            "lastSeen": "2025-11-28T02:15:15.918878Z",
+            "count": 2,
+        },
+        {
+            "method": "tcp",
+            "firstSeen": "2025-11-28T02:15:11.918878Z",
+            "lastSeen": "2025-11-28T02:15:15.918878Z",
+            "count": 3,
+        },
+    ]
+    assert wire.edge_from_plain(doc).provenance == seen[::-1]
+    # a hand-built edge repeating a method: written once (as the merge would), so still canonical
+    repeated = wire.to_doc(
+        Edge(
+            FRONTEND,
+            CART,
+            T0,
+            T0 + 9,
+            provenance=(seen[1], seen[1], MethodSeen(Method.DNS, T0 + 1, T0 + 20, 1)),
+        )
+    )
+    assert [(p.method, p.count, wire.seconds(p.lastSeen)) for p in repeated.provenance] == [
+        ("dns", 2, T0 + 20)
+    ]
+    del doc["provenance"]  # a version 4 writer's document: nothing is derived from its methods
+    assert wire.edge_from_plain(doc).provenance == ()
+    body = wire.decode_ingest(json.dumps({"version": 4, "batchId": "b", "edges": [doc]}))
+    assert wire.from_doc(body.edges[0]).provenance == ()
+
+
+def test_provenance_times_are_bounded_like_the_edges() -> None:
+    doc = wire.to_doc(Edge(FRONTEND, CART, T0, T0, provenance=(MethodSeen(Method.DNS, T0, T0, 1),)))
+    late = msgspec.structs.replace(
+        doc,
+        provenance=(msgspec.structs.replace(doc.provenance[0], lastSeen=wire.moment(T0).replace(year=2500)),),
+    )
+    assert wirechecks.problems(late) == [(("provenance", 0, "lastSeen"), "time out of range [2000, 2100)")]
+    with pytest.raises(wire.WireError, match="out of range"):
+        wire.from_doc(late)
+    with pytest.raises(wire.WireError, match="out of range"):
+        wire.canonical(late)
+    with pytest.raises(wire.WireError, match="provenance"):
+        wire.decode_doc(
+            json.dumps(
+                wire.plain(doc)
+                | {
+                    "provenance": [
+                        {
+                            "method": "smoke",
+                            "firstSeen": "2025-11-28T02:15:06Z",
+                            "lastSeen": "2025-11-28T02:15:06Z",
+                        }
+                    ]
+                }
+            )
+        )

@@ -15,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.exports import edges_document, edges_from_document
-from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, KafkaTopic, Method, WorkloadIdentity
+from agent.model import (
+    AwsTarget,
+    Edge,
+    HttpResource,
+    InternetTarget,
+    KafkaTopic,
+    Method,
+    MethodSeen,
+    WorkloadIdentity,
+)
 from agent.wire import WireError, format_time, parse_time
 
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "exports"
@@ -40,17 +49,18 @@ def test_exact_document() -> None:
             http=(HttpResource("/products", ("POST", "GET")),),
             target_service="productcatalog",
             ports=(3550,),
+            provenance=(MethodSeen(Method.TCP, T0 + 1, T0 + 60, 2), MethodSeen(Method.DNS, T0, T0, 1)),
         ),
         Edge(client, AwsTarget("*"), T0, T0, frozenset({Method.AWS}), aws_actions=("sts:GetCallerIdentity",)),
         Edge(client, InternetTarget("api.example.com", ("1.2.3.4",), 443), T0, T0, ambiguous=True),
     ]
     frontend = {"name": "frontend", "namespace": "shop", "kind": "Deployment"}
     empty = {"http": [], "kafkaTopics": [], "awsActions": [], "targetService": "", "ambiguous": False}
-    empty |= {"live": False, "targetServiceSeen": None, "truncated": False, "ports": []}
+    empty |= {"live": False, "targetServiceSeen": None, "truncated": False, "ports": [], "provenance": []}
     at = "2026-11-28T02:15:06.918878Z"
     assert edges_document(edges) == {
         "apiVersion": "network-mapper/v1",
-        "version": 4,
+        "version": 5,
         "edges": [
             {
                 "client": frontend,
@@ -68,6 +78,15 @@ def test_exact_document() -> None:
                 "http": [{"path": "/products", "methods": ["GET", "POST"], "principals": [], "statuses": []}],
                 "targetService": "productcatalog",
                 "ports": [3550],
+                "provenance": [  # sorted by method
+                    {"method": "dns", "firstSeen": at, "lastSeen": at, "count": 1},
+                    {
+                        "method": "tcp",
+                        "firstSeen": "2026-11-28T02:15:07.918878Z",
+                        "lastSeen": "2026-11-28T02:16:06.918878Z",
+                        "count": 2,
+                    },
+                ],
             },
             {
                 "client": frontend,
@@ -111,10 +130,10 @@ def test_demo_fixture_round_trips() -> None:
     def same_times(edge: dict[str, Any]) -> dict[str, Any]:
         return edge | {"firstSeen": parse_time(edge["firstSeen"]), "lastSeen": parse_time(edge["lastSeen"])}
 
-    def with_new_fields(edge: dict[str, Any]) -> dict[str, Any]:  # what versions 2 to 4 added, defaulted
+    def with_new_fields(edge: dict[str, Any]) -> dict[str, Any]:  # what versions 2 to 5 added, defaulted
         http = [{"principals": [], "statuses": []} | r for r in edge["http"]]
         topics = [{"principal": "", "denied": []} | t for t in edge["kafkaTopics"]]
-        added = {"live": False, "targetServiceSeen": None, "truncated": False, "ports": []}
+        added = {"live": False, "targetServiceSeen": None, "truncated": False, "ports": [], "provenance": []}
         return same_times(edge) | added | {"http": http, "kafkaTopics": topics}
 
     assert [same_times(e) for e in again["edges"]] == [with_new_fields(e) for e in document["edges"]]
@@ -190,6 +209,9 @@ canonical_edges = st.builds(
     aws_actions=st.lists(texts, max_size=3).map(lambda a: tuple(sorted(a))),
     target_service=texts,
     ambiguous=st.booleans(),
+    provenance=st.dictionaries(
+        st.sampled_from(list(Method)), st.tuples(times, times, st.integers(0, 2**53 - 1))
+    ).map(lambda seen: tuple(sorted(MethodSeen(m, *v) for m, v in seen.items()))),
 )
 
 

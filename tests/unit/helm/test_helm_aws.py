@@ -59,6 +59,8 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
         "OTTERIZE_TELEMETRY_ENABLED": "true",
         "NETWORK_MAPPER_TOKEN": TOKEN_REF,
         "OTTERIZE_MAPPER_API": MAPPER_URL,
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "NODE_NAME": {"fieldRef": {"fieldPath": "spec.nodeName"}},
         "AWS_PROXY_LISTEN_ADDRESS": "0.0.0.0:8443",
         "AWS_PROXY_HEALTH_ADDRESS": "0.0.0.0:9094",
         "AWS_PROXY_CONFDIR": "/etc/network-mapper/proxy-ca",

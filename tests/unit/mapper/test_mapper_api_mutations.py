@@ -112,6 +112,8 @@ def test_destination_keeps_otterizes_fields_and_adds_only_optional_ones() -> Non
         "srcPort": "Int",
         "dnsServerIP": "String",
         "cnames": "[String!]",
+        "clientPodUid": "String",
+        "clientPod": "String",
     }
     assert all(
         "network-mapper extension" in (destination.fields[n].description or "")
@@ -296,6 +298,33 @@ def test_socket_scan_results_carry_the_source_hostname() -> None:
     assert mutations.socket_results(results).observations == [
         SocketConnection("10.0.0.1", 0, "10.0.0.2", 443, T0, "frontend-7d4-abc")
     ]
+
+
+def test_socket_scan_results_carry_the_client_pod_of_each_destination() -> None:
+    uid = "1b2c3d4e-0000-4000-8000-00000000aaaa"
+    results = {
+        "results": [
+            _src(
+                "192.168.1.10",
+                {"destination": "10.0.0.2", "destinationPort": 443, "lastSeen": T0, "clientPodUid": uid},
+                {
+                    "destination": "10.0.0.2",
+                    "destinationPort": 80,
+                    "lastSeen": T0,
+                    "clientPod": "mon/agent-x",
+                },
+                {"destination": "10.0.0.3", "destinationPort": 80, "lastSeen": T0, "clientPod": None},
+                {"destination": "10.0.0.4", "destinationPort": 80, "lastSeen": T0, "clientPod": "x" * 3000},
+            )
+        ]
+    }
+    converted = mutations.socket_results(results)
+    assert converted.observations == [
+        SocketConnection("192.168.1.10", 0, "10.0.0.2", 443, T0, "", uid),
+        SocketConnection("192.168.1.10", 0, "10.0.0.2", 80, T0, "", "", "mon/agent-x"),
+        SocketConnection("192.168.1.10", 0, "10.0.0.3", 80, T0),
+    ]
+    assert converted.skipped == {"too_long": 1}
 
 
 def test_tcp_and_socket_results_carry_the_client_port() -> None:

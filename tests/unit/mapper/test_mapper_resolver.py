@@ -263,7 +263,7 @@ def test_tcp_from_node_ip_is_never_a_regular_pod(state: ClusterState) -> None:
     resolver = Resolver(state)
     # Only regular pods on the node: kubelet probes from the node IP must not become edges.
     assert resolver.resolve(tcp(NODE_IP, "10.244.0.30", 6379)) == []
-    assert resolver.stats["client_node_ip_unresolved"] == 1
+    assert resolver.stats["ambiguous_host_network"] == 1
 
 
 def test_tcp_from_node_ip_with_one_host_network_workload_is_ambiguous(state: ClusterState) -> None:

@@ -9,6 +9,7 @@ store. Older store files: test_mapper_store_migration.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from agent.mapper.uploader import (
     digest,
 )
 from agent.mapper.uploadledger import UploadKey, UploadLedger
-from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, Method, WorkloadIdentity
+from agent.model import AwsTarget, Edge, HttpResource, InternetTarget, Method, MethodSeen, WorkloadIdentity
 
 T0 = 1_780_000_000.0
 HOUR = 3600.0
@@ -248,6 +249,10 @@ def test_wanted_compares_the_digest_not_the_count_or_times() -> None:
     assert not up.wanted(edge(at=T0 + 5, count=9), (T0, digest(base), True), now)
     assert up.wanted(edge(target_service="cart"), (T0, digest(base), True), now)
     assert up.wanted(edge(ambiguous=True), (T0, digest(base), True), now)
+    # Per-method times and counts are sightings too: a new one re-sends nothing.
+    seen = dataclasses.replace(base, provenance=(MethodSeen(Method.TCP, T0, T0, 1),))
+    again = dataclasses.replace(base, provenance=(MethodSeen(Method.TCP, T0, T0 + 5, 9),))
+    assert digest(seen) == digest(again)
 
 
 def test_wanted_by_liveness_now_and_when_last_sent() -> None:
