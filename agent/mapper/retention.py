@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 
 from agent.mapper.api.protocols import EdgeStoreLike
+from agent.mapper.background import Background
 from agent.mapper.store import EdgeStore, StoreError
 from agent.model import Edge
 
@@ -56,19 +56,20 @@ class RecentEdges:
         self.store.reset()
 
 
-class Pruner:
+class Pruner(Background):
     """Deletes the edges last seen more than ``prune_after`` seconds ago, now and then every
     ``interval`` seconds, on a daemon thread (:meth:`start`, :meth:`stop`)."""
+
+    thread_name = "edge-pruner"
 
     def __init__(
         self, store: EdgeStore, prune_after: float, interval: float = 3600.0, clock: Clock = time.time
     ) -> None:
+        super().__init__()
         self.store = store
         self.prune_after = prune_after
         self.interval = interval
         self._clock = clock
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def prune_once(self) -> int:
         """One deletion (logged with its count); returns how many edges were deleted."""
@@ -84,16 +85,3 @@ class Pruner:
                 log.warning("edge pruning failed, retrying in %gs: %s", self.interval, exc)
             if self._stopping.wait(self.interval):
                 return
-
-    def start(self) -> Pruner:
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="edge-pruner", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None

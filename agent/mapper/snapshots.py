@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from agent import snapshotwire
+from agent.mapper.background import Background
 from agent.mapper.store import EdgeStore, StoreError
 from agent.model import ClusterFacts, Edge, Snapshot
 from agent.wiretime import WireError
@@ -176,12 +176,14 @@ class SnapshotStore:
         return float(found) if found is not None else None
 
 
-class AutoSnapshots:
+class AutoSnapshots(Background):
     """Takes an automatic snapshot every ``interval`` seconds on a daemon thread, until :meth:`stop`.
 
     The schedule survives restarts: the next one is due ``interval`` after the newest automatic
     snapshot in the store (after the start when there is none yet, so a fresh mapper does not
     save its empty map). A failed one is logged and tried again at the next due time."""
+
+    thread_name = "auto-snapshots"
 
     def __init__(
         self,
@@ -190,13 +192,12 @@ class AutoSnapshots:
         interval: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.snapshots = snapshots
         self.interval = interval
         self.taken = 0
         self._facts = facts
         self._clock = clock
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def due(self, started: float) -> float:
         """When the next automatic snapshot is due."""
@@ -228,16 +229,3 @@ class AutoSnapshots:
                 started = self._clock()  # not before another interval
                 if self._stopping.wait(self.interval):
                     return
-
-    def start(self) -> AutoSnapshots:
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="auto-snapshots", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None

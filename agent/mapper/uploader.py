@@ -53,7 +53,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ import tenacity
 
 from agent import wire
 from agent.anonymize import Anonymizer
+from agent.mapper.background import Background
 from agent.mapper.cloudclient import (
     CloudClient,
     CloudError,
@@ -135,8 +135,11 @@ class _Stopping(Exception):
     """The uploader is stopping: abandon the cycle (nothing was marked)."""
 
 
-class Uploader:
-    """Uploads the store's changes every ``interval`` seconds on a thread (see the module doc)."""
+class Uploader(Background):
+    """Uploads the store's changes now, then every ``interval`` seconds, on a daemon thread (see the
+    module doc). :meth:`stop` lets a batch in flight finish or time out; nothing unsent is marked."""
+
+    thread_name = "cloud-uploader"
 
     visible_for: float | None = None
     """The mapper's retention (``MAPPER_EDGE_RETENTION``): an edge not seen for longer has left the
@@ -161,6 +164,7 @@ class Uploader:
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
+        super().__init__()
         self.store, self.client = store, client
         self.ledger = UploadLedger(store)
         self.interval, self.granularity, self.batch_size = interval, granularity, batch_size
@@ -174,8 +178,6 @@ class Uploader:
         self._wait = tenacity.wait_exponential_jitter(
             multiplier=retry_initial, max=retry_max, jitter=retry_initial
         )
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._outage_since: float | None = None
         self._failed_attempts = 0
         self._last_heartbeat: float | None = None  # in memory: a restart sends one right away
@@ -354,18 +356,3 @@ class Uploader:
                 log.exception("upload cycle failed; retrying next cycle")
             if self._stopping.wait(self.interval):
                 return
-
-    def start(self) -> Uploader:
-        """Upload now, then every ``interval`` seconds, on a daemon thread."""
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="cloud-uploader", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (a batch in flight finishes or times out; nothing unsent is marked)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
