@@ -101,29 +101,23 @@ class HttpCloudClient:
             raise CloudUnavailable(_NO_REPLY) from exc
 
     def upload_snapshot(self, document: bytes) -> None:
-        post_json(
-            self._transport,
-            self.snapshots_url,
-            document,
-            self._headers,
-            self._timeout,
-            unavailable=CloudUnavailable,
-            rejected=CloudRejected,
-            ok=(200,),
-            not_json="HTTP 200 without the snapshot reply",
-        )
+        self._post_document(self.snapshots_url, document, "snapshot")
 
     def upload_coverage(self, document: bytes) -> None:
+        self._post_document(self.coverage_url, document, "coverage")
+
+    def _post_document(self, url: str, document: bytes, what: str) -> None:
+        """POST a JSON document the cloud answers with a JSON reply (200)."""
         post_json(
             self._transport,
-            self.coverage_url,
+            url,
             document,
             self._headers,
             self._timeout,
             unavailable=CloudUnavailable,
             rejected=CloudRejected,
             ok=(200,),
-            not_json="HTTP 200 without the coverage reply",
+            not_json=f"HTTP 200 without the {what} reply",
         )
 
     def close(self) -> None:
