@@ -98,19 +98,21 @@ def serve(action: Action, helm_test: HelmTest, traffic: Traffic | None = None) -
     return server
 
 
-def send(port: int, namespace: str, prefix: str, action: str, container: str | None = None) -> bool:
-    """Ask the supervisor listening on 127.0.0.1:``port``; True when it did it."""
-    path = "/pods/" + "/".join(quote(p, safe="") for p in (namespace, prefix, action))
-    if container:
-        path += "/" + quote(container, safe="")
+def _post(port: int, parts: tuple[str, ...]) -> bool:
+    """POST to the supervisor on 127.0.0.1:``port`` at ``/<parts quoted>``; True on 200 (done)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_TIMEOUT)
     try:
-        conn.request("POST", path)
+        conn.request("POST", "/" + "/".join(quote(p, safe="") for p in parts))
         response = conn.getresponse()
         response.read()
         return response.status == 200
     finally:
         conn.close()
+
+
+def send(port: int, namespace: str, prefix: str, action: str, container: str | None = None) -> bool:
+    """Ask the supervisor listening on 127.0.0.1:``port``; True when it did it."""
+    return _post(port, ("pods", namespace, prefix, action, *([container] if container else [])))
 
 
 def helm_test(port: int) -> tuple[bool, str]:
@@ -126,14 +128,4 @@ def helm_test(port: int) -> tuple[bool, str]:
 
 def traffic(port: int, namespace: str, workload: str, action: str, server: str | None = None) -> bool:
     """Ask the supervisor on 127.0.0.1:``port`` for a traffic change; True when it was made."""
-    path = "/traffic/" + "/".join(
-        quote(p, safe="") for p in (namespace, workload, action, *([server] if server else []))
-    )
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_TIMEOUT)
-    try:
-        conn.request("POST", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status == 200
-    finally:
-        conn.close()
+    return _post(port, ("traffic", namespace, workload, action, *([server] if server else [])))
