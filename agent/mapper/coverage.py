@@ -293,16 +293,30 @@ class CoverageResolver:
     def __init__(self, inner: CountingResolver, coverage: Coverage) -> None:
         self._inner = inner
         self._coverage = coverage
+        self._total = -1  # the counters' total when the sums below were taken (-1: never)
+        self._clients = self._servers = 0
+
+    def _sums(self) -> tuple[int, int]:
+        stats = self._inner.stats
+        return sum(stats[r] for r in CLIENT_REASONS), sum(stats[r] for r in SERVER_REASONS)
 
     def resolve(self, obs: Observation) -> list[Edge]:
+        # On the ingest path: most observations count nothing, so the per-reason sums are taken
+        # only when the counters' total moved (it only grows), not twice per observation.
         stats = self._inner.stats
-        clients = sum(stats.get(reason, 0) for reason in CLIENT_REASONS)
-        servers = sum(stats.get(reason, 0) for reason in SERVER_REASONS)
+        total = stats.total()
+        if total != self._total:  # counted outside resolve (or never summed): start from here
+            self._clients, self._servers = self._sums()
         edges = self._inner.resolve(obs)
         ip = ""
-        if sum(stats.get(reason, 0) for reason in CLIENT_REASONS) > clients:
-            ip = getattr(obs, "client_ip", "")
-        elif sum(stats.get(reason, 0) for reason in SERVER_REASONS) > servers:
-            ip = getattr(obs, "server_ip", "")
+        after = stats.total()
+        if after != total:
+            clients, servers = self._sums()
+            if clients > self._clients:
+                ip = getattr(obs, "client_ip", "")
+            elif servers > self._servers:
+                ip = getattr(obs, "server_ip", "")
+            self._clients, self._servers = clients, servers
+        self._total = after
         self._coverage.observed(len(edges), ip, getattr(obs, "seen_at", 0.0))
         return edges
