@@ -14,7 +14,6 @@ what to record).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from agent.anonymize import AnonymizationKeyError, Anonymizer, load_key
 from agent.httpdeadline import read_deadline_protocol
+from agent.mapper import gcpolicy
 from agent.mapper.api import create_app
 from agent.mapper.cluster import ClusterState
 from agent.mapper.coverage import Coverage
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The first sync leaves the bulk of the process's long-lived objects (the listed pods,
     # services, their dicts and indexes, imported modules); freezing them keeps every later full
     # GC collection from re-traversing them while the resolver allocates edges at ~100k/s.
-    gc.freeze()
+    gcpolicy.settle()
     recording = settings.recording
     resolver = Resolver(
         state,

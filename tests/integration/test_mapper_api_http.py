@@ -568,6 +568,13 @@ def test_a_full_queue_answers_busy_and_loses_nothing(serve: Callable[..., Server
     assert r.json()["data"] is None
     assert r.json()["errors"][0]["message"] == "mapper busy, retry"
     assert r.json()["errors"][0]["extensions"]["code"] == "MAPPER_BUSY"
+    # The sniffer's document takes the fast decoding (agent.mapper.api.reportinputs); a directive
+    # sends the same report through graphql-core: both answer "busy" alike, to the byte.
+    slow = server.post(
+        TCP.replace("(results: $results) }", "(results: $results) @include(if: true) }"), tcp(3)
+    )
+    assert slow.status_code == 200
+    assert slow.json() == r.json()
     assert server.healthy()
     resolver.gate.set()
     first.join(30)

@@ -197,36 +197,58 @@ def _reset_capture(_: Any, info: Info) -> bool:
     return True
 
 
-def _report(name: str, argument: str, convert: Callable[[Any, RequestContext], mutations.Converted]) -> None:
+Converter = Callable[[Any, RequestContext], mutations.Converted]
+CONVERTERS: dict[str, Converter] = {}
+"""Each report mutation's converter by field name: the resolvers below, and the fast path of
+:mod:`.reportinputs` (through :func:`accept_report`), run the same one."""
+
+
+def accept_report(name: str, value: Any, ctx: RequestContext, key: str) -> None:
+    """Convert report ``name``'s input ``value``, count what it skipped and queue the rest; the
+    completion goes to ``ctx.acks`` under response ``key``. Raises :class:`Busy` (logged) when the
+    queue is full. The caller has checked the token."""
+    converted = CONVERTERS[name](value, ctx)
+    if converted.skipped:
+        ctx.state.count_skipped(converted.skipped)
+        log.warning(
+            "report entries skipped mutation=%s peer=%s skipped=%d accepted=%d reasons=%s first=%s",
+            name,
+            ctx.peer,
+            converted.skipped.total(),
+            len(converted.observations),
+            ",".join(sorted(converted.skipped)),
+            converted.first,
+        )
+    try:
+        done = ctx.state.ingest.submit(converted.observations)
+    except Busy:
+        log.warning(
+            "report refused, queue full mutation=%s peer=%s observations=%d",
+            name,
+            ctx.peer,
+            len(converted.observations),
+        )
+        raise
+    log.debug(
+        "report accepted mutation=%s peer=%s observations=%d", name, ctx.peer, len(converted.observations)
+    )
+    if not done.done():
+        ctx.acks.append((key, done))
+
+
+def busy_error(nodes: Any = None, path: Sequence[str | int] | None = None) -> GraphQLError:
+    return GraphQLError("mapper busy, retry", nodes, path=path, extensions={"code": BUSY_CODE})
+
+
+def _report(name: str, argument: str, convert: Converter) -> None:
+    CONVERTERS[name] = convert
+
     def resolve(_: Any, info: Info, **kwargs: Any) -> bool:
         ctx = _authorized(info)
-        converted = convert(kwargs[argument], ctx)
-        if converted.skipped:
-            ctx.state.count_skipped(converted.skipped)
-            log.warning(
-                "report entries skipped mutation=%s peer=%s skipped=%d accepted=%d reasons=%s first=%s",
-                name,
-                ctx.peer,
-                converted.skipped.total(),
-                len(converted.observations),
-                ",".join(sorted(converted.skipped)),
-                converted.first,
-            )
         try:
-            done = ctx.state.ingest.submit(converted.observations)
+            accept_report(name, kwargs[argument], ctx, str(info.path.key))
         except Busy:
-            log.warning(
-                "report refused, queue full mutation=%s peer=%s observations=%d",
-                name,
-                ctx.peer,
-                len(converted.observations),
-            )
-            raise GraphQLError("mapper busy, retry", extensions={"code": BUSY_CODE}) from None
-        log.debug(
-            "report accepted mutation=%s peer=%s observations=%d", name, ctx.peer, len(converted.observations)
-        )
-        if not done.done():
-            ctx.acks.append((str(info.path.key), done))
+            raise busy_error() from None
         return True
 
     mutation.set_field(name, resolve)
