@@ -72,6 +72,7 @@ EXPLANATIONS: Mapping[str, str] = {
     "poll_failures": "failed reads of the logs",
     "scrape_failures": "failed sidecar scrapes",
     "report_failures": "failed requests to the mapper (retried; data kept)",
+    "kernel_dropped": "packets the kernel dropped before the sniffer read them (capture buffer full)",
     "unknown_operations": "AWS calls not in the IAM datasets (reported by name)",
     "batches_refused_busy": "report batches refused while the mapper's queue was full (retried)",
 }

@@ -67,6 +67,7 @@ def reporter_from_settings(
         "queue_full": metrics.pairs_dropped.name,
         "parse_errors": metrics.parse_errors.name,
         "report_failures": metrics.report_failures.name,
+        "kernel_dropped": metrics.kernel_dropped.name,  # frames the kernel dropped before capture
     }
     watching = ("capture:dns,tcp-syn", f"socket-scan:{settings.proc_root}")
     # A client of its own: the two reporters run in threads of their own (a requests session each).

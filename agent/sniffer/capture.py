@@ -8,18 +8,22 @@ observations go to a callback (the reporter's collector). Malformed frames are c
 skipped — one bad packet never stops the capture.
 
 The frame source is a seam: :class:`LibpcapSource` captures live, and anything with
-``linktype`` and ``read(timeout)`` (a pcap file reader in tests) can stand in for it.
+``linktype`` and ``read(timeout)`` (a pcap file reader in tests) can stand in for it. A source
+that also counts (:class:`CountingSource`, libpcap's ``pcap_stats``) has its totals copied into
+the metrics by the capture thread, so ``/metrics`` shows what the kernel dropped.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib
 import logging
 import select
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.model import DnsAnswer, TcpConnection
 from agent.sniffer.errors import PacketParseError
@@ -41,6 +45,25 @@ class FrameSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaptureStats:
+    """libpcap's totals since the handle was activated (``pcap_stats``; 32-bit, they wrap)."""
+
+    received: int  # passed the filter; on Linux this includes the dropped ones
+    dropped: int  # dropped by the kernel because the capture buffer was full (ps_drop)
+    interface_dropped: int  # dropped by the interface (ps_ifdrop; Linux counts it in promiscuous mode only)
+
+
+@runtime_checkable
+class CountingSource(Protocol):
+    def stats(self) -> CaptureStats: ...
+
+
+def counter_increase(before: int, after: int, bits: int = 32) -> int:
+    """How much a ``bits``-wide unsigned counter grew from ``before`` to ``after``, across a wrap."""
+    return (after - before) % (1 << bits)
 
 
 class CaptureError(OSError):
@@ -103,6 +126,18 @@ class LibpcapSource:
             h = header.contents
             yield h.ts.tv_sec + h.ts.tv_usec / 1e6, ctypes.string_at(data, h.caplen)
 
+    def stats(self) -> CaptureStats:
+        """libpcap's totals so far. Call it from the thread that reads: on Linux each call folds
+        the kernel's counters (which reading resets) into the handle's, unguarded."""
+        if not self._handle:
+            raise CaptureError("pcap_stats on a closed handle")
+        stat = self._lib.pcap_stat()
+        if self._lib.pcap_stats(self._handle, ctypes.byref(stat)) < 0:
+            message = self._lib.pcap_geterr(self._handle)
+            detail = message.decode(errors="replace") if isinstance(message, bytes) else str(message or "")
+            raise CaptureError(f"pcap_stats: {detail}")
+        return CaptureStats(stat.ps_recv, stat.ps_drop, stat.ps_ifdrop)
+
     def close(self) -> None:
         if self._handle:
             self._lib.pcap_close(self._handle)
@@ -110,17 +145,28 @@ class LibpcapSource:
 
 
 class PacketCapture:
-    """Reads a :class:`FrameSource` until stopped, feeding observations to ``emit``."""
+    """Reads a :class:`FrameSource` until stopped, feeding observations to ``emit``; copies a
+    :class:`CountingSource`'s totals into ``metrics`` every ``stats_interval`` seconds (and when
+    it stops)."""
+
+    # Under a sustained flood one read() never returns; the totals are still copied every this
+    # many frames (when due), so the drop counter moves exactly when it matters.
+    STATS_EVERY_FRAMES = 1024
 
     def __init__(
         self,
         source: FrameSource,
         emit: Callable[[DnsAnswer | TcpConnection], object],
         metrics: SnifferMetrics,
+        stats_interval: float = 1.0,
     ) -> None:
         self.source = source
         self.emit = emit
         self.metrics = metrics
+        self.stats_interval = stats_interval
+        self._counting = source if isinstance(source, CountingSource) else None
+        self._stats = CaptureStats(0, 0, 0)
+        self._stats_due = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name="capture", daemon=True)
 
@@ -139,13 +185,35 @@ class PacketCapture:
     def run(self) -> None:
         linktype = self.source.linktype
         log.info("capture started linktype=%d", linktype)
+        frames = 0
         try:
             while not self._stop.is_set():
                 for ts, frame in self.source.read(0.2):
                     self.handle(frame, linktype, ts)
+                    frames += 1
+                    if not frames % self.STATS_EVERY_FRAMES:
+                        self.record_stats()
+                self.record_stats()
         finally:
+            self.record_stats(force=True)
             self.source.close()
             log.info("capture stopped %s", self.metrics.snapshot())
+
+    def record_stats(self, force: bool = False) -> None:
+        """Add what the source's totals grew by since the last call to the kernel counters (when due)."""
+        if self._counting is None or (not force and time.monotonic() < self._stats_due):
+            return
+        self._stats_due = time.monotonic() + self.stats_interval
+        try:
+            now = self._counting.stats()
+        except CaptureError as exc:
+            log.warning("capture statistics unavailable: %s", exc)
+            self._counting = None  # one line, not one per interval
+            return
+        before, self._stats = self._stats, now
+        self.metrics.kernel_received.inc(counter_increase(before.received, now.received))
+        self.metrics.kernel_dropped.inc(counter_increase(before.dropped, now.dropped))
+        self.metrics.interface_dropped.inc(counter_increase(before.interface_dropped, now.interface_dropped))
 
     def handle(self, frame: bytes, linktype: int, ts: float) -> None:
         self.metrics.packets_seen.inc()

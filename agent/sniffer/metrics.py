@@ -1,6 +1,7 @@
 """The sniffer's counters (:class:`agent.metrics.Metrics`).
 
-The capture loop counts packets, parsed DNS responses and parse errors, the socket scanner
+The capture loop counts packets, parsed DNS responses and parse errors, and copies libpcap's own
+totals (what passed the filter, what the kernel and the interface dropped); the socket scanner
 counts scans and the owners of the node network's client sockets (named a pod or not,
 unreadable), the reporter's collector counts pending and dropped pairs and the reporter
 counts mutations sent and failed. :mod:`agent.health` serves :meth:`SnifferMetrics.render` at
@@ -24,6 +25,15 @@ class SnifferMetrics(Metrics):
             f"{PREFIX}dns_responses_parsed_total", "DNS responses parsed into answers."
         )
         self.parse_errors = Counter(f"{PREFIX}parse_errors_total", "Captured frames that failed to parse.")
+        self.kernel_received = Counter(
+            f"{PREFIX}kernel_received_total", "Packets the capture filter passed (libpcap ps_recv)."
+        )
+        self.kernel_dropped = Counter(
+            f"{PREFIX}kernel_dropped_total", "Packets the kernel dropped: capture buffer full (ps_drop)."
+        )
+        self.interface_dropped = Counter(
+            f"{PREFIX}interface_dropped_total", "Packets the interface dropped (libpcap ps_ifdrop)."
+        )
         self.pairs_pending = Gauge(
             f"{PREFIX}pairs_pending", "Distinct (source, destination) pairs waiting to be reported."
         )

@@ -81,7 +81,12 @@ def test_the_sniffers_status_covers_its_node_until_it_stops(mapper: MapperServer
         assert status["instance"] == "network-mapper-sniffer-x7k2p"
         assert status["node"] == "node-a"
         assert status["watching"] == ["capture:dns,tcp-syn", "socket-scan:/proc"]
-        assert {c["name"] for c in status["counters"]} == {"parse_errors", "queue_full", "report_failures"}
+        assert {c["name"] for c in status["counters"]} == {
+            "parse_errors",
+            "queue_full",
+            "report_failures",
+            "kernel_dropped",
+        }
         assert {n["name"]: n["covered"] for n in found["nodes"]} == {"node-a": True, "node-b": False}
         assert found["covered"] is False  # node-b has no sniffer
     finally:
