@@ -42,7 +42,7 @@ import msgspec
 
 from agent import wire
 from agent.mapper import storeschema
-from agent.model import Edge, merge_edges
+from agent.model import Edge, Target, WorkloadIdentity, merge_edges
 
 log = logging.getLogger("agent.mapper.store")
 
@@ -175,15 +175,17 @@ class EdgeStore:
 
     def record(self, edges: Iterable[Edge]) -> int:
         """Merge ``edges`` into the store in one transaction; returns how many edges were given."""
-        batch: dict[str, Edge] = {}  # by key text, as the rows keep it
+        merged: dict[tuple[WorkloadIdentity, Target], Edge] = {}  # Edge.key: hashed, not encoded
         given = 0
         for edge in edges:
             given += 1
-            key = wire.key_for(edge.client, edge.target).decode()
-            found = batch.get(key)
-            batch[key] = edge if found is None else merge_edges(found, edge, cumulative=False)
-        if not batch:
+            key = (edge.client, edge.target)
+            found = merged.get(key)
+            merged[key] = edge if found is None else merge_edges(found, edge, cumulative=False)
+        if not merged:
             return given
+        # by key text, as the rows keep it: encoded once per distinct edge, not per sighting
+        batch = {wire.key_for(client, target).decode(): e for (client, target), e in merged.items()}
         with self.writing() as db:
             rows = db.execute(_SELECT_STORED, (_keys_json(list(batch)),)).fetchall()
             stored = wire.unpack_edges([doc for _, doc in rows])  # one decoding pass for the batch
