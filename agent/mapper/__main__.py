@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshots=snapshots,
         coverage=Coverage(
             settings.api.coverage_stale_after,
-            nodes=lambda: [node.name for node in state.facts().nodes],
+            nodes=state.node_names,
             dropped=resolver.dropped,
         ),
     )

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
-from agent.mapper.clusterfacts import Labels, build_facts
+from agent.mapper.clusterfacts import Labels, build_facts, node_names
 from agent.mapper.history import INF, History, Span
 from agent.mapper.kuberecords import (
     OWNER_KINDS,
@@ -43,7 +43,7 @@ from agent.mapper.kuberecords import (
     workload_name,
 )
 from agent.mapper.owners import OwnerTree
-from agent.mapper.servicestate import ServiceSpan, ServiceState
+from agent.mapper.servicestate import ANY_NAMESPACE, ServiceSpan, ServiceState
 from agent.mapper.settings import WORKLOAD_NAME_ANNOTATION
 from agent.model import ClusterFacts, WorkloadIdentity
 
@@ -51,6 +51,7 @@ __all__ = ["RETENTION_SECONDS", "ClusterState", "PodInfo", "ServiceInfo"]
 
 RETENTION_SECONDS = 3600.0
 _PRUNE_EVERY = 60.0
+_RELIST_CHUNK = 500  # objects of a (re)list applied per hold of the lock
 
 
 class ClusterState:
@@ -81,7 +82,9 @@ class ClusterState:
         self._namespace_labels: dict[str, Labels] = {}
         self._nodes: dict[str, tuple[str, ...]] = {}  # watched Node objects: name → addresses
         self._facts: tuple[int, ClusterFacts] | None = None  # (generation, facts) of the last facts()
-        self._known: dict[str, dict[str, Obj]] = {}  # kind → key → minimal object, for replace_all
+        # kind → key → (namespace, name, uid): what a relist that misses the object deletes. Tuples,
+        # not stub objects: at 150k pods the dicts alone cost ~100 MB.
+        self._known: dict[str, dict[str, tuple[str, str, str]]] = {}
         self._handlers: dict[str, Callable[[Change], None]] = {
             "Pod": self._apply_pod,
             "Service": self._services.apply_service,
@@ -101,16 +104,33 @@ class ClusterState:
             self.generation += 1
 
     def replace_all(self, kind: str, items: Iterable[Obj], at: float) -> None:
-        """A (re)list of `kind`: upsert every item; known objects missing from it were deleted at `at`."""
+        """A (re)list of `kind`: upsert every item; known objects missing from it were deleted at `at`.
+
+        `items` may be a lazy iterable (the list's pages as they arrive, so 150k pods are never
+        all in memory at once as raw JSON): it is consumed `_RELIST_CHUNK` items at a time, each
+        chunk applied under the lock, so readers and other kinds' watches wait for one chunk, not
+        for the whole list. The deletions are applied last, once every item was seen."""
+        seen: set[str] = set()
+        chunk: list[Obj] = []
+        for obj in items:
+            chunk.append(obj)
+            if len(chunk) >= _RELIST_CHUNK:
+                self._upsert(kind, chunk, at, seen)
+                chunk = []
+        self._upsert(kind, chunk, at, seen)
         with self._lock:
-            seen: set[str] = set()
-            for obj in items:
-                seen.add(object_key(kind, obj))
-                self._apply("MODIFIED", kind, obj, at)
-            for key, stub in list(self._known.get(kind, {}).items()):
+            for key, (ns, name, uid) in list(self._known.get(kind, {}).items()):
                 if key not in seen:
+                    stub = {"metadata": {"namespace": ns, "name": name, "uid": uid}}
                     self._apply("DELETED", kind, stub, at)
             self._maybe_prune(at)
+            self.generation += 1
+
+    def _upsert(self, kind: str, chunk: list[Obj], at: float, seen: set[str]) -> None:
+        with self._lock:
+            for obj in chunk:
+                seen.add(object_key(kind, obj))
+                self._apply("MODIFIED", kind, obj, at)
             self.generation += 1
 
     def prune(self, now: float) -> None:
@@ -126,7 +146,7 @@ class ClusterState:
         if c.deleted:
             known.pop(key, None)
         else:
-            known[key] = {"metadata": {"namespace": c.ns, "name": c.name, "uid": c.uid}}
+            known[key] = (c.ns, c.name, c.uid)
         if kind in OWNER_KINDS:
             if self._owners.apply(kind, c):
                 self._reresolve_below(c.uid)
@@ -160,7 +180,7 @@ class ClusterState:
                 self._end_pod(old, at)
                 self._forget_live(old)
                 self._pods[uid] = replace(old, deleted_at=at)
-                self._services.forget_targets()
+                self._services.forget_targets(old.namespace)
             return
         read = read_pod(c, old)
         self._owners.set_pod(uid, read.ref)
@@ -170,7 +190,7 @@ class ClusterState:
             if old is not None:
                 self._forget_live(old)
             self._live_by_identity.setdefault(pod.identity, set()).add(uid)
-            self._services.forget_targets()
+            self._services.forget_targets(pod.namespace)
         self._pod_by_name[(c.ns, c.name)] = uid
         self._kind_by_name[(pod.identity.namespace, pod.identity.name)] = pod.identity.kind
         self._labels_by_identity[pod.identity] = pod.labels
@@ -183,12 +203,14 @@ class ClusterState:
                     self._ip_history[indexed].end(uid, at)
                 self._ip_history.setdefault(pod.ip, History()).add(read.start if indexed is None else at, uid)
                 self._pod_ip[uid] = pod.ip
+                self._services.forget_targets(pod.namespace)  # targets found by IP may change
         if pod.host_ip and (pod.host_network or pod.host_ports):
             spans = self._node_spans.setdefault(pod.host_ip, [])
             if not any(s.key == uid for s in spans):
                 spans.append(Span(read.start, INF, uid))
         if read.finished_at is not None:  # a finished pod's IP is free for reuse at once
             self._end_pod(pod, read.finished_at)
+            self._services.forget_targets(pod.namespace)
 
     def _end_pod(self, pod: PodInfo, at: float) -> None:
         indexed = self._pod_ip.get(pod.uid)
@@ -232,17 +254,20 @@ class ClusterState:
                 self._pods[uid] = replace(pod, identity=identity)
                 self._kind_by_name[(identity.namespace, identity.name)] = identity.kind
                 self._labels_by_identity[identity] = pod.labels
-                self._services.forget_targets()
+                self._services.forget_targets(pod.namespace)
 
     # -- the pods behind a service ------------------------------------------------------------
 
     def _compute_targets(self, service: ServiceInfo) -> tuple[WorkloadIdentity, ...]:
         found: dict[WorkloadIdentity, None] = {}
+        read = {service.namespace}  # whose pods' changes make this answer stale
         for uid, ref_ns, ref_name, ip in self._services.endpoint_refs(service):
             pod_uid = uid if uid in self._pods else self._pod_by_name.get((ref_ns, ref_name))
             pod = self._pods.get(pod_uid) if pod_uid else self.pod_at(ip, self._now)
+            read.add(ref_ns if pod_uid else ANY_NAMESPACE)
             if pod is not None:
                 found[pod.identity] = None
+                read.add(pod.namespace)
         if not found and service.selector and service.deleted_at is None:
             # No endpoints (yet, or none ready): the pods the selector picks are the intended targets.
             selector = service.selector.items()
@@ -250,7 +275,7 @@ class ClusterState:
                 pod = self._pods[uid]
                 if pod.namespace == service.namespace and selector <= pod.labels.items():
                     found[pod.identity] = None
-        return self._services.remember_targets(service, tuple(sorted(found)))
+        return self._services.remember_targets(service, tuple(sorted(found)), read)
 
     # -- readers: lock-free unless they iterate (see the module doc); keep the writer's updates
     # single dict/set writes and History replacements, or the hot readers need the lock.
@@ -348,6 +373,12 @@ class ClusterState:
             facts = build_facts(live, self._namespace_labels, self._nodes)
             self._facts = (self.generation, facts)
             return facts
+
+    def node_names(self) -> list[str]:
+        """The names of :meth:`facts`'s nodes, without building the facts (coverage asks often)."""
+        with self._lock:
+            live = (self._pods[uid] for uids in self._live_by_identity.values() for uid in uids)
+            return node_names(live, self._nodes)
 
     def namespace_uid(self, name: str) -> str:
         return self._namespaces.get(name, "")

@@ -9,6 +9,7 @@ the memoised targets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from agent.mapper.history import History
@@ -16,6 +17,10 @@ from agent.mapper.kuberecords import Change, EndpointRef, ServiceInfo, endpoint_
 from agent.model import WorkloadIdentity
 
 ServiceSpan = tuple[float, float, ServiceInfo]  # (start, end, service)
+
+
+ANY_NAMESPACE = "*"
+"""What a service's targets read when a pod was looked up by IP: a change of any pod drops them."""
 
 
 class ServiceState:
@@ -26,8 +31,14 @@ class ServiceState:
         self._name_history: dict[tuple[str, str], History] = {}
         self._endpoints: dict[tuple[str, str], tuple[EndpointRef, ...]] = {}
         self._slices: dict[tuple[str, str], tuple[str, tuple[EndpointRef, ...]]] = {}
+        # (namespace, service name) → slice name → its refs: a service's slices without a scan
+        self._service_slices: dict[tuple[str, str], dict[str, tuple[EndpointRef, ...]]] = {}
         self._targets: dict[str, tuple[WorkloadIdentity, ...]] = {}  # service uid → memo
         self._last_targets: dict[str, tuple[WorkloadIdentity, ...]] = {}
+        # namespace (ANY_NAMESPACE: a pod found by IP, any namespace) → uids of the services whose
+        # memo read that namespace's pods: a pod's change drops those memos, not every one (with
+        # thousands of Services and steady pod churn, recomputing all of them was the ceiling)
+        self._readers: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -65,11 +76,16 @@ class ServiceState:
     def apply_slice(self, c: Change) -> None:
         old = self._slices.pop((c.ns, c.name), None)
         if old is not None:
+            listed = self._service_slices.get((c.ns, old[0]), {})
+            listed.pop(c.name, None)
+            if not listed:
+                self._service_slices.pop((c.ns, old[0]), None)
             self._invalidate(c.ns, old[0])
         if c.deleted:
             return
         service, refs = slice_refs(c)
         self._slices[(c.ns, c.name)] = (service, refs)
+        self._service_slices.setdefault((c.ns, service), {})[c.name] = refs
         self._invalidate(c.ns, service)
 
     def _invalidate(self, ns: str, name: str) -> None:
@@ -77,23 +93,28 @@ class ServiceState:
         if uid is not None:
             self._targets.pop(uid, None)
 
-    def forget_targets(self) -> None:
-        """Drop every memoised answer: a pod changed (its identity, or it is gone)."""
-        self._targets.clear()
+    def forget_targets(self, namespace: str) -> None:
+        """A pod of `namespace` changed (its identity, or it is gone): drop the memoised answers
+        that read that namespace's pods, or looked a pod up by IP."""
+        for key in (namespace, ANY_NAMESPACE):
+            for uid in self._readers.pop(key, ()):
+                self._targets.pop(uid, None)
 
     def endpoint_refs(self, service: ServiceInfo) -> list[EndpointRef]:
         """Every address of `service`'s Endpoints and EndpointSlices (iterates: under the lock)."""
-        ns, name = service.namespace, service.name
-        refs = list(self._endpoints.get((ns, name), ()))
-        for svc, listed in self._slices.values():
-            if svc == name and listed and listed[0][1] == ns:
-                refs.extend(listed)
+        key = (service.namespace, service.name)
+        refs = list(self._endpoints.get(key, ()))
+        for listed in self._service_slices.get(key, {}).values():
+            refs.extend(listed)
         return refs
 
     def remember_targets(
-        self, service: ServiceInfo, targets: tuple[WorkloadIdentity, ...]
+        self, service: ServiceInfo, targets: tuple[WorkloadIdentity, ...], read: Iterable[str]
     ) -> tuple[WorkloadIdentity, ...]:
-        """Memoise `targets` for `service`, or its last non-empty answer when they are empty."""
+        """Memoise `targets` for `service` (computed from the pods of the namespaces `read`;
+        ANY_NAMESPACE: a pod looked up by IP), or its last non-empty answer when they are empty."""
+        for namespace in read:
+            self._readers.setdefault(namespace, set()).add(service.uid)
         if targets:
             self._last_targets[service.uid] = targets
         else:

@@ -9,6 +9,7 @@ Every failure is raised as `ApiError`, which becomes a `Status` response.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -82,6 +83,22 @@ class Target:
     namespace: str | None
     name: str | None
     subresource: str | None
+
+
+def encode_continue(resource_version: int, last: tuple[str, str]) -> str:
+    """The opaque `continue` token of a paged list: where the next page starts, and as of when."""
+    document = {"v": "meta.k8s.io/v1", "rv": resource_version, "start": list(last)}
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
+
+
+def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    """(resourceVersion, last key) of a token from `encode_continue`; 400 BadRequest otherwise."""
+    try:
+        document = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = document["start"]
+        return int(document["rv"]), (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError) as error:
+        raise bad_request(f"continue key is not valid: {error}") from None
 
 
 def _flag(query: dict[str, str], name: str) -> bool:
@@ -212,22 +229,29 @@ class Api:
         return parse_label_selector(request.query.get("labelSelector")), fields
 
     def _list(self, target: Target, request: Request) -> Response:
-        # limit/continue are ignored: every list is one complete page.
         parse_resource_version(request.query.get("resourceVersion"))
         labels, fields = self._selectors(target, request)
-        items, rv = self.store.list(target.rt.key, target.namespace, labels, fields)
+        limit = _int_param(request.query, "limit")
+        limit = limit if limit is not None and limit > 0 else None
+        after, as_of = None, None
+        if request.query.get("continue"):
+            as_of, after = decode_continue(request.query["continue"])
+            self.store.check_watchable(as_of)  # 410 Expired, as the real server says for an old token
+        items, rv = self.store.list(target.rt.key, target.namespace, labels, fields, limit=limit, after=after)
+        # Pages after the first are as of the first page's resourceVersion: a watch from it replays
+        # whatever changed while the pages were read (the real server reads one etcd snapshot).
+        rv = as_of if as_of is not None else rv
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        if limit is not None and len(items) > limit:
+            items = items[:limit]
+            last = items[-1]["metadata"]
+            metadata["continue"] = encode_continue(rv, (str(last.get("namespace") or ""), str(last["name"])))
         table = self._render(target, request, items, str(rv))
         if table is not None:
             return Response(200, table)
         kind = f"{target.rt.kind}List"
         return Response(
-            200,
-            {
-                "kind": kind,
-                "apiVersion": target.rt.api_version,
-                "metadata": {"resourceVersion": str(rv)},
-                "items": items,
-            },
+            200, {"kind": kind, "apiVersion": target.rt.api_version, "metadata": metadata, "items": items}
         )
 
     def _get(self, target: Target, request: Request) -> Response:

@@ -169,8 +169,9 @@ def test_nodes_come_from_pods_and_from_watched_node_objects() -> None:
         T0 + 1,
     )
     assert state.facts().nodes[-1] == NodeFacts("node-3", ("192.168.1.12", "203.0.113.7"))
+    assert state.node_names() == [n.name for n in state.facts().nodes]  # the same, without the facts
     state.apply("DELETED", "Node", node("node-3"), T0 + 2)
-    assert [n.name for n in state.facts().nodes] == ["node-1", "node-2"]
+    assert [n.name for n in state.facts().nodes] == ["node-1", "node-2"] == state.node_names()
 
 
 def test_facts_follow_the_cluster_and_are_kept_between_writes() -> None:
