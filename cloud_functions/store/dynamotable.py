@@ -4,11 +4,16 @@ graph partition's edges.
 Requests come from :mod:`cloud_functions.store.dynamodb` and its migrations, with items built by
 :mod:`cloud_functions.store.dynamoitems`; they go to DynamoDB, through :meth:`DynamoTable.call`,
 which counts writes and turns botocore's errors into :class:`~cloud_functions.store.base.StoreError`
-(a failed condition: :class:`ConditionFailed`).
+(a failed condition: :class:`ConditionFailed`). A request DynamoDB throttled (:data:`THROTTLED`, or a
+transaction cancelled for ``ThrottlingError``) was not carried out, so it is sent again, with
+jittered backoff, for up to :data:`THROTTLE_DEADLINE` seconds: the client is injected, and its own
+retries (botocore's: 4 attempts by default for DynamoDB, none for a cancelled transaction) may not
+outlast a throttled partition, while one failed put fails a whole ingest.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -31,6 +36,11 @@ from cloud_functions.store.ingestion import EdgeWrite, StoredText
 
 NEW = "attribute_not_exists(PK)"  # the condition of a write that creates an item
 RETRY_DEADLINE = 30.0  # seconds a batch read may keep retrying throttled keys
+THROTTLE_DEADLINE = 10.0  # seconds a call may keep being sent again while DynamoDB throttles it
+THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+"""Error codes of requests DynamoDB refused, unexecuted, for capacity."""
 INDEX_DEADLINE = 600.0  # seconds a migration waits for new indexes to fill (then the next open waits on)
 
 
@@ -73,12 +83,28 @@ def create_table(client: Any, table_name: str) -> None:
     )
 
 
+def throttled(error: ClientError) -> bool:
+    """Whether DynamoDB refused the request for capacity, so that none of it was carried out."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    reasons = {str(r.get("Code", "")) for r in error.response.get("CancellationReasons", [])}
+    return code in THROTTLED or ("ThrottlingError" in reasons and "ConditionalCheckFailed" not in reasons)
+
+
 class DynamoTable:
     """The table ``name``: consistent reads, paged queries and scans (``page_size`` items a page
     when given: tests), edge puts by ``workers`` threads, and a count of the writes."""
 
-    def __init__(self, client: Any, name: str, *, workers: int = 8, page_size: int | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        *,
+        workers: int = 8,
+        page_size: int | None = None,
+        throttle_deadline: float = THROTTLE_DEADLINE,
+    ) -> None:
         self.name, self.workers, self._client, self._page_size = name, workers, client, page_size
+        self._throttle_deadline = throttle_deadline
         self._writes = 0
         self._count_lock = threading.Lock()
 
@@ -91,7 +117,7 @@ class DynamoTable:
         if operation != "transact_write_items":
             request["TableName"] = self.name
         try:
-            answer: dict[str, Any] = getattr(self._client, operation)(**request)
+            answer = self._send(operation, request)
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             reasons = [str(r.get("Code", "")) for r in error.response.get("CancellationReasons", [])]
@@ -103,6 +129,25 @@ class DynamoTable:
         with self._count_lock:
             self._writes += writes
         return answer
+
+    def _send(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The client's call, sent again while it is throttled (full jitter, pauses doubling up to
+        1 s), until :data:`THROTTLE_DEADLINE` seconds after the first throttled answer."""
+        deadline, pause = 0.0, 0.05
+        while True:
+            try:
+                answer: dict[str, Any] = getattr(self._client, operation)(**request)
+            except ClientError as error:
+                if not throttled(error):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + self._throttle_deadline
+                if now >= deadline:
+                    raise
+                time.sleep(random.uniform(0, pause))  # noqa: S311 - jitter, not secrecy
+                pause = min(pause * 2, 1.0)
+            else:
+                return answer
 
     def get(self, pk: str, sk: str) -> Item | None:
         item: Item | None = self.call("get_item", Key=item_key(pk, sk), ConsistentRead=True).get("Item")
@@ -198,7 +243,7 @@ class DynamoTable:
             pending: Item = {self.name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while pending:
                 try:
-                    answer = self._client.batch_get_item(RequestItems=pending)
+                    answer = self._send("batch_get_item", {"RequestItems": pending})
                 except (ClientError, BotoCoreError) as error:
                     raise StoreError(f"dynamodb {self.name}: {error}") from error
                 for item in answer.get("Responses", {}).get(self.name, []):

@@ -30,6 +30,8 @@ log = logging.getLogger("agent.mapper.api.reportqueue")
 _STOP = None
 GROUP_BATCHES = 32
 """Queued batches a worker records in one store transaction (group commit)."""
+GROUP_LINGER = 0.005
+"""Seconds a worker waits for more batches to join a group before recording it."""
 
 
 class Busy(RuntimeError):
@@ -146,11 +148,14 @@ class ReportQueue:
     def _work(self) -> None:
         while True:
             items = [self._queue.get()]
-            # Group commit: the batches queued behind this one go to the store in the same
-            # transaction, so waiting for the commit costs one fsync per group, not per report.
+            # Group commit: the batches queued behind this one, and those arriving within
+            # GROUP_LINGER, go to the store in the same transaction. Many nodes' small reports (a
+            # sniffer's second holds a dozen observations) would otherwise cost a transaction
+            # each; their reporters wait for the commit anyway, so a few ms more is nothing to them.
+            linger_until = time.monotonic() + GROUP_LINGER
             while len(items) < GROUP_BATCHES and items[-1] is not _STOP:
                 try:
-                    items.append(self._queue.get_nowait())
+                    items.append(self._queue.get(timeout=max(0.0, linger_until - time.monotonic())))
                 except queue.Empty:
                     break
             try:
