@@ -153,7 +153,12 @@ def serve(data_dir: Path, port_file: Path) -> None:
     store = EdgeStore(data_dir / "edges.db")
     settings = ApiSettings(token=TOKEN, max_body_bytes=64 << 20)
     app = create_app(settings, store, Resolver(state, "cluster.local"), state)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    from agent.httpdeadline import read_deadline_protocol
+
+    # served as agent.mapper.__main__ serves it: httptools under the read deadline, on uvloop
+    http = read_deadline_protocol(30.0, "httptools")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", http=http, loop="uvloop")
+    server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.01)

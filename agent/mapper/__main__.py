@@ -207,8 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port = settings.api.address
         # A request must arrive whole within request_timeout: uvicorn alone waits forever for a
         # stalled one, and a pod that opens connections and sends nothing would hold them.
-        http = read_deadline_protocol(settings.api.request_timeout)
-        uvicorn.run(app, host=host, port=port, log_level="warning", http=http)
+        http = read_deadline_protocol(settings.api.request_timeout, "httptools")
+        uvicorn.run(app, host=host, port=port, log_level="warning", http=http, loop="uvloop")
     finally:
         for schedule in schedules:
             schedule.stop()

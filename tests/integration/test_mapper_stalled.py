@@ -41,8 +41,11 @@ def test_stalled_requests_are_closed_and_others_served(cluster: Cluster, tmp_pat
     with MapperProcess(cluster, tmp_path, args=["--request-timeout", str(TIMEOUT)]) as mapper:
         silent = [socket.create_connection(("127.0.0.1", mapper.port)) for _ in range(5)]
         halves = [socket.create_connection(("127.0.0.1", mapper.port)) for _ in range(5)]
-        for sock in halves:
-            sock.sendall(b"POST /query HTTP/1.1\r\nHost: mapper\r\nContent-Length: 100\r\n\r\n{")
+        for i, sock in enumerate(halves):
+            if i % 2:  # half a body
+                sock.sendall(b"POST /query HTTP/1.1\r\nHost: mapper\r\nContent-Length: 100\r\n\r\n{")
+            else:  # half a head
+                sock.sendall(b"POST /query HTTP/1.1\r\nHost: map")
         started = time.monotonic()
         health = requests.get(f"{mapper.url}/healthz", timeout=5)  # others are served meanwhile
         assert health.status_code == 200
