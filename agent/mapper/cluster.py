@@ -82,6 +82,7 @@ class ClusterState:
         self._namespace_labels: dict[str, Labels] = {}
         self._nodes: dict[str, tuple[str, ...]] = {}  # watched Node objects: name → addresses
         self._facts: tuple[int, ClusterFacts] | None = None  # (generation, facts) of the last facts()
+        self._node_names: tuple[int, list[str]] | None = None  # (generation, names), the same way
         # kind → key → (namespace, name, uid): what a relist that misses the object deletes. Tuples,
         # not stub objects: at 150k pods the dicts alone cost ~100 MB.
         self._known: dict[str, dict[str, tuple[str, str, str]]] = {}
@@ -375,10 +376,14 @@ class ClusterState:
             return facts
 
     def node_names(self) -> list[str]:
-        """The names of :meth:`facts`'s nodes, without building the facts (coverage asks often)."""
+        """The names of :meth:`facts`'s nodes, without building the facts (coverage asks often),
+        kept until the next write."""
         with self._lock:
-            live = (self._pods[uid] for uids in self._live_by_identity.values() for uid in uids)
-            return node_names(live, self._nodes)
+            cached = self._node_names
+            if cached is None or cached[0] != self.generation:
+                live = (self._pods[uid] for uids in self._live_by_identity.values() for uid in uids)
+                cached = self._node_names = (self.generation, node_names(live, self._nodes))
+            return list(cached[1])
 
     def namespace_uid(self, name: str) -> str:
         return self._namespaces.get(name, "")
