@@ -87,7 +87,6 @@ class ClusterState:
         # not stub objects: at 150k pods the dicts alone cost ~100 MB.
         self._known: dict[str, dict[str, tuple[str, str, str]]] = {}
         self._handlers: dict[str, Callable[[Change], None]] = {
-            "Pod": self._apply_pod,
             "Service": self._services.apply_service,
             "Endpoints": self._services.apply_endpoints,
             "EndpointSlice": self._services.apply_slice,
@@ -100,9 +99,12 @@ class ClusterState:
     def apply(self, event_type: str, kind: str, obj: Obj, at: float) -> None:
         """Apply one watch event (ADDED / MODIFIED / DELETED) of `kind` (e.g. "Pod") seen at `at`."""
         with self._lock:
-            self._apply(event_type, kind, obj, at)
+            changed = self._apply(event_type, kind, obj, at)
             self._maybe_prune(at)
-            self.generation += 1
+            # Most events of a large cluster change nothing we keep (a pod's readiness, its
+            # conditions): the resolver's memos, checked against the generation, stay valid.
+            if changed:
+                self.generation += 1
 
     def replace_all(self, kind: str, items: Iterable[Obj], at: float) -> None:
         """A (re)list of `kind`: upsert every item; known objects missing from it were deleted at `at`.
@@ -140,7 +142,8 @@ class ClusterState:
             self._prune(now)
             self.generation += 1
 
-    def _apply(self, event_type: str, kind: str, obj: Obj, at: float) -> None:
+    def _apply(self, event_type: str, kind: str, obj: Obj, at: float) -> bool:
+        """Apply one event; False when it changed nothing the state keeps (a pod's status only)."""
         self._now = max(self._now, at)
         c = change(event_type, obj, at)
         known, key = self._known.setdefault(kind, {}), object_key(kind, obj)
@@ -148,11 +151,14 @@ class ClusterState:
             known.pop(key, None)
         else:
             known[key] = (c.ns, c.name, c.uid)
+        if kind == "Pod":
+            return self._apply_pod(c)
         if kind in OWNER_KINDS:
             if self._owners.apply(kind, c):
                 self._reresolve_below(c.uid)
         elif kind in self._handlers:
             self._handlers[kind](c)
+        return True
 
     def _apply_namespace(self, c: Change) -> None:
         if c.deleted:
@@ -173,7 +179,8 @@ class ClusterState:
 
     # -- pods --------------------------------------------------------------------------------
 
-    def _apply_pod(self, c: Change) -> None:
+    def _apply_pod(self, c: Change) -> bool:
+        """Apply a pod's event; False when the pod is as it was (only its status moved)."""
         uid, at = c.uid, c.at
         old = self._pods.get(uid)
         if c.deleted:
@@ -182,10 +189,13 @@ class ClusterState:
                 self._forget_live(old)
                 self._pods[uid] = replace(old, deleted_at=at)
                 self._services.forget_targets(old.namespace)
-            return
+                return True
+            return False
         read = read_pod(c, old)
         self._owners.set_pod(uid, read.ref)
         pod = replace(read.pod, identity=self._identity(read.pod, read.ref))
+        if pod == old:  # everything below would be done again to the same effect
+            return False
         self._pods[uid] = pod
         if old is None or old.deleted_at is not None or old.identity != pod.identity:
             if old is not None:
@@ -212,6 +222,7 @@ class ClusterState:
         if read.finished_at is not None:  # a finished pod's IP is free for reuse at once
             self._end_pod(pod, read.finished_at)
             self._services.forget_targets(pod.namespace)
+        return True
 
     def _end_pod(self, pod: PodInfo, at: float) -> None:
         indexed = self._pod_ip.get(pod.uid)

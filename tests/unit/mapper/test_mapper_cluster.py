@@ -444,3 +444,23 @@ def test_kafka_broker_pod_by_name_is_its_statefulset() -> None:
     state.apply("ADDED", "Pod", pod("kafka-0", "10.244.6.1", parent=ref("StatefulSet", "kafka")), T0)
     found = state.pod_named(NS, "kafka-0")
     assert found is not None and found.identity == ident("kafka", "StatefulSet")
+
+
+def test_a_status_only_update_keeps_the_generation_and_a_real_change_moves_it() -> None:
+    """The resolver's memos hold while the generation does: in a large cluster most pod events
+    only move conditions (readiness), and they must not wipe every memo."""
+    state = ClusterState()
+    obj = deployment_pod(state, "web", "web-a", "10.244.3.1")
+    before = state.generation
+    ready = {**obj, "status": {**obj["status"], "conditions": [{"type": "Ready", "status": "True"}]}}
+    state.apply("MODIFIED", "Pod", ready, T0 + 5)
+    assert state.generation == before
+    assert state.pod_at("10.244.3.1", T0 + 6) is not None
+    moved = {**ready, "status": {**ready["status"], "podIP": "10.244.3.9"}}
+    state.apply("MODIFIED", "Pod", moved, T0 + 7)
+    assert state.generation > before
+    found = state.pod_at("10.244.3.9", T0 + 8)
+    assert found is not None and found.identity == ident("web", "Deployment")
+    relabelled = {**moved, "metadata": {**moved["metadata"], "labels": {"tier": "front"}}}
+    state.apply("MODIFIED", "Pod", relabelled, T0 + 9)
+    assert state.generation > before + 1  # labels are kept (includeLabels, policies): a change
