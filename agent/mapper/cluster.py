@@ -82,7 +82,8 @@ class ClusterState:
         self._namespace_labels: dict[str, Labels] = {}
         self._nodes: dict[str, tuple[str, ...]] = {}  # watched Node objects: name → addresses
         self._facts: tuple[int, ClusterFacts] | None = None  # (generation, facts) of the last facts()
-        self._node_names: tuple[int, list[str]] | None = None  # (generation, names), the same way
+        self._node_names: tuple[int, list[str]] | None = None  # (_node_version, names) of node_names()
+        self._node_version = 0  # moves when a pod comes, goes or changes node, or a Node changes
         # kind → key → (namespace, name, uid): what a relist that misses the object deletes. Tuples,
         # not stub objects: at 150k pods the dicts alone cost ~100 MB.
         self._known: dict[str, dict[str, tuple[str, str, str]]] = {}
@@ -169,6 +170,7 @@ class ClusterState:
             self._namespace_labels[c.name] = namespace_labels(c)
 
     def _apply_node(self, c: Change) -> None:
+        self._node_version += 1
         if c.deleted:
             # Its IPs stay in _node_ips: traffic seen from them before still came from a node.
             self._nodes.pop(c.name, None)
@@ -189,6 +191,7 @@ class ClusterState:
                 self._forget_live(old)
                 self._pods[uid] = replace(old, deleted_at=at)
                 self._services.forget_targets(old.namespace)
+                self._node_version += 1
                 return True
             return False
         read = read_pod(c, old)
@@ -196,6 +199,8 @@ class ClusterState:
         pod = replace(read.pod, identity=self._identity(read.pod, read.ref))
         if pod == old:  # everything below would be done again to the same effect
             return False
+        if old is None or _placement(old) != _placement(pod):
+            self._node_version += 1  # the nodes pods are on may have changed
         self._pods[uid] = pod
         if old is None or old.deleted_at is not None or old.identity != pod.identity:
             if old is not None:
@@ -208,13 +213,7 @@ class ClusterState:
         if pod.host_ip:
             self._node_ips.add(pod.host_ip)
         if pod.ip and not pod.host_network:  # hostNetwork pods share the node IP: never index by IP
-            indexed = self._pod_ip.get(uid)
-            if indexed != pod.ip:
-                if indexed is not None:
-                    self._ip_history[indexed].end(uid, at)
-                self._ip_history.setdefault(pod.ip, History()).add(read.start if indexed is None else at, uid)
-                self._pod_ip[uid] = pod.ip
-                self._services.forget_targets(pod.namespace)  # targets found by IP may change
+            self._index_ip(pod, read.start, at)
         if pod.host_ip and (pod.host_network or pod.host_ports):
             spans = self._node_spans.setdefault(pod.host_ip, [])
             if not any(s.key == uid for s in spans):
@@ -223,6 +222,16 @@ class ClusterState:
             self._end_pod(pod, read.finished_at)
             self._services.forget_targets(pod.namespace)
         return True
+
+    def _index_ip(self, pod: PodInfo, start: float, at: float) -> None:
+        """Record that ``pod`` holds its IP from ``start`` (its first) or ``at`` (a new one)."""
+        indexed = self._pod_ip.get(pod.uid)
+        if indexed != pod.ip:
+            if indexed is not None:
+                self._ip_history[indexed].end(pod.uid, at)
+            self._ip_history.setdefault(pod.ip, History()).add(start if indexed is None else at, pod.uid)
+            self._pod_ip[pod.uid] = pod.ip
+            self._services.forget_targets(pod.namespace)  # targets found by IP may change
 
     def _end_pod(self, pod: PodInfo, at: float) -> None:
         indexed = self._pod_ip.get(pod.uid)
@@ -388,12 +397,13 @@ class ClusterState:
 
     def node_names(self) -> list[str]:
         """The names of :meth:`facts`'s nodes, without building the facts (coverage asks often),
-        kept until the next write."""
+        kept until a pod comes, goes or moves, or a Node changes (not every write: at 150k pods
+        endpoints and readiness change all the time, and each answer reads every pod)."""
         with self._lock:
             cached = self._node_names
-            if cached is None or cached[0] != self.generation:
+            if cached is None or cached[0] != self._node_version:
                 live = (self._pods[uid] for uids in self._live_by_identity.values() for uid in uids)
-                cached = self._node_names = (self.generation, node_names(live, self._nodes))
+                cached = self._node_names = (self._node_version, node_names(live, self._nodes))
             return list(cached[1])
 
     def namespace_uid(self, name: str) -> str:
@@ -428,3 +438,8 @@ class ClusterState:
             self._pod_ip.pop(uid, None)
             self._owners.forget_pod(uid)
         self._services.prune(cutoff)
+
+
+def _placement(pod: PodInfo) -> tuple[object, ...]:
+    """What :meth:`ClusterState.node_names` reads of a pod."""
+    return pod.node_name, pod.host_ip, pod.host_ips, pod.deleted_at

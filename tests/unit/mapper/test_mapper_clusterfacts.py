@@ -211,3 +211,17 @@ def test_container_ports_are_read_as_the_api_gives_them() -> None:
     assert namespace_labels(change("ADDED", namespace("old"), T0)) == (
         ("kubernetes.io/metadata.name", "old"),
     )
+
+
+def test_node_names_follow_pods_coming_moving_and_going() -> None:
+    state = cluster()
+    names = state.node_names()
+    state.apply(
+        "ADDED", "Pod", pod("batch-1", ip="10.244.9.1", node="node-9", host_ips=("192.168.1.19",)), T0 + 1
+    )
+    assert state.node_names() == sorted([*names, "node-9"]) == [n.name for n in state.facts().nodes]
+    moved = pod("batch-1", ip="10.244.9.1", node="node-8", host_ips=("192.168.1.18",))
+    state.apply("MODIFIED", "Pod", moved, T0 + 2)
+    assert state.node_names() == sorted([*names, "node-8"]) == [n.name for n in state.facts().nodes]
+    state.apply("DELETED", "Pod", moved, T0 + 3)
+    assert state.node_names() == names == [n.name for n in state.facts().nodes]
