@@ -7,7 +7,7 @@ and the real :class:`~agent.mapper.uploader.Uploader`
 :class:`~agent.mapper.cloudclient.HttpCloudClient`), whose transport is the cloud's Lambda
 handler (``cloud_functions.handlers.CloudApp``, API Gateway v2 events: ``tests.support.transports``)
 over :class:`~cloud_functions.store.dynamodb.DynamoGraphStore` with a boto3 client of AWS's
-DynamoDB Local (:mod:`bench.dynamolocal`: 127.0.0.1 only, stopped at the end). The client is built
+DynamoDB Local (:mod:`tests.support.dynamolocal`: 127.0.0.1 only, stopped at the end). The client is built
 as the Lambda builds it (``open_store``: botocore's default retries), plus a connection pool for
 the threads. Tenants (1 to 4 clusters each), clusters and ingest tokens are created in the store as
 the cloud keeps them. The handler answers one request at a time per process (its router keeps
@@ -64,12 +64,12 @@ from agent.mapper.uploader import HttpCloudClient, Uploader, digest  # noqa: E40
 from agent.mapperclient import Request, Response  # noqa: E402
 from bench.cloudscale_clusters import Cluster, cluster_edges  # noqa: E402
 from bench.dynamohooks import DynamoMeter  # noqa: E402
-from bench.dynamolocal import client, dynamodb_local, listeners  # noqa: E402
 from cloud_functions.auth import hash_token, new_token  # noqa: E402
 from cloud_functions.handlers import CloudApp, CloudSettings  # noqa: E402
 from cloud_functions.store.base import TokenRecord  # noqa: E402
 from cloud_functions.store.dynamodb import DynamoGraphStore  # noqa: E402
 from cloud_functions.store.dynamotable import create_table  # noqa: E402
+from tests.support.dynamolocal import client, dynamodb_local, listeners  # noqa: E402
 from tests.support.transports import CloudTransport  # noqa: E402
 
 TABLE = "network-mapper-scale"

