@@ -13,16 +13,15 @@ Last line: ``sniffer_memory: <MB> MB RSS (baseline <MB> MB; <N> responses sent, 
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import struct
 import subprocess
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from dnslib import QTYPE, RR, A, DNSRecord
+from mappersink import sink_server
 
 NS = "nmbench-mem"
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,24 +59,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-class Sink(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        field = body["query"].split("{", 2)[1].split("(")[0].strip()
-        data = json.dumps({"data": {field: True}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def inside(seconds: float) -> None:
     """Runs inside the namespace: sink, sniffer, traffic; prints the figure."""
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    sink = sink_server()
     import threading
 
     threading.Thread(target=sink.serve_forever, daemon=True).start()

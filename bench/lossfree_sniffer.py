@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import logging
 import os
 import pstats
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from mappersink import sink_server  # noqa: E402 - bench/: run as `python bench/<file>.py`
 
 from agent.lifecycle import serve_until_signalled  # noqa: E402
 from agent.settings import SnifferSettings, load  # noqa: E402
@@ -35,26 +35,9 @@ HEALTH_PORT, SINK_PORT = 19091, 19090
 NICE = -20
 
 
-class Sink(BaseHTTPRequestHandler):
-    """The mapper's stand-in: accepts every mutation (the sniffer's reports and status)."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        field = body["query"].split("{", 2)[1].split("(")[0].strip()
-        data = json.dumps({"data": {field: True}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def run_sink() -> None:
     os.sched_setaffinity(0, {SINK_CPU})
-    ThreadingHTTPServer(("127.0.0.1", SINK_PORT), Sink).serve_forever()
+    sink_server(SINK_PORT).serve_forever()
 
 
 def run_sniffer(iface: str, profile_to: str) -> int:
