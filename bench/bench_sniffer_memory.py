@@ -27,9 +27,8 @@ NS = "nmbench-mem"
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 5000
 CLIENTS = 1000
-BASELINE_IMPORTS = (
-    "import sys, agent.sniffer.capture, agent.sniffer.reporter, agent.sniffer.sockets; sys.stdin.read()"
-)
+# Every module the sniffer's process loads (its entry point's imports; main() does not run).
+BASELINE_IMPORTS = "import sys, agent.sniffer.__main__; sys.stdin.read()"
 
 
 def sh(*args: str) -> None:
@@ -94,6 +93,8 @@ def inside(seconds: float) -> None:
                 sent += 1
             time.sleep(0.005)
         time.sleep(2)  # one more report cycle drains what is pending
+        if baseline.poll() is not None:  # a baseline that died would read as 0 MB and flatter us
+            raise RuntimeError(f"the baseline interpreter exited with {baseline.returncode}")
         ours, base = rss_mb(sniffer.pid), rss_mb(baseline.pid)
         metrics = subprocess.run(["ss", "-tlnp"], capture_output=True, text=True, check=True).stdout
         port = next(
