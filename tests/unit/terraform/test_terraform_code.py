@@ -257,12 +257,13 @@ def _called_operations() -> tuple[set[str], set[str], set[str]]:
     """From ``cloud_functions/store/*.py``: (the boto3 operations called at run time, the ones only
     :data:`PROVISIONING` calls, the kinds of transaction items written). A call is
     ``<table>.call("op", ...)`` (DynamoTable's one entry, or a method forwarding to it, such as
-    ``_pages("scan", ...)``) or ``<...client>.op(...)``."""
+    ``_pages("scan", ...)``), ``<table>._send("op", ...)`` (the sender under ``call``, re-sending
+    throttled requests, which the batch reads use directly) or ``<...client>.op(...)``."""
     runtime: set[str] = set()
     provisioning: set[str] = set()
     kinds: set[str] = set()
     trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in sorted(STORE_DIR.glob("*.py"))}
-    entries = {"call"}.union(*(_forwarders(tree) for tree in trees.values()))
+    entries = {"call", "_send"}.union(*(_forwarders(tree) for tree in trees.values()))
 
     def visit(node: ast.AST, into: set[str]) -> None:
         for child in ast.walk(node):
