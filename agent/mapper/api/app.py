@@ -126,6 +126,12 @@ def parse_document(query: str) -> DocumentNode:
     return document
 
 
+def _finished(status: int, result: dict[str, Any], acks: Acks) -> tuple[int, bytes | dict[str, Any], Acks]:
+    """An executed request's status and body; while reports it queued await their commit, the
+    result itself (``_acknowledge`` finishes it) instead of the body."""
+    return status, (result if acks else json.dumps(result, separators=(",", ":")).encode()), acks
+
+
 def _error_formatter(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
     original = error.original_error
     if error.path is not None and original is not None and not isinstance(original, GraphQLError | Busy):
@@ -179,12 +185,9 @@ class GraphQLEndpoint:
         # A small sniffer report is decoded and queued right here: the hop to a worker thread and
         # back cost more than its work (tens of µs), and 5,000 nodes send thousands a second.
         inline = isinstance(data, bytes) and len(data) <= INLINE_BODY_BYTES
-        fast = self._fast_report(data, authorization, peer) if inline and isinstance(data, bytes) else None
+        fast = self._fast_report(data, authorization, peer) if inline else None
         if fast is not None:
-            status, result, acks = fast
-            payload: bytes | dict[str, Any] = (
-                result if acks else json.dumps(result, separators=(",", ":")).encode()
-            )
+            status, payload, acks = _finished(*fast)
         else:
             status, payload, acks = await run_in_threadpool(
                 self._handle, data, authorization, request.method, peer, not inline
@@ -208,9 +211,7 @@ class GraphQLEndpoint:
         if status >= 400:
             messages = "; ".join(str(e.get("message", ""))[:200] for e in result.get("errors", ()))
             log.info("request failed peer=%s status=%d errors=%s", peer, status, messages)
-        if acks:
-            return status, result, acks
-        return status, json.dumps(result, separators=(",", ":")).encode(), acks
+        return _finished(status, result, acks)
 
     @staticmethod
     async def _acknowledge(result: bytes | dict[str, Any], acks: Acks, peer: str) -> bytes:

@@ -86,9 +86,7 @@ def _unsupported(what: str) -> TypeError:
     return TypeError(f"reportinputs cannot decode {what}: leave it to graphql-core")
 
 
-def _typed(
-    kind: GraphQLInputType, structs: dict[str, tuple[Any, Convert | None]]
-) -> tuple[Any, Convert | None]:
+def _typed(kind: GraphQLInputType, structs: dict[str, tuple[Any, Convert]]) -> tuple[Any, Convert | None]:
     """(msgspec type, converter to the coerced value or None when none is needed) of a *nullable*
     GraphQL input type; the caller makes it optional."""
     if isinstance(kind, GraphQLNonNull):
@@ -108,7 +106,7 @@ def _typed(
 
 
 def _field_type(
-    kind: GraphQLInputType, structs: dict[str, tuple[Any, Convert | None]]
+    kind: GraphQLInputType, structs: dict[str, tuple[Any, Convert]]
 ) -> tuple[Any, Convert | None]:
     if isinstance(kind, GraphQLNonNull):
         return _typed(kind.of_type, structs)
@@ -118,15 +116,11 @@ def _field_type(
     return inner | None, lambda value: None if value is None else convert(value)
 
 
-def _struct(
-    kind: GraphQLInputObjectType, structs: dict[str, tuple[Any, Convert | None]]
-) -> tuple[Any, Convert]:
+def _struct(kind: GraphQLInputObjectType, structs: dict[str, tuple[Any, Convert]]) -> tuple[Any, Convert]:
     """A msgspec Struct for an input object type (unknown fields refused, as GraphQL does), and the
     converter of a decoded one to the dict graphql-core would make."""
     if kind.name in structs:
-        found = structs[kind.name]
-        assert found[1] is not None
-        return found[0], found[1]
+        return structs[kind.name]
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     converters: list[tuple[str, Convert]] = []
     for name, field in kind.fields.items():
@@ -159,12 +153,11 @@ def _struct(
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A known report document: the field to run, its response key, the argument it takes, the
-    variable that holds it, and the field's node (for errors located as graphql-core locates them)."""
+    """A known report document: the field to run, its response key, the variable that holds its
+    argument, and the field's node (for errors located as graphql-core locates them)."""
 
     field: str
     key: str
-    argument: str
     variable: str
     node: FieldNode
     decode: Callable[[bytes], Any]
@@ -178,7 +171,7 @@ class ReportInputs:
         assert mutation is not None
         self._parse = parse
         self._decoders: dict[str, tuple[str, str, Callable[[bytes], Any]]] = {}
-        structs: dict[str, tuple[Any, Convert | None]] = {}
+        structs: dict[str, tuple[Any, Convert]] = {}
         for name in FAST_REPORTS:
             ((argument, arg),) = mutation.fields[name].args.items()
             kind = arg.type
@@ -213,7 +206,7 @@ class ReportInputs:
         ):
             return None
         key = node.alias.value if node.alias else node.name.value
-        return Match(node.name.value, key, argument, definition.variable.name.value, node, decode)
+        return Match(node.name.value, key, definition.variable.name.value, node, decode)
 
     @staticmethod
     def variable(match: Match, variables: msgspec.Raw) -> Any | None:
