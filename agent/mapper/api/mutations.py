@@ -21,7 +21,6 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from math import isnan
 from typing import Any
 
 from agent.mapper.api.queries import kafka_operation
@@ -111,11 +110,8 @@ def capture_results(results: Input) -> Converted:
         # updated in place (this loop sees every DNS entry reported).
         names: dict[str, list[Any]] = {}
         for dest in source["destinations"]:
-            name, seen = dest["destination"], dest["lastSeen"]
-            # The checks' common outcome inline (every DNS entry passes here); the methods say why not.
-            if not (name and len(name) <= MAX_NAME and not isnan(seen)) and not (
-                out.named(name) and out.timed(seen)
-            ):
+            name = dest["destination"]
+            if not out.named(name) or not out.timed(dest["lastSeen"]):
                 continue
             ip = dest.get("destinationIP") or ""
             if ip and not is_ip(ip):
@@ -129,8 +125,7 @@ def capture_results(results: Input) -> Converted:
             if server_ip and not is_ip(server_ip):
                 out.skip("bad_ip", f"dnsServerIP is not an IP: {server_ip[:64]!r}")
                 continue
-            ttl = dest.get("TTL") or 0
-            ttl = ttl if ttl > 0 else 0
+            seen, ttl = dest["lastSeen"], max(int(dest.get("TTL") or 0), 0)
             have = names.get(name)
             if have is None:
                 names[name] = [{ip: None} if ip else {}, seen, ttl, dest]
