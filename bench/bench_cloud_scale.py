@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 from botocore.config import Config  # noqa: E402
+from procfigures import percentile  # noqa: E402 - bench/: run as `python bench/<file>.py`
 
 from agent.mapper.store import EdgeStore  # noqa: E402
 from agent.mapper.uploader import HttpCloudClient, Uploader, digest  # noqa: E402
@@ -311,11 +312,6 @@ def main() -> None:
             shards = [f.result() for f in futures]
         elapsed = time.perf_counter() - started
     report(args, shards, elapsed)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
 
 
 def summed(counts: Iterable[Mapping[str, int]]) -> Counter[str]:

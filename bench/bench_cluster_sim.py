@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
+from procfigures import cpu_seconds, percentile  # noqa: E402 - bench/: run as `python bench/<file>.py`
 from simcluster import (  # noqa: E402 - bench/: run as `python bench/<bench>.py`
     Layout,
     Placement,
@@ -77,7 +78,6 @@ TOKEN = "cluster-sim-token"
 HOUR = 3600.0
 MIB = 1 << 20
 GOAL_RATE, GOAL_RSS = 200_000, 1024
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- the API server (child)
@@ -114,11 +114,6 @@ class Phases:
     stream: float = 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
-
-
 def memory_mib(pid: int) -> dict[str, float]:
     found = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -130,11 +125,6 @@ def memory_mib(pid: int) -> dict[str, float]:
 
 def store_mb(data_dir: Path) -> float:
     return sum(f.stat().st_size for f in data_dir.iterdir() if f.is_file()) / 1e6
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 # --------------------------------------------------------------------------- the plan

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
+from procfigures import cpu_seconds  # noqa: E402 - bench/: run as `python bench/<file>.py`
 
 from agent.mapper import gcpolicy  # noqa: E402 - needs the repo on sys.path first
 from agent.mapper.cluster import ClusterState  # noqa: E402
@@ -168,12 +168,6 @@ def serve(data_dir: Path, port_file: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the two paths
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def over_http(bodies: list[bytes], senders: int, tmp: Path) -> tuple[float, float]:

@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from lossfree_sniffer import HEALTH_PORT, NICE, SNIFFER_CPU, print_profile  # noqa: E402  # bench/: run as a script
 from lossfree_traffic import Net, autogroup_priority, dns_frames, network, send_step  # noqa: E402
+from procfigures import cpu_seconds  # noqa: E402 - bench/: run as `python bench/<file>.py`
 
 from sandbox.netns import entered  # noqa: E402
 
@@ -144,11 +145,6 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
                 return True
         time.sleep(interval)
     return False
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sniffer_step(
